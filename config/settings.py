@@ -1,0 +1,145 @@
+"""Settings structs, TOML + environment loading, validation errors that name the key and the value."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+ENV_PREFIX = "TAPE__"
+
+
+class ConfigError(ValueError):
+    """A settings file or override that cannot be used; the message names the key and the value."""
+
+
+class _Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class LogSettings(_Settings):
+    """The event log: where sessions go, when appends are durable, and how writes are batched."""
+
+    target: str = "runs"
+    sync: Literal["batch", "interval", "none"] = "batch"
+    sync_interval_ms: Annotated[int, Meta(ge=1, le=60_000)] = 50
+    segment_bytes: Annotated[int, Meta(ge=65_536, le=1 << 34)] = 64 * 1024 * 1024
+    queue_batches: Annotated[int, Meta(ge=1, le=1_000_000)] = 64
+    group_batches: Annotated[int, Meta(ge=1, le=10_000)] = 32
+    pg_connect_attempts: Annotated[int, Meta(ge=1, le=100)] = 5
+    pg_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0
+
+
+class LoggingSettings(_Settings):
+    """Diagnostics (structlog): level and output format."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "console", "json"] = "auto"
+
+
+class SessionSettings(_Settings):
+    """What every session records about itself."""
+
+    seed: Annotated[int, Meta(ge=0, le=2**63 - 1)] = 0
+    venue: str = "sim"
+
+
+class Settings(_Settings):
+    log: LogSettings = LogSettings()
+    logging: LoggingSettings = LoggingSettings()
+    session: SessionSettings = SessionSettings()
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _lookup(data: Any, path: list[str | int]) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _env_value(name: str, text: str) -> Any:
+    """An environment value as TOML would read it (``5`` is an int, ``true`` a bool, else a string)."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in sorted(env):  # sorted: a defined order whatever the environment's
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if len(parts) < 2 or not all(parts):
+            raise ConfigError(f"environment variable {name}: expected {ENV_PREFIX}SECTION__KEY, e.g. TAPE__LOG__SYNC")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _env_value(name, env[name])
+    return out
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Shipped defaults, then the TOML file at ``path`` (if any), then ``TAPE__SECTION__KEY`` variables."""
+    data = tomllib.loads(resources.files("config").joinpath("defaults.toml").read_text())
+    source = "shipped defaults"
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the settings file ({exc.strerror})") from exc
+        try:
+            data = _merge(data, tomllib.loads(text))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+        source = str(path)
+    overrides = _from_env(os.environ if env is None else env)
+    if overrides:
+        data = _merge(data, overrides)
+        source += " + environment"
+    try:
+        return msgspec.convert(data, Settings)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_explain(exc, data, source)) from None
+
+
+def _explain(exc: msgspec.ValidationError, data: dict[str, Any], source: str) -> str:
+    """Turn msgspec's ``... - at `$.log.sync``` into ``log.sync = 'sometimes': ...`` with the value."""
+    message = str(exc)
+    reason, _, at = message.rpartition(" - at `")
+    if not at:
+        return f"{source}: {message}"
+    path = [p for p in at.rstrip("`").removeprefix("$").split(".") if p]
+    key = ".".join(path)
+    if reason.startswith("Object contains unknown field"):
+        field = reason.split("`")[1]
+        return f"{source}: unknown setting {key + '.' if key else ''}{field}; check its spelling against config/defaults.toml"
+    value = _lookup(data, path)
+    return f"{source}: {key} = {value!r}: {reason}"
+
+
+def settings_hash(settings: Settings) -> str:
+    """A stable hash of the effective settings (sha256 of their canonical JSON), recorded per session."""
+    canonical = msgspec.json.encode(msgspec.to_builtins(settings), order="sorted")
+    return hashlib.sha256(canonical).hexdigest()

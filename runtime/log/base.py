@@ -1,0 +1,268 @@
+"""The event-log interface shared by every backend, and its write pipeline.
+
+A log holds one session: records numbered 1, 2, 3, … with no gaps. Appends go through a bounded queue
+to one writer task, which assigns seqs, writes whole batches (group commit: several queued batches
+share one sync) and acknowledges each batch only once it is durable under the sync policy. A full
+queue makes ``append`` wait (backpressure); nothing is ever dropped. If a write fails the log is
+*broken*: every pending and later append fails with the original error, because carrying on
+unrecorded is worse than stopping (DESIGN §2.5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from typing import Literal, NamedTuple
+
+import msgspec
+
+from ..events import EVENT_TYPES, SCHEMA_VERSION, Event, Record
+
+__all__ = [
+    "CorruptLogError",
+    "Entry",
+    "EventLog",
+    "LogBrokenError",
+    "LogError",
+    "LogLockedError",
+    "LogUnavailableError",
+    "NotALogError",
+    "SeqConflictError",
+    "SeqRange",
+    "SessionMeta",
+]
+
+Entry = tuple[int, Event]  # (ts_ns, event): what a producer appends; the log assigns the seq
+SessionStatus = Literal["open", "closed", "ended", "crashed"]
+
+_EVENT_CLASSES = frozenset(EVENT_TYPES.values())
+
+
+class LogError(Exception):
+    """Base of every error the event log raises on purpose."""
+
+
+class NotALogError(LogError):
+    """The target exists but is not a tape event log (or not one this version can read)."""
+
+
+class CorruptLogError(LogError):
+    """Stored data failed a check; names where, so the damage can be inspected or salvaged."""
+
+    def __init__(self, where: str, offset: int | None, detail: str) -> None:
+        self.where, self.offset, self.detail = where, offset, detail
+        at = f"{where} at byte offset {offset}" if offset is not None else where
+        super().__init__(
+            f"corrupt log: {at}: {detail}. Run `tape log verify` for a full report, and "
+            "`tape log repair LOG --out NEW` to salvage every record before the damage."
+        )
+
+
+class LogLockedError(LogError):
+    """Another writer already holds the session: a log has exactly one writer."""
+
+
+class LogUnavailableError(LogError):
+    """The storage cannot be reached (e.g. PostgreSQL is down); nothing was acknowledged."""
+
+
+class SeqConflictError(LogError):
+    """A duplicate or out-of-order seq: two writers, or a bug. Never silently resolved."""
+
+
+class LogBrokenError(LogError):
+    """An earlier write failed; the log accepts no more appends until it is reopened."""
+
+
+class SeqRange(NamedTuple):
+    """The seqs assigned to one appended batch, both ends inclusive."""
+
+    first: int
+    last: int
+
+
+class SessionMeta(msgspec.Struct, frozen=True, kw_only=True):
+    """What a log knows about its session. ``created_ns``/``ended_ns`` are wall-clock metadata only."""
+
+    session_id: str
+    status: SessionStatus = "open"
+    mode: str = ""
+    venue: str = ""
+    seed: int = 0
+    config_hash: str = ""
+    code_version: str = ""
+    schema_version: int = SCHEMA_VERSION
+    created_ns: int = 0
+    ended_ns: int | None = None
+    end_reason: str | None = None
+    last_seq: int = 0
+
+
+def check_entries(entries: Sequence[Entry]) -> None:
+    """Refuse, before anything is written, a batch that the log could not read back."""
+    if not entries:
+        raise ValueError("append: the batch is empty")
+    for i, entry in enumerate(entries):
+        if type(entry) is not tuple or len(entry) != 2:
+            raise TypeError(f"append: entry {i} is {entry!r}, expected a (ts_ns, event) tuple")
+        ts, event = entry
+        if type(event) not in _EVENT_CLASSES:
+            raise TypeError(f"append: entry {i} holds {type(event).__name__}, not a tape event")
+        if type(ts) is not int or ts < 0:
+            raise TypeError(f"append: entry {i} has ts_ns {ts!r}, expected a non-negative int")
+
+
+class EventLog(ABC):
+    """One session's append-only log. Use as ``async with``; see :func:`runtime.log.open_log`."""
+
+    #: a human-readable name of where the log lives (a directory, a redacted DSN + session)
+    location: str
+
+    def __init__(self, *, writable: bool, queue_batches: int, group_batches: int) -> None:
+        self.writable = writable
+        self._queue_batches = queue_batches
+        self._group_batches = group_batches
+        self._queue: asyncio.Queue[tuple[Sequence[Entry], asyncio.Future[SeqRange]]] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._broken: BaseException | None = None
+        self._closed = False
+        self._appended = asyncio.Event()
+
+    # -- reading ------------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def last_seq(self) -> int:
+        """The last durable (acknowledged) seq, 0 for an empty log."""
+
+    @abstractmethod
+    async def meta(self) -> SessionMeta:
+        """The session's metadata, with its current status and last seq."""
+
+    @abstractmethod
+    def read(self, first: int = 1, last: int | None = None) -> AsyncIterator[list[Record]]:
+        """Records ``first..last`` (to the end if ``last`` is None) in seq order, in batches."""
+
+    async def follow(self, first: int = 1, *, poll_s: float = 0.05) -> AsyncIterator[list[Record]]:
+        """Records from ``first`` on as they are appended; ends once the session is marked ended."""
+        nxt = first
+        while True:
+            async for batch in self.read(nxt):
+                nxt = batch[-1].seq + 1
+                yield batch
+            meta = await self.meta()
+            if meta.status == "ended" and nxt > meta.last_seq:
+                return
+            if self.writable:
+                self._appended.clear()
+                if self.last_seq < nxt:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._appended.wait(), timeout=max(poll_s, 1.0))
+            else:
+                await self._wait_external(poll_s)
+
+    async def _wait_external(self, poll_s: float) -> None:
+        """Wait a while for another process to append (backends may wake sooner)."""
+        await asyncio.sleep(poll_s)
+
+    # -- writing ------------------------------------------------------------------------------
+    async def append(self, entries: Sequence[Entry]) -> SeqRange:
+        """Append one batch atomically; returns its seqs once durable under the sync policy."""
+        if not self.writable:
+            raise LogError(f"{self.location}: opened read-only; open it with mode='a' to append")
+        if self._closed:
+            raise LogError(f"{self.location}: the log is closed")
+        if self._broken is not None:
+            raise LogBrokenError(f"{self.location}: an earlier write failed ({self._broken}); reopen the log")
+        check_entries(entries)
+        if self._queue is None:
+            self._queue = asyncio.Queue(maxsize=self._queue_batches)
+            self._writer = asyncio.create_task(self._write_loop(), name=f"tape-log-writer {self.location}")
+        fut: asyncio.Future[SeqRange] = asyncio.get_running_loop().create_future()
+        await self._queue.put((entries, fut))  # waits while the queue is full: backpressure
+        return await fut
+
+    async def _write_loop(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        while True:
+            group = [await queue.get()]
+            while len(group) < self._group_batches and not queue.empty():
+                group.append(queue.get_nowait())
+            if self._broken is not None:
+                for _, fut in group:
+                    if not fut.done():
+                        fut.set_exception(LogBrokenError(f"{self.location}: an earlier write failed ({self._broken})"))
+                    queue.task_done()
+                continue
+            try:
+                ranges = await self._write_batches([entries for entries, _ in group])
+            except BaseException as exc:  # noqa: BLE001 - every failure must reach the producers
+                self._broken = exc
+                for _, fut in group:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                    queue.task_done()
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, fut), rng in zip(group, ranges, strict=True):
+                if not fut.done():
+                    fut.set_result(rng)
+            for _ in group:
+                queue.task_done()
+            self._appended.set()
+
+    async def flush(self) -> None:
+        """Wait until every batch queued so far is written and synced."""
+        if self._queue is not None and self._writer is not None and not self._writer.done():
+            await self._queue.join()
+        if self._broken is None:
+            await self._sync()
+
+    @abstractmethod
+    async def _write_batches(self, batches: list[Sequence[Entry]]) -> list[SeqRange]:
+        """Write whole batches, durably under the sync policy, and return their seq ranges."""
+
+    async def _sync(self) -> None:
+        """Make every written batch durable (for a policy that defers syncing)."""
+
+    # -- session status and closing -----------------------------------------------------------
+    @abstractmethod
+    async def mark(self, status: SessionStatus, reason: str | None = None) -> None:
+        """Record the session's status (``ended`` when it finished, ``crashed`` if it died)."""
+
+    async def close(self) -> None:
+        """Drain pending appends, sync, mark an open session ``closed``, release the writer lock.
+
+        Idempotent. A session that was not marked ``ended`` stays resumable: opening it with
+        ``mode="a"`` continues at the next seq.
+        """
+        if self._closed:
+            return
+        try:
+            if self._writer is not None:
+                await self.flush()
+                self._writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._writer
+            if self.writable and self._broken is None and self._status() == "open":
+                await self.mark("closed")
+        finally:
+            self._closed = True
+            await self._release()
+
+    @abstractmethod
+    def _status(self) -> SessionStatus:
+        """The status this writer last recorded."""
+
+    @abstractmethod
+    async def _release(self) -> None:
+        """Release files, connections and the writer lock."""
+
+    async def __aenter__(self) -> EventLog:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
