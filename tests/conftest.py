@@ -35,7 +35,7 @@ def _pg_reachable(dsn: str) -> str | None:
 
     try:
         asyncio.run(probe())
-    except Exception as exc:  # noqa: BLE001 - any failure means unreachable, with its reason
+    except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
 

@@ -198,7 +198,7 @@ class EventLog(ABC):
                 continue
             try:
                 ranges = await self._write_batches([entries for entries, _ in group])
-            except BaseException as exc:  # noqa: BLE001 - every failure must reach the producers
+            except BaseException as exc:
                 self._broken = exc
                 for _, fut in group:
                     if not fut.done():
@@ -225,6 +225,7 @@ class EventLog(ABC):
     async def _write_batches(self, batches: list[Sequence[Entry]]) -> list[SeqRange]:
         """Write whole batches, durably under the sync policy, and return their seq ranges."""
 
+    @abstractmethod
     async def _sync(self) -> None:
         """Make every written batch durable (for a policy that defers syncing)."""
 

@@ -24,7 +24,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,6 +146,8 @@ class FileLog(EventLog):
         self._unsynced = False
         self._last_sync = time.monotonic()
         self._sync_timer: asyncio.TimerHandle | None = None
+        self._sync_task: asyncio.Future[None] | None = None
+        self._generation = 0  # bumped by every write, so a concurrent sync knows what it covered
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -371,7 +373,7 @@ class FileLog(EventLog):
                     seg = nxt
         self._last_seq = self._segments[-1].last_seq
 
-    def read_sync(self, first: int = 1, last: int | None = None):  # noqa: ANN201 - a generator
+    def read_sync(self, first: int = 1, last: int | None = None) -> Iterator[list[Record]]:
         """Synchronous form of :meth:`read` (for replay and training loops without an event loop)."""
         if first < 1:
             raise ValueError(f"read: first seq must be >= 1, got {first}")
@@ -390,7 +392,7 @@ class FileLog(EventLog):
         if damage is not None and (last is None or last > self._last_seq):
             raise damage
 
-    def _read_segment(self, seg: _Segment, first: int, stop: int):  # noqa: ANN202
+    def _read_segment(self, seg: _Segment, first: int, stop: int) -> Iterator[list[Record]]:
         off, seq = seg.start_for(first)
         size = seg.size
         where = str(seg.path)
@@ -437,7 +439,7 @@ class FileLog(EventLog):
     def _timer_sync(self) -> None:
         self._sync_timer = None
         if self._unsynced and self._fd is not None and self._broken is None:
-            asyncio.ensure_future(self._sync())
+            self._sync_task = asyncio.ensure_future(self._sync())
 
     def _write_sync(self, batches: list[Sequence[Entry]]) -> list[SeqRange]:
         seq = self._last_seq + 1
@@ -460,6 +462,7 @@ class FileLog(EventLog):
                 seq += len(part)
             ranges.append(SeqRange(start, seq - 1))
         assert self._fd is not None
+        self._generation += 1
         _write_all(self._fd, b"".join(chunks))
         policy = self.settings.sync
         if policy == "batch" or (
@@ -491,8 +494,10 @@ class FileLog(EventLog):
 
     async def _sync(self) -> None:
         if self._fd is not None and self._unsynced:
+            generation = self._generation
             await asyncio.to_thread(os.fdatasync, self._fd)
-            self._unsynced = False
+            if generation == self._generation:  # nothing was written while we synced
+                self._unsynced = False
             self._last_sync = time.monotonic()
 
     # -- status and closing -------------------------------------------------------------------
