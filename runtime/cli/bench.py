@@ -1,0 +1,171 @@
+"""``tape bench``: benchmarks that print figures (never assertions)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import msgspec
+
+from config import LogSettings, Settings
+
+from ..ids import new_session_id
+from ..log import EventLog, FileLog, SessionMeta, create_log, open_log
+from ..log import segments as fmt
+from ..synthetic import market_events
+from ..version import code_version
+
+BATCH = 10_000
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    bench = commands.add_parser("bench", help="measure this machine: print figures (not pass/fail)",
+                                description="Benchmarks. Each prints figures measured side by side in one run.")
+    sub = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
+    p = sub.add_parser(
+        "log", help="event-log append and read rates against msgspec's raw ceiling",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Append N synthetic market events in batches of 10,000 to a file log with fsync per batch "
+        "(file_append_eps), read and decode them back (file_read_eps), and measure msgspec's raw encode/decode "
+        "rate on the same records (msgspec_encode_eps, msgspec_decode_eps: the ceiling). With --dsn the same "
+        "against PostgreSQL (pg_append_eps, pg_read_eps). Each figure is the median of --repeat runs.",
+        epilog="keys of --json: events, batch, repeat, file_append_eps, file_read_eps, msgspec_encode_eps,\n"
+        "msgspec_decode_eps, read_vs_decode, [pg_append_eps, pg_read_eps], machine\n\n"
+        "example:\n  tape bench log --events 1000000 --json")
+    p.add_argument("--events", type=int, default=1_000_000, metavar="N", help="events per run (default 1,000,000)")
+    p.add_argument("--repeat", type=int, default=3, metavar="R", help="runs per figure; the median is shown (default 3)")
+    p.add_argument("--log", metavar="DIR", help="keep the file log of the last run in this new run directory "
+                   "(default: a temporary directory, removed afterwards)")
+    p.add_argument("--dsn", metavar="DSN", help="also measure PostgreSQL at this postgresql:// DSN")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=bench_log)
+
+
+def _rate(n: int, seconds: float) -> float:
+    return n / max(seconds, 1e-9)
+
+
+def _machine() -> dict[str, object]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(terse=True), "msgspec": msgspec.__version__}
+
+
+async def _append_run(log: EventLog, entries: list, note: Callable[[int], None]) -> float:
+    start = time.perf_counter()
+    for lo in range(0, len(entries), BATCH):
+        await log.append(entries[lo : lo + BATCH])
+        note(lo + BATCH)
+    await log.close()
+    return time.perf_counter() - start
+
+
+async def _read_run(open_reader: Callable[[], Awaitable[EventLog]]) -> tuple[float, int]:
+    reader = await open_reader()
+    start = time.perf_counter()
+    n = 0
+    async for batch in reader.read():
+        n += len(batch)
+    seconds = time.perf_counter() - start
+    await reader.close()
+    return seconds, n
+
+
+async def bench_log(args: argparse.Namespace, settings: Settings) -> int:
+    from . import UsageError
+
+    if args.events < BATCH:
+        raise UsageError(f"--events must be at least {BATCH:,}")
+    if args.log and Path(args.log).exists():
+        raise UsageError(f"--log {args.log} already exists; name a new run directory")
+    say = (lambda *a: print(*a, file=sys.stderr)) if not args.json else (lambda *a: None)
+    n, repeat = args.events, max(1, args.repeat)
+    say(f"generating {n:,} synthetic market events …")
+    entries = market_events(n, markets=16, seed=1)
+    records = [(i + 1, ts, ev) for i, (ts, ev) in enumerate(entries)]
+    batches = [records[lo : lo + BATCH] for lo in range(0, n, BATCH)]
+
+    enc, dec = [], []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        blobs = [fmt.ENCODER.encode(b) for b in batches]
+        enc.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        for blob in blobs:
+            fmt.RECORDS.decode(blob)
+        dec.append(time.perf_counter() - t)
+    result: dict[str, object] = {"events": n, "batch": BATCH, "repeat": repeat,
+                                 "msgspec_encode_eps": round(_rate(n, statistics.median(enc))),
+                                 "msgspec_decode_eps": round(_rate(n, statistics.median(dec))),
+                                 "bytes_per_event": round(sum(len(b) for b in blobs) / n, 1)}
+
+    file_settings = LogSettings(sync="batch")
+    scratch = Path(tempfile.mkdtemp(prefix="tape-bench-"))
+    appends, reads = [], []
+    try:
+        for i in range(repeat):
+            meta = SessionMeta(session_id=new_session_id("bench"), mode="bench", venue="synthetic",
+                               code_version=code_version(), created_ns=time.time_ns())
+            keep = args.log and i == repeat - 1
+            root = Path(args.log) if keep else scratch / f"run{i}"
+            say(f"file log run {i + 1}/{repeat}: appending to {root} (fsync per batch) …")
+            log = FileLog.create(root, meta, file_settings)
+            appends.append(await _append_run(log, entries, lambda _: None))
+            seconds, got = await _read_run(lambda root=root: open_log(root, settings=file_settings))
+            assert got == n, f"read back {got} of {n} events"
+            reads.append(seconds)
+            if not keep:
+                shutil.rmtree(root)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result["file_append_eps"] = round(_rate(n, statistics.median(appends)))
+    result["file_read_eps"] = round(_rate(n, statistics.median(reads)))
+    result["read_vs_decode"] = round(result["file_read_eps"] / result["msgspec_decode_eps"], 3)  # type: ignore[operator]
+
+    if args.dsn:
+        from ..log.postgres import drop_session
+
+        pg_settings = msgspec.structs.replace(settings.log, sync="batch")
+        appends, reads = [], []
+        for i in range(repeat):
+            meta = SessionMeta(session_id=new_session_id("bench"), mode="bench", venue="synthetic",
+                               code_version=code_version(), created_ns=time.time_ns())
+            say(f"postgresql run {i + 1}/{repeat}: appending session {meta.session_id} …")
+            log = await create_log(args.dsn, meta, pg_settings)
+            appends.append(await _append_run(log, entries, lambda _: None))
+            seconds, got = await _read_run(lambda sid=meta.session_id: open_log(args.dsn, session=sid, settings=pg_settings))
+            assert got == n, f"read back {got} of {n} events"
+            reads.append(seconds)
+            await drop_session(args.dsn, meta.session_id, pg_settings)
+        result["pg_append_eps"] = round(_rate(n, statistics.median(appends)))
+        result["pg_read_eps"] = round(_rate(n, statistics.median(reads)))
+    result["machine"] = _machine()
+
+    if args.json:
+        print(msgspec.json.encode(result).decode())
+        return 0
+    print(f"tape bench log: {n:,} events, batches of {BATCH:,}, median of {repeat} run(s)")
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        if key == "machine":
+            continue
+        shown = f"{value:,}" if isinstance(value, int) else str(value)
+        print(f"  {key:<{width}}  {shown}")
+    print("  machine: " + ", ".join(f"{k}={v}" for k, v in result["machine"].items()))  # type: ignore[union-attr]
+    return 0
+
