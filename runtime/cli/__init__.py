@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="tape",
+        allow_abbrev=False,
         description="tape: an event-sourced trading runtime for prediction markets. Every input and "
         "decision is an event in one append-only log that replays exactly.",
         epilog=EPILOG,

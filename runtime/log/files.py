@@ -33,6 +33,7 @@ import msgspec
 from config import LogSettings
 
 from ..events import Record
+from ..logger import get_logger
 from . import segments as fmt
 from .base import (
     CorruptLogError,
@@ -278,6 +279,10 @@ class FileLog(EventLog):
                 f.flush()
                 os.fsync(f.fileno())
             self.recovery = Recovery(self._meta.status, seg.last_seq, truncated, f"{where} at byte offset {end.offset}")
+            get_logger("log").warning(
+                "torn tail truncated", log=str(self.root), segment=where, offset=end.offset, bytes=truncated,
+                last_seq=seg.last_seq, why=end.detail,
+            )
         return seg
 
     def _scan_into(self, seg: _Segment, file_size: int) -> fmt.ScanEnd:
