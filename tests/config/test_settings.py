@@ -1,0 +1,89 @@
+"""Settings: shipped defaults, TOML over them, environment over that; frozen, validated, hashed."""
+
+from __future__ import annotations
+
+import io
+
+import msgspec
+import pytest
+
+from config import ConfigError, LoggingSettings, Settings, load_settings, settings_hash
+from runtime.logger import configure_logging, get_logger
+
+
+def test_the_shipped_defaults_load_and_match_the_struct_defaults():
+    assert load_settings(env={}) == Settings()
+
+
+def test_a_toml_file_overrides_only_what_it_names(tmp_path):
+    path = tmp_path / "tape.toml"
+    path.write_text('[log]\nsync = "interval"\nsync_interval_ms = 20\n')
+    settings = load_settings(path, env={})
+    assert (settings.log.sync, settings.log.sync_interval_ms, settings.log.target) == ("interval", 20, "runs")
+
+
+def test_environment_variables_override_the_file_with_toml_typed_values(tmp_path):
+    path = tmp_path / "tape.toml"
+    path.write_text('[log]\nsync = "interval"\n')
+    env = {"TAPE__LOG__SYNC": "none", "TAPE__LOG__QUEUE_BATCHES": "8", "TAPE__SESSION__VENUE": "kalshi-demo", "HOME": "/x"}
+    settings = load_settings(path, env=env)
+    assert (settings.log.sync, settings.log.queue_batches, settings.session.venue) == ("none", 8, "kalshi-demo")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TAPE__LOG__SYNC": "sometimes"}, "shipped defaults + environment: log.sync = 'sometimes': Invalid enum value 'sometimes'"),
+        ({"TAPE__LOG__SEGMENT_BYTES": "12"}, "shipped defaults + environment: log.segment_bytes = 12: Expected `int` >= 65536"),
+        ({"TAPE__LOG__QUEUE_BATCHES": "many"}, "shipped defaults + environment: log.queue_batches = 'many': Expected `int`, got `str`"),
+        ({"TAPE__LOG__SYN": "batch"}, "shipped defaults + environment: unknown setting log.syn; check its spelling against config/defaults.toml"),
+        ({"TAPE__LOGSYNC": "batch"}, "environment variable TAPE__LOGSYNC: expected TAPE__SECTION__KEY, e.g. TAPE__LOG__SYNC"),
+    ],
+)
+def test_bad_settings_name_the_key_and_the_value(env, message):
+    with pytest.raises(ConfigError) as info:
+        load_settings(env=env)
+    assert str(info.value) == message
+
+
+def test_a_bad_file_is_named(tmp_path):
+    path = tmp_path / "tape.toml"
+    path.write_text("[log\n")
+    with pytest.raises(ConfigError, match=f"^{path}: not valid TOML"):
+        load_settings(path, env={})
+    with pytest.raises(ConfigError, match="cannot read the settings file"):
+        load_settings(tmp_path / "missing.toml", env={})
+    path.write_text('[session]\nseed = -1\n')
+    with pytest.raises(ConfigError, match=f"^{path}: session.seed = -1: Expected `int` >= 0$"):
+        load_settings(path, env={})
+
+
+def test_settings_are_frozen():
+    settings = load_settings(env={})
+    with pytest.raises(AttributeError):
+        settings.log = None  # type: ignore[misc]
+
+
+def test_the_hash_is_stable_and_changes_with_any_setting():
+    a = settings_hash(load_settings(env={}))
+    assert a == settings_hash(load_settings(env={})) and len(a) == 64
+    assert a != settings_hash(load_settings(env={"TAPE__SESSION__SEED": "1"}))
+    assert msgspec.json.decode(msgspec.json.encode(Settings()), type=Settings) == Settings()
+
+
+def test_diagnostics_are_json_lines_when_not_on_a_terminal():
+    stream = io.StringIO()
+    configure_logging(LoggingSettings(level="info", format="auto"), stream=stream)
+    get_logger("log", session="s1").warning("torn tail truncated", bytes=5)
+    get_logger("log").debug("not shown at info")
+    (line,) = stream.getvalue().splitlines()
+    event = msgspec.json.decode(line)
+    assert {k: event[k] for k in ("event", "level", "component", "session", "bytes")} == {
+        "event": "torn tail truncated", "level": "warning", "component": "log", "session": "s1", "bytes": 5}
+
+
+def test_diagnostics_are_readable_on_a_console():
+    stream = io.StringIO()
+    configure_logging(LoggingSettings(format="console"), stream=stream)
+    get_logger("log").info("opened", seq=3)
+    assert "opened" in stream.getvalue() and "seq=3" in stream.getvalue() and not stream.getvalue().startswith("{")
