@@ -15,7 +15,7 @@ from pathlib import Path
 
 import msgspec
 
-from config import LogSettings, Settings
+from config import LogSettings, Settings, settings_hash
 
 from ..ids import new_session_id
 from ..log import EventLog, FileLog, SessionMeta, create_log, open_log
@@ -96,7 +96,7 @@ async def bench_log(args: argparse.Namespace, settings: Settings) -> int:
     say = (lambda *a: print(*a, file=sys.stderr)) if not args.json else (lambda *a: None)
     n, repeat = args.events, max(1, args.repeat)
     say(f"generating {n:,} synthetic market events …")
-    entries = market_events(n, markets=16, seed=1)
+    entries = market_events(n, markets=16, seed=1, start_ns=time.time_ns())
     records = [(i + 1, ts, ev) for i, (ts, ev) in enumerate(entries)]
     batches = [records[lo : lo + BATCH] for lo in range(0, n, BATCH)]
 
@@ -120,7 +120,8 @@ async def bench_log(args: argparse.Namespace, settings: Settings) -> int:
     try:
         for i in range(repeat):
             meta = SessionMeta(session_id=new_session_id("bench"), mode="bench", venue="synthetic",
-                               code_version=code_version(), created_ns=time.time_ns())
+                               config_hash=settings_hash(settings), code_version=code_version(),
+                               created_ns=time.time_ns())
             keep = args.log and i == repeat - 1
             root = Path(args.log) if keep else scratch / f"run{i}"
             say(f"file log run {i + 1}/{repeat}: appending to {root} (fsync per batch) …")
@@ -144,7 +145,8 @@ async def bench_log(args: argparse.Namespace, settings: Settings) -> int:
         appends, reads = [], []
         for i in range(repeat):
             meta = SessionMeta(session_id=new_session_id("bench"), mode="bench", venue="synthetic",
-                               code_version=code_version(), created_ns=time.time_ns())
+                               config_hash=settings_hash(settings), code_version=code_version(),
+                               created_ns=time.time_ns())
             say(f"postgresql run {i + 1}/{repeat}: appending session {meta.session_id} …")
             log = await create_log(args.dsn, meta, pg_settings)
             appends.append(await _append_run(log, entries, lambda _: None))
