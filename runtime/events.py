@@ -29,6 +29,7 @@ __all__ = [
     "EVENT_TYPES",
     "SCHEMA_VERSION",
     "Event",
+    "Level",
     "Record",
     "event_type",
     "is_derived",
