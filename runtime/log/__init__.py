@@ -25,11 +25,12 @@ from .base import (
     LogLockedError,
     LogUnavailableError,
     NotALogError,
+    Recovery,
     SeqConflictError,
     SeqRange,
     SessionMeta,
 )
-from .files import FileLog, Recovery, is_file_log
+from .files import FileLog, is_file_log
 
 __all__ = [
     "CorruptLogError",
@@ -120,9 +121,9 @@ async def list_sessions(target: str | Path, settings: LogSettings | None = None)
 
 
 def _redact(dsn: str) -> str:
-    """A DSN without its password, for messages."""
+    """A DSN for messages: its password hidden, in the netloc and in a ``password=`` parameter."""
     parts = urlsplit(dsn)
     if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        parts = parts._replace(netloc=netloc)
-    return urlunsplit(parts)
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    query = [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import msgspec
@@ -29,6 +30,7 @@ __all__ = [
     "LogLockedError",
     "LogUnavailableError",
     "NotALogError",
+    "Recovery",
     "SeqConflictError",
     "SeqRange",
     "SessionMeta",
@@ -81,6 +83,20 @@ class SeqRange(NamedTuple):
 
     first: int
     last: int
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What opening a log for writing found: how the last writer left it and what was truncated.
+
+    ``previous_status`` is the status stored by the last writer: ``open`` means it died without
+    closing (a crash), ``closed``/``ended`` that it finished cleanly.
+    """
+
+    previous_status: SessionStatus
+    last_seq: int
+    truncated_bytes: int
+    truncated_at: str | None = None
 
 
 class SessionMeta(msgspec.Struct, frozen=True, kw_only=True):

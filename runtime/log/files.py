@@ -42,12 +42,13 @@ from .base import (
     LogError,
     LogLockedError,
     NotALogError,
+    Recovery,
     SeqRange,
     SessionMeta,
     SessionStatus,
 )
 
-__all__ = ["FileLog", "Recovery", "is_file_log"]
+__all__ = ["FileLog", "is_file_log"]
 
 META_FILE = "session.json"
 LOCK_FILE = "LOCK"
@@ -85,16 +86,6 @@ class _Segment:
         if i < 0:
             return fmt.HEADER_SIZE, self.first_seq
         return self.offsets[i], self.seqs[i]
-
-
-@dataclass(frozen=True)
-class Recovery:
-    """What opening a log for writing found: how the last writer ended and what was truncated."""
-
-    previous_status: SessionStatus
-    last_seq: int
-    truncated_bytes: int
-    truncated_at: str | None = None
 
 
 def is_file_log(path: Path) -> bool:
