@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 
 from runtime.events import EVENT_TYPES, Level, Record
 from runtime.log import EventLog, SessionMeta
+from runtime.log.files import fsync_path
 
 __all__ = [
     "EXPORT_FORMAT_VERSION",
@@ -305,14 +306,6 @@ def _check_seqs(table: pa.Table, first: int) -> None:
         )
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class _Sink:
     """Hands row groups to one worker thread, one at a time, while the next is being encoded."""
 
@@ -404,9 +397,9 @@ async def export_parquet(
 
         def finish() -> None:
             writer.close()
-            _fsync(tmp)
+            fsync_path(tmp)
             os.replace(tmp, out)
-            _fsync(out.parent)
+            fsync_path(out.parent)
 
         await asyncio.get_running_loop().run_in_executor(io, finish)
     except BaseException:

@@ -248,8 +248,8 @@ async def verify(args: argparse.Namespace, settings: Settings) -> int:
             "segments": report.segments, "last_seq": report.last_seq,
             "problems": [str(p) for p in report.problems], "notes": report.notes}).decode())
     else:
-        where = f"{report.segments} segment(s), " if report.segments else ""
-        print(f"{report.location}: {report.records:,} records in {where}{report.frames:,} frame(s), seq 1..{report.last_seq}")
+        unit = f"{report.segments} segment(s), {report.frames:,} frame(s)" if report.segments else f"{report.frames:,} page(s)"
+        print(f"{report.location}: {report.records:,} records in {unit}, seq 1..{report.last_seq}")
         for note in report.notes:
             print(f"note: {note}")
         for problem in report.problems:

@@ -48,7 +48,7 @@ from .base import (
     SessionStatus,
 )
 
-__all__ = ["FileLog", "is_file_log"]
+__all__ = ["FileLog", "fsync_path", "is_file_log"]
 
 META_FILE = "session.json"
 LOCK_FILE = "LOCK"
@@ -92,7 +92,8 @@ def is_file_log(path: Path) -> bool:
     return (path / META_FILE).is_file()
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a directory after creating, renaming or removing an entry in it)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -107,7 +108,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -323,7 +324,7 @@ class FileLog(EventLog):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         _write_all(fd, fmt.encode_header(first_seq, self._meta.session_id))
         os.fsync(fd)
-        _fsync_dir(self.root)
+        fsync_path(self.root)
         if self._fd is not None:
             os.close(self._fd)
         self._fd = fd
