@@ -48,6 +48,21 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=bench_log)
 
+    b = sub.add_parser(
+        "book", help="order-book delta rates: per-event path and batch (columnar) path",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Apply the same seeded stream of N realistic Kalshi book deltas (16 markets) to the order books "
+        "twice in one run: one decoded event at a time through handle() (book_event_dps), and as numpy columns "
+        "through apply_deltas_by_market() (book_batch_dps). nautilus_dps is added when nautilus_trader is "
+        "installed. Each figure is the median of --repeat runs; actors/bench.py says exactly what is timed.",
+        epilog="keys of --json: deltas, markets, seed, repeat, book_event_dps, book_batch_dps,\n"
+        "[nautilus_dps or nautilus_error], paths_agree, inconsistencies, machine\n\n"
+        "example:\n  tape bench book --deltas 1000000 --json")
+    b.add_argument("--deltas", type=int, default=1_000_000, metavar="N", help="deltas per run (default 1,000,000)")
+    b.add_argument("--repeat", type=int, default=3, metavar="R", help="runs per figure; the median is shown (default 3)")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.set_defaults(handler=bench_book)
+
 
 def _rate(n: int, seconds: float) -> float:
     return n / max(seconds, 1e-9)
@@ -174,3 +189,23 @@ async def bench_log(args: argparse.Namespace, settings: Settings) -> int:
     print("  machine: " + ", ".join(f"{k}={v}" for k, v in result["machine"].items()))  # type: ignore[union-attr]
     return 0
 
+
+def bench_book(args: argparse.Namespace, settings: Settings) -> int:
+    from actors.bench import run_book_bench
+
+    from . import UsageError
+
+    if args.deltas < 1:
+        raise UsageError("--deltas must be at least 1")
+    say = (lambda m: print(m, file=sys.stderr)) if not args.json else (lambda m: None)
+    result = run_book_bench(args.deltas, repeat=args.repeat, say=say)
+    result["machine"] = _machine()
+    if args.json:
+        print(msgspec.json.encode(result).decode())
+        return 0
+    print(f"tape bench book: {args.deltas:,} deltas, median of {result['repeat']} run(s)")
+    for key, value in result.items():
+        if key != "machine":
+            print(f"  {key:<16}  {value:,}" if isinstance(value, int) and not isinstance(value, bool) else f"  {key:<16}  {value}")
+    print("  machine: " + ", ".join(f"{k}={v}" for k, v in result["machine"].items()))  # type: ignore[union-attr]
+    return 0
