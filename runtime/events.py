@@ -266,9 +266,24 @@ class OrderExpired(_Event, **_tag("order_expired")):
     venue_ts_ms: int | None = None
 
 
+class OrderTransitionRefused(_Event, **_tag("order_transition_refused")):
+    """A venue event that the order's lifecycle does not allow (a cancel after the fill, a fill beyond
+    what remains, an event for an order never placed): recorded, and not applied to the order."""
+
+    client_order_id: str
+    from_state: str  # the order's state, or "unknown"
+    to_state: str  # the state the event would have moved it to
+    cause_seq: Seq
+    detail: str = ""
+
+
 # --- fills, cash, positions -------------------------------------------------------------------------
 class OrderFilled(_Event, **_tag("order_filled")):
-    """One of our orders traded; ``trade_id`` is the dedupe key, ``price`` is on the YES leg."""
+    """One of our orders traded; ``trade_id`` is the dedupe key, ``price`` is on the YES leg.
+
+    ``fee`` is the fill's trade fee (the fee model's, rounded up to $0.0001); the cash pool applies the
+    member's balance rounding to it. A venue fee that already includes that rounding is fine too.
+    """
 
     trade_id: str
     order_id: str
@@ -368,6 +383,7 @@ Event: TypeAlias = Union[  # noqa: UP007 - msgspec needs a runtime Union of the 
     CancelRequested,
     OrderCanceled,
     OrderExpired,
+    OrderTransitionRefused,
     OrderFilled,
     FillDuplicated,
     CashDeposited,

@@ -28,6 +28,7 @@ def one_of_each() -> list[ev.Event]:
         ev.CancelRequested(cause_seq=8, client_order_id="c-1", order_id="o-1"),
         ev.OrderCanceled(client_order_id="c-1", order_id="o-1", canceled_count=200, reason="requested", cause_seq=9),
         ev.OrderExpired(client_order_id="c-3", order_id="o-3", expired_count=100, cause_seq=10),
+        ev.OrderTransitionRefused(client_order_id="c-1", from_state="filled", to_state="canceled", cause_seq=12, detail="canceled after the last fill"),
         ev.OrderFilled(trade_id="t-1", order_id="o-1", client_order_id="c-1", market="KXA-1", side="bid", price=801, count=300, fee=16_800, is_taker=True, post_position=300, cause_seq=7, venue_ts_ms=8),
         ev.FillDuplicated(trade_id="t-1", cause_seq=11),
         ev.CashDeposited(amount=1_000_000_000, note="paper bankroll"),

@@ -1,0 +1,174 @@
+"""Order lifecycle specifications: the transition table, and the machine that moves orders through it."""
+
+from __future__ import annotations
+
+import itertools
+
+import msgspec
+import pytest
+
+from actors.orders import TRANSITIONS, IllegalTransition, OrderRecord, Orders, transition
+from runtime.events import (
+    CashDeposited,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderIntent,
+    OrderRejected,
+    OrderTransitionRefused,
+)
+
+M = "KXA-1"
+STATES = tuple(TRANSITIONS)
+ALLOWED = [(a, b) for a, b in itertools.product(STATES, STATES) if b in TRANSITIONS[a]]
+REFUSED = [(a, b) for a, b in itertools.product(STATES, STATES) if b not in TRANSITIONS[a]]
+
+
+def intent(cid: str = "c1", count: int = 1_000) -> OrderIntent:
+    return OrderIntent(cause_seq=1, client_order_id=cid, market=M, side="bid", price=4_500, count=count)
+
+
+def accepted(cid: str = "c1") -> OrderAccepted:
+    return OrderAccepted(client_order_id=cid, order_id=f"o-{cid}", market=M)
+
+
+def fill(trade_id: str, count: int, cid: str = "c1") -> OrderFilled:
+    return OrderFilled(trade_id=trade_id, order_id=f"o-{cid}", client_order_id=cid, market=M, side="bid",
+                       price=4_500, count=count, fee=0, is_taker=False)
+
+
+def canceled(count: int, cid: str = "c1") -> OrderCanceled:
+    return OrderCanceled(client_order_id=cid, order_id=f"o-{cid}", canceled_count=count)
+
+
+def fold(*events) -> tuple[Orders, list]:
+    machine, out = Orders(), []
+    for seq, event in enumerate(events, start=1):
+        out.extend(machine.handle(seq, seq, event))
+    return machine, out
+
+
+# -- the table -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("state", "to"), ALLOWED)
+def test_every_move_in_the_table_is_allowed(state, to):
+    """transition() returns the new state for each listed move."""
+    assert transition("c1", state, to) == to
+
+
+@pytest.mark.parametrize(("state", "to"), REFUSED)
+def test_every_move_outside_the_table_raises_naming_both_states(state, to):
+    """transition() raises IllegalTransition for every other move."""
+    with pytest.raises(IllegalTransition, match=rf"^order 'c1': illegal transition {state} -> {to}$"):
+        transition("c1", state, to)
+
+
+def test_terminal_states_go_nowhere_and_nothing_returns_to_intent():
+    """filled, canceled, rejected and expired are final; intent is only ever the first state."""
+    assert {s for s, nxt in TRANSITIONS.items() if not nxt} == {"filled", "canceled", "rejected", "expired"}
+    assert not any("intent" in nxt for nxt in TRANSITIONS.values())
+
+
+# -- the machine ---------------------------------------------------------------------------------
+def test_an_intent_starts_an_order_with_everything_remaining():
+    """Given nothing, when an intent for 10 arrives, then the order is an intent with 10 remaining."""
+    machine, out = fold(intent())
+    assert out == []
+    assert machine.get("c1") == OrderRecord("c1", M, "bid", 4_500, 1_000, state="intent")
+    assert machine.get("c1").remaining == 1_000
+
+
+def test_an_order_goes_through_partial_fills_to_filled():
+    """Accepted, then 4 and 6 of 10 fill: partially_filled with 6 remaining, then filled with none."""
+    machine, _ = fold(intent(), accepted(), fill("t1", 400))
+    assert (machine.get("c1").state, machine.get("c1").remaining, machine.get("c1").order_id) == (
+        "partially_filled", 600, "o-c1")
+    machine.handle(4, 4, fill("t2", 600))
+    assert (machine.get("c1").state, machine.get("c1").remaining) == ("filled", 0)
+
+
+def test_a_cancel_ends_a_partially_filled_order_with_nothing_remaining():
+    """Given 4 of 10 filled, when the rest is canceled, then canceled, 4 filled, nothing remaining."""
+    machine, out = fold(intent(), accepted(), fill("t1", 400), canceled(600))
+    assert out == []
+    assert (machine.get("c1").state, machine.get("c1").filled, machine.get("c1").remaining) == ("canceled", 400, 0)
+
+
+@pytest.mark.parametrize(("end", "state"), [
+    (OrderRejected(client_order_id="c1", market=M, reason="insufficient_cash"), "rejected"),
+    (OrderExpired(client_order_id="c1", order_id="o-c1", expired_count=1_000), "expired"),
+], ids=["rejected", "expired"])
+def test_rejection_and_expiry_end_an_order(end, state):
+    """A rejected intent and an expired accepted order are done."""
+    events = (intent(), end) if state == "rejected" else (intent(), accepted(), end)
+    machine, _ = fold(*events)
+    assert (machine.get("c1").state, machine.get("c1").remaining) == (state, 0)
+
+
+def test_a_fill_may_arrive_before_the_acknowledgement():
+    """The fill channel can beat the REST reply: intent -> partially_filled, and the fill names the order id."""
+    machine, out = fold(intent(), fill("t1", 400))
+    assert out == [] and machine.get("c1").state == "partially_filled" and machine.get("c1").order_id == "o-c1"
+
+
+def test_a_cancel_after_the_last_fill_is_recorded_and_not_applied():
+    """Given a filled order, when a cancel arrives at seq 4, then OrderTransitionRefused and still filled."""
+    machine, out = fold(intent(), accepted(), fill("t1", 1_000), canceled(0))
+    assert out == [OrderTransitionRefused(client_order_id="c1", from_state="filled", to_state="canceled",
+                                          cause_seq=4, detail="illegal transition filled -> canceled")]
+    assert machine.get("c1").state == "filled"
+
+
+def test_a_second_acknowledgement_is_recorded_and_not_applied():
+    """accepted -> accepted is not in the table."""
+    _, out = fold(intent(), accepted(), accepted())
+    assert out == [OrderTransitionRefused(client_order_id="c1", from_state="accepted", to_state="accepted",
+                                          cause_seq=3, detail="illegal transition accepted -> accepted")]
+
+
+def test_a_fill_beyond_the_remaining_count_is_recorded_and_not_applied():
+    """Given 4 of 10 filled, when a fill of 7 arrives, then it is refused and 6 still remain."""
+    machine, out = fold(intent(), accepted(), fill("t1", 400), fill("t2", 700))
+    assert out == [OrderTransitionRefused(client_order_id="c1", from_state="partially_filled", to_state="filled",
+                                          cause_seq=4, detail="a fill of 7.00 exceeds the remaining 6.00")]
+    assert machine.get("c1").remaining == 600
+
+
+def test_an_event_for_an_order_never_placed_is_recorded():
+    """A fill of an unknown order is refused from the state "unknown"."""
+    _, out = fold(fill("t1", 100, cid="ghost"))
+    assert out == [OrderTransitionRefused(client_order_id="ghost", from_state="unknown", to_state="filled",
+                                          cause_seq=1, detail="no such order")]
+
+
+def test_a_duplicate_fill_is_ignored():
+    """The same trade id twice counts once."""
+    machine, out = fold(intent(), accepted(), fill("t1", 400), fill("t1", 400))
+    assert out == [] and machine.get("c1").filled == 400
+
+
+def test_a_client_order_id_used_twice_is_a_bug():
+    """Our own ids are unique by construction: a second intent raises, naming both states."""
+    machine, _ = fold(intent(), accepted())
+    with pytest.raises(IllegalTransition, match=r"^order 'c1': illegal transition accepted -> intent$"):
+        machine.handle(3, 3, intent())
+
+
+def test_other_events_pass_by():
+    """A deposit is no business of the order lifecycle."""
+    assert fold(CashDeposited(amount=1))[1] == []
+
+
+def test_get_returns_a_copy():
+    """Changing what get() returned does not change the machine."""
+    machine, _ = fold(intent())
+    machine.get("c1").state = "filled"
+    assert machine.get("c1").state == "intent" and machine.get("nope") is None
+
+
+def test_snapshot_round_trips_through_msgpack():
+    """restore(snapshot) is an equal machine, also after encoding the snapshot."""
+    machine, _ = fold(intent(), accepted(), fill("t1", 400), intent("c2"))
+    snap = machine.snapshot()
+    decoded = msgspec.msgpack.decode(msgspec.msgpack.encode(snap), type=type(snap))
+    assert Orders.restore(decoded).snapshot() == snap
