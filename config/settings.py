@@ -51,10 +51,18 @@ class SessionSettings(_Settings):
     venue: str = "sim"
 
 
+class PaperSettings(_Settings):
+    """Paper execution: how our simulated orders meet the observed book."""
+
+    latency_ms: Annotated[int, Meta(ge=0, le=60_000)] = 50
+    queue_model: Literal["conservative", "proportional"] = "conservative"
+
+
 class Settings(_Settings):
     log: LogSettings = LogSettings()
     logging: LoggingSettings = LoggingSettings()
     session: SessionSettings = SessionSettings()
+    paper: PaperSettings = PaperSettings()
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,398 @@
+"""Paper execution: our orders matched against the book we observe, as a pure state machine.
+
+Our paper orders are never shown to the venue, so the observed book does not react to them. The rules
+below stand in for that; each is explicit and tested.
+
+* **Latency.** An order (and a cancel) reaches the simulated venue ``latency_ns`` of event time after
+  the event that released it; it is validated, accepted and matched then, against the book as it is
+  then. Time advances with the events folded, whatever their market.
+* **Admission.** An ``OrderIntent`` waits for the cash pool's verdict: ``CashReserved`` releases it to
+  the venue, an ``OrderRejected`` drops it. At the venue: unknown market, closed market, stale book,
+  price outside 1..9,999, non-positive count, post-only that would cross, fill-or-kill that cannot fill
+  whole: each is an ``OrderRejected`` with its reason.
+* **Aggressive orders** walk the opposite side level by level at each level's price while within the
+  limit (so a sweep fills at its VWAP), taking ``available = displayed - consumed`` at each level.
+  IOC cancels what is left; FOK fills whole or is rejected; GTC rests the remainder.
+* **Consumed liquidity.** Size we took at a level stays consumed: after every change of that level,
+  ``consumed = min(consumed, displayed)``. So only size that arrives later (the level growing again)
+  is available to our next order, and two of our orders never fill against the same displayed size.
+* **Queue position.** A resting order queues behind the size displayed at its price when it went live
+  (and behind our earlier orders there). A public trade at its price consumes the queue ahead first;
+  the rest of the traded volume fills it. A trade *through* its price (a sell below our bid, a buy
+  above our ask) fills it outright. When displayed size at its price shrinks without a trade to
+  explain it (a cancel), ``queue_model`` says how far the queue advances: ``conservative`` — only as
+  far as needed to keep ``ahead <= displayed``; ``proportional`` — by ``cancelled * ahead / before``.
+  Shrinkage that follows a trade at that price is attributed to the trade first (the trade credit).
+* **Crossing.** If the displayed opposite side moves through a resting order's price, the order fills
+  as a maker at its own price against the available size.
+* **Fees**: taker fees for aggressive fills, maker fees for resting fills, from the fee function.
+
+The rules are deterministic, so the matcher needs no random draws. Fills are ``OrderFilled`` with
+``trade_id`` ``paper-<seq>-<n>``; order ids are ``paper-<client order id>``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import msgspec
+
+from runtime.events import (
+    BookDelta,
+    BookResynced,
+    BookSnapshot,
+    CancelRequested,
+    CashReserved,
+    Event,
+    MarketLifecycle,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderIntent,
+    OrderRejected,
+    PublicTrade,
+    SeqGapDetected,
+)
+
+from .book import OrderBook
+from .machine import NOTHING
+
+__all__ = ["FeeFn", "PaperMatcher"]
+
+FeeFn = Callable[[str, int, int, bool], int]  # (market, price, count, is_taker) -> fee in micro-dollars
+QueueModel = Literal["conservative", "proportional"]
+_CLOSING = frozenset({"deactivated", "determined", "settled"})
+_ALL_LEVELS = 10_001
+
+
+class _Order(msgspec.Struct, gc=False):
+    """One of our orders at the simulated venue (mutable: it is the matcher's own state)."""
+
+    client_order_id: str
+    market: str
+    side: Literal["bid", "ask"]
+    price: int
+    count: int
+    remaining: int
+    tif: str
+    post_only: bool
+    expires_ns: int | None
+    live: bool = False
+    ahead: int = 0  # displayed size ahead of us in the queue, while resting
+
+    @property
+    def order_id(self) -> str:
+        return f"paper-{self.client_order_id}"
+
+
+class _Due(msgspec.Struct, array_like=True, order=True):
+    """Work that falls due at an event time: an order reaching the venue, a cancel, an expiry."""
+
+    at_ns: int
+    n: int  # insertion counter: ties run in the order they were scheduled
+    kind: Literal["live", "cancel", "expire"]
+    client_order_id: str
+
+
+class MatcherSnapshot(msgspec.Struct, frozen=True):
+    books: dict[str, object]
+    orders: list[_Order]
+    waiting: list[OrderIntent]
+    due: list[_Due]
+    consumed: list[tuple[str, str, int, int]]
+    credit: list[tuple[str, str, int, int]]
+    closed: list[str]
+    scheduled: int
+
+
+class PaperMatcher:
+    """Paper execution for every market of a session (see the module docstring for the rules)."""
+
+    def __init__(self, fee: FeeFn, *, latency_ns: int = 0, queue_model: QueueModel = "conservative") -> None:
+        if latency_ns < 0:
+            raise ValueError(f"latency_ns must be >= 0, got {latency_ns}")
+        if queue_model not in ("conservative", "proportional"):
+            raise ValueError(f"queue_model must be 'conservative' or 'proportional', got {queue_model!r}")
+        self.fee = fee
+        self.latency_ns = latency_ns
+        self.queue_model = queue_model
+        self.books: dict[str, OrderBook] = {}
+        self.orders: dict[str, _Order] = {}  # open orders by client order id, in placement order
+        self._waiting: dict[str, OrderIntent] = {}  # intents waiting for the cash pool
+        self._due: list[_Due] = []
+        self._scheduled = 0
+        self._consumed: dict[tuple[str, str, int], int] = {}  # (market, book side, price) -> count
+        self._credit: dict[tuple[str, str, int], int] = {}  # traded volume not yet seen leave the book
+        self._closed: set[str] = set()
+        self._fills = 0  # fills emitted while handling the current event (trade id suffix)
+
+    # -- the fold -------------------------------------------------------------------------------
+    def handle(self, seq: int, ts_ns: int, event: Event) -> Sequence[Event]:
+        out: list[Event] = []
+        self._fills = 0
+        if self._due and self._due[0].at_ns <= ts_ns:
+            self._run_due(seq, ts_ns, out)
+        match event:
+            case BookDelta(market=market, side=side, price=price):
+                book = self.books.get(market)
+                if book is None:
+                    return out or NOTHING
+                bside, level = ("bid", price) if side == "yes" else ("ask", 10_000 - price)
+                before = book.bid_size(level) if bside == "bid" else book.ask_size(level)
+                book.handle(seq, ts_ns, event)
+                self._level_changed(market, bside, level, before, seq, out)
+            case BookSnapshot(market=market):
+                book = self.books.setdefault(market, OrderBook(market))
+                book.handle(seq, ts_ns, event)
+                self._book_replaced(market, seq, out)
+            case PublicTrade():
+                if event.market in self.books:
+                    self._public_trade(event, seq, out)
+            case OrderIntent(client_order_id=coid):
+                self._waiting[coid] = event
+            case CashReserved(client_order_id=coid):
+                intent = self._waiting.pop(coid, None)
+                if intent is not None:
+                    self._place(intent, ts_ns)
+            case OrderRejected(client_order_id=coid):
+                self._waiting.pop(coid, None)  # the cash pool said no (our own rejections are no-ops)
+            case CancelRequested(client_order_id=coid):
+                if coid in self.orders:
+                    self._schedule(ts_ns + self.latency_ns, "cancel", coid)
+                elif self._waiting.pop(coid, None) is not None:
+                    pass  # never reached the venue: nothing to cancel there
+            case MarketLifecycle(market=market, kind=kind):
+                if kind in _CLOSING:
+                    self._closed.add(market)
+                    for order in [o for o in self.orders.values() if o.market == market]:
+                        if order.live:
+                            self._cancel(order, "market_closed", seq, out)
+                        else:  # still on its way: the venue refuses it
+                            self._reject(order, "market_closed", f"market {market} closed", seq, out)
+                elif kind == "activated":
+                    self._closed.discard(market)
+            case SeqGapDetected() | BookResynced():
+                for book in self.books.values():
+                    book.handle(seq, ts_ns, event)
+        if self._due and self._due[0].at_ns <= ts_ns:  # work this event made due at once (zero latency)
+            self._run_due(seq, ts_ns, out)
+        return out or NOTHING
+
+    # -- time -----------------------------------------------------------------------------------
+    def _schedule(self, at_ns: int, kind: Literal["live", "cancel", "expire"], coid: str) -> None:
+        self._scheduled += 1
+        heapq.heappush(self._due, _Due(at_ns, self._scheduled, kind, coid))
+
+    def _run_due(self, seq: int, ts_ns: int, out: list[Event]) -> None:
+        while self._due and self._due[0].at_ns <= ts_ns:
+            due = heapq.heappop(self._due)
+            order = self.orders.get(due.client_order_id)
+            if order is None:
+                continue
+            if due.kind == "live":
+                self._go_live(order, seq, out)
+            elif due.kind == "cancel":
+                self._cancel(order, "requested", seq, out)
+            elif order.live:
+                self._remove(order)
+                out.append(OrderExpired(client_order_id=order.client_order_id, order_id=order.order_id,
+                                        expired_count=order.remaining, cause_seq=seq))
+
+    def _place(self, intent: OrderIntent, ts_ns: int) -> None:
+        order = _Order(intent.client_order_id, intent.market, intent.side, intent.price, intent.count,
+                       intent.count, intent.tif, intent.post_only,
+                       None if intent.expiration_ts_ms is None else intent.expiration_ts_ms * 1_000_000)
+        self.orders[order.client_order_id] = order
+        self._schedule(ts_ns + self.latency_ns, "live", order.client_order_id)
+
+    # -- reaching the venue ---------------------------------------------------------------------
+    def _reject(self, order: _Order, reason: str, detail: str, seq: int, out: list[Event]) -> None:
+        del self.orders[order.client_order_id]
+        out.append(OrderRejected(client_order_id=order.client_order_id, market=order.market,
+                                 reason=reason, detail=detail, cause_seq=seq))  # type: ignore[arg-type]
+
+    def _go_live(self, order: _Order, seq: int, out: list[Event]) -> None:
+        book = self.books.get(order.market)
+        if book is None:
+            return self._reject(order, "unknown_market", f"no book for market {order.market!r}", seq, out)
+        if order.market in self._closed:
+            return self._reject(order, "market_closed", f"market {order.market} is closed", seq, out)
+        if book.stale:
+            return self._reject(order, "book_stale", f"the book of {order.market} is stale until resynced", seq, out)
+        if not 1 <= order.price <= 9_999:
+            return self._reject(order, "invalid_price", f"price {order.price} is outside 1..9999", seq, out)
+        if order.count <= 0:
+            return self._reject(order, "invalid_count", f"count {order.count} is not positive", seq, out)
+        crosses = self._crossing_size(order, book)
+        if order.post_only and crosses:
+            return self._reject(order, "post_only_would_cross",
+                                f"a post-only {order.side} at {order.price} would take {crosses} resting", seq, out)
+        if order.tif == "fok" and crosses < order.count:
+            return self._reject(order, "fok_unfillable",
+                                f"only {crosses} of {order.count} can fill at {order.price} or better", seq, out)
+        order.live = True
+        out.append(OrderAccepted(client_order_id=order.client_order_id, order_id=order.order_id,
+                                 market=order.market, cause_seq=seq))
+        if crosses:
+            self._take(order, book, seq, out, taker=True, at_own_price=False)
+        if order.remaining and order.tif == "ioc":
+            self._cancel(order, "ioc_remainder", seq, out)
+        elif order.remaining:
+            order.ahead = book.bid_size(order.price) if order.side == "bid" else book.ask_size(order.price)
+            order.ahead += sum(o.remaining for o in self._resting_at(order.market, order.side, order.price)
+                               if o is not order)
+            if order.expires_ns is not None:
+                self._schedule(order.expires_ns, "expire", order.client_order_id)
+
+    def _opposite(self, order: _Order, book: OrderBook) -> list[tuple[int, int]]:
+        """Levels that could trade with ``order`` (best first), within its limit."""
+        levels = book.asks(64) if order.side == "bid" else book.bids(64)
+        if len(levels) == 64:
+            levels = book.asks(_ALL_LEVELS) if order.side == "bid" else book.bids(_ALL_LEVELS)
+        within = (lambda p: p <= order.price) if order.side == "bid" else (lambda p: p >= order.price)
+        return [(p, n) for p, n in levels if within(p)]
+
+    def _crossing_size(self, order: _Order, book: OrderBook) -> int:
+        oside = "ask" if order.side == "bid" else "bid"
+        return sum(max(0, n - self._consumed.get((order.market, oside, p), 0)) for p, n in self._opposite(order, book))
+
+    def _take(self, order: _Order, book: OrderBook, seq: int, out: list[Event], *, taker: bool, at_own_price: bool) -> None:
+        """Fill ``order`` against available opposite size within its limit, best level first."""
+        oside = "ask" if order.side == "bid" else "bid"
+        for price, displayed in self._opposite(order, book):
+            if not order.remaining:
+                break
+            key = (order.market, oside, price)
+            available = displayed - self._consumed.get(key, 0)
+            if available <= 0:
+                continue
+            take = min(available, order.remaining)
+            self._consumed[key] = self._consumed.get(key, 0) + take
+            self._fill(order, order.price if at_own_price else price, take, taker, seq, out)
+
+    def _fill(self, order: _Order, price: int, count: int, taker: bool, seq: int, out: list[Event]) -> None:
+        self._fills += 1
+        order.remaining -= count
+        out.append(OrderFilled(
+            trade_id=f"paper-{seq}-{self._fills}", order_id=order.order_id, client_order_id=order.client_order_id,
+            market=order.market, side=order.side, price=price, count=count,
+            fee=self.fee(order.market, price, count, taker), is_taker=taker, cause_seq=seq))
+        if not order.remaining:
+            self._remove(order)
+
+    def _cancel(self, order: _Order, reason: str, seq: int, out: list[Event]) -> None:
+        """Cancel a live order's remainder (a cancel is always due after its order went live)."""
+        self._remove(order)
+        out.append(OrderCanceled(client_order_id=order.client_order_id, order_id=order.order_id,
+                                 canceled_count=order.remaining, reason=reason, cause_seq=seq))
+
+    def _remove(self, order: _Order) -> None:
+        self.orders.pop(order.client_order_id, None)
+
+    def _resting_at(self, market: str, side: str, price: int) -> list[_Order]:
+        return [o for o in self.orders.values()
+                if o.live and o.market == market and o.side == side and o.price == price]
+
+    # -- the book moves -------------------------------------------------------------------------
+    def _level_changed(self, market: str, bside: str, level: int, before: int, seq: int, out: list[Event]) -> None:
+        book = self.books[market]
+        after = book.bid_size(level) if bside == "bid" else book.ask_size(level)
+        key = (market, bside, level)
+        if key in self._consumed:
+            self._consumed[key] = min(self._consumed[key], after)
+            if not self._consumed[key]:
+                del self._consumed[key]
+        if after < before:
+            shrink = before - after
+            credit = self._credit.get(key, 0)
+            explained = min(credit, shrink)
+            if credit:
+                self._credit[key] = credit - explained
+                if not self._credit[key]:
+                    del self._credit[key]
+            cancelled = shrink - explained
+            for order in self._resting_at(market, bside, level):
+                if self.queue_model == "proportional" and cancelled and before:
+                    order.ahead -= cancelled * order.ahead // before
+                order.ahead = min(order.ahead, after)
+        self._cross(market, seq, out)
+
+    def _book_replaced(self, market: str, seq: int, out: list[Event]) -> None:
+        book = self.books[market]
+        for key in [k for k in self._consumed if k[0] == market]:
+            size = book.bid_size(key[2]) if key[1] == "bid" else book.ask_size(key[2])
+            self._consumed[key] = min(self._consumed[key], size)
+            if not self._consumed[key]:
+                del self._consumed[key]
+        for key in [k for k in self._credit if k[0] == market]:
+            del self._credit[key]
+        for order in self.orders.values():
+            if order.live and order.market == market:
+                size = book.bid_size(order.price) if order.side == "bid" else book.ask_size(order.price)
+                order.ahead = min(order.ahead, size)
+        self._cross(market, seq, out)
+
+    def _cross(self, market: str, seq: int, out: list[Event]) -> None:
+        """Resting orders that the opposite side has moved through fill as makers at their price."""
+        book = self.books[market]
+        if book.stale:
+            return
+        best_ask, best_bid = book.best_ask(), book.best_bid()
+        for order in [o for o in self.orders.values() if o.live and o.market == market]:
+            if (order.side == "bid" and best_ask is not None and best_ask <= order.price) or (
+                order.side == "ask" and best_bid is not None and best_bid >= order.price
+            ):
+                self._take(order, book, seq, out, taker=False, at_own_price=True)
+
+    def _public_trade(self, trade: PublicTrade, seq: int, out: list[Event]) -> None:
+        # taker bought NO (sold YES) -> it hit YES bids at >= price; taker bought YES -> lifted asks at <= price
+        side, through = ("bid", lambda p: p > trade.yes_price) if trade.taker_side == "no" else (
+            "ask", lambda p: p < trade.yes_price)
+        volume = trade.count
+        self._credit[(trade.market, side, trade.yes_price)] = self._credit.get((trade.market, side, trade.yes_price), 0) + volume
+        resting = [o for o in self.orders.values() if o.live and o.market == trade.market and o.side == side]
+        # orders priced better than the trade were ahead of it in price priority: they fill first
+        for order in sorted((o for o in resting if through(o.price)), key=lambda o: -o.price if side == "bid" else o.price):
+            take = min(order.remaining, volume)
+            volume -= take
+            if take:
+                self._fill(order, order.price, take, False, seq, out)
+        # at the trade's price the volume works down the queue; each order's `ahead` already counts
+        # the displayed size and our earlier orders in front of it, so each sees the whole volume
+        for order in [o for o in resting if o.price == trade.yes_price]:
+            used = min(order.ahead, volume)
+            order.ahead -= used
+            take = min(order.remaining, volume - used)
+            if take:
+                self._fill(order, order.price, take, False, seq, out)
+
+    # -- snapshots ------------------------------------------------------------------------------
+    def snapshot(self) -> MatcherSnapshot:
+        return MatcherSnapshot(
+            books={m: b.snapshot() for m, b in self.books.items()},
+            orders=[msgspec.structs.replace(o) for o in self.orders.values()],
+            waiting=list(self._waiting.values()),
+            due=sorted(self._due),
+            consumed=[(*k, v) for k, v in self._consumed.items()],
+            credit=[(*k, v) for k, v in self._credit.items()],
+            closed=sorted(self._closed),
+            scheduled=self._scheduled,
+        )
+
+    @classmethod
+    def restore(cls, snap: MatcherSnapshot, fee: FeeFn, *, latency_ns: int = 0,
+                queue_model: QueueModel = "conservative") -> PaperMatcher:
+        m = cls(fee, latency_ns=latency_ns, queue_model=queue_model)
+        m.books = {k: OrderBook.restore(v) for k, v in snap.books.items()}
+        m.orders = {o.client_order_id: msgspec.structs.replace(o) for o in snap.orders}
+        m._waiting = {i.client_order_id: i for i in snap.waiting}
+        m._due = list(snap.due)
+        heapq.heapify(m._due)
+        m._consumed = {(a, b, c): v for a, b, c, v in snap.consumed}
+        m._credit = {(a, b, c): v for a, b, c, v in snap.credit}
+        m._closed = set(snap.closed)
+        m._scheduled = snap.scheduled
+        return m

@@ -1,0 +1,331 @@
+"""Paper execution specifications: given a book, when our orders and the market move, then these fills."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from actors.matcher import PaperMatcher
+from runtime.events import (
+    BookDelta,
+    BookSnapshot,
+    CancelRequested,
+    CashReserved,
+    MarketLifecycle,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderIntent,
+    OrderRejected,
+    PublicTrade,
+    SeqGapDetected,
+    TimerFired,
+)
+
+M = "KXTEST"
+
+
+def taker_fee(market: str, price: int, count: int, is_taker: bool) -> int:
+    """A simple stand-in schedule: 1 micro-dollar per count unit for takers, nothing for makers."""
+    return count if is_taker else 0
+
+
+class Venue:
+    """Feeds one matcher events one millisecond apart and collects what it derives."""
+
+    def __init__(self, latency_ms: int = 0, queue_model: str = "conservative") -> None:
+        self.m = PaperMatcher(taker_fee, latency_ns=latency_ms * 1_000_000, queue_model=queue_model)
+        self.seq = 0
+        self.ts = 0
+
+    def feed(self, event, after_ms: int = 1) -> list:
+        self.seq += 1
+        self.ts += after_ms * 1_000_000
+        return list(self.m.handle(self.seq, self.ts, event))
+
+    def book(self, bids=(), asks=()) -> None:
+        """A snapshot from YES-leg bids and asks (asks become NO bids at 1 - price)."""
+        self.feed(BookSnapshot(market=M, yes_bids=tuple(bids), no_bids=tuple((10_000 - p, n) for p, n in asks)))
+
+    def order(self, coid: str, side: str, price: int, count: int, **kw) -> list:
+        self.feed(OrderIntent(cause_seq=max(1, self.seq), client_order_id=coid, market=M, side=side, price=price, count=count, **kw))
+        return self.feed(CashReserved(client_order_id=coid, amount=1, cause_seq=self.seq))
+
+    def tick(self, after_ms: int = 1) -> list:
+        return self.feed(TimerFired(name="tick", due_ns=self.ts + after_ms * 1_000_000), after_ms)
+
+
+def fills(events) -> list[tuple[int, int, bool]]:
+    return [(e.price, e.count, e.is_taker) for e in events if isinstance(e, OrderFilled)]
+
+
+def kinds(events) -> list[str]:
+    return [type(e).__name__ for e in events]
+
+
+# -- aggressive orders ------------------------------------------------------------------------------
+def test_an_aggressive_bid_walks_the_asks_at_each_levels_price_within_its_limit():
+    """Given asks 100@0.42, 200@0.43, 300@0.45, a bid for 250 at 0.43 fills 100@0.42 and 150@0.43."""
+    v = Venue()
+    v.book(bids=[(4000, 500)], asks=[(4200, 100), (4300, 200), (4500, 300)])
+    out = v.order("c1", "bid", 4300, 250)
+    assert kinds(out) == ["OrderAccepted", "OrderFilled", "OrderFilled"]
+    assert fills(out) == [(4200, 100, True), (4300, 150, True)]
+    assert out[1].fee == 100 and out[1].trade_id == f"paper-{v.seq}-1" and out[1].order_id == "paper-c1"
+    assert "c1" not in v.m.orders
+
+
+def test_an_aggressive_ask_walks_the_bids_best_first():
+    v = Venue()
+    v.book(bids=[(6000, 100), (5900, 100)], asks=[(6500, 100)])
+    assert fills(v.order("c1", "ask", 5900, 150, tif="ioc")) == [(6000, 100, True), (5900, 50, True)]
+
+
+def test_ioc_cancels_what_it_could_not_fill_and_gtc_rests_it():
+    v = Venue()
+    v.book(bids=[(4000, 100)], asks=[(4200, 100)])
+    out = v.order("ioc", "bid", 4200, 300, tif="ioc")
+    assert fills(out) == [(4200, 100, True)]
+    assert isinstance(out[-1], OrderCanceled) and out[-1].canceled_count == 200 and out[-1].reason == "ioc_remainder"
+    v.feed(BookDelta(market=M, side="no", price=5800, delta=100))  # 100 more at 0.42
+    out = v.order("gtc", "bid", 4200, 300)
+    assert fills(out) == [(4200, 100, True)] and v.m.orders["gtc"].remaining == 200
+
+
+def test_fok_fills_whole_or_is_rejected_whole():
+    v = Venue()
+    v.book(asks=[(4200, 100), (4300, 100)])
+    out = v.order("f1", "bid", 4300, 250, tif="fok")
+    assert kinds(out) == ["OrderRejected"] and out[0].reason == "fok_unfillable"
+    assert out[0].detail == "only 200 of 250 can fill at 4300 or better"
+    assert fills(v.order("f2", "bid", 4300, 200, tif="fok")) == [(4200, 100, True), (4300, 100, True)]
+
+
+def test_post_only_is_rejected_if_it_would_cross_and_rests_otherwise():
+    v = Venue()
+    v.book(bids=[(4000, 100)], asks=[(4200, 100)])
+    out = v.order("p1", "bid", 4200, 10, post_only=True)
+    assert kinds(out) == ["OrderRejected"] and out[0].reason == "post_only_would_cross"
+    assert kinds(v.order("p2", "bid", 4100, 10, post_only=True)) == ["OrderAccepted"]
+
+
+# -- consumed liquidity -----------------------------------------------------------------------------
+def test_two_orders_cannot_fill_against_the_same_displayed_size():
+    """Size we took stays consumed while the book still displays it."""
+    v = Venue()
+    v.book(asks=[(4200, 100)])
+    assert fills(v.order("a", "bid", 4200, 60, tif="ioc")) == [(4200, 60, True)]
+    assert fills(v.order("b", "bid", 4200, 60, tif="ioc")) == [(4200, 40, True)]
+    assert fills(v.order("c", "bid", 4200, 60, tif="ioc")) == []
+
+
+def test_consumed_size_is_replenished_only_by_new_size_at_the_level():
+    """consumed = min(consumed, displayed): the level growing makes new size available."""
+    v = Venue()
+    v.book(asks=[(4200, 100)])
+    v.order("a", "bid", 4200, 100, tif="ioc")
+    v.feed(BookDelta(market=M, side="no", price=5800, delta=30))  # 130 displayed, 100 of it ours
+    assert fills(v.order("b", "bid", 4200, 100, tif="ioc")) == [(4200, 30, True)]
+    v.feed(BookDelta(market=M, side="no", price=5800, delta=-130))  # level gone: nothing consumed remains
+    v.feed(BookDelta(market=M, side="no", price=5800, delta=50))
+    assert fills(v.order("c", "bid", 4200, 100, tif="ioc")) == [(4200, 50, True)]
+
+
+# -- resting orders and the queue -------------------------------------------------------------------
+def test_a_resting_bid_fills_only_after_the_queue_ahead_trades():
+    """Given 300 displayed at our price, trades of 200 then 150 fill us 0 then 50."""
+    v = Venue()
+    v.book(bids=[(4000, 300)], asks=[(4500, 100)])
+    v.order("r", "bid", 4000, 100)
+    assert v.m.orders["r"].ahead == 300
+    assert fills(v.feed(PublicTrade(market=M, trade_id="t1", yes_price=4000, count=200, taker_side="no"))) == []
+    assert fills(v.feed(PublicTrade(market=M, trade_id="t2", yes_price=4000, count=150, taker_side="no"))) == [(4000, 50, False)]
+
+
+def test_a_trade_through_our_price_fills_us_outright():
+    """A sale below our bid means our better bid would have been hit first."""
+    v = Venue()
+    v.book(bids=[(4000, 300)], asks=[(4500, 100)])
+    v.order("r", "bid", 4100, 100)
+    assert fills(v.feed(PublicTrade(market=M, trade_id="t", yes_price=4000, count=70, taker_side="no"))) == [(4100, 70, False)]
+
+
+def test_trades_on_the_other_side_do_not_fill_a_bid():
+    v = Venue()
+    v.book(bids=[(4000, 300)], asks=[(4500, 100)])
+    v.order("r", "bid", 4000, 100)
+    assert fills(v.feed(PublicTrade(market=M, trade_id="t", yes_price=4000, count=900, taker_side="yes"))) == []
+
+
+def test_a_resting_ask_queues_and_fills_like_a_bid():
+    v = Venue()
+    v.book(bids=[(4000, 100)], asks=[(4500, 200)])
+    v.order("r", "ask", 4500, 100)
+    assert v.m.orders["r"].ahead == 200
+    assert fills(v.feed(PublicTrade(market=M, trade_id="t", yes_price=4500, count=250, taker_side="yes"))) == [(4500, 50, False)]
+
+
+def test_our_second_order_at_a_price_queues_behind_our_first():
+    v = Venue()
+    v.book(bids=[(4000, 100)], asks=[(4500, 100)])
+    v.order("a", "bid", 4000, 50)
+    v.order("b", "bid", 4000, 50)
+    assert (v.m.orders["a"].ahead, v.m.orders["b"].ahead) == (100, 150)
+    out = v.feed(PublicTrade(market=M, trade_id="t", yes_price=4000, count=170, taker_side="no"))
+    assert [(e.client_order_id, e.count) for e in out if isinstance(e, OrderFilled)] == [("a", 50), ("b", 20)]
+
+
+@pytest.mark.parametrize(("model", "ahead"), [("conservative", 300), ("proportional", 240)])
+def test_cancels_at_our_level_advance_the_queue_by_the_chosen_model(model, ahead):
+    """Given 300 ahead of us and 200 joining behind (500 displayed), a cancel of 100 leaves 400:
+    conservative keeps ahead at min(300, 400) = 300; proportional advances it by 100 * 300 // 500 = 60."""
+    v = Venue(queue_model=model)
+    v.book(bids=[(4000, 300)], asks=[(4500, 100)])
+    v.order("r", "bid", 4000, 100)
+    v.feed(BookDelta(market=M, side="yes", price=4000, delta=200))
+    v.feed(BookDelta(market=M, side="yes", price=4000, delta=-100))
+    assert v.m.orders["r"].ahead == ahead
+
+
+def test_the_queue_ahead_never_exceeds_the_displayed_size():
+    """Whatever the model, when the level shrinks below our queue position, we are that close to the front."""
+    for model in ("conservative", "proportional"):
+        v = Venue(queue_model=model)
+        v.book(bids=[(4000, 300)], asks=[(4500, 100)])
+        v.order("r", "bid", 4000, 100)
+        v.feed(BookDelta(market=M, side="yes", price=4000, delta=-250))
+        assert v.m.orders["r"].ahead == 50
+
+
+def test_shrinkage_that_follows_a_trade_is_not_counted_as_a_cancel_too():
+    """The trade advanced the queue; the level shrinking by the traded size afterwards advances nothing more."""
+    v = Venue(queue_model="proportional")
+    v.book(bids=[(4000, 300)], asks=[(4500, 100)])
+    v.order("r", "bid", 4000, 100)
+    v.feed(PublicTrade(market=M, trade_id="t", yes_price=4000, count=100, taker_side="no"))
+    assert v.m.orders["r"].ahead == 200
+    v.feed(BookDelta(market=M, side="yes", price=4000, delta=-100))
+    assert v.m.orders["r"].ahead == 200
+
+
+def test_an_ask_moving_through_a_resting_bid_fills_it_as_maker_at_its_price():
+    v = Venue()
+    v.book(bids=[(4000, 100)], asks=[(4500, 100)])
+    v.order("r", "bid", 4300, 100)
+    out = v.feed(BookDelta(market=M, side="no", price=5800, delta=60))  # a new ask at 0.42
+    assert fills(out) == [(4300, 60, False)] and v.m.orders["r"].remaining == 40
+
+
+# -- time -------------------------------------------------------------------------------------------
+def test_an_order_reaches_the_venue_after_the_latency_and_meets_the_book_as_it_is_then():
+    v = Venue(latency_ms=50)
+    v.book(asks=[(4200, 100)])
+    assert v.order("c", "bid", 4200, 100, tif="ioc") == []
+    v.feed(BookDelta(market=M, side="no", price=5800, delta=-100), after_ms=10)  # the ask is gone meanwhile
+    out = v.tick(after_ms=60)
+    assert kinds(out) == ["OrderAccepted", "OrderCanceled"] and out[1].canceled_count == 100
+
+
+def test_a_cancel_takes_effect_after_the_latency_and_fills_can_happen_meanwhile():
+    v = Venue(latency_ms=50)
+    v.book(bids=[(4000, 0)], asks=[(4500, 100)])
+    v.order("r", "bid", 4000, 100)
+    v.tick(after_ms=60)
+    assert v.feed(CancelRequested(cause_seq=1, client_order_id="r")) == []
+    assert fills(v.feed(PublicTrade(market=M, trade_id="t", yes_price=4000, count=30, taker_side="no"), after_ms=10)) == [(4000, 30, False)]
+    out = v.tick(after_ms=50)
+    assert kinds(out) == ["OrderCanceled"] and out[0].canceled_count == 70 and out[0].reason == "requested"
+
+
+def test_a_resting_order_expires_at_its_expiration_time():
+    v = Venue()
+    v.book(asks=[(4500, 100)])
+    v.order("r", "bid", 4000, 100, expiration_ts_ms=v.ts // 1_000_000 + 100)
+    assert v.tick(after_ms=50) == []
+    out = v.tick(after_ms=60)
+    assert kinds(out) == ["OrderExpired"] and isinstance(out[0], OrderExpired) and out[0].expired_count == 100
+
+
+# -- refusals ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("setup", "price", "count", "reason"),
+    [
+        ("none", 4000, 10, "unknown_market"),
+        ("stale", 4000, 10, "book_stale"),
+        ("book", 0, 10, "invalid_price"),
+        ("book", 10_000, 10, "invalid_price"),
+        ("book", 4000, 0, "invalid_count"),
+    ],
+)
+def test_the_venue_refuses_what_it_cannot_trade(setup, price, count, reason):
+    v = Venue()
+    if setup != "none":
+        v.book(asks=[(4500, 100)])
+    if setup == "stale":
+        v.feed(SeqGapDetected(sid=1, expected=5, received=7, markets=(M,)))
+    out = v.order("c", "bid", price, count)
+    assert kinds(out) == ["OrderRejected"] and out[0].reason == reason
+
+
+def test_a_cash_rejection_means_the_order_never_reaches_the_venue():
+    v = Venue()
+    v.book(asks=[(4200, 100)])
+    v.feed(OrderIntent(cause_seq=1, client_order_id="c", market=M, side="bid", price=4200, count=10))
+    v.feed(OrderRejected(client_order_id="c", market=M, reason="insufficient_cash", cause_seq=v.seq))
+    assert v.feed(CashReserved(client_order_id="c", amount=1, cause_seq=v.seq)) == [] and not v.m.orders
+
+
+def test_a_closing_market_cancels_resting_orders_and_refuses_new_ones():
+    v = Venue()
+    v.book(bids=[(4000, 100)], asks=[(4500, 100)])
+    v.order("r", "bid", 4000, 100)
+    out = v.feed(MarketLifecycle(market=M, kind="determined", result="yes", settlement_value=10_000))
+    assert kinds(out) == ["OrderCanceled"] and out[0].reason == "market_closed"
+    assert v.order("n", "bid", 4000, 10)[0].reason == "market_closed"
+
+
+# -- determinism -------------------------------------------------------------------------------------
+def random_stream(seed: int, n: int) -> list:
+    rng = random.Random(seed)
+    events = [BookSnapshot(market=M, yes_bids=((4000, 500), (3900, 500)), no_bids=((5500, 500), (5400, 500)))]
+    sizes = {("yes", 4000): 500, ("yes", 3900): 500, ("no", 5500): 500, ("no", 5400): 500}
+    for i in range(n):
+        r = rng.random()
+        if r < 0.5:
+            side, price = rng.choice(sorted(sizes))
+            delta = rng.randrange(-sizes[(side, price)], 300)
+            sizes[(side, price)] += delta
+            events.append(BookDelta(market=M, side=side, price=price, delta=delta))
+        elif r < 0.7:
+            events.append(PublicTrade(market=M, trade_id=f"t{i}", yes_price=rng.choice((3900, 4000, 4500, 4600)),
+                                      count=rng.randrange(1, 200), taker_side=rng.choice(("yes", "no"))))
+        elif r < 0.9:
+            coid = f"c{i}"
+            events.append(OrderIntent(cause_seq=1, client_order_id=coid, market=M, side=rng.choice(("bid", "ask")),
+                                      price=rng.choice((3900, 4000, 4300, 4500, 4600)), count=rng.randrange(1, 300),
+                                      tif=rng.choice(("gtc", "ioc", "fok"))))
+            events.append(CashReserved(client_order_id=coid, amount=1, cause_seq=1))
+        else:
+            events.append(CancelRequested(cause_seq=1, client_order_id=f"c{rng.randrange(max(1, i))}"))
+    return events
+
+
+def run(matcher: PaperMatcher, events, start: int = 0) -> list:
+    out = []
+    for i, event in enumerate(events, start + 1):
+        out.extend(matcher.handle(i, i * 7_000_000, event))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_same_events_give_the_same_fills_and_a_snapshot_resumes_exactly(seed):
+    events = random_stream(seed, 400)
+    full = run(PaperMatcher(taker_fee, latency_ns=20_000_000), events)
+    assert any(isinstance(e, OrderFilled) for e in full) and any(isinstance(e, OrderAccepted) for e in full)
+    assert full == run(PaperMatcher(taker_fee, latency_ns=20_000_000), events)
+    first = PaperMatcher(taker_fee, latency_ns=20_000_000)
+    head = run(first, events[:200])
+    resumed = PaperMatcher.restore(first.snapshot(), taker_fee, latency_ns=20_000_000)
+    assert head + run(resumed, events[200:], start=200) == full
