@@ -33,6 +33,7 @@ The rules are deterministic, so the matcher needs no random draws. Fills are ``O
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Callable, Sequence
 from typing import Literal
@@ -121,6 +122,8 @@ class PaperMatcher:
         self.queue_model = queue_model
         self.books: dict[str, OrderBook] = {}
         self.orders: dict[str, _Order] = {}  # open orders by client order id, in placement order
+        self._resting: dict[tuple[str, str], dict[int, list[_Order]]] = {}  # (market, side) -> price -> queue
+        self._prices: dict[tuple[str, str], list[int]] = {}  # (market, side) -> sorted prices with resting orders
         self._waiting: dict[str, OrderIntent] = {}  # intents waiting for the cash pool
         self._due: list[_Due] = []
         self._scheduled = 0
@@ -242,18 +245,23 @@ class PaperMatcher:
             self._cancel(order, "ioc_remainder", seq, out)
         elif order.remaining:
             order.ahead = book.bid_size(order.price) if order.side == "bid" else book.ask_size(order.price)
-            order.ahead += sum(o.remaining for o in self._resting_at(order.market, order.side, order.price)
-                               if o is not order)
+            order.ahead += sum(o.remaining for o in self._resting_at(order.market, order.side, order.price))
+            self._rest(order)
             if order.expires_ns is not None:
                 self._schedule(order.expires_ns, "expire", order.client_order_id)
 
     def _opposite(self, order: _Order, book: OrderBook) -> list[tuple[int, int]]:
         """Levels that could trade with ``order`` (best first), within its limit."""
-        levels = book.asks(64) if order.side == "bid" else book.bids(64)
-        if len(levels) == 64:
-            levels = book.asks(_ALL_LEVELS) if order.side == "bid" else book.bids(_ALL_LEVELS)
-        within = (lambda p: p <= order.price) if order.side == "bid" else (lambda p: p >= order.price)
-        return [(p, n) for p, n in levels if within(p)]
+        limit = order.price
+        if order.side == "bid":
+            levels = book.asks(8)
+            if len(levels) == 8 and levels[-1][0] <= limit:
+                levels = book.asks(_ALL_LEVELS)
+            return [lv for lv in levels if lv[0] <= limit]
+        levels = book.bids(8)
+        if len(levels) == 8 and levels[-1][0] >= limit:
+            levels = book.bids(_ALL_LEVELS)
+        return [lv for lv in levels if lv[0] >= limit]
 
     def _crossing_size(self, order: _Order, book: OrderBook) -> int:
         oside = "ask" if order.side == "bid" else "bid"
@@ -289,12 +297,42 @@ class PaperMatcher:
         out.append(OrderCanceled(client_order_id=order.client_order_id, order_id=order.order_id,
                                  canceled_count=order.remaining, reason=reason, cause_seq=seq))
 
+    def _rest(self, order: _Order) -> None:
+        key = (order.market, order.side)
+        levels = self._resting.setdefault(key, {})
+        if order.price not in levels:
+            levels[order.price] = []
+            bisect.insort(self._prices.setdefault(key, []), order.price)
+        levels[order.price].append(order)
+
     def _remove(self, order: _Order) -> None:
-        self.orders.pop(order.client_order_id, None)
+        if self.orders.pop(order.client_order_id, None) is None:
+            return
+        key = (order.market, order.side)
+        queue = self._resting.get(key, {}).get(order.price)
+        if queue is not None and order in queue:
+            queue.remove(order)
+            if not queue:
+                del self._resting[key][order.price]
+                prices = self._prices[key]
+                del prices[bisect.bisect_left(prices, order.price)]
 
     def _resting_at(self, market: str, side: str, price: int) -> list[_Order]:
-        return [o for o in self.orders.values()
-                if o.live and o.market == market and o.side == side and o.price == price]
+        return self._resting.get((market, side), {}).get(price, [])
+
+    def _resting_where(self, market: str, side: str, beyond: int, inclusive: bool) -> list[_Order]:
+        """Resting orders priced better than ``beyond`` (at it too if ``inclusive``), best first."""
+        prices = self._prices.get((market, side))
+        if not prices:
+            return []
+        levels = self._resting[(market, side)]
+        if side == "bid":
+            cut = bisect.bisect_left(prices, beyond) if inclusive else bisect.bisect_right(prices, beyond)
+            chosen = reversed(prices[cut:])
+        else:
+            cut = bisect.bisect_right(prices, beyond) if inclusive else bisect.bisect_left(prices, beyond)
+            chosen = iter(prices[:cut])
+        return [o for p in chosen for o in levels[p]]
 
     # -- the book moves -------------------------------------------------------------------------
     def _level_changed(self, market: str, bside: str, level: int, before: int, seq: int, out: list[Event]) -> None:
@@ -314,11 +352,17 @@ class PaperMatcher:
                 if not self._credit[key]:
                     del self._credit[key]
             cancelled = shrink - explained
-            for order in self._resting_at(market, bside, level):
+            for order in list(self._resting_at(market, bside, level)):
                 if self.queue_model == "proportional" and cancelled and before:
                     order.ahead -= cancelled * order.ahead // before
                 order.ahead = min(order.ahead, after)
-        self._cross(market, seq, out)
+        elif after > before and not book.stale:
+            # only growth makes size available, and only at this level: resting orders of the other
+            # side priced through it now cross it
+            other = "ask" if bside == "bid" else "bid"
+            for order in self._resting_where(market, other, level, inclusive=True):
+                if order.remaining:
+                    self._take(order, book, seq, out, taker=False, at_own_price=True)
 
     def _book_replaced(self, market: str, seq: int, out: list[Event]) -> None:
         book = self.books[market]
@@ -329,10 +373,11 @@ class PaperMatcher:
                 del self._consumed[key]
         for key in [k for k in self._credit if k[0] == market]:
             del self._credit[key]
-        for order in self.orders.values():
-            if order.live and order.market == market:
-                size = book.bid_size(order.price) if order.side == "bid" else book.ask_size(order.price)
-                order.ahead = min(order.ahead, size)
+        for side in ("bid", "ask"):
+            for price, queue in self._resting.get((market, side), {}).items():
+                size = book.bid_size(price) if side == "bid" else book.ask_size(price)
+                for order in queue:
+                    order.ahead = min(order.ahead, size)
         self._cross(market, seq, out)
 
     def _cross(self, market: str, seq: int, out: list[Event]) -> None:
@@ -341,28 +386,29 @@ class PaperMatcher:
         if book.stale:
             return
         best_ask, best_bid = book.best_ask(), book.best_bid()
-        for order in [o for o in self.orders.values() if o.live and o.market == market]:
-            if (order.side == "bid" and best_ask is not None and best_ask <= order.price) or (
-                order.side == "ask" and best_bid is not None and best_bid >= order.price
-            ):
+        crossed = []
+        if best_ask is not None:
+            crossed += self._resting_where(market, "bid", best_ask, inclusive=True)
+        if best_bid is not None:
+            crossed += self._resting_where(market, "ask", best_bid, inclusive=True)
+        for order in crossed:
+            if order.remaining:
                 self._take(order, book, seq, out, taker=False, at_own_price=True)
 
     def _public_trade(self, trade: PublicTrade, seq: int, out: list[Event]) -> None:
         # taker bought NO (sold YES) -> it hit YES bids at >= price; taker bought YES -> lifted asks at <= price
-        side, through = ("bid", lambda p: p > trade.yes_price) if trade.taker_side == "no" else (
-            "ask", lambda p: p < trade.yes_price)
+        side = "bid" if trade.taker_side == "no" else "ask"
         volume = trade.count
         self._credit[(trade.market, side, trade.yes_price)] = self._credit.get((trade.market, side, trade.yes_price), 0) + volume
-        resting = [o for o in self.orders.values() if o.live and o.market == trade.market and o.side == side]
         # orders priced better than the trade were ahead of it in price priority: they fill first
-        for order in sorted((o for o in resting if through(o.price)), key=lambda o: -o.price if side == "bid" else o.price):
+        for order in self._resting_where(trade.market, side, trade.yes_price, inclusive=False):
             take = min(order.remaining, volume)
             volume -= take
             if take:
                 self._fill(order, order.price, take, False, seq, out)
         # at the trade's price the volume works down the queue; each order's `ahead` already counts
         # the displayed size and our earlier orders in front of it, so each sees the whole volume
-        for order in [o for o in resting if o.price == trade.yes_price]:
+        for order in list(self._resting_at(trade.market, side, trade.yes_price)):
             used = min(order.ahead, volume)
             order.ahead -= used
             take = min(order.remaining, volume - used)
@@ -388,6 +434,9 @@ class PaperMatcher:
         m = cls(fee, latency_ns=latency_ns, queue_model=queue_model)
         m.books = {k: OrderBook.restore(v) for k, v in snap.books.items()}
         m.orders = {o.client_order_id: msgspec.structs.replace(o) for o in snap.orders}
+        for order in m.orders.values():  # resting = live and not yet done; queue order = placement order
+            if order.live:
+                m._rest(order)
         m._waiting = {i.client_order_id: i for i in snap.waiting}
         m._due = list(snap.due)
         heapq.heapify(m._due)

@@ -191,14 +191,14 @@ async def bench_log(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def bench_book(args: argparse.Namespace, settings: Settings) -> int:
-    from actors.bench import run_book_bench
+    from actors.bench import matcher_ops, run_book_bench
 
     from . import UsageError
 
     if args.deltas < 1:
         raise UsageError("--deltas must be at least 1")
     say = (lambda m: print(m, file=sys.stderr)) if not args.json else (lambda m: None)
-    result = run_book_bench(args.deltas, repeat=args.repeat, say=say)
+    result = run_book_bench(args.deltas, repeat=args.repeat, say=say, measures={"matcher_ops": matcher_ops})
     result["machine"] = _machine()
     if args.json:
         print(msgspec.json.encode(result).decode())
