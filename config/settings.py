@@ -135,14 +135,16 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
 def _explain(exc: msgspec.ValidationError, data: dict[str, Any], source: str) -> str:
     """Turn msgspec's ``... - at `$.log.sync``` into ``log.sync = 'sometimes': ...`` with the value."""
     message = str(exc)
-    reason, _, at = message.rpartition(" - at `")
-    if not at:
-        return f"{source}: {message}"
+    reason, found, at = message.rpartition(" - at `")
+    if not found:  # an error at the top level: msgspec names no path
+        reason, at = message, "$`"
     path = [p for p in at.rstrip("`").removeprefix("$").split(".") if p]
     key = ".".join(path)
     if reason.startswith("Object contains unknown field"):
         field = reason.split("`")[1]
         return f"{source}: unknown setting {key + '.' if key else ''}{field}; check its spelling against config/defaults.toml"
+    if not path:
+        return f"{source}: {reason}"
     value = _lookup(data, path)
     return f"{source}: {key} = {value!r}: {reason}"
 

@@ -94,6 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `tape log cat … | head`: the reader left; not an error
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a file the command could not read or write: name it, no traceback
+        where = "" if exc.filename is None else f"{exc.filename}: "
+        print(f"tape {args.command}: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"tape {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -17,8 +17,11 @@ from ..events import EVENT_TYPES, event_type, to_builtins
 from ..log import (
     EventLog,
     FileLog,
+    LogError,
+    NotALogError,
     SessionMeta,
     create_log,
+    is_file_log,
     is_postgres,
     list_sessions,
     open_log,
@@ -28,6 +31,17 @@ from ..log.tools import repair_log, verify_log
 from .render import render
 
 LOG_HELP = "a run directory, or postgresql://…?session=ID"
+
+
+def _seq(text: str) -> int:
+    """An argparse ``type=``: a seq, a whole number from 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seq (a whole number from 1)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a seq (seqs start at 1)")
+    return value
 
 
 class Progress:
@@ -71,7 +85,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=info)
 
     p = sub.add_parser("list", help="list the sessions under a directory of runs or a DSN", formatter_class=fmt,
-                       description="List every session (oldest first) with its status and last seq.",
+                       description="List every session (oldest first) with its status and last seq. A run "
+                       "whose metadata cannot be read is listed as damaged, with its error, after the others, "
+                       "and the exit status is then 1.",
                        epilog="examples:\n  tape log list runs\n  tape log list postgresql://postgres@127.0.0.1/test")
     p.add_argument("target", metavar="TARGET", help="a directory of run directories, or a postgresql:// DSN")
     p.add_argument("--json", action="store_true", help="print JSON lines, one session each")
@@ -85,8 +101,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                        "  tape log cat runs/<id> --type public_trade,order_filled --json | jq .\n\n"
                        "event types: " + ", ".join(sorted(EVENT_TYPES)))
     p.add_argument("log", metavar="LOG", help=LOG_HELP)
-    p.add_argument("--from", dest="first", type=int, default=1, metavar="SEQ", help="first seq (default 1)")
-    p.add_argument("--to", dest="last", type=int, default=None, metavar="SEQ", help="last seq (default: the end)")
+    p.add_argument("--from", dest="first", type=_seq, default=1, metavar="SEQ", help="first seq (default 1)")
+    p.add_argument("--to", dest="last", type=_seq, default=None, metavar="SEQ", help="last seq (default: the end)")
     p.add_argument("--type", dest="types", action="append", default=[], metavar="TYPE",
                    help="only these event types (repeat, or comma-separate)")
     p.add_argument("--json", action="store_true", help="JSON lines with exact integer units")
@@ -192,19 +208,55 @@ async def info(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if "damage" in out else 0
 
 
+async def _sessions(target: str, settings: Settings) -> tuple[list[SessionMeta], list[tuple[Path, str]]]:
+    """The sessions under ``target``, oldest first, and ``(run directory, error)`` for each unreadable run.
+
+    A directory of runs is read one run at a time, so one damaged run does not hide the others.
+    """
+    if is_postgres(target):
+        return await list_sessions(target, settings.log), []
+    root = Path(target)
+    if is_file_log(root):
+        runs = [root]
+    elif root.is_dir():
+        runs = sorted(p for p in root.iterdir() if is_file_log(p))
+    else:
+        raise NotALogError(f"{root}: no such directory")
+    metas: list[SessionMeta] = []
+    damaged: list[tuple[Path, str]] = []
+    for run in runs:
+        try:
+            log = await open_log(run, settings=settings.log)
+            try:
+                metas.append(await log.meta())
+            finally:
+                await log.close()
+        except (LogError, OSError) as exc:
+            damaged.append((run, str(exc)))
+    metas.sort(key=lambda m: (m.created_ns, m.session_id))
+    return metas, damaged
+
+
 async def list_cmd(args: argparse.Namespace, settings: Settings) -> int:
-    metas: list[SessionMeta] = await list_sessions(args.target, settings.log)
+    metas, damaged = await _sessions(args.target, settings)
     if args.json:
         for meta in metas:
             print(msgspec.json.encode(meta).decode())
-        return 0
-    if not metas:
+        for run, error in damaged:
+            print(msgspec.json.encode({"session_id": run.name, "status": "damaged", "log": str(run),
+                                       "error": error}).decode())
+        return 1 if damaged else 0
+    if not metas and not damaged:
         print(f"no sessions under {args.target}")
         return 0
     print(f"{'session':<36} {'status':<8} {'mode':<7} {'records':>12}  created")
     for m in metas:
         print(f"{m.session_id:<36} {m.status:<8} {m.mode or '-':<7} {m.last_seq:>12,}  {_time(m.created_ns)}")
-    return 0
+    for run, _ in damaged:
+        print(f"{run.name:<36} {'damaged':<8} {'-':<7} {'-':>12}  -")
+    for run, error in damaged:
+        print(f"note: {run.name} is damaged: {error}")
+    return 1 if damaged else 0
 
 
 def _types(values: list[str]) -> set[str] | None:
@@ -218,6 +270,10 @@ def _types(values: list[str]) -> set[str] | None:
 
 
 async def cat(args: argparse.Namespace, settings: Settings) -> int:
+    if args.last is not None and args.last < args.first:
+        from . import UsageError
+
+        raise UsageError(f"--to {args.last} is before --from {args.first}")
     wanted = _types(args.types)
     out = sys.stdout
     encode = msgspec.json.Encoder().encode
@@ -284,12 +340,24 @@ async def repair(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def export(args: argparse.Namespace, settings: Settings) -> int:
-    from replay.export import export_parquet
+    from replay.export import ExportError, export_parquet
 
+    from . import UsageError
+
+    out = Path(args.parquet)
+    if out.is_dir():
+        raise UsageError(f"--parquet {out} is a directory; name the Parquet file to write, e.g. {out / 'session.parquet'}")
+    if not out.parent.is_dir():
+        raise UsageError(f"--parquet {out}: the directory {out.parent} does not exist; create it first")
     async with await _open(args.log, settings) as log:
         total = (await log.meta()).last_seq
         progress = Progress("export", total)
-        summary = await export_parquet(log, Path(args.parquet), progress=progress)
+        try:
+            summary = await export_parquet(log, out, progress=progress)
+        except ExportError as exc:
+            progress.done()
+            print(f"tape log export: {exc}; nothing was written to {out}", file=sys.stderr)
+            return 1
     progress.done()
     print(f"wrote {summary.rows:,} rows in {summary.row_groups} row group(s), {summary.bytes:,} bytes, to {args.parquet} "
           f"({summary.rows / max(summary.seconds, 1e-9):,.0f} rows/s)")

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 import msgspec
 
@@ -40,6 +41,7 @@ Entry = tuple[int, Event]  # (ts_ns, event): what a producer appends; the log as
 SessionStatus = Literal["open", "closed", "ended", "crashed"]
 
 _EVENT_CLASSES = frozenset(EVENT_TYPES.values())
+_STOP = object()  # tells the writer task to finish after the batches queued before it
 
 
 class LogError(Exception):
@@ -116,18 +118,58 @@ class SessionMeta(msgspec.Struct, frozen=True, kw_only=True):
     last_seq: int = 0
 
 
+_TS = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+_ENTRY_ENCODER = msgspec.msgpack.Encoder()
+_ENTRIES = msgspec.msgpack.Decoder(list[tuple[_TS, Event]])
+_AT = re.compile(r"at `\$\[(\d+)\](?:\[(\d+)\](?:\[(\d+)\])?)?")
+
+
 def check_entries(entries: Sequence[Entry]) -> None:
-    """Refuse, before anything is written, a batch that the log could not read back."""
+    """Refuse, before anything is written, a batch that the log could not read back.
+
+    The batch is encoded and decoded with the schema's own decoder, so every constraint a reader will
+    check (types, enum values, unit ranges, ``0 <= ts_ns < 2**63``) is checked now; the error names the
+    entry and the field.
+    """
     if not entries:
         raise ValueError("append: the batch is empty")
-    for i, entry in enumerate(entries):
+    try:
+        _ENTRIES.decode(_ENTRY_ENCODER.encode(entries))
+        return
+    except (msgspec.ValidationError, msgspec.EncodeError, TypeError, OverflowError) as exc:
+        error = exc
+    for i, entry in enumerate(entries):  # name the first entry that is not even the right shape
         if type(entry) is not tuple or len(entry) != 2:
             raise TypeError(f"append: entry {i} is {entry!r}, expected a (ts_ns, event) tuple")
         ts, event = entry
         if type(event) not in _EVENT_CLASSES:
             raise TypeError(f"append: entry {i} holds {type(event).__name__}, not a tape event")
-        if type(ts) is not int or ts < 0:
-            raise TypeError(f"append: entry {i} has ts_ns {ts!r}, expected a non-negative int")
+        if type(ts) is not int or not 0 <= ts < 2**63:
+            raise TypeError(f"append: entry {i} has ts_ns {ts!r}, expected an int in [0, 2**63)")
+    if not isinstance(error, msgspec.ValidationError):  # an encoding failure carries no path: find the entry
+        for i, (_, event) in enumerate(entries):
+            try:
+                _ENTRY_ENCODER.encode(event)
+            except (msgspec.EncodeError, TypeError, OverflowError) as exc:
+                raise ValueError(f"append: entry {i} ({event.__struct_config__.tag}): {exc}") from None
+    raise ValueError(f"append: {_explain(error, entries)}") from None
+
+
+def _explain(error: Exception, entries: Sequence[Entry]) -> str:
+    """msgspec's ``… - at `$[5][1][3]``` as ``entry 5 (book_delta) field side: …``."""
+    message = str(error)
+    match = _AT.search(message)
+    if match is None:
+        return message
+    reason = message[: match.start()].rstrip(" -")
+    i = int(match.group(1))
+    if match.group(2) is None or match.group(2) == "0":
+        return f"entry {i} ts_ns: {reason}"
+    event = entries[i][1]
+    fields = event.__struct_fields__
+    j = int(match.group(3) or 0)
+    name = fields[j - 1] if 0 < j <= len(fields) else "type"
+    return f"entry {i} ({event.__struct_config__.tag}) field {name}: {reason}"
 
 
 class EventLog(ABC):
@@ -144,6 +186,7 @@ class EventLog(ABC):
         self._writer: asyncio.Task[None] | None = None
         self._broken: BaseException | None = None
         self._closed = False
+        self._closing = False
         self._appended = asyncio.Event()
 
     # -- reading ------------------------------------------------------------------------------
@@ -184,10 +227,14 @@ class EventLog(ABC):
 
     # -- writing ------------------------------------------------------------------------------
     async def append(self, entries: Sequence[Entry]) -> SeqRange:
-        """Append one batch atomically; returns its seqs once durable under the sync policy."""
+        """Append one batch atomically; returns its seqs once durable under the sync policy.
+
+        A batch that reached the queue is written even if the caller stops waiting (a cancelled or
+        timed-out ``append`` may still land): to learn its fate, read the log's tail, never retry blind.
+        """
         if not self.writable:
             raise LogError(f"{self.location}: opened read-only; open it with mode='a' to append")
-        if self._closed:
+        if self._closed or self._closing:
             raise LogError(f"{self.location}: the log is closed")
         if self._broken is not None:
             raise LogBrokenError(f"{self.location}: an earlier write failed ({self._broken}); reopen the log")
@@ -202,10 +249,20 @@ class EventLog(ABC):
     async def _write_loop(self) -> None:
         assert self._queue is not None
         queue = self._queue
-        while True:
-            group = [await queue.get()]
-            while len(group) < self._group_batches and not queue.empty():
-                group.append(queue.get_nowait())
+        stopping = False
+        while not stopping:
+            group = []
+            item = await queue.get()
+            while item is not _STOP:
+                group.append(item)
+                if len(group) >= self._group_batches or queue.empty():
+                    break
+                item = queue.get_nowait()
+            stopping = item is _STOP
+            if stopping:
+                queue.task_done()
+            if not group:
+                continue
             if self._broken is not None:
                 for _, fut in group:
                     if not fut.done():
@@ -256,14 +313,16 @@ class EventLog(ABC):
         Idempotent. A session that was not marked ``ended`` stays resumable: opening it with
         ``mode="a"`` continues at the next seq.
         """
-        if self._closed:
+        if self._closed or self._closing:
             return
+        self._closing = True  # appends are refused from here on; those already accepted are written
         try:
             if self._writer is not None:
-                await self.flush()
-                self._writer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._writer
+                assert self._queue is not None
+                await self._queue.put(_STOP)  # queued behind every accepted batch
+                await self._writer
+                if self._broken is None:
+                    await self._sync()
             if self.writable and self._broken is None and self._status() == "open":
                 await self.mark("closed")
         finally:

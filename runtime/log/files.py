@@ -185,9 +185,14 @@ class FileLog(EventLog):
 
     def _acquire_lock(self) -> None:
         fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        for attempt in range(50):  # a reader probing the lock holds it shared for a moment: retry briefly
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt < 49:
+                    time.sleep(0.005)
+        else:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise LogLockedError(
@@ -228,9 +233,22 @@ class FileLog(EventLog):
             raise NotALogError(f"{self.root}: holds {META_FILE} but no segment files")
         expect = 1
         for i, path in enumerate(paths):
-            seg = self._open_segment(path, expect, last=i == len(paths) - 1, recover=recover)
+            last = i == len(paths) - 1
+            try:
+                seg = self._open_segment(path, expect, last=last, recover=recover)
+            except CorruptLogError as exc:
+                if recover:
+                    raise
+                self._damage = exc  # read-only: everything before the damage stays readable
+                break
+            if seg is None:  # the next segment was being created when the writer died
+                break
             self._segments.append(seg)
             expect = seg.last_seq + 1
+            if self._damage is not None:
+                break
+        if not self._segments:
+            raise self._damage or NotALogError(f"{self.root}: no readable segment")
         self._last_seq = self._segments[-1].last_seq
         if recover:
             self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
@@ -239,11 +257,19 @@ class FileLog(EventLog):
             self._meta = msgspec.structs.replace(self._meta, status="open", ended_ns=None, end_reason=None)
             _write_atomic(self.root / META_FILE, msgspec.json.encode(self._meta))
 
-    def _open_segment(self, path: Path, expect: int, *, last: bool, recover: bool) -> _Segment:
+    def _open_segment(self, path: Path, expect: int, *, last: bool, recover: bool) -> _Segment | None:
+        """The segment at ``path`` (None: a last segment whose creation a crash cut short)."""
         where = str(path)
         with open(path, "rb") as f:
-            head = fmt.read_header(f.read(fmt.HEADER_SIZE), where)
+            raw = f.read(fmt.HEADER_SIZE)
             file_size = os.fstat(f.fileno()).st_size
+        if last and expect > 1 and len(raw) < fmt.HEADER_SIZE and fmt.MAGIC.startswith(raw[: len(fmt.MAGIC)]):
+            # older writers created segments in place: a crash could leave one without its header
+            if recover:
+                path.unlink()
+                fsync_path(self.root)
+            return None
+        head = fmt.read_header(raw, where)
         if head.first_seq != expect:
             raise CorruptLogError(where, 0, f"segment starts at seq {head.first_seq}, expected {expect} (a segment is missing)")
         if head.session_id != self._meta.session_id:
@@ -265,6 +291,9 @@ class FileLog(EventLog):
             return seg
         # a torn tail of the last segment: an append that was never acknowledged
         if recover:
+            if seg.last_seq < self._meta.last_seq:
+                raise CorruptLogError(where, end.offset, f"{end.detail}, but the session was closed at seq "
+                                      f"{self._meta.last_seq} and only {seg.last_seq} are whole")
             truncated = file_size - end.offset
             with open(path, "r+b") as f:
                 f.truncate(end.offset)
@@ -320,10 +349,13 @@ class FileLog(EventLog):
         _write_atomic(self._index_path(seg), body + struct.pack("<I", zlib.crc32(body)))
 
     def _start_segment(self, first_seq: int) -> None:
+        """Create the next segment whole: header written and synced under a temporary name, then renamed."""
         path = self.root / fmt.segment_name(first_seq)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         _write_all(fd, fmt.encode_header(first_seq, self._meta.session_id))
         os.fsync(fd)
+        os.rename(tmp, path)
         fsync_path(self.root)
         if self._fd is not None:
             os.close(self._fd)
@@ -437,6 +469,14 @@ class FileLog(EventLog):
         self._sync_timer = None
         if self._unsynced and self._fd is not None and self._broken is None:
             self._sync_task = asyncio.ensure_future(self._sync())
+            self._sync_task.add_done_callback(self._sync_done)
+
+    def _sync_done(self, task: asyncio.Future[None]) -> None:
+        """A failed background sync means acknowledged data may not be on disk: the log is broken."""
+        if not task.cancelled() and task.exception() is not None and self._broken is None:
+            self._broken = task.exception()
+            get_logger("log").error("background fsync failed; the log accepts no more appends",
+                                    log=str(self.root), error=str(self._broken))
 
     def _write_sync(self, batches: list[Sequence[Entry]]) -> list[SeqRange]:
         seq = self._last_seq + 1
@@ -503,7 +543,8 @@ class FileLog(EventLog):
             raise LogError(f"{self.root}: opened read-only; cannot change the session status")
         await self.flush()
         ended = time.time_ns() if status in ("ended", "crashed") else None
-        self._meta = msgspec.structs.replace(self._meta, status=status, ended_ns=ended, end_reason=reason)
+        self._meta = msgspec.structs.replace(self._meta, status=status, ended_ns=ended, end_reason=reason,
+                                             last_seq=self._last_seq)
         await asyncio.to_thread(_write_atomic, self.root / META_FILE, msgspec.json.encode(self._meta))
 
     def _status(self) -> SessionStatus:
@@ -513,6 +554,9 @@ class FileLog(EventLog):
         if self._sync_timer is not None:
             self._sync_timer.cancel()
             self._sync_timer = None
+        if self._sync_task is not None and not self._sync_task.done():
+            with contextlib.suppress(Exception):
+                await self._sync_task
         if self._fd is not None:
             if self._unsynced and self._broken is None:
                 os.fdatasync(self._fd)

@@ -4,18 +4,21 @@ A segment file ``<first seq, 20 digits>.seg`` is a header followed by frames::
 
     header  magic "TAPESEG\\0" | format u16 | schema u16 | flags u32 | first_seq u64 |
             session id (48 bytes, utf-8, NUL padded) | crc32 u32 of the preceding bytes
-    frame   payload length u32 | crc32 u32 | first_seq u64 | count u32 | payload
+    frame   header crc32 u32 | payload length u32 | payload crc32 u32 | first_seq u64 | count u32 |
+            payload
 
 A frame holds one appended batch (so a batch is atomic): its payload is the msgpack array of its
-records ``[seq, ts_ns, event]``. The crc covers ``first_seq``, ``count`` and the payload.
+records ``[seq, ts_ns, event]``. The header crc covers the four header fields after it; the payload
+crc covers the payload. A frame is written with one ``write`` call, so a crash leaves a prefix of it.
 
 The scanner walks frames and classifies how a segment ends:
 
 * ``clean`` – the last frame ends exactly at the end of the file;
-* ``torn`` – the file ends inside a frame (or in zero bytes a crash left behind) and no valid frame
-  follows: an append that was never acknowledged; a writer truncates it when it opens the log;
-* ``corrupt`` – a complete frame fails its crc, is out of sequence, or is followed by valid data:
-  damage to acknowledged data, refused with the segment and offset.
+* ``torn`` – the file ends inside a frame header, or after a sound header inside its payload, or in
+  zero bytes a crash left behind: an append that was never acknowledged (acknowledged frames are
+  whole); a writer truncates it when it opens the log;
+* ``corrupt`` – a header or payload fails its crc, or a frame is out of sequence: damage to data that
+  may have been acknowledged, refused with the segment and offset.
 """
 
 from __future__ import annotations
@@ -34,9 +37,9 @@ MAGIC = b"TAPESEG\x00"
 FORMAT_VERSION = 1
 HEADER = struct.Struct("<8sHHIQ48s")
 HEADER_SIZE = HEADER.size + 4
-FRAME = struct.Struct("<IIQI")
+FRAME = struct.Struct("<IIIQI")  # header crc, payload length, payload crc, first seq, count
 FRAME_SIZE = FRAME.size
-SEQ_COUNT = struct.Struct("<QI")
+_FRAME_BODY = struct.Struct("<IIQI")  # what the header crc covers
 MAX_FRAME_BYTES = 256 * 1024 * 1024
 MAX_FRAME_RECORDS = 65_536  # a larger append is written as several frames, each atomic
 
@@ -107,8 +110,8 @@ def encode_frame(first_seq: int, records: list[tuple[int, int, object]]) -> byte
     payload = ENCODER.encode(records)
     if len(payload) > MAX_FRAME_BYTES:
         raise ValueError(f"a batch of {len(records)} events encodes to {len(payload)} bytes, over the frame limit")
-    crc = zlib.crc32(payload, zlib.crc32(SEQ_COUNT.pack(first_seq, len(records))))
-    return FRAME.pack(len(payload), crc, first_seq, len(records)) + payload
+    body = _FRAME_BODY.pack(len(payload), zlib.crc32(payload), first_seq, len(records))
+    return struct.pack("<I", zlib.crc32(body)) + body + payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,30 +122,6 @@ class ScanEnd:
     offset: int
     next_seq: int
     detail: str = ""
-
-
-def _frame_ok(data: memoryview, off: int, end: int, expect_seq: int | None) -> tuple[int, int, int] | None:
-    """(length, first_seq, count) if a whole, checksummed frame starts at ``off``."""
-    if end - off < FRAME_SIZE:
-        return None
-    length, crc, first_seq, count = FRAME.unpack_from(data, off)
-    if not 0 < length <= MAX_FRAME_BYTES or count == 0 or off + FRAME_SIZE + length > end:
-        return None
-    if expect_seq is not None and first_seq != expect_seq:
-        return None
-    payload = data[off + FRAME_SIZE : off + FRAME_SIZE + length]
-    if zlib.crc32(payload, zlib.crc32(SEQ_COUNT.pack(first_seq, count))) != crc:
-        return None
-    return length, first_seq, count
-
-
-def _valid_frame_after(data: memoryview, start: int, end: int, after_seq: int) -> int | None:
-    """Offset of a checksummed frame with a seq beyond ``after_seq`` somewhere past ``start``."""
-    for off in range(start, end - FRAME_SIZE + 1):
-        first_seq = SEQ_COUNT.unpack_from(data, off + 8)[0]
-        if after_seq <= first_seq < after_seq + (1 << 40) and _frame_ok(data, off, end, None):
-            return off
-    return None
 
 
 def scan(
@@ -157,35 +136,31 @@ def scan(
     off = start
     while off < end:
         if end - off < FRAME_SIZE:
-            yield _tail(data, off, end, next_seq, "file ends inside a frame header")
+            yield ScanEnd("torn", off, next_seq, f"the file ends inside a frame header ({end - off} bytes)")
             return
-        length, crc, first_seq, count = FRAME.unpack_from(data, off)
-        if not 0 < length <= MAX_FRAME_BYTES or count == 0 or count > MAX_FRAME_RECORDS:
-            yield _tail(data, off, end, next_seq, f"implausible frame header (length {length}, count {count})")
+        head_crc, length, crc, first_seq, count = FRAME.unpack_from(data, off)
+        if zlib.crc32(data[off + 4 : off + FRAME_SIZE]) != head_crc:
+            if not bytes(data[off:end]).strip(b"\x00"):
+                yield ScanEnd("torn", off, next_seq, f"{end - off} zero bytes after the last frame")
+            else:
+                yield ScanEnd("corrupt", off, next_seq, "frame header checksum mismatch")
             return
-        stop = off + FRAME_SIZE + length
-        if stop > end:
-            yield _tail(data, off, end, next_seq, f"file ends inside a frame ({end - off} of {stop - off} bytes)")
+        if not 0 < length <= MAX_FRAME_BYTES or not 0 < count <= MAX_FRAME_RECORDS:
+            yield ScanEnd("corrupt", off, next_seq, f"implausible frame header (length {length}, count {count})")
             return
         if first_seq != next_seq:
             yield ScanEnd("corrupt", off, next_seq, f"frame starts at seq {first_seq}, expected {next_seq}")
             return
+        stop = off + FRAME_SIZE + length
+        if stop > end:
+            yield ScanEnd("torn", off, next_seq, f"the file ends inside the frame of seqs {first_seq}.."
+                          f"{first_seq + count - 1} ({end - off} of {stop - off} bytes)")
+            return
         payload = data[off + FRAME_SIZE : stop]
-        if verify and zlib.crc32(payload, zlib.crc32(SEQ_COUNT.pack(first_seq, count))) != crc:
+        if verify and zlib.crc32(payload) != crc:
             yield ScanEnd("corrupt", off, next_seq, f"checksum mismatch in the frame of seqs {first_seq}..{first_seq + count - 1}")
             return
         yield off, first_seq, count, payload
         next_seq = first_seq + count
         off = stop
     yield ScanEnd("clean", off, next_seq)
-
-
-def _tail(data: memoryview, off: int, end: int, next_seq: int, detail: str) -> ScanEnd:
-    """An incomplete frame at ``off``: torn if nothing valid follows it, else corruption."""
-    rest = data[off:end]
-    if not bytes(rest).strip(b"\x00"):
-        return ScanEnd("torn", off, next_seq, f"{end - off} zero bytes after the last frame")
-    found = _valid_frame_after(data, off + 1, end, next_seq)
-    if found is not None:
-        return ScanEnd("corrupt", off, next_seq, f"{detail}, yet a valid frame follows at offset {found}")
-    return ScanEnd("torn", off, next_seq, detail)

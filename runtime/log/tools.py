@@ -54,6 +54,7 @@ async def verify_log(log: EventLog, progress: Progress | None = None) -> VerifyR
             for record in batch:
                 if record.seq != expect:
                     report.problems.append(Problem(log.location, None, f"seq {record.seq} where {expect} was expected"))
+                    report.records = report.last_seq = expect - 1  # the sound records before the gap
                     return report
                 expect += 1
             report.records += len(batch)
@@ -116,6 +117,7 @@ def _verify_files(log: FileLog, progress: Progress | None) -> VerifyReport:
                 report.frames += 1
                 report.records += count
                 expect = first_seq + count
+                report.last_seq = expect - 1  # kept current: every early return reports the sound prefix
                 if progress:
                     progress(report.records)
         idx = path.with_suffix(".idx")

@@ -37,6 +37,7 @@ def test_environment_variables_override_the_file_with_toml_typed_values(tmp_path
         ({"TAPE__LOG__SEGMENT_BYTES": "12"}, "shipped defaults + environment: log.segment_bytes = 12: Expected `int` >= 65536"),
         ({"TAPE__LOG__QUEUE_BATCHES": "many"}, "shipped defaults + environment: log.queue_batches = 'many': Expected `int`, got `str`"),
         ({"TAPE__LOG__SYN": "batch"}, "shipped defaults + environment: unknown setting log.syn; check its spelling against config/defaults.toml"),
+        ({"TAPE__FOO__BAR": "1"}, "shipped defaults + environment: unknown setting foo; check its spelling against config/defaults.toml"),
         ({"TAPE__LOGSYNC": "batch"}, "environment variable TAPE__LOGSYNC: expected TAPE__SECTION__KEY, e.g. TAPE__LOG__SYNC"),
     ],
 )
@@ -56,6 +57,14 @@ def test_a_bad_file_is_named(tmp_path):
     path.write_text('[session]\nseed = -1\n')
     with pytest.raises(ConfigError, match=f"^{path}: session.seed = -1: Expected `int` >= 0$"):
         load_settings(path, env={})
+
+
+def test_an_unknown_top_level_key_in_a_file_is_named(tmp_path):
+    path = tmp_path / "tape.toml"
+    path.write_text("x = 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    assert str(info.value) == f"{path}: unknown setting x; check its spelling against config/defaults.toml"
 
 
 def test_settings_are_frozen():

@@ -223,3 +223,40 @@ class LogContract:
                 await asyncio.sleep(0)
             await asyncio.wait_for(task, timeout=30)
         assert got == list(range(1, 31))
+
+    async def test_an_event_breaking_the_schema_is_refused_and_the_log_goes_on(self, target):
+        """Values a reader would reject (an enum, a unit range, a huge ts) are refused before writing."""
+        async with await self.new_log(target) as log:
+            await log.append(entries(1))
+            bad = BookDelta(market="KX", side="maybe", price=1, delta=1)  # type: ignore[arg-type]
+            with pytest.raises(ValueError, match=r"^append: entry 1 \(book_delta\) field side: Invalid enum value 'maybe'$"):
+                await log.append([(1, delta(1)), (2, bad)])
+            with pytest.raises(ValueError, match=r"^append: entry 0 \(book_delta\) field price: Expected `int` <= 10000$"):
+                await log.append([(1, BookDelta(market="KX", side="yes", price=20_000, delta=1))])
+            with pytest.raises(TypeError, match=r"entry 0 has ts_ns 9223372036854775808"):
+                await log.append([(2**63, delta(1))])
+            assert await log.append(entries(2, 1)) == (2, 3)
+            assert [r.seq for r in await read_all(log)] == [1, 2, 3]
+
+    async def test_close_while_producers_append_loses_and_hangs_nothing(self, target):
+        """Every append accepted before close is written and acknowledged; later ones are refused."""
+        settings = LogSettings(sync="batch", queue_batches=2, group_batches=2)
+        log = await create_log(target, self.meta(), settings)
+
+        async def produce(i: int):
+            try:
+                return await log.append(entries(50, 50 * i))
+            except LogError as exc:
+                return exc
+
+        tasks = [asyncio.create_task(produce(i)) for i in range(12)]
+        await asyncio.sleep(0)
+        await log.close()
+        results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
+        acked = [r for r in results if not isinstance(r, Exception)]
+        refused = [r for r in results if isinstance(r, LogError)]
+        assert len(acked) + len(refused) == 12 and acked
+        assert all("closed" in str(r) for r in refused)
+        reader = await self.reopen(target, log)
+        assert reader.last_seq == 50 * len(acked) and (await reader.meta()).status == "closed"
+        await reader.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import struct
@@ -93,7 +94,7 @@ async def test_a_flipped_byte_in_the_middle_is_refused_naming_segment_and_offset
     """Damage to acknowledged data is never truncated away: the writer refuses, naming where."""
     run = await make(tmp_path, batches=3, settings=LogSettings())
     seg = segs(run)[0]
-    frame2 = fmt.HEADER_SIZE + fmt.FRAME_SIZE + struct.unpack_from("<I", seg.read_bytes(), fmt.HEADER_SIZE)[0]
+    frame2 = fmt.HEADER_SIZE + fmt.FRAME_SIZE + fmt.FRAME.unpack_from(seg.read_bytes(), fmt.HEADER_SIZE)[1]
     flip(seg, frame2 + fmt.FRAME_SIZE + 50)
     with pytest.raises(CorruptLogError) as info:
         await open_log(run, mode="a")
@@ -105,7 +106,7 @@ async def test_reading_stops_at_damage_with_the_same_error(tmp_path):
     """A read-only reader gets every record before the damage, then the error naming it."""
     run = await make(tmp_path, batches=3, settings=LogSettings())
     seg = segs(run)[0]
-    frame2 = fmt.HEADER_SIZE + fmt.FRAME_SIZE + struct.unpack_from("<I", seg.read_bytes(), fmt.HEADER_SIZE)[0]
+    frame2 = fmt.HEADER_SIZE + fmt.FRAME_SIZE + fmt.FRAME.unpack_from(seg.read_bytes(), fmt.HEADER_SIZE)[1]
     flip(seg, frame2 + fmt.FRAME_SIZE + 50)
     log = await open_log(run)
     got = []
@@ -129,15 +130,64 @@ async def test_damage_in_a_sealed_segment_is_found_by_reading_and_verify(tmp_pat
     await log.close()
 
 
-async def test_a_frame_with_a_corrupted_length_followed_by_good_frames_is_damage_not_a_torn_tail(tmp_path):
-    """A length pointing past the end is torn only if no valid frame follows it."""
+async def test_a_damaged_frame_header_is_damage_not_a_torn_tail(tmp_path):
+    """A frame length damaged to point past the end fails the header checksum: refused, never truncated."""
     run = await make(tmp_path, batches=3, settings=LogSettings())
     seg = segs(run)[0]
     with open(seg, "r+b") as f:
-        f.seek(fmt.HEADER_SIZE)
+        f.seek(fmt.HEADER_SIZE + 4)
         f.write(struct.pack("<I", 10_000_000))
-    with pytest.raises(CorruptLogError, match="yet a valid frame follows"):
+    with pytest.raises(CorruptLogError, match=f"{seg} at byte offset {fmt.HEADER_SIZE}: frame header checksum mismatch"):
         await open_log(run, mode="a")
+
+
+async def test_a_damaged_header_of_the_last_frame_is_never_truncated_away(tmp_path):
+    """One flipped bit in the last acknowledged frame's header: the writer refuses instead of truncating."""
+    run = await make(tmp_path, batches=3, settings=LogSettings())
+    seg = segs(run)[0]
+    data = seg.read_bytes()
+    last = fmt.HEADER_SIZE
+    for _ in range(2):  # walk to the third frame
+        last += fmt.FRAME_SIZE + fmt.FRAME.unpack_from(data, last)[1]
+    flip(seg, last + 5)
+    with pytest.raises(CorruptLogError, match="frame header checksum mismatch"):
+        await open_log(run, mode="a")
+    assert seg.read_bytes()[:last] == data[:last] and len(seg.read_bytes()) == len(data)
+
+
+async def test_a_writer_never_truncates_below_the_seq_the_session_was_closed_at(tmp_path):
+    """If a closed session's tail is cut (lost writes, a copy cut short), reopening refuses to write over it."""
+    run = await make(tmp_path, batches=3, settings=LogSettings())
+    seg = segs(run)[0]
+    with open(seg, "r+b") as f:
+        f.truncate(seg.stat().st_size - 10)
+    with pytest.raises(CorruptLogError, match="the session was closed at seq 300 and only 200 are whole"):
+        await open_log(run, mode="a")
+
+
+async def test_a_segment_whose_creation_was_cut_short_is_dropped(tmp_path):
+    """A crash while creating the next segment leaves at most a headerless file: the writer removes it."""
+    run = await make(tmp_path, batches=3, settings=LogSettings())
+    stray = run / fmt.segment_name(301)
+    stray.write_bytes(fmt.MAGIC[:5])
+    reader = await open_log(run)
+    assert reader.last_seq == 300
+    log = await open_log(run, mode="a")
+    assert not stray.exists() and await log.append(entries(1)) == (301, 301)
+    await log.close()
+
+
+async def test_damage_in_an_early_segment_leaves_what_precedes_it_readable_and_repairable(tmp_path):
+    """With its index gone and a byte flipped, the first segment stops reading there; repair salvages it."""
+    run = await make(tmp_path, batches=40)
+    first = segs(run)[0]
+    first.with_suffix(".idx").unlink()
+    flip(first, first.stat().st_size - 10)
+    log = await open_log(run)
+    with pytest.raises(CorruptLogError, match=str(first)):
+        await read_all(log)
+    report = await repair_log(log, lambda meta: create_log(tmp_path / "fixed", meta))
+    assert report.salvaged > 0 and report.damage.where == str(first)
 
 
 async def test_repair_salvages_everything_before_the_damage(tmp_path):
@@ -191,10 +241,18 @@ async def test_a_foreign_file_named_like_a_segment_is_not_a_log(tmp_path):
 
 
 async def test_a_missing_segment_is_damage(tmp_path):
+    """Readers get everything before the gap, then the error; a writer is refused outright."""
     run = await make(tmp_path, batches=40)
-    segs(run)[1].unlink()
+    gone = segs(run)[1]
+    gone.unlink()
+    log = await open_log(run)
+    got = []
     with pytest.raises(CorruptLogError, match="a segment is missing"):
-        await open_log(run)
+        async for batch in log.read():
+            got.extend(batch)
+    assert got and [r.seq for r in got] == list(range(1, len(got) + 1))
+    with pytest.raises(CorruptLogError, match="a segment is missing"):
+        await open_log(run, mode="a")
 
 
 # -- writers, rotation, sync ---------------------------------------------------------------------------
@@ -253,3 +311,34 @@ async def test_a_failed_write_breaks_the_log_instead_of_carrying_on(tmp_path, mo
     reopened = await open_log(tmp_path / "run", mode="a")
     assert reopened.last_seq == 3
     await reopened.close()
+
+
+async def test_a_failed_background_sync_breaks_the_log(tmp_path, monkeypatch):
+    """With sync=interval, if the timer's fsync fails, acknowledged data may be lost: no more appends."""
+    log = await create_log(tmp_path, SessionMeta(session_id="run"), LogSettings(sync="interval", sync_interval_ms=5))
+    await log.append(entries(1))
+    await log.append(entries(1, 1))  # within the interval: written, not yet synced
+
+    def failing(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    await asyncio.sleep(0.1)
+    monkeypatch.undo()
+    with pytest.raises(LogBrokenError, match="Input/output error"):
+        await log.append(entries(1, 2))
+    await log.close()
+
+
+async def test_a_reader_probing_the_lock_does_not_refuse_a_recovering_writer(tmp_path):
+    """A follower's momentary shared lock (its liveness probe) makes the writer wait, not fail."""
+    import fcntl
+    import threading
+
+    run = await make(tmp_path, batches=1)
+    fd = os.open(run / "LOCK", os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    threading.Timer(0.05, lambda: os.close(fd)).start()
+    log = await open_log(run, mode="a")
+    assert log.last_seq == 100
+    await log.close()

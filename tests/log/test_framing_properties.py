@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import shutil
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from config import LogSettings
@@ -26,10 +27,15 @@ def build(root: Path) -> bytes:
         await log.close()
 
     asyncio.run(write())
+    # as if the writer had died: the session still open, no closing seq recorded (the most permissive
+    # case for a recovering writer, which may then truncate only a tail that was never acknowledged)
+    meta = root / "session.json"
+    meta.write_bytes(meta.read_bytes().replace(b'"status":"closed"', b'"status":"open"').replace(b'"last_seq":300', b'"last_seq":0'))
     return (root / fmt.segment_name(1)).read_bytes()
 
 
 TEMPLATE_DIR = Path(tempfile.mkdtemp(prefix="tape-prop-"))
+atexit.register(shutil.rmtree, TEMPLATE_DIR, ignore_errors=True)  # built at import (the strategies need it)
 SEGMENT = build(TEMPLATE_DIR / "run")
 
 
@@ -64,12 +70,15 @@ def check(result: list) -> None:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
-def test_flipped_bytes_give_a_documented_error_or_a_true_prefix(data):
+def test_flipped_bytes_always_give_a_documented_error(data):
+    """Every byte of a whole log is covered by a checksum: damage is never read, nor truncated away."""
     raw = bytearray(SEGMENT)
     for _ in range(data.draw(st.integers(1, 4))):
         pos = data.draw(st.integers(0, len(raw) - 1))
         raw[pos] ^= data.draw(st.integers(1, 255))
-    check(read_damaged(bytes(raw), writable=data.draw(st.booleans())))
+    assume(bytes(raw) != SEGMENT)  # two flips of one byte can cancel out
+    result = read_damaged(bytes(raw), writable=data.draw(st.booleans()))
+    assert len(result) == 1 and isinstance(result[0], LogError), f"damage went unnoticed: {len(result)} records read"
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

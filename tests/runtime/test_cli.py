@@ -127,3 +127,94 @@ def test_a_directory_that_is_not_a_log_is_a_clear_error(tmp_path):
     done = tape("log", "verify", str(tmp_path))
     assert done.returncode == 1
     assert done.stderr.strip() == f"tape log: {tmp_path}: not a tape log (no session.json)"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--from", "0"], "argument --from: 0 is not a seq (seqs start at 1)"),
+    (["--from", "-3"], "argument --from: -3 is not a seq (seqs start at 1)"),
+    (["--to", "0"], "argument --to: 0 is not a seq (seqs start at 1)"),
+    (["--from", "x"], "argument --from: 'x' is not a seq (a whole number from 1)"),
+])
+def test_cat_refuses_a_seq_below_one_as_a_usage_error(demo_run, args, message):
+    done = tape("log", "cat", str(demo_run), *args)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert message in done.stderr and "usage: tape log cat" in done.stderr
+
+
+def test_cat_refuses_a_range_that_ends_before_it_starts(demo_run):
+    done = tape("log", "cat", str(demo_run), "--from", "5", "--to", "3")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "tape log: --to 3 is before --from 5"
+
+
+def test_export_refuses_a_directory_or_a_missing_directory_before_any_work(demo_run, tmp_path):
+    done = tape("log", "export", str(demo_run), "--parquet", str(tmp_path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == (f"tape log: --parquet {tmp_path} is a directory; name the Parquet file to "
+                                   f"write, e.g. {tmp_path / 'session.parquet'}")
+    out = tmp_path / "missing" / "s.parquet"
+    done = tape("log", "export", str(demo_run), "--parquet", str(out))
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"tape log: --parquet {out}: the directory {out.parent} does not exist; create it first"
+    assert not out.parent.exists()
+
+
+def test_a_file_that_cannot_be_written_is_one_line_naming_it(demo_run, tmp_path):
+    (tmp_path / "plain").write_text("a file, not a directory")
+    out = tmp_path / "plain" / "new"
+    done = tape("log", "repair", str(demo_run), "--out", str(out))
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"tape log: {out}: Not a directory"
+
+
+def test_list_and_info_show_a_damaged_session_beside_the_others(demo_run, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(demo_run, runs / demo_run.name)
+    shutil.copytree(demo_run, runs / "zz-damaged")
+    (runs / "zz-damaged" / "session.json").write_text("{not json")
+    for command in ("list", "info"):
+        done = tape("log", command, str(runs))
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        good, bad = done.stdout.splitlines()[1:3]
+        assert good.startswith(demo_run.name) and " ended " in good
+        assert bad.split() == ["zz-damaged", "damaged", "-", "-", "-"]
+        assert f"note: zz-damaged is damaged: corrupt log: {runs / 'zz-damaged' / 'session.json'}: unreadable session metadata" in done.stdout
+    done = tape("log", "list", str(runs), "--json")
+    assert done.returncode == 1
+    good, bad = (json.loads(line) for line in done.stdout.splitlines())
+    assert good["session_id"] == demo_run.name and good["status"] == "ended"
+    assert {k: bad[k] for k in ("session_id", "status", "log")} == {
+        "session_id": "zz-damaged", "status": "damaged", "log": str(runs / "zz-damaged")}
+    assert "unreadable session metadata" in bad["error"]
+
+
+def test_verify_counts_the_sound_records_before_damage_in_the_second_frame(tmp_path):
+    import asyncio
+
+    from config import LogSettings
+    from runtime.log import FileLog, SessionMeta
+    from tests.log.contract import entries
+
+    run = tmp_path / "run"
+
+    async def write() -> list[int]:
+        log = FileLog.create(run, SessionMeta(session_id="frames"), LogSettings(sync="batch"))
+        ends = []
+        for lo in (0, 30, 60):
+            await log.append(entries(30, lo))  # one frame each, durable when append returns
+            ends.append(sorted(run.glob("*.seg"))[0].stat().st_size)
+        await log.close()
+        return ends
+
+    first_end, second_end, _ = asyncio.run(write())
+    seg = sorted(run.glob("*.seg"))[0]
+    data = bytearray(seg.read_bytes())
+    data[(first_end + second_end) // 2] ^= 0xFF  # inside the second frame's payload
+    seg.write_bytes(bytes(data))
+    done = tape("log", "verify", str(run))
+    assert done.returncode == 1
+    assert f"{run}: 30 records in 1 segment(s), 1 frame(s), seq 1..30" in done.stdout
+    assert f"DAMAGE: {seg} at byte offset {first_end}" in done.stdout
+    assert "to salvage the 30 records before the damage" in done.stdout
+    report = json.loads(tape("log", "verify", str(run), "--json").stdout)
+    assert (report["ok"], report["records"], report["frames"], report["last_seq"]) == (False, 30, 1, 30)
