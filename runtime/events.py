@@ -399,8 +399,8 @@ Event: TypeAlias = Union[  # noqa: UP007 - msgspec needs a runtime Union of the 
 class Record(Struct, frozen=True, array_like=True, gc=False):
     """One entry of a session's log."""
 
-    seq: int
-    ts_ns: int
+    seq: Annotated[int, Meta(ge=1, le=2**63 - 1)]
+    ts_ns: Annotated[int, Meta(ge=0, le=2**63 - 1)]
     event: Event
 
 

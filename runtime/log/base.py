@@ -16,7 +16,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 
@@ -182,7 +182,7 @@ class EventLog(ABC):
         self.writable = writable
         self._queue_batches = queue_batches
         self._group_batches = group_batches
-        self._queue: asyncio.Queue[tuple[Sequence[Entry], asyncio.Future[SeqRange]]] | None = None
+        self._queue: asyncio.Queue[Any] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._broken: BaseException | None = None
         self._closed = False
@@ -238,13 +238,22 @@ class EventLog(ABC):
             raise LogError(f"{self.location}: the log is closed")
         if self._broken is not None:
             raise LogBrokenError(f"{self.location}: an earlier write failed ({self._broken}); reopen the log")
-        check_entries(entries)
+        prepared = self._admit(entries)
         if self._queue is None:
             self._queue = asyncio.Queue(maxsize=self._queue_batches)
             self._writer = asyncio.create_task(self._write_loop(), name=f"tape-log-writer {self.location}")
         fut: asyncio.Future[SeqRange] = asyncio.get_running_loop().create_future()
-        await self._queue.put((entries, fut))  # waits while the queue is full: backpressure
+        await self._queue.put((prepared, fut))  # waits while the queue is full: backpressure
         return await fut
+
+    def _admit(self, entries: Sequence[Entry]) -> Any:
+        """Validate a batch before it is queued and return what ``_write_batches`` will receive.
+
+        The default checks the batch against the schema and passes it on; a backend may instead encode
+        it here once (validating the very bytes it will write).
+        """
+        check_entries(entries)
+        return entries
 
     async def _write_loop(self) -> None:
         assert self._queue is not None
@@ -270,7 +279,7 @@ class EventLog(ABC):
                     queue.task_done()
                 continue
             try:
-                ranges = await self._write_batches([entries for entries, _ in group])
+                ranges = await self._write_batches([prepared for prepared, _ in group])
             except BaseException as exc:
                 self._broken = exc
                 for _, fut in group:
@@ -295,8 +304,8 @@ class EventLog(ABC):
             await self._sync()
 
     @abstractmethod
-    async def _write_batches(self, batches: list[Sequence[Entry]]) -> list[SeqRange]:
-        """Write whole batches, durably under the sync policy, and return their seq ranges."""
+    async def _write_batches(self, batches: list[Any]) -> list[SeqRange]:
+        """Write whole batches (as ``_admit`` returned them), durably under the sync policy; their seqs."""
 
     @abstractmethod
     async def _sync(self) -> None:

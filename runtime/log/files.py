@@ -46,6 +46,7 @@ from .base import (
     SeqRange,
     SessionMeta,
     SessionStatus,
+    check_entries,
 )
 
 __all__ = ["FileLog", "fsync_path", "is_file_log"]
@@ -64,6 +65,15 @@ class _SegmentIndex(msgspec.Struct, array_like=True):
 
 
 _INDEX_DECODER = msgspec.msgpack.Decoder(_SegmentIndex)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A batch admitted to the queue: its seqs and its encoded, validated frames."""
+
+    first: int
+    last: int
+    frames: list[bytes]
 
 
 @dataclass
@@ -136,6 +146,7 @@ class FileLog(EventLog):
         self._fd: int | None = None  # the active segment, open for appending
         self._state = threading.Lock()
         self._last_seq = 0
+        self._next_seq = 1  # the seq the next admitted batch starts at (writable logs)
         self._unsynced = False
         self._last_sync = time.monotonic()
         self._sync_timer: asyncio.TimerHandle | None = None
@@ -250,6 +261,7 @@ class FileLog(EventLog):
         if not self._segments:
             raise self._damage or NotALogError(f"{self.root}: no readable segment")
         self._last_seq = self._segments[-1].last_seq
+        self._next_seq = self._last_seq + 1
         if recover:
             self._fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
             if self.recovery is None:
@@ -458,7 +470,32 @@ class FileLog(EventLog):
             await asyncio.sleep(0)
 
     # -- writing ------------------------------------------------------------------------------
-    async def _write_batches(self, batches: list[Sequence[Entry]]) -> list[SeqRange]:
+    def _admit(self, entries: Sequence[Entry]) -> _Prepared:
+        """Number, encode and frame the batch now, and validate it by decoding the very bytes to be written.
+
+        Seqs are assigned here, in the event loop's one thread, in the order batches are accepted; the
+        writer writes them in that order, and a failed write breaks the log, so no seq is ever skipped.
+        """
+        if not entries:
+            raise ValueError("append: the batch is empty")
+        first = self._next_seq
+        frames: list[bytes] = []
+        try:
+            seq = first
+            for lo in range(0, len(entries), fmt.MAX_FRAME_RECORDS):
+                part = entries[lo : lo + fmt.MAX_FRAME_RECORDS]
+                frame = fmt.encode_frame(seq, [(s, ts, ev) for s, (ts, ev) in enumerate(part, seq)])
+                with memoryview(frame) as view:
+                    fmt.RECORDS.decode(view[fmt.FRAME_SIZE :])
+                frames.append(frame)
+                seq += len(part)
+        except (msgspec.ValidationError, msgspec.EncodeError, TypeError, ValueError, OverflowError) as exc:
+            check_entries(entries)  # names the entry and the field
+            raise ValueError(f"append: {exc}") from None
+        self._next_seq = seq
+        return _Prepared(first, seq - 1, frames)
+
+    async def _write_batches(self, batches: list[_Prepared]) -> list[SeqRange]:
         ranges = await asyncio.to_thread(self._write_sync, batches)
         if self.settings.sync == "interval" and self._unsynced and self._sync_timer is None:
             loop = asyncio.get_running_loop()
@@ -478,26 +515,22 @@ class FileLog(EventLog):
             get_logger("log").error("background fsync failed; the log accepts no more appends",
                                     log=str(self.root), error=str(self._broken))
 
-    def _write_sync(self, batches: list[Sequence[Entry]]) -> list[SeqRange]:
-        seq = self._last_seq + 1
+    def _write_sync(self, batches: list[_Prepared]) -> list[SeqRange]:
         seg = self._segments[-1]
         offset = os.fstat(self._fd).st_size if self._fd is not None else seg.size
         if offset != seg.size:
             raise LogError(f"{seg.path}: size {offset} differs from the last written frame end {seg.size}; another process wrote it")
-        chunks: list[bytes] = []
+        if batches[0].first != self._last_seq + 1:
+            raise LogError(f"{self.root}: batch starts at seq {batches[0].first}, the log ends at {self._last_seq}")
         notes: list[tuple[int, int]] = []
-        ranges: list[SeqRange] = []
-        for entries in batches:
-            start = seq
-            for lo in range(0, len(entries), fmt.MAX_FRAME_RECORDS):
-                part = entries[lo : lo + fmt.MAX_FRAME_RECORDS]
-                records = [(s, ts, ev) for s, (ts, ev) in enumerate(part, seq)]
-                frame = fmt.encode_frame(seq, records)
+        chunks: list[bytes] = []
+        for batch in batches:
+            seq = batch.first
+            for frame in batch.frames:
                 notes.append((seq, offset))
                 chunks.append(frame)
                 offset += len(frame)
-                seq += len(part)
-            ranges.append(SeqRange(start, seq - 1))
+                seq += fmt.FRAME.unpack_from(frame, 0)[4]
         assert self._fd is not None
         self._generation += 1
         _write_all(self._fd, b"".join(chunks))
@@ -510,15 +543,16 @@ class FileLog(EventLog):
             self._unsynced = False
         else:
             self._unsynced = policy != "none"
+        last = batches[-1].last
         with self._state:
             for first_seq, off in notes:
                 seg.note_frame(first_seq, off)
-            seg.last_seq = seq - 1
+            seg.last_seq = last
             seg.size = offset
-            self._last_seq = seq - 1
+            self._last_seq = last
         if offset >= self.settings.segment_bytes:
             self._rotate()
-        return ranges
+        return [SeqRange(b.first, b.last) for b in batches]
 
     def _rotate(self) -> None:
         seg = self._segments[-1]
