@@ -69,6 +69,7 @@ LifecycleKind = Literal[
     "created", "activated", "deactivated", "close_date_updated", "determined", "settled"
 ]
 MarketResult = Literal["yes", "no", "scalar", "void"]
+VenueOrderStatus = Literal["resting", "canceled", "executed", "pending"]  # Kalshi's order statuses
 SessionMode = Literal["live", "paper", "record", "synth", "replay", "demo", "bench"]
 
 
@@ -277,6 +278,23 @@ class OrderTransitionRefused(_Event, **_tag("order_transition_refused")):
     detail: str = ""
 
 
+class OrderStatusReported(_Event, **_tag("order_status_reported")):
+    """The venue's view of one of our orders (a ``user_order`` update or a REST order read), for the
+    states no other event names: resting with fills, executed, pending. Fills themselves arrive as
+    :class:`OrderFilled` (they carry the trade id, price and fee); this event only reports counts."""
+
+    client_order_id: str
+    order_id: str
+    market: str
+    status: VenueOrderStatus
+    side: BookSide
+    price: Price
+    fill_count: Count
+    remaining_count: Count
+    initial_count: Count | None = None
+    venue_ts_ms: int | None = None
+
+
 # --- fills, cash, positions -------------------------------------------------------------------------
 class OrderFilled(_Event, **_tag("order_filled")):
     """One of our orders traded; ``trade_id`` is the dedupe key, ``price`` is on the YES leg.
@@ -340,6 +358,18 @@ class PositionChanged(_Event, **_tag("position_changed")):
     cause_seq: Seq
 
 
+class PositionReported(_Event, **_tag("position_reported")):
+    """The venue's view of our position in one market (``market_position`` or a REST positions read):
+    signed count (+YES / -NO) and, when the venue sends them, its cost, realized PnL and fees."""
+
+    market: str
+    position: SignedCount
+    cost: Money | None = None
+    realized_pnl: Money | None = None
+    fees_paid: Money | None = None
+    venue_ts_ms: int | None = None
+
+
 # --- policies ---------------------------------------------------------------------------------------
 class ModelLoaded(_Event, **_tag("model_loaded")):
     role: Role
@@ -384,6 +414,7 @@ Event: TypeAlias = Union[  # noqa: UP007 - msgspec needs a runtime Union of the 
     OrderCanceled,
     OrderExpired,
     OrderTransitionRefused,
+    OrderStatusReported,
     OrderFilled,
     FillDuplicated,
     CashDeposited,
@@ -391,6 +422,7 @@ Event: TypeAlias = Union[  # noqa: UP007 - msgspec needs a runtime Union of the 
     CashReleased,
     CashSettled,
     PositionChanged,
+    PositionReported,
     ModelLoaded,
     PolicyDecided,
 ]

@@ -29,6 +29,7 @@ def one_of_each() -> list[ev.Event]:
         ev.OrderCanceled(client_order_id="c-1", order_id="o-1", canceled_count=200, reason="requested", cause_seq=9),
         ev.OrderExpired(client_order_id="c-3", order_id="o-3", expired_count=100, cause_seq=10),
         ev.OrderTransitionRefused(client_order_id="c-1", from_state="filled", to_state="canceled", cause_seq=12, detail="canceled after the last fill"),
+        ev.OrderStatusReported(client_order_id="c-1", order_id="o-1", market="KXA-1", status="resting", side="ask", price=4200, fill_count=100, remaining_count=400, initial_count=500, venue_ts_ms=11),
         ev.OrderFilled(trade_id="t-1", order_id="o-1", client_order_id="c-1", market="KXA-1", side="bid", price=801, count=300, fee=16_800, is_taker=True, post_position=300, cause_seq=7, venue_ts_ms=8),
         ev.FillDuplicated(trade_id="t-1", cause_seq=11),
         ev.CashDeposited(amount=1_000_000_000, note="paper bankroll"),
@@ -36,6 +37,7 @@ def one_of_each() -> list[ev.Event]:
         ev.CashReleased(client_order_id="c-1", amount=1_600_000, cause_seq=9),
         ev.CashSettled(market="KXA-1", amount=3_000_000, cause_seq=13),
         ev.PositionChanged(market="KXA-1", position=-300, cost_basis=-2_403_000, realized_pnl=12_000, fees=16_800, cause_seq=7),
+        ev.PositionReported(market="KXA-1", position=-300, cost=2_403_000, realized_pnl=-12_000, fees_paid=16_800, venue_ts_ms=12),
         ev.ModelLoaded(role="entry", model_id="ppo-entry", version_hash="f00d" * 8, source="models/entry"),
         ev.PolicyDecided(cause_seq=5, role="signal", market="KXA-1", action="long", version="rule-1", score=0.25, size=500, price=801),
     ]

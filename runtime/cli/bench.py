@@ -63,6 +63,21 @@ def register(commands: argparse._SubParsersAction) -> None:
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(handler=bench_book)
 
+    v = sub.add_parser(
+        "venue", help="Kalshi codec rate: WebSocket frames decoded to tape events per second",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Decode N Kalshi WebSocket frames (a seeded realistic mix: about 90%% orderbook_delta, 10%% trade, "
+        "an orderbook_snapshot in 250) to tape events on one core (codec_decode_mps). server_mps, the local "
+        "exchange's rate to one client, is not reported until the exchange server exists. Each figure is the "
+        "median of --repeat runs; runtime/venues/kalshi/bench.py says exactly what is timed.",
+        epilog="keys of --json: messages, repeat, seed, mix, bytes_per_message, codec_decode_mps, events,\n"
+        "malformed, machine\n\n"
+        "example:\n  tape bench venue --messages 1000000 --json")
+    v.add_argument("--messages", type=int, default=500_000, metavar="N", help="frames per run (default 500,000)")
+    v.add_argument("--repeat", type=int, default=3, metavar="R", help="runs per figure; the median is shown (default 3)")
+    v.add_argument("--json", action="store_true", help="print one JSON object")
+    v.set_defaults(handler=bench_venue)
+
 
 def _rate(n: int, seconds: float) -> float:
     return n / max(seconds, 1e-9)
@@ -209,5 +224,25 @@ def bench_book(args: argparse.Namespace, settings: Settings) -> int:
     for key, value in result.items():
         if key != "machine":
             print(f"  {key:<16}  {value:,}" if isinstance(value, int) and not isinstance(value, bool) else f"  {key:<16}  {value}")
+    print("  machine: " + ", ".join(f"{k}={v}" for k, v in result["machine"].items()))  # type: ignore[union-attr]
+    return 0
+
+
+def bench_venue(args: argparse.Namespace, settings: Settings) -> int:
+    from ..venues.kalshi.bench import run_codec_bench
+    from . import UsageError
+
+    if args.messages < 1:
+        raise UsageError("--messages must be at least 1")
+    say = (lambda m: print(m, file=sys.stderr)) if not args.json else (lambda m: None)
+    result = run_codec_bench(args.messages, repeat=args.repeat, say=say)
+    result["machine"] = _machine()
+    if args.json:
+        print(msgspec.json.encode(result).decode())
+        return 0
+    print(f"tape bench venue: {args.messages:,} frames, median of {result['repeat']} run(s)")
+    for key, value in result.items():
+        if key != "machine":
+            print(f"  {key:<18}  {value:,}" if isinstance(value, int) else f"  {key:<18}  {value}")
     print("  machine: " + ", ".join(f"{k}={v}" for k, v in result["machine"].items()))  # type: ignore[union-attr]
     return 0

@@ -1,0 +1,491 @@
+"""Kalshi's wire format as msgspec Structs: WebSocket commands, replies and data, and REST bodies.
+
+These Structs mirror the JSON exactly (field names are Kalshi's) and hold the values as they arrived:
+a price, count or money field is typed :data:`Num` (``str | int | float``, because some clients see
+numbers where the spec says strings) and is turned into exact integers only by the conversion in
+:mod:`.codec` and :mod:`.rest`, through :mod:`runtime.units`. Unknown fields are ignored; a field Kalshi
+may omit is optional here, and the conversion says which ones it needs.
+
+Fields of the legacy format (integer cents ``yes_price`` / ``price`` / ``[[cents, qty]]`` and integer
+counts without ``_fp``) are declared too, and used only when a decoder is built with ``legacy=True``.
+
+Encoding: optional fields left at their default are omitted (``omit_defaults``), so what we send has
+exactly the keys we set; ``use_yes_price`` has no default and is always sent.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeAlias, Union
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+__all__ = [
+    "WS_COMMANDS",
+    "WS_MESSAGES",
+    "Num",
+    "WsCommand",
+    "WsMessage",
+]
+
+Num: TypeAlias = str | int | float  # a decimal that may arrive as a string or a JSON number
+Int: TypeAlias = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]  # any integer the log can hold
+Seconds: TypeAlias = Annotated[int, Meta(ge=-(2**63) // 1000, le=(2**63 - 1) // 1000)]  # still an int64 in ms
+Pair: TypeAlias = tuple[Num, Num]  # [price, count] of one book level
+YesNo = Literal["yes", "no"]
+BidAsk = Literal["bid", "ask"]
+TimeInForceWire = Literal["good_till_canceled", "immediate_or_cancel", "fill_or_kill"]
+LifecycleEvent = Literal["created", "activated", "deactivated", "close_date_updated", "determined", "settled"]
+OrderStatusWire = Literal["resting", "canceled", "executed", "pending"]
+
+
+class _Body(Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
+    """A JSON object of Kalshi's: unknown keys ignored, unset keys not sent."""
+
+
+class _Frame(_Body, tag_field="type"):
+    """A WebSocket frame from the server, tagged by its ``type``."""
+
+
+class _Command(_Body, tag_field="cmd"):
+    """A WebSocket command from the client, tagged by its ``cmd``."""
+
+
+# --- WebSocket commands (client -> server) -----------------------------------------------------------
+class SubscribeParams(Struct, frozen=True, kw_only=True, gc=False):
+    """``subscribe`` params. ``use_yes_price`` is always sent: Kalshi says its default will flip."""
+
+    channels: list[str]
+    market_ticker: str | UnsetType = UNSET
+    market_tickers: list[str] | UnsetType = UNSET
+    use_yes_price: bool = False
+
+
+class Subscribe(_Command, tag="subscribe", kw_only=True):
+    id: Int
+    params: SubscribeParams
+
+
+class UnsubscribeParams(_Body, kw_only=True):
+    sids: list[Int]
+
+
+class Unsubscribe(_Command, tag="unsubscribe", kw_only=True):
+    id: Int
+    params: UnsubscribeParams
+
+
+class ListSubscriptions(_Command, tag="list_subscriptions", kw_only=True):
+    id: Int
+    params: dict[str, Any] | None = None
+
+
+class UpdateSubscriptionParams(_Body, kw_only=True):
+    """``update_subscription`` params: exactly one sid (in ``sids`` or ``sid``), an action, and markets."""
+
+    action: Literal["add_markets", "delete_markets", "get_snapshot"]
+    sids: list[Int] | None = None
+    sid: Int | None = None
+    market_ticker: str | None = None
+    market_tickers: list[str] | None = None
+
+    def sid_list(self) -> list[int]:
+        """Every sid the command names (Kalshi refuses anything but exactly one, with error 12)."""
+        return [*(self.sids or ()), *(() if self.sid is None else (self.sid,))]
+
+
+class UpdateSubscription(_Command, tag="update_subscription", kw_only=True):
+    id: Int
+    params: UpdateSubscriptionParams
+
+
+WsCommand: TypeAlias = Union[Subscribe, Unsubscribe, ListSubscriptions, UpdateSubscription]  # noqa: UP007
+
+
+# --- WebSocket replies (server -> client) ------------------------------------------------------------
+class SubscribedMsg(_Body, kw_only=True):
+    channel: str
+    sid: Int
+
+
+class Subscribed(_Frame, tag="subscribed", kw_only=True):
+    """One per channel of a ``subscribe`` command."""
+
+    id: Int | None = None
+    msg: SubscribedMsg
+
+
+class Ok(_Frame, tag="ok", kw_only=True):
+    """Success of ``update_subscription`` or ``list_subscriptions``; ``msg`` is kept as it came."""
+
+    id: Int | None = None
+    sid: Int | None = None
+    seq: Int | None = None
+    msg: Any = None
+
+
+class Unsubscribed(_Frame, tag="unsubscribed", kw_only=True):
+    id: Int | None = None
+    sid: Int | None = None
+    seq: Int | None = None
+
+
+class ErrorMsg(_Body, kw_only=True):
+    code: Int
+    msg: str = ""
+
+
+class Error(_Frame, tag="error", kw_only=True):
+    """A command failed, or (without ``id``) a subscription broke: see :mod:`.codec`'s error codes."""
+
+    id: Int | None = None
+    msg: ErrorMsg
+
+
+# --- WebSocket data (server -> client) ---------------------------------------------------------------
+class OrderbookSnapshotMsg(_Body, kw_only=True):
+    """Both sides are bids; a side's key is omitted when it is empty. ``yes_dollars`` / ``no_dollars``
+    (the REST names) are read when the ``_fp`` keys are absent; ``yes`` / ``no`` are legacy cents."""
+
+    market_ticker: str
+    market_id: str | None = None
+    yes_dollars_fp: list[Pair] | None = None
+    no_dollars_fp: list[Pair] | None = None
+    yes_dollars: list[Pair] | None = None
+    no_dollars: list[Pair] | None = None
+    yes: list[tuple[Int, Int]] | None = None
+    no: list[tuple[Int, Int]] | None = None
+    ts_ms: Int | None = None
+
+
+class OrderbookSnapshot(_Frame, tag="orderbook_snapshot", kw_only=True):
+    sid: Int
+    seq: Int | None = None
+    msg: OrderbookSnapshotMsg
+
+
+class OrderbookDeltaMsg(_Body, kw_only=True):
+    market_ticker: str
+    market_id: str | None = None
+    price_dollars: Num | None = None
+    delta_fp: Num | None = None
+    side: YesNo
+    client_order_id: str | None = None
+    ts_ms: Int | None = None
+    price: Int | None = None  # legacy cents
+    delta: Int | None = None  # legacy contracts
+
+
+class OrderbookDelta(_Frame, tag="orderbook_delta", kw_only=True):
+    sid: Int
+    seq: Int | None = None
+    msg: OrderbookDeltaMsg
+
+
+class TradeMsg(_Body, kw_only=True):
+    trade_id: str
+    market_ticker: str
+    yes_price_dollars: Num | None = None
+    no_price_dollars: Num | None = None
+    count_fp: Num | None = None
+    taker_outcome_side: YesNo | None = None
+    taker_book_side: BidAsk | None = None
+    taker_side: YesNo | None = None  # deprecated
+    ts_ms: Int | None = None
+    yes_price: Int | None = None  # legacy cents
+    count: Int | None = None  # legacy contracts
+
+
+class Trade(_Frame, tag="trade", kw_only=True):
+    sid: Int
+    seq: Int | None = None
+    msg: TradeMsg
+
+
+class FillMsg(_Body, kw_only=True):
+    """A private fill. Also the item of REST ``/portfolio/fills``, which names the market ``ticker``."""
+
+    trade_id: str
+    order_id: str
+    client_order_id: str | None = None
+    market_ticker: str | None = None
+    ticker: str | None = None
+    is_taker: bool
+    yes_price_dollars: Num | None = None
+    count_fp: Num | None = None
+    fee_cost: Num | None = None
+    post_position_fp: Num | None = None
+    outcome_side: YesNo | None = None
+    book_side: BidAsk | None = None
+    side: YesNo | None = None  # deprecated
+    action: Literal["buy", "sell"] | None = None  # deprecated
+    purchased_side: YesNo | None = None  # deprecated
+    ts_ms: Int | None = None
+    yes_price: Int | None = None  # legacy cents
+    count: Int | None = None  # legacy contracts
+    post_position: Int | None = None  # legacy contracts
+
+
+class Fill(_Frame, tag="fill", kw_only=True):
+    sid: Int
+    msg: FillMsg
+
+
+class UserOrderMsg(_Body, kw_only=True):
+    """One of our orders as the venue sees it; also the item of REST ``/portfolio/orders``.
+
+    ``side`` is ``bid``/``ask`` on the YES leg (V2), or ``yes``/``no`` with ``action`` (older shape)."""
+
+    order_id: str
+    client_order_id: str | None = None
+    ticker: str | None = None
+    market_ticker: str | None = None
+    status: OrderStatusWire
+    side: Literal["bid", "ask", "yes", "no"]
+    action: Literal["buy", "sell"] | None = None
+    yes_price_dollars: Num | None = None
+    no_price_dollars: Num | None = None
+    initial_count_fp: Num | None = None
+    fill_count_fp: Num | None = None
+    remaining_count_fp: Num | None = None
+    ts_ms: Int | None = None
+    yes_price: Int | None = None  # legacy cents
+    initial_count: Int | None = None  # legacy contracts
+    fill_count: Int | None = None  # legacy contracts
+    remaining_count: Int | None = None  # legacy contracts
+
+
+class UserOrder(_Frame, tag="user_order", kw_only=True):
+    sid: Int
+    msg: UserOrderMsg
+
+
+class MarketPositionMsg(_Body, kw_only=True):
+    """Our position in one market; also the item of REST ``/portfolio/positions`` (``ticker``,
+    ``market_exposure_dollars``), whose names are read when the WebSocket ones are absent."""
+
+    market_ticker: str | None = None
+    ticker: str | None = None
+    position_fp: Num | None = None
+    position_cost_dollars: Num | None = None
+    market_exposure_dollars: Num | None = None
+    realized_pnl_dollars: Num | None = None
+    fees_paid_dollars: Num | None = None
+    ts_ms: Int | None = None
+    position: Int | None = None  # legacy contracts
+
+
+class MarketPosition(_Frame, tag="market_position", kw_only=True):
+    sid: Int
+    msg: MarketPositionMsg
+
+
+class MarketLifecycleMsg(_Body, kw_only=True):
+    """``close_ts`` is Unix seconds (Kalshi's lifecycle timestamps are); ``close_ts_ms`` wins if both
+    are present. ``settlement_value`` is dollars (legacy: integer cents)."""
+
+    market_ticker: str
+    event_type: LifecycleEvent
+    result: str | None = None
+    settlement_value: Num | None = None
+    settlement_value_dollars: Num | None = None
+    close_ts: Seconds | None = None
+    close_ts_ms: Int | None = None
+    ts_ms: Int | None = None
+
+
+class MarketLifecycleV2(_Frame, tag="market_lifecycle_v2", kw_only=True):
+    sid: Int
+    msg: MarketLifecycleMsg
+
+
+WsMessage: TypeAlias = Union[  # noqa: UP007 - msgspec needs a runtime Union of the tagged Structs
+    OrderbookSnapshot,
+    OrderbookDelta,
+    Trade,
+    Fill,
+    UserOrder,
+    MarketPosition,
+    MarketLifecycleV2,
+    Subscribed,
+    Ok,
+    Unsubscribed,
+    Error,
+]
+
+WS_MESSAGES = msgspec.json.Decoder(WsMessage)  # every frame the server sends, built once
+WS_COMMANDS = msgspec.json.Decoder(WsCommand)  # every command a client sends, built once
+WS_TYPES: frozenset[str] = frozenset(c.__struct_config__.tag for c in WsMessage.__args__)  # type: ignore[attr-defined]
+
+
+class Envelope(Struct, frozen=True, gc=False):
+    """The three keys of any frame, read loosely to say where a frame that failed to decode belongs."""
+
+    type: Any = None
+    sid: Any = None
+    seq: Any = None
+
+
+ENVELOPE = msgspec.json.Decoder(Envelope)
+
+
+# --- REST: orders ------------------------------------------------------------------------------------
+class CreateOrderV2Request(_Body, kw_only=True):
+    """``POST /portfolio/events/orders``: a limit order on the YES leg."""
+
+    ticker: str
+    side: BidAsk
+    count: Num
+    price: Num
+    time_in_force: TimeInForceWire | UnsetType = UNSET  # always sent by us; read as good_till_canceled if absent
+    client_order_id: str | None = None
+    self_trade_prevention_type: str | None = None
+    post_only: bool = False
+    reduce_only: bool = False
+    expiration_ts: Seconds | None = None  # Unix seconds
+
+
+class CreateOrderV2Response(_Body, kw_only=True):
+    """The V2 create reply; read at the top level, or nested under ``order``."""
+
+    order_id: str | None = None
+    client_order_id: str | None = None
+    fill_count: Num | None = None
+    remaining_count: Num | None = None
+    fill_count_fp: Num | None = None
+    remaining_count_fp: Num | None = None
+    ts_ms: Int | None = None
+    order: CreateOrderV2Result | None = None
+
+
+class CreateOrderV2Result(_Body, kw_only=True):
+    order_id: str
+    client_order_id: str | None = None
+    fill_count: Num | None = None
+    remaining_count: Num | None = None
+    fill_count_fp: Num | None = None
+    remaining_count_fp: Num | None = None
+    ts_ms: Int | None = None
+
+
+class BatchCreateOrdersV2Request(_Body, kw_only=True):
+    """``POST /portfolio/events/orders/batched``."""
+
+    orders: list[CreateOrderV2Request]
+
+
+class ErrorDetail(_Body, kw_only=True):
+    code: str | Int | None = None
+    message: str | None = None
+    details: Any = None
+
+
+class BatchCreateItem(_Body, kw_only=True):
+    client_order_id: str | None = None
+    order: CreateOrderV2Result | None = None
+    error: ErrorDetail | None = None
+
+
+class BatchCreateOrdersV2Response(_Body, kw_only=True):
+    orders: list[BatchCreateItem]
+
+
+class CancelOrderV2Response(_Body, kw_only=True):
+    """``DELETE /portfolio/events/orders/{order_id}``: what was taken off the book."""
+
+    order_id: str | None = None
+    client_order_id: str | None = None
+    reduced_by_fp: Num | None = None
+    ts_ms: Int | None = None
+    order: UserOrderMsg | None = None
+
+
+class BatchCancelOrdersRequest(_Body, kw_only=True):
+    ids: list[str]
+
+
+class OrdersResponse(_Body, kw_only=True):
+    """``GET /portfolio/orders``."""
+
+    orders: list[UserOrderMsg]
+    cursor: str | None = None
+
+
+class FillsResponse(_Body, kw_only=True):
+    """``GET /portfolio/fills``."""
+
+    fills: list[FillMsg]
+    cursor: str | None = None
+
+
+class PositionsResponse(_Body, kw_only=True):
+    """``GET /portfolio/positions`` (event positions are ignored)."""
+
+    market_positions: list[MarketPositionMsg] = []
+    cursor: str | None = None
+
+
+class BalanceResponse(_Body, kw_only=True):
+    """``GET /portfolio/balance``: ``balance`` in cents and ``balance_dollars``; dollars win."""
+
+    balance: Int | None = None
+    balance_dollars: Num | None = None
+
+
+# --- REST: markets -----------------------------------------------------------------------------------
+class PriceRange(_Body, kw_only=True):
+    """Valid prices from ``start`` to ``end`` (dollars, inclusive) in steps of ``step``."""
+
+    start: Num
+    end: Num
+    step: Num
+
+
+class Market(_Body, kw_only=True):
+    ticker: str
+    event_ticker: str | None = None
+    status: str | None = None
+    result: str | None = None
+    price_ranges: list[PriceRange] | None = None
+    close_time: str | None = None
+
+
+class MarketResponse(_Body, kw_only=True):
+    """``GET /markets/{ticker}``."""
+
+    market: Market
+
+
+class MarketsResponse(_Body, kw_only=True):
+    """``GET /markets``."""
+
+    markets: list[Market]
+    cursor: str | None = None
+
+
+class OrderbookFp(_Body, kw_only=True):
+    """Ascending price, best bid last; both sides are bids."""
+
+    yes_dollars: list[Pair] | None = None
+    no_dollars: list[Pair] | None = None
+
+
+class OrderbookLegacy(_Body, kw_only=True):
+    yes: list[tuple[Int, Int]] | None = None
+    no: list[tuple[Int, Int]] | None = None
+
+
+class OrderbookResponse(_Body, kw_only=True):
+    """``GET /markets/{ticker}/orderbook``: ``orderbook_fp`` (legacy: ``orderbook`` in cents)."""
+
+    orderbook_fp: OrderbookFp | None = None
+    orderbook: OrderbookLegacy | None = None
+
+
+class ErrorBody(_Body, kw_only=True):
+    """An error reply: ``{"code", "message", "details"}``, or the same nested under ``error``."""
+
+    code: str | Int | None = None
+    message: str | None = None
+    details: Any = None
+    error: ErrorDetail | None = None
