@@ -50,6 +50,8 @@ _DIGITS = frozenset("0123456789")
 def _parse_fixed(value: object, places: int, what: str) -> int:
     """Parse ``value`` as an exact decimal with at most ``places`` significant fractional digits."""
     if isinstance(value, str):
+        if len(value) > 64:  # no unit needs more digits; Python's int() refuses past 4,300 anyway
+            raise UnitError(f"{what}: {value[:20]!r}… ({len(value)} characters) is too long for a decimal number")
         text = value.strip()
         sign = 1
         body = text

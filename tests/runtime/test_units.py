@@ -121,3 +121,8 @@ def test_arbitrary_text_parses_or_raises_unit_error(text):
     except UnitError:
         return
     assert Decimal(units) / 10_000 == Decimal(text.strip())
+
+
+def test_an_absurdly_long_number_is_refused_by_name():
+    with pytest.raises(UnitError, match=r"^count: '11111111111111111111'… \(5000 characters\) is too long for a decimal number$"):
+        parse_count("1" * 5000)
