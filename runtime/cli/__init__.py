@@ -35,7 +35,7 @@ class UsageError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import bench, demo, logcmd
+    from . import bench, demo, logcmd, synth
 
     parser = argparse.ArgumentParser(
         prog="tape",
@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.register(commands)
     logcmd.register(commands)
     bench.register(commands)
+    synth.register(commands)
     return parser
 
 
