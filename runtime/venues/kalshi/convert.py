@@ -26,6 +26,11 @@ Mappings (``kalshi-protocol.md``):
   micro-dollars when sent).
 * **bounds** — counts and money must fit the log's int64 (a JSON ``1e308`` is refused, naming the
   field), and a decimal string longer than :data:`MAX_DIGITS` is refused before it is parsed.
+* **assumed shapes** — the protocol notes do not give the fields of ``user_order``, ``market_position``
+  or the V2 cancel reply. They are read as Kalshi's REST Order and MarketPosition shapes
+  (``ticker``/``market_ticker``, ``*_count_fp``, ``yes_price_dollars``, side bid/ask or yes/no + action;
+  ISO timestamps ignored, ``ts_ms`` read) and the cancel reply's ``reduced_by_fp``. A fill without a
+  ``client_order_id`` gets ``""``. Check these against recorded demo traffic (``tape record``).
 * **legacy** (only when asked): integer cents for prices (``yes_price``, ``price``, ``[[cents, qty]]``,
   integer ``settlement_value``) and integer counts under the old names (``count``, ``delta``, ...).
 """
