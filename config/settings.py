@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from .synth import FlowConfig
+
 ENV_PREFIX = "TAPE__"
 
 
@@ -63,6 +65,7 @@ class Settings(_Settings):
     logging: LoggingSettings = LoggingSettings()
     session: SessionSettings = SessionSettings()
     paper: PaperSettings = PaperSettings()
+    synth: FlowConfig = FlowConfig()
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

@@ -137,7 +137,7 @@ class _Progress:
 async def _write(plan: _Plan, settings: Settings, progress: _Progress | None = None) -> tuple[int, int]:
     """Generate and log one session; returns (records, market events)."""
     config_hash, version = settings_hash(settings), code_version()
-    session = SynthSession(plan.seed, plan.markets, plan.duration_s)
+    session = SynthSession(plan.seed, plan.markets, plan.duration_s, config=settings.synth)
     meta = SessionMeta(session_id=plan.session_id, mode="synth", venue="sim", seed=plan.seed,
                        config_hash=config_hash, code_version=version, created_ns=time.time_ns())
     events = 0

@@ -96,3 +96,12 @@ def test_diagnostics_are_readable_on_a_console():
     configure_logging(LoggingSettings(format="console"), stream=stream)
     get_logger("log").info("opened", seq=3)
     assert "opened" in stream.getvalue() and "seq=3" in stream.getvalue() and not stream.getvalue().startswith("{")
+
+
+def test_the_order_flow_model_is_a_settings_section_in_the_hash():
+    """[synth] holds the local exchange's model: an override changes the session's config hash."""
+    base = load_settings(env={})
+    tuned = load_settings(env={"TAPE__SYNTH__JUMP_RATE": "0.002"})
+    assert tuned.synth.jump_rate == 0.002 and settings_hash(tuned) != settings_hash(base)
+    with pytest.raises(ConfigError, match="FlowConfig: fair_min must be <= fair_max$"):
+        load_settings(env={"TAPE__SYNTH__FAIR_MIN": "0.9", "TAPE__SYNTH__FAIR_MAX": "0.2"})

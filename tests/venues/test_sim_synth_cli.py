@@ -120,3 +120,21 @@ def test_synth_refuses_to_write_over_existing_sessions(first_run):
 def test_synth_explains_bad_arguments(args, message, tmp_path):
     done = tape("synth", "--log", str(tmp_path), *args)
     assert done.returncode == 2 and message in done.stderr
+
+
+async def test_the_synth_settings_reach_the_model(tmp_path):
+    """With [synth] tick = 500 (from the environment), every order, level and trade lies on the 5-cent grid."""
+    out = tmp_path / "tick"
+    done = subprocess.run([TAPE, "synth", "--sessions", "1", "--markets", "3", "--seed", "3", "--log", str(out),
+                           "--duration", "600"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TAPE__LOGGING__FORMAT": "json", "TAPE__SYNTH__TICK": "500"})
+    assert done.returncode == 0, done.stderr
+    (run,) = [p for p in out.iterdir() if p.is_dir()]
+    prices = []
+    async with await open_log(run) as log:
+        async for batch in log.read():
+            for record in batch:
+                event = record.event
+                prices += [getattr(event, f) for f in ("price", "yes_price") if hasattr(event, f)]
+                prices += [p for levels in (getattr(event, "yes_bids", ()), getattr(event, "no_bids", ())) for p, _ in levels]
+    assert prices and all(p % 500 == 0 for p in prices)
