@@ -42,6 +42,17 @@ SessionStatus = Literal["open", "closed", "ended", "crashed"]
 
 _EVENT_CLASSES = frozenset(EVENT_TYPES.values())
 _STOP = object()  # tells the writer task to finish after the batches queued before it
+_REFUSED = object()  # a queue slot whose batch failed admission
+
+
+class _Slot:
+    """A producer's place in the write queue, and the batch admitted into it."""
+
+    __slots__ = ("fut", "prepared")
+
+    def __init__(self, fut: asyncio.Future[SeqRange]) -> None:
+        self.fut = fut
+        self.prepared: Any = None
 
 
 class LogError(Exception):
@@ -238,13 +249,17 @@ class EventLog(ABC):
             raise LogError(f"{self.location}: the log is closed")
         if self._broken is not None:
             raise LogBrokenError(f"{self.location}: an earlier write failed ({self._broken}); reopen the log")
-        prepared = self._admit(entries)
         if self._queue is None:
             self._queue = asyncio.Queue(maxsize=self._queue_batches)
             self._writer = asyncio.create_task(self._write_loop(), name=f"tape-log-writer {self.location}")
-        fut: asyncio.Future[SeqRange] = asyncio.get_running_loop().create_future()
-        await self._queue.put((prepared, fut))  # waits while the queue is full: backpressure
-        return await fut
+        slot = _Slot(asyncio.get_running_loop().create_future())
+        await self._queue.put(slot)  # waits while the queue is full (backpressure); cancelled here, nothing is queued
+        try:  # admitted only now, with no await since taking the place: queue order is admission order
+            slot.prepared = self._admit(entries)
+        except BaseException:
+            slot.prepared = _REFUSED
+            raise
+        return await slot.fut
 
     def _admit(self, entries: Sequence[Entry]) -> Any:
         """Validate a batch before it is queued and return what ``_write_batches`` will receive.
@@ -263,7 +278,10 @@ class EventLog(ABC):
             group = []
             item = await queue.get()
             while item is not _STOP:
-                group.append(item)
+                if item.prepared is _REFUSED:  # its batch failed admission; its producer has the error
+                    queue.task_done()
+                else:
+                    group.append((item.prepared, item.fut))
                 if len(group) >= self._group_batches or queue.empty():
                     break
                 item = queue.get_nowait()

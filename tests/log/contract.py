@@ -260,3 +260,15 @@ class LogContract:
         reader = await self.reopen(target, log)
         assert reader.last_seq == 50 * len(acked) and (await reader.meta()).status == "closed"
         await reader.close()
+
+    async def test_a_producer_cancelled_while_waiting_for_room_leaves_no_gap(self, target):
+        """Backpressure plus a timeout: the cancelled batch is not written, and later batches still get 1, 2, …"""
+        settings = LogSettings(sync="batch", queue_batches=1, group_batches=1)
+        async with await create_log(target, self.meta(), settings) as log:
+            waiting = [asyncio.create_task(log.append(entries(5, 5 * i))) for i in range(4)]
+            await asyncio.sleep(0)  # one batch in the writer, one queued, two waiting for room
+            waiting[3].cancel()
+            done = await asyncio.gather(*waiting, return_exceptions=True)
+            assert isinstance(done[3], asyncio.CancelledError)
+            assert await log.append(entries(5, 100)) == (16, 20)
+            assert [r.seq for r in await read_all(log)] == list(range(1, 21))
