@@ -58,7 +58,7 @@ from runtime.events import (
     SeqGapDetected,
 )
 
-from .book import OrderBook
+from .book import BookState, OrderBook
 from .machine import NOTHING
 
 __all__ = ["FeeFn", "PaperMatcher"]
@@ -99,7 +99,7 @@ class _Due(msgspec.Struct, array_like=True, order=True):
 
 
 class MatcherSnapshot(msgspec.Struct, frozen=True):
-    books: dict[str, object]
+    books: dict[str, BookState]
     orders: list[_Order]
     waiting: list[OrderIntent]
     due: list[_Due]
@@ -165,8 +165,6 @@ class PaperMatcher:
             case CancelRequested(client_order_id=coid):
                 if coid in self.orders:
                     self._schedule(ts_ns + self.latency_ns, "cancel", coid)
-                elif self._waiting.pop(coid, None) is not None:
-                    pass  # never reached the venue: nothing to cancel there
             case MarketLifecycle(market=market, kind=kind):
                 if kind in _CLOSING:
                     self._closed.add(market)

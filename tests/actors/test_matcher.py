@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 
+import msgspec
 import pytest
 
-from actors.matcher import PaperMatcher
+from actors.matcher import MatcherSnapshot, PaperMatcher
 from runtime.events import (
     BookDelta,
     BookSnapshot,
@@ -327,5 +328,6 @@ def test_the_same_events_give_the_same_fills_and_a_snapshot_resumes_exactly(seed
     assert full == run(PaperMatcher(taker_fee, latency_ns=20_000_000), events)
     first = PaperMatcher(taker_fee, latency_ns=20_000_000)
     head = run(first, events[:200])
-    resumed = PaperMatcher.restore(first.snapshot(), taker_fee, latency_ns=20_000_000)
+    snap = msgspec.msgpack.decode(msgspec.msgpack.encode(first.snapshot()), type=MatcherSnapshot)  # as an actor stores it
+    resumed = PaperMatcher.restore(snap, taker_fee, latency_ns=20_000_000)
     assert head + run(resumed, events[200:], start=200) == full
