@@ -57,12 +57,12 @@ from runtime.events import (
     Level,
     SeqGapDetected,
 )
+from runtime.units import PRICE_MAX
 
 from .machine import NOTHING
 
 __all__ = ["NO", "PRICE_MAX", "YES", "BookState", "OrderBook", "apply_deltas_by_market"]
 
-PRICE_MAX = 10_000  # $1.00 in 1/10,000 dollar
 _SLOTS = PRICE_MAX + 1
 YES, NO = 0, 1  # ladder codes of the batch path's ``side`` column
 

@@ -21,6 +21,7 @@ from ..ids import new_session_id
 from ..log import EventLog, FileLog, SessionMeta, create_log, open_log
 from ..log import segments as fmt
 from ..synthetic import market_events
+from ..venues.sim.session import EPOCH_NS
 from ..version import code_version
 
 BATCH = 10_000
@@ -126,7 +127,7 @@ async def bench_log(args: argparse.Namespace, settings: Settings) -> int:
     say = (lambda *a: print(*a, file=sys.stderr)) if not args.json else (lambda *a: None)
     n, repeat = args.events, max(1, args.repeat)
     say(f"generating {n:,} synthetic market events …")
-    entries = market_events(n, markets=16, seed=1, start_ns=time.time_ns())
+    entries = market_events(n, markets=16, seed=1, start_ns=EPOCH_NS)
     records = [(i + 1, ts, ev) for i, (ts, ev) in enumerate(entries)]
     batches = [records[lo : lo + BATCH] for lo in range(0, n, BATCH)]
 

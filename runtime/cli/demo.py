@@ -10,9 +10,10 @@ from config import Settings, settings_hash
 
 from ..events import SessionEnded, SessionStarted
 from ..ids import new_session_id
-from ..log import SessionMeta, create_log, open_log
+from ..log import SessionMeta, create_log, is_postgres, open_log
 from ..log.tools import verify_log
 from ..synthetic import market_events
+from ..venues.sim.session import EPOCH_NS
 from ..version import code_version
 
 
@@ -38,14 +39,14 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.events < 1 or args.markets < 1:
         raise UsageError("--events and --markets must be at least 1")
-    runs = Path(args.runs or settings.log.target)
-    if str(runs).startswith("postgres"):
+    if is_postgres(args.runs or settings.log.target):
         raise UsageError("the demo writes a file log; pass --runs DIR")
+    runs = Path(args.runs or settings.log.target)
     seed = settings.session.seed if args.seed is None else args.seed
     session_id = new_session_id("demo")
     meta = SessionMeta(session_id=session_id, mode="demo", venue="synthetic", seed=seed,
                        config_hash=settings_hash(settings), code_version=code_version(), created_ns=time.time_ns())
-    stream = market_events(args.events, markets=args.markets, seed=seed, start_ns=time.time_ns())
+    stream = market_events(args.events, markets=args.markets, seed=seed, start_ns=EPOCH_NS)  # same seed, same events
     markets = tuple(sorted({e.market for _, e in stream}))  # type: ignore[attr-defined]
 
     started = time.perf_counter()

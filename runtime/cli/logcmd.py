@@ -154,8 +154,8 @@ def _time(ns: int | None) -> str:
 async def info(args: argparse.Namespace, settings: Settings) -> int:
     target = args.log
     if (is_postgres(target) and split_target(target)[1] is None) or (
-        not is_postgres(target) and Path(target).is_dir() and not (Path(target) / "session.json").exists()
-        and any((p / "session.json").exists() for p in Path(target).iterdir())
+        not is_postgres(target) and Path(target).is_dir() and not is_file_log(Path(target))
+        and any(is_file_log(p) for p in Path(target).iterdir())
     ):
         return await list_cmd(argparse.Namespace(target=target, json=args.json), settings)
     async with await _open(target, settings) as log:

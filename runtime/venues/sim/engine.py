@@ -48,10 +48,10 @@ from typing import Literal
 import msgspec
 
 from runtime.events import BookDelta, BookSnapshot, PublicTrade, RejectReason
+from runtime.units import PRICE_MAX
 
 __all__ = ["Canceled", "Fill", "MatchingEngine", "Placed", "RestingOrder"]
 
-PRICE_MAX = 10_000
 _LADDER = {"bid": 0, "ask": 1}
 _LADDER_NAME = ("yes", "no")  # BookDelta.side of each ladder
 _BOOK_SIDE = ("bid", "ask")

@@ -54,12 +54,12 @@ import msgspec
 
 from config.synth import FlowConfig
 from runtime.events import Event, MarketLifecycle
+from runtime.units import PRICE_MAX
 
 from .engine import MatchingEngine, Placed
 
 __all__ = ["FlowConfig", "MarketFlow", "MarketProfile"]
 
-PRICE_MAX = 10_000
 NS = 1_000_000_000
 _LOGIT_CAP = 6.9  # |logit| bound: the fair value stays within (0.001, 0.999)
 
