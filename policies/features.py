@@ -111,6 +111,8 @@ class FeatureTracker:
             return NOTHING
         kind = type(event)
         if kind is BookDelta or kind is BookSnapshot:
+            if self.book.last_update_seq != seq:  # the book did not apply it (stale, or inconsistent)
+                return NOTHING
             self._mids2.append(self.book.mid2())
             self._update_ts.append(ts_ns)
             self._last_update_ns = ts_ns

@@ -185,3 +185,19 @@ def test_a_spec_that_looks_back_over_nothing_is_refused():
     """Each look-back length must be at least 1."""
     with pytest.raises(ValueError, match="feature spec: levels, momentum_updates and window_ns must be >= 1"):
         FeatureSpec(levels=0)
+
+
+def test_updates_the_book_refused_are_not_counted():
+    """Deltas a stale book ignores are not book updates: activity and the time since an update stay put."""
+    from actors.book import OrderBook
+    from policies.features import FeatureTracker
+    from runtime.events import BookDelta
+
+    book = OrderBook("KXF")  # no snapshot yet: stale, so deltas are ignored
+    tracker = FeatureTracker(book)
+    for seq in range(1, 4):
+        event = BookDelta(market="KXF", side="yes", price=4000, delta=100)
+        book.handle(seq, seq * 1_000_000_000, event)
+        tracker.handle(seq, seq * 1_000_000_000, event)
+    assert book.stale and book.last_update_seq == 0
+    assert list(tracker._update_ts) == [] and tracker._last_update_ns is None

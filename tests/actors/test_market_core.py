@@ -115,3 +115,21 @@ def test_a_random_paper_session_keeps_the_books_straight(seed):
 def test_the_same_inputs_derive_the_same_log(seed):
     """Determinism: two folds of the same inputs produce identical logs, derived events included."""
     assert run(seed).log == run(seed).log
+
+
+def test_the_derived_log_does_not_depend_on_the_process_hash_seed():
+    """Set and dict order over strings changes with PYTHONHASHSEED: two processes must still agree byte for byte."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import hashlib, msgspec; from tests.actors.test_market_core import run; "
+            "print(hashlib.sha256(msgspec.msgpack.encode(run(1).log)).hexdigest())")
+    root = Path(__file__).resolve().parents[2]
+    digests = {
+        subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(root)}).stdout.strip()
+        for hash_seed in ("1", "2", "3")
+    }
+    assert len(digests) == 1 and len(next(iter(digests))) == 64
