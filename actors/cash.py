@@ -46,7 +46,7 @@ from runtime.events import (
     OrderRejected,
     SessionStarted,
 )
-from runtime.units import format_money
+from runtime.units import PRICE_MAX, format_money
 
 from .fees import CENT, REBATE, FeeSchedule, leg_cost, round_fill
 from .machine import NOTHING
@@ -55,7 +55,6 @@ from .positions import settlement_value
 __all__ = ["ALLOWANCE", "CashPool", "CashSnapshot", "Reservation"]
 
 ALLOWANCE = REBATE  # the order's accumulator stays below one rebate, so one cent covers its rounding
-_ONE = 10_000  # $1.00 in price units: a YES + NO pair, or a winning contract, per count unit
 
 
 class Reservation(msgspec.Struct, gc=False):
@@ -126,7 +125,7 @@ class CashPool:
         cid = intent.client_order_id
         if cid in self._reservations:
             raise ValueError(f"cash pool: order {cid!r} is already open (client order ids must be unique)")
-        leg_price = intent.price if intent.side == "bid" else _ONE - intent.price
+        leg_price = intent.price if intent.side == "bid" else PRICE_MAX - intent.price
         unit = self.fees.worst_unit_outlay(intent.market, leg_price)
         r = Reservation(cid, intent.market, intent.side, unit, intent.count)
         need = r.hold
@@ -154,7 +153,7 @@ class CashPool:
         closed = min(fill.count, max(0, -sign * held))  # opposite contracts this fill pairs off
         self._positions[fill.market] = held + sign * fill.count
         r = self._reservations.get(fill.client_order_id)
-        revenue = closed * _ONE - leg_cost(fill.side, fill.price, fill.count)
+        revenue = closed * PRICE_MAX - leg_cost(fill.side, fill.price, fill.count)
         charge = round_fill(revenue, fill.fee, 0 if r is None else r.carry, self.precision)
         self.cash += charge.balance_change
         self.rounding_paid += charge.rounding_fee - charge.rebate
@@ -181,7 +180,7 @@ class CashPool:
         if value is None or not held:
             return NOTHING
         del self._positions[event.market]
-        amount = held * value if held > 0 else -held * (_ONE - value)
+        amount = held * value if held > 0 else -held * (PRICE_MAX - value)
         self.cash += amount
         return (CashSettled(market=event.market, amount=amount, cause_seq=seq),)
 

@@ -31,6 +31,8 @@ from typing import Literal, Protocol
 
 import msgspec
 
+from runtime.units import PRICE_MAX
+
 __all__ = [
     "CENT",
     "FEE_STEP",
@@ -53,7 +55,6 @@ FEE_STEP = 100  # $0.0001 in micro-dollars: a trade fee is rounded up to a multi
 CENT = 10_000  # $0.01 in micro-dollars: a non-direct member's balance precision
 REBATE = CENT  # the accumulator pays back whole cents
 
-_PRICE_ONE = 10_000  # $1.00 in price units
 # rate_ppm × multiplier_ppm × count × price × (10,000 − price) / _PER_STEP = the fee in units of $0.0001:
 # (10^6 · 10^6) for the two ppm factors, 10^2 for 1/100 contract, 10^8 for the two prices, 10^-4 for $0.0001.
 _PER_STEP = 10**18
@@ -108,7 +109,7 @@ class KalshiFees(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         if not is_taker and not terms.maker_fees:
             return 0
         rate = TAKER_RATE_PPM if is_taker else MAKER_RATE_PPM
-        exact = rate * terms.multiplier_ppm * count * price * (_PRICE_ONE - price)
+        exact = rate * terms.multiplier_ppm * count * price * (PRICE_MAX - price)
         return -(-exact // _PER_STEP) * FEE_STEP
 
     def worst_unit_outlay(self, market: str, leg_price: int) -> int:
@@ -125,7 +126,7 @@ def _worst_unit_outlay(rate: int, leg_price: int) -> int:
     """
     best = 0
     for y in range(leg_price, -1, -1):
-        numerator = rate * y * (_PRICE_ONE - y)
+        numerator = rate * y * (PRICE_MAX - y)
         best = max(best, y + -(-numerator // _PER_STEP) * FEE_STEP)
         if rate < 10**12 and (y + FEE_STEP) * _PER_MICRO + numerator <= best * _PER_MICRO:
             break
@@ -134,7 +135,7 @@ def _worst_unit_outlay(rate: int, leg_price: int) -> int:
 
 def leg_cost(side: Literal["bid", "ask"], price: int, count: int) -> int:
     """What buying the leg costs, in micro-dollars: YES at ``price`` for a bid, NO at 1 − ``price`` for an ask."""
-    return (price if side == "bid" else _PRICE_ONE - price) * count
+    return (price if side == "bid" else PRICE_MAX - price) * count
 
 
 class FillCharge(msgspec.Struct, frozen=True):

@@ -24,13 +24,13 @@ from collections.abc import Sequence
 import msgspec
 
 from runtime.events import Event, FillDuplicated, MarketLifecycle, OrderFilled, PositionChanged
+from runtime.units import PRICE_MAX
 
 from .machine import NOTHING
 
 __all__ = ["MarketPosition", "Positions", "PositionsSnapshot", "settlement_value"]
 
-_ONE = 10_000  # $1.00 in price units
-_RESULT_VALUE = {"yes": _ONE, "no": 0}
+_RESULT_VALUE = {"yes": PRICE_MAX, "no": 0}
 
 
 def settlement_value(event: MarketLifecycle) -> int | None:
