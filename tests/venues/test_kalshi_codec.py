@@ -272,7 +272,7 @@ def test_a_text_frame_given_as_str_is_kept_as_its_utf8_bytes():
 def test_a_huge_number_is_refused_before_it_is_parsed():
     """A 5,000-digit string is named, not parsed (Python's int() would refuse it with a message naming nothing)."""
     assert error_of(frame("orderbook_delta", {**DELTA, "price_dollars": "9" * 5000}, sid=1, seq=1)) == (
-        "orderbook_delta.msg.price_dollars: '9999999999999999'… (5000 characters) is too long for a number")
+        "orderbook_delta.msg.price_dollars: '99999999999999999999'… (5000 characters) is too long for a decimal number")
 
 
 def test_a_huge_error_is_cut():

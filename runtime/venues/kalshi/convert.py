@@ -25,7 +25,7 @@ Mappings (``kalshi-protocol.md``):
 * **market_position** -> ``PositionReported`` (``position_fp`` signed; cost, realized PnL and fees in
   micro-dollars when sent).
 * **bounds** — counts and money must fit the log's int64 (a JSON ``1e308`` is refused, naming the
-  field), and a decimal string longer than :data:`MAX_DIGITS` is refused before it is parsed.
+  field), and an absurdly long decimal string is refused by :mod:`runtime.units` before it is parsed.
 * **assumed shapes** — the protocol notes do not give the fields of ``user_order``, ``market_position``
   or the V2 cancel reply. They are read as Kalshi's REST Order and MarketPosition shapes
   (``ticker``/``market_ticker``, ``*_count_fp``, ``yes_price_dollars``, side bid/ask or yes/no + action;
@@ -38,6 +38,7 @@ Mappings (``kalshi-protocol.md``):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any, get_args
 
 from runtime.events import (
@@ -77,49 +78,38 @@ class WireError(ValueError):
 
 
 # --- fields -----------------------------------------------------------------------------------------
-# Prices and counts repeat endlessly in a feed, so the strings already parsed are remembered (a pure
-# memo: the same string always gives the same units; bounded, cleared when full). Only successes are
-# kept, so an error is raised afresh with the field named by its caller.
-_MEMO_SIZE = 65_536
-_PRICES: dict[str, int] = {}
-_COUNTS: dict[str, int] = {}
-
-
+# Prices and counts repeat endlessly in a feed, so parsed strings are memoised (a pure function of the
+# string alone; lru_cache keeps only successes, and a failure is parsed again to name its field).
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-MAX_DIGITS = 64  # a longer decimal string is refused before it is parsed (int() refuses > 4,300 digits)
 
 
-def _too_long(value: str, what: str) -> WireError:
-    return WireError(f"{what}: {value[:16]!r}… ({len(value)} characters) is too long for a number")
+@lru_cache(maxsize=65_536)
+def _price(value: str) -> int:
+    return parse_price(value)
+
+
+@lru_cache(maxsize=65_536)
+def _signed_count(value: str) -> int:
+    return _int64(parse_count(value, signed=True), value, "count")
 
 
 def price(value: object, what: str) -> int:
     """A dollar price -> 1/10,000 dollar, on the grid and in [0, 1]."""
     if value.__class__ is str:
-        units = _PRICES.get(value)  # type: ignore[call-overload]
-        if units is None:
-            if len(value) > MAX_DIGITS:  # type: ignore[arg-type]
-                raise _too_long(value, what)  # type: ignore[arg-type]
-            units = parse_price(value, what)
-            if len(_PRICES) >= _MEMO_SIZE:
-                _PRICES.clear()
-            _PRICES[value] = units  # type: ignore[index]
-        return units
+        try:
+            return _price(value)  # type: ignore[arg-type]
+        except (UnitError, WireError):
+            pass  # parse again below, so the error names the field
     return parse_price(value, what)
 
 
 def signed_count(value: object, what: str) -> int:
     """A signed ``_fp`` count -> 1/100 contract."""
     if value.__class__ is str:
-        units = _COUNTS.get(value)  # type: ignore[call-overload]
-        if units is None:
-            if len(value) > MAX_DIGITS:  # type: ignore[arg-type]
-                raise _too_long(value, what)  # type: ignore[arg-type]
-            units = _int64(parse_count(value, what, signed=True), value, what)
-            if len(_COUNTS) >= _MEMO_SIZE:
-                _COUNTS.clear()
-            _COUNTS[value] = units  # type: ignore[index]
-        return units
+        try:
+            return _signed_count(value)  # type: ignore[arg-type]
+        except (UnitError, WireError):
+            pass
     return _int64(parse_count(value, what, signed=True), value, what)
 
 
@@ -140,8 +130,6 @@ def count(value: object, what: str) -> int:
 
 def money(value: object, what: str) -> int:
     """Dollars (up to 6 decimals) -> signed micro-dollars."""
-    if isinstance(value, str) and len(value) > MAX_DIGITS:
-        raise _too_long(value, what)
     return _int64(parse_money(value, what), value, what)
 
 
