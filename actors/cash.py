@@ -48,7 +48,7 @@ from runtime.events import (
 )
 from runtime.units import PRICE_MAX, format_money
 
-from .fees import CENT, REBATE, FeeSchedule, leg_cost, round_fill
+from .fees import CENT, REBATE, FeeSchedule, leg_cost, leg_price, round_fill
 from .machine import NOTHING
 from .positions import settlement_value
 
@@ -125,8 +125,7 @@ class CashPool:
         cid = intent.client_order_id
         if cid in self._reservations:
             raise ValueError(f"cash pool: order {cid!r} is already open (client order ids must be unique)")
-        leg_price = intent.price if intent.side == "bid" else PRICE_MAX - intent.price
-        unit = self.fees.worst_unit_outlay(intent.market, leg_price)
+        unit = self.fees.worst_unit_outlay(intent.market, leg_price(intent.side, intent.price))
         r = Reservation(cid, intent.market, intent.side, unit, intent.count)
         need = r.hold
         if need > self.available:

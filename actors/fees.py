@@ -133,9 +133,14 @@ def _worst_unit_outlay(rate: int, leg_price: int) -> int:
     return best
 
 
+def leg_price(side: Literal["bid", "ask"], price: int) -> int:
+    """The price of the leg an order buys: YES at ``price`` for a bid, NO at 1 − ``price`` for an ask."""
+    return price if side == "bid" else PRICE_MAX - price
+
+
 def leg_cost(side: Literal["bid", "ask"], price: int, count: int) -> int:
-    """What buying the leg costs, in micro-dollars: YES at ``price`` for a bid, NO at 1 − ``price`` for an ask."""
-    return (price if side == "bid" else PRICE_MAX - price) * count
+    """What buying the leg costs, in micro-dollars."""
+    return leg_price(side, price) * count
 
 
 class FillCharge(msgspec.Struct, frozen=True):

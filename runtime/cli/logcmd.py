@@ -17,8 +17,6 @@ from ..events import EVENT_TYPES, event_type, to_builtins
 from ..log import (
     EventLog,
     FileLog,
-    LogError,
-    NotALogError,
     SessionMeta,
     create_log,
     is_file_log,
@@ -209,32 +207,9 @@ async def info(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _sessions(target: str, settings: Settings) -> tuple[list[SessionMeta], list[tuple[Path, str]]]:
-    """The sessions under ``target``, oldest first, and ``(run directory, error)`` for each unreadable run.
-
-    A directory of runs is read one run at a time, so one damaged run does not hide the others.
-    """
-    if is_postgres(target):
-        return await list_sessions(target, settings.log), []
-    root = Path(target)
-    if is_file_log(root):
-        runs = [root]
-    elif root.is_dir():
-        runs = sorted(p for p in root.iterdir() if is_file_log(p))
-    else:
-        raise NotALogError(f"{root}: no such directory")
-    metas: list[SessionMeta] = []
+    """The sessions under ``target``, oldest first, and ``(run directory, error)`` for each unreadable run."""
     damaged: list[tuple[Path, str]] = []
-    for run in runs:
-        try:
-            log = await open_log(run, settings=settings.log)
-            try:
-                metas.append(await log.meta())
-            finally:
-                await log.close()
-        except (LogError, OSError) as exc:
-            damaged.append((run, str(exc)))
-    metas.sort(key=lambda m: (m.created_ns, m.session_id))
-    return metas, damaged
+    return await list_sessions(target, settings.log, damaged=damaged), damaged
 
 
 async def list_cmd(args: argparse.Namespace, settings: Settings) -> int:

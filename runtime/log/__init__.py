@@ -99,8 +99,14 @@ async def open_log(
     return FileLog.open(path, settings, writable=mode == "a")
 
 
-async def list_sessions(target: str | Path, settings: LogSettings | None = None) -> list[SessionMeta]:
-    """Every session under ``target``, oldest first."""
+async def list_sessions(
+    target: str | Path, settings: LogSettings | None = None, *, damaged: list[tuple[Path, str]] | None = None
+) -> list[SessionMeta]:
+    """Every session under ``target``, oldest first.
+
+    A run directory that cannot be read raises, unless ``damaged`` is given: then ``(run, error)`` is
+    appended to it and the other sessions are still listed.
+    """
     settings = settings or LogSettings()
     if is_postgres(target):
         from .postgres import pg_list_sessions
@@ -112,11 +118,16 @@ async def list_sessions(target: str | Path, settings: LogSettings | None = None)
         raise NotALogError(f"{root}: no such directory")
     metas = []
     for run in runs:
-        log = FileLog.open(run, settings)
         try:
-            metas.append(await log.meta())
-        finally:
-            await log.close()
+            log = FileLog.open(run, settings)
+            try:
+                metas.append(await log.meta())
+            finally:
+                await log.close()
+        except (LogError, OSError) as exc:
+            if damaged is None:
+                raise
+            damaged.append((run, str(exc)))
     return sorted(metas, key=lambda m: (m.created_ns, m.session_id))
 
 
