@@ -79,6 +79,23 @@ def register(commands: argparse._SubParsersAction) -> None:
     v.add_argument("--json", action="store_true", help="print one JSON object")
     v.set_defaults(handler=bench_venue)
 
+    m = sub.add_parser(
+        "sim", help="the local exchange: matching-engine operations/s and order-flow model events/s",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="engine_ops_per_s: a seeded stream of --ops engine commands (about half limit orders around the "
+        "touch from 20 owners, a third cancels, the rest immediate-or-cancel takes) applied to one matching engine. "
+        "model_events_per_s: events per second the order-flow model yields for --markets markets over --duration "
+        "seconds of event time (engines, participants and the merge; no log). runtime/venues/sim/bench.py says "
+        "exactly what is timed.",
+        epilog="keys of --json: engine_ops, engine_ops_per_s, markets, duration_s, model_events,\n"
+        "model_events_per_s, machine\n\nexample:\n  tape bench sim --ops 500000 --json")
+    m.add_argument("--ops", type=int, default=500_000, metavar="N", help="engine commands (default 500,000)")
+    m.add_argument("--markets", type=int, default=20, metavar="M", help="markets of the model session (default 20)")
+    m.add_argument("--duration", type=float, default=3_600.0, metavar="SECONDS",
+                   help="event time of the model session (default 3600)")
+    m.add_argument("--json", action="store_true", help="print one JSON object")
+    m.set_defaults(handler=bench_sim)
+
 
 def _rate(n: int, seconds: float) -> float:
     return n / max(seconds, 1e-9)
@@ -192,20 +209,7 @@ async def bench_log(args: argparse.Namespace, settings: Settings) -> int:
             await drop_session(args.dsn, meta.session_id, pg_settings)
         result["pg_append_eps"] = round(_rate(n, statistics.median(appends)))
         result["pg_read_eps"] = round(_rate(n, statistics.median(reads)))
-    result["machine"] = _machine()
-
-    if args.json:
-        print(msgspec.json.encode(result).decode())
-        return 0
-    print(f"tape bench log: {n:,} events, batches of {BATCH:,}, median of {repeat} run(s)")
-    width = max(len(k) for k in result)
-    for key, value in result.items():
-        if key == "machine":
-            continue
-        shown = f"{value:,}" if isinstance(value, int) else str(value)
-        print(f"  {key:<{width}}  {shown}")
-    print("  machine: " + ", ".join(f"{k}={v}" for k, v in result["machine"].items()))  # type: ignore[union-attr]
-    return 0
+    return _report(args, f"tape bench log: {n:,} events, batches of {BATCH:,}, median of {repeat} run(s)", result)
 
 
 def bench_book(args: argparse.Namespace, settings: Settings) -> int:
@@ -217,16 +221,7 @@ def bench_book(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("--deltas must be at least 1")
     say = (lambda m: print(m, file=sys.stderr)) if not args.json else (lambda m: None)
     result = run_book_bench(args.deltas, repeat=args.repeat, say=say, measures={"matcher_ops": matcher_ops})
-    result["machine"] = _machine()
-    if args.json:
-        print(msgspec.json.encode(result).decode())
-        return 0
-    print(f"tape bench book: {args.deltas:,} deltas, median of {result['repeat']} run(s)")
-    for key, value in result.items():
-        if key != "machine":
-            print(f"  {key:<16}  {value:,}" if isinstance(value, int) and not isinstance(value, bool) else f"  {key:<16}  {value}")
-    print("  machine: " + ", ".join(f"{k}={v}" for k, v in result["machine"].items()))  # type: ignore[union-attr]
-    return 0
+    return _report(args, f"tape bench book: {args.deltas:,} deltas, median of {result['repeat']} run(s)", result)
 
 
 def bench_venue(args: argparse.Namespace, settings: Settings) -> int:
@@ -237,13 +232,38 @@ def bench_venue(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("--messages must be at least 1")
     say = (lambda m: print(m, file=sys.stderr)) if not args.json else (lambda m: None)
     result = run_codec_bench(args.messages, repeat=args.repeat, say=say)
+    return _report(args, f"tape bench venue: {args.messages:,} frames, median of {result['repeat']} run(s)", result)
+
+
+def bench_sim(args: argparse.Namespace, settings: Settings) -> int:
+    from ..venues.sim.bench import bench_engine, bench_model
+    from . import UsageError
+
+    if args.ops < 1 or args.markets < 1 or not args.duration > 0:
+        raise UsageError("--ops and --markets must be at least 1 and --duration positive")
+    say = (lambda m: print(m, file=sys.stderr)) if not args.json else (lambda m: None)
+    say(f"matching engine: {args.ops:,} commands …")
+    ops_per_s = bench_engine(args.ops)
+    say(f"order-flow model: {args.markets} markets x {args.duration:g} s …")
+    events, events_per_s = bench_model(args.markets, args.duration)
+    result: dict[str, object] = {"engine_ops": args.ops, "engine_ops_per_s": round(ops_per_s), "markets": args.markets,
+                                 "duration_s": args.duration, "model_events": events,
+                                 "model_events_per_s": round(events_per_s)}
+    return _report(args, "tape bench sim: the local exchange's matching engine and order-flow model", result)
+
+
+def _report(args: argparse.Namespace, title: str, result: dict[str, object]) -> int:
+    """Print ``result`` (plus the machine) as one JSON object with ``--json``, else as an aligned table."""
     result["machine"] = _machine()
     if args.json:
         print(msgspec.json.encode(result).decode())
         return 0
-    print(f"tape bench venue: {args.messages:,} frames, median of {result['repeat']} run(s)")
+    print(title)
+    width = max(len(k) for k in result)
     for key, value in result.items():
-        if key != "machine":
-            print(f"  {key:<18}  {value:,}" if isinstance(value, int) else f"  {key:<18}  {value}")
+        if key == "machine":
+            continue
+        shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+        print(f"  {key:<{width}}  {shown}")
     print("  machine: " + ", ".join(f"{k}={v}" for k, v in result["machine"].items()))  # type: ignore[union-attr]
     return 0

@@ -1,7 +1,5 @@
-"""Figures for the local exchange (printed, never asserted): matching-engine operations per second and
-synthetic-session events per second.
-
-    python -m runtime.venues.sim.bench [--ops N] [--markets M] [--duration SECONDS] [--json]
+"""Figures for the local exchange behind ``tape bench sim`` (printed, never asserted): matching-engine
+operations per second and synthetic-session events per second.
 
 ``engine_ops_per_s``: a pre-built, seeded stream of engine commands — about half limit orders around
 the touch from 20 owners (most rest, some cross), a third cancels of earlier orders (some already
@@ -12,9 +10,6 @@ engines and the merge, without the log; ``tape synth`` prints the rate with the 
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
 import random
 import time
 
@@ -67,29 +62,3 @@ def bench_model(markets: int, duration_s: float) -> tuple[int, float]:
     started = time.perf_counter()
     events = sum(1 for _ in session.events())
     return events, events / (time.perf_counter() - started)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runtime.venues.sim.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ops", type=int, default=500_000, help="engine commands (default 500,000)")
-    parser.add_argument("--markets", type=int, default=20, help="markets of the model session (default 20)")
-    parser.add_argument("--duration", type=float, default=3_600.0, help="its event time in seconds (default 3600)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args(argv)
-    ops_per_s = bench_engine(args.ops)
-    events, events_per_s = bench_model(args.markets, args.duration)
-    figures = {"engine_ops": args.ops, "engine_ops_per_s": round(ops_per_s), "model_events": events,
-               "model_events_per_s": round(events_per_s), "machine": f"{platform.python_implementation()} "
-               f"{platform.python_version()} on {platform.machine()}"}
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        print(f"matching engine: {ops_per_s:,.0f} ops/s over {args.ops:,} commands\n"
-              f"order-flow model: {events_per_s:,.0f} events/s ({events:,} events, {args.markets} markets x "
-              f"{args.duration:g} s)")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
