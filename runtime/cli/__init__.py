@@ -35,7 +35,7 @@ class UsageError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import bench, demo, logcmd, synth
+    from . import bench, demo, exchange, logcmd, record, synth
 
     parser = argparse.ArgumentParser(
         prog="tape",
@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     logcmd.register(commands)
     bench.register(commands)
     synth.register(commands)
+    exchange.register(commands)
+    record.register(commands)
     return parser
 
 

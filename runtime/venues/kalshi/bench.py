@@ -8,8 +8,8 @@
 received_ns)`` over the frames, whose result holds the events, and nothing else. Each figure is the
 median of ``repeat`` runs.
 
-``server_mps`` (the local exchange's rate to one client over loopback) is added by the exchange server
-when it exists; until then ``tape bench venue`` reports only the codec.
+``server_mps`` (the local exchange's rate to one client over loopback) is measured by
+:func:`runtime.venues.sim.bench.measure_server`; ``tape bench venue`` prints both.
 """
 
 from __future__ import annotations

@@ -136,10 +136,12 @@ class ErrorMsg(_Body, kw_only=True):
 
 
 class Error(_Frame, tag="error", kw_only=True):
-    """A command failed, or (without ``id``) a subscription broke: see :mod:`.codec`'s error codes."""
+    """A command failed, or (without ``id``) a subscription broke: see :mod:`.codec`'s error codes.
+    ``sid`` names the subscription when the server sends it (not documented; read when present)."""
 
     id: Int | None = None
     msg: ErrorMsg
+    sid: Int | None = None
 
 
 # --- WebSocket data (server -> client) ---------------------------------------------------------------
@@ -404,11 +406,33 @@ class BatchCancelOrdersRequest(_Body, kw_only=True):
     ids: list[str]
 
 
+class BatchCancelItem(_Body, kw_only=True):
+    """One order of a batch cancel reply: what was taken off the book, or the item's error (assumed shape:
+    the single cancel's fields per order)."""
+
+    order_id: str
+    reduced_by_fp: Num | None = None
+    order: UserOrderMsg | None = None
+    error: ErrorDetail | None = None
+
+
+class BatchCancelOrdersResponse(_Body, kw_only=True):
+    """``DELETE /portfolio/events/orders/batched``."""
+
+    orders: list[BatchCancelItem]
+
+
 class OrdersResponse(_Body, kw_only=True):
     """``GET /portfolio/orders``."""
 
     orders: list[UserOrderMsg]
     cursor: str | None = None
+
+
+class OrderResponse(_Body, kw_only=True):
+    """``GET /portfolio/orders/{order_id}``."""
+
+    order: UserOrderMsg
 
 
 class FillsResponse(_Body, kw_only=True):

@@ -47,6 +47,7 @@ from .codec import clip, describe
 __all__ = [
     "SOURCE",
     "ApiError",
+    "CancelAck",
     "OrderAck",
     "OrderRequest",
     "Page",
@@ -55,7 +56,9 @@ __all__ = [
     "balance",
     "balance_body",
     "batch_create_orders",
+    "batch_results",
     "book",
+    "cancel_ack",
     "create_order",
     "created_body",
     "decode_body",
@@ -63,6 +66,7 @@ __all__ = [
     "error_body",
     "fills",
     "fills_body",
+    "order",
     "order_ack",
     "order_request",
     "orders",
@@ -186,6 +190,46 @@ def order_ack(body: m.CreateOrderV2Response, source: str = SOURCE) -> OrderAck |
         return _malformed(body, source, str(exc))
 
 
+def batch_results(body: m.BatchCreateOrdersV2Response, source: str = SOURCE) -> list[OrderAck | ApiError | MalformedInput]:
+    """The batch create reply, one result per item in its order: an ack, or the item's error. An item's
+    error has no HTTP status of its own: its ``ApiError.status`` is 0."""
+    out: list[OrderAck | ApiError | MalformedInput] = []
+    for i, item in enumerate(body.orders):
+        if item.order is not None:
+            out.append(order_ack(m.CreateOrderV2Response(order=item.order), source))
+        elif item.error is not None:
+            e = item.error
+            details = "" if e.details is None else e.details if isinstance(e.details, str) else msgspec.json.encode(e.details).decode()
+            code = None if e.code is None else str(e.code)
+            out.append(ApiError(0, code, clip(e.message or code or "refused"), clip(details)))
+        else:
+            out.append(_malformed(item, source, f"batch_create_orders_v2_response.orders[{i}]: neither order nor error"))
+    return out
+
+
+class CancelAck(Struct, frozen=True, kw_only=True):
+    """The V2 cancel reply in tape's units; ``reduced_by`` (the count taken off the book) is None when the
+    reply does not say."""
+
+    order_id: str
+    client_order_id: str | None = None
+    reduced_by: int | None = None
+    venue_ts_ms: int | None = None
+
+
+def cancel_ack(body: m.CancelOrderV2Response, order_id: str, source: str = SOURCE) -> CancelAck | MalformedInput:
+    """``DELETE /portfolio/events/orders/{order_id}``'s reply (``order_id`` is the one asked for, if it omits it)."""
+    where = "cancel_order_v2_response"
+    order = body.order
+    try:
+        reduced = None if body.reduced_by_fp is None else cv.count(body.reduced_by_fp, f"{where}.reduced_by_fp")
+    except ValueError as exc:
+        return _malformed(body, source, str(exc))
+    return CancelAck(order_id=body.order_id or (order.order_id if order is not None else order_id),
+                     client_order_id=body.client_order_id or (order.client_order_id if order is not None else None),
+                     reduced_by=reduced, venue_ts_ms=body.ts_ms)
+
+
 def created_body(order_id: str, client_order_id: str | None, fill_count: int, remaining_count: int,
                  ts_ms: int | None = None) -> m.CreateOrderV2Response:
     return m.CreateOrderV2Response(order_id=order_id, client_order_id=client_order_id,
@@ -196,6 +240,14 @@ def created_body(order_id: str, client_order_id: str | None, fill_count: int, re
 def orders(raw: bytes | str, *, legacy: bool = False, source: str = SOURCE) -> Page:
     """``GET /portfolio/orders`` -> one ``OrderStatusReported`` (or ``MalformedInput``) per order."""
     return _page(raw, _OrdersPage, "orders", m.UserOrderMsg, lambda b, w: cv.order_report(b, w, legacy=legacy), source)
+
+
+def order(body: m.OrderResponse, source: str = SOURCE) -> OrderStatusReported | MalformedInput:
+    """``GET /portfolio/orders/{order_id}`` -> the venue's report of that order, as it is."""
+    try:
+        return cv.order_report(body.order, "order_response.order", legacy=False)
+    except ValueError as exc:
+        return _malformed(body, source, str(exc))
 
 
 def orders_body(reports: Iterable[OrderStatusReported], cursor: str | None = None) -> m.OrdersResponse:

@@ -36,6 +36,10 @@ information; its small push on the public estimate fades.
 
 **Regimes**: a quiet / normal / burst Markov chain scales every arrival rate; a jump starts a burst.
 
+**Outside orders** (the local exchange's clients) go through the same engine with true queue priority,
+and the makers learn from their trades like from anyone's; what the participants' orders do to them
+later (fills, the cancel at the close) is kept for the exchange (:meth:`MarketFlow.outside_updates`).
+
 **Lifecycle**: the market opens at the session start (``activated``, with its close time, then a full
 snapshot) and closes at a scheduled time in ``[close_min, close_max]`` of the session: every resting
 order is canceled (deltas empty the book), then ``deactivated``, ``determined`` and ``settled``.
@@ -49,6 +53,7 @@ import random
 from collections import deque
 from collections.abc import Iterator
 from statistics import NormalDist
+from typing import Any
 
 import msgspec
 
@@ -56,7 +61,7 @@ from config.synth import FlowConfig
 from runtime.events import Event, MarketLifecycle
 from runtime.units import PRICE_MAX
 
-from .engine import MatchingEngine, Placed
+from .engine import Canceled, Fill, MatchingEngine, Placed
 
 __all__ = ["FlowConfig", "MarketFlow", "MarketProfile"]
 
@@ -69,6 +74,9 @@ REGIMES = ("quiet", "normal", "burst")
 
 # scheduled actions (the kinds before _CLOSE are trading; they stop at the close)
 _ARRIVE, _REGIME, _JUMP, _PUBLISH, _REFRESH, _REACT, _EXPIRE, _CAMPAIGN, _CLOSE, _DETERMINE, _SETTLE = range(11)
+
+# phases of a market's run
+_NEW, _ACTIVATED, _RUNNING, _FINISHED = range(4)
 
 
 
@@ -112,7 +120,10 @@ class MarketFlow:
 
     :meth:`steps` yields ``(ts_ns, events)``, one entry per action that changed the book or the market,
     in time order; when an entry is yielded the engine's book equals the fold of every event yielded
-    so far. ``fair`` and ``estimate`` expose the latent state (probabilities) for tests and tools."""
+    so far. ``fair`` and ``estimate`` expose the latent state (probabilities) for tests and tools.
+
+    The local exchange drives it one action at a time instead (:meth:`next_due_ns`, :meth:`step`), so
+    that orders from outside (:meth:`submit`, :meth:`cancel`) arrive between the actions, in time."""
 
     def __init__(self, market: str, config: FlowConfig, seed: int, start_ns: int, end_ns: int) -> None:
         if end_ns <= start_ns:
@@ -156,8 +167,10 @@ class MarketFlow:
         self._regime_token = 0
         self._heap: list[tuple[int, int, int, int]] = []
         self._order = 0
+        self._phase = _NEW
         self._closed = False
-        self._done = False
+        self._outside: set[int] = set()  # resting orders of outside owners (engine ids)
+        self._outside_updates: list[Fill | Canceled] = []
         self._result: tuple[str, int] = ("void", 0)
 
     # --- latent state, for tests and tools ------------------------------------------------------------
@@ -181,18 +194,121 @@ class MarketFlow:
     # --- the run ----------------------------------------------------------------------------------------
     def steps(self) -> Iterator[tuple[int, list[Event]]]:
         """Run the market to settlement, yielding ``(ts_ns, events)`` per action that emitted something."""
-        if self._done:
+        if self._phase:
             raise RuntimeError(f"{self.market}: a MarketFlow runs once; build a new one to run again")
-        self._done = True
+        step = self.step
+        while (entry := step()) is not None:
+            if entry[1]:
+                yield entry
+
+    def next_due_ns(self) -> int | None:
+        """When the next action is due: ``start_ns`` until the market has opened, then the earliest
+        scheduled action; None once the market has settled (or the session ended first)."""
+        if self._phase < _RUNNING:
+            return self.start_ns
+        heap = self._heap
+        if self._phase == _FINISHED or not heap or heap[0][0] > self.end_ns:
+            return None
+        return heap[0][0]
+
+    def step(self) -> tuple[int, list[Event]] | None:
+        """Run the one action due next (at :meth:`next_due_ns`) and return ``(ts_ns, events)`` — events
+        may be empty (an action that changed nothing, or one superseded) — or None when none is left.
+
+        The first two steps open the market at ``start_ns``: ``activated`` (with the close time), then
+        the makers quote and the whole book is a snapshot. :meth:`steps` is this, run to the end."""
+        phase = self._phase
+        if phase == _NEW:
+            return self._activate()
+        if phase == _ACTIVATED:
+            return self._open()
+        heap = self._heap
+        if phase == _FINISHED or not heap or heap[0][0] > self.end_ns:
+            self._phase = _FINISHED
+            return None
         c, rng, engine = self.config, self.rng, self.engine
+        t, _, kind, arg = heapq.heappop(heap)
+        out: list[Event] = []
+        if self._closed and kind < _CLOSE:
+            return t, out
+        if not self._closed:
+            self._advance(t)  # the fair value stops at the close: it is what the market settles on
+        if kind == _REFRESH:
+            self._requote(arg, t, out)
+            self._schedule(t + _exp_ns(rng, 1.0 / c.maker_refresh_s), _REFRESH, arg)
+        elif kind == _ARRIVE:
+            if arg == self._arrival_token:
+                self._arrive(t, out)
+                self._schedule_arrival(t)
+        elif kind == _REACT:
+            self._requote(arg, t, out)
+        elif kind == _PUBLISH:  # a jump is public now (advance() applied it): every maker reacts
+            for i, maker in enumerate(self._makers):
+                if not maker.react_pending:
+                    maker.react_pending = True
+                    self._schedule(t + _exp_ns(rng, 1.0 / c.maker_react_s), _REACT, i)
+        elif kind == _CAMPAIGN:
+            self._informed(t, out)
+            nxt = t + _exp_ns(rng, 1.0 / c.informed_campaign_s)
+            if nxt < arg:
+                self._schedule(nxt, _CAMPAIGN, arg)
+        elif kind == _EXPIRE:
+            canceled = engine.cancel(arg, t // 1_000_000)
+            if canceled is not None:
+                out.extend(canceled.events)
+        elif kind == _REGIME:
+            if arg == self._regime_token:
+                if self._regime == NORMAL:
+                    self._regime = BURST if rng.random() < c.burst_share else QUIET
+                else:
+                    self._regime = NORMAL
+                self._schedule_regime(t)
+                self._schedule_arrival(t)
+        elif kind == _JUMP:
+            self._move(t, rng.gauss(0.0, c.jump_sd))
+            if self._lag_ns:
+                self._schedule(t + self._lag_ns, _PUBLISH, 0)
+                if c.informed_campaign_s:
+                    self._schedule(t + _exp_ns(rng, 1.0 / c.informed_campaign_s), _CAMPAIGN, t + self._lag_ns)
+            if c.burst_on_jump and self._regime != BURST:
+                self._regime = BURST
+                self._schedule_regime(t)
+                self._schedule_arrival(t)
+            self._schedule(t + _exp_ns(rng, c.jump_rate), _JUMP, 0)
+        elif kind == _CLOSE:
+            self._closed = True
+            ts_ms = t // 1_000_000
+            for canceled in engine.close(ts_ms):
+                out.extend(canceled.events)
+                if canceled.order_id in self._outside:
+                    self._outside.discard(canceled.order_id)
+                    self._outside_updates.append(canceled)
+            out.append(MarketLifecycle(self.market, "deactivated", venue_ts_ms=ts_ms))
+            self._schedule(t + self._settle_delay(t), _DETERMINE, 0)
+        elif kind == _DETERMINE:
+            yes = rng.random() < self.fair
+            self._result = ("yes", PRICE_MAX) if yes else ("no", 0)
+            out.append(MarketLifecycle(self.market, "determined", result=self._result[0],
+                                       settlement_value=self._result[1], venue_ts_ms=t // 1_000_000))
+            self._schedule(t + self._settle_delay(t), _SETTLE, 0)
+        elif kind == _SETTLE:
+            out.append(MarketLifecycle(self.market, "settled", result=self._result[0],
+                                       settlement_value=self._result[1], venue_ts_ms=t // 1_000_000))
+            self._phase = _FINISHED
+        return t, out
+
+    def _activate(self) -> tuple[int, list[Event]]:
+        self._phase = _ACTIVATED
         t = self.start_ns
-        ts_ms = t // 1_000_000
-        yield t, [MarketLifecycle(self.market, "activated", close_ts_ms=self.profile.close_ns // 1_000_000,
-                                  venue_ts_ms=ts_ms)]
+        return t, [MarketLifecycle(self.market, "activated", close_ts_ms=self.profile.close_ns // 1_000_000,
+                                   venue_ts_ms=t // 1_000_000)]
+
+    def _open(self) -> tuple[int, list[Event]]:
+        self._phase = _RUNNING
+        c, rng, t = self.config, self.rng, self.start_ns
         for i in range(len(self._makers)):
             self._requote(i, t, [])
-        yield t, [engine.snapshot(ts_ms)]
-
+        snapshot = self.engine.snapshot(t // 1_000_000)
         self._schedule(self.profile.close_ns, _CLOSE, 0)
         self._schedule_arrival(t)
         self._schedule_regime(t)
@@ -201,82 +317,52 @@ class MarketFlow:
         refresh_rate = 1.0 / c.maker_refresh_s
         for i in range(len(self._makers)):
             self._schedule(t + _exp_ns(rng, refresh_rate), _REFRESH, i)
+        return t, [snapshot]
 
-        heap = self._heap
-        pop = heapq.heappop
-        while heap:
-            t, _, kind, arg = pop(heap)
-            if t > self.end_ns:
-                break
-            if self._closed and kind < _CLOSE:
-                continue
-            if not self._closed:
-                self._advance(t)  # the fair value stops at the close: it is what the market settles on
-            out: list[Event] = []
-            if kind == _REFRESH:
-                self._requote(arg, t, out)
-                self._schedule(t + _exp_ns(rng, refresh_rate), _REFRESH, arg)
-            elif kind == _ARRIVE:
-                if arg != self._arrival_token:
-                    continue
-                self._arrive(t, out)
-                self._schedule_arrival(t)
-            elif kind == _REACT:
-                self._requote(arg, t, out)
-            elif kind == _PUBLISH:  # a jump is public now (advance() applied it): every maker reacts
-                for i, maker in enumerate(self._makers):
-                    if not maker.react_pending:
-                        maker.react_pending = True
-                        self._schedule(t + _exp_ns(rng, 1.0 / c.maker_react_s), _REACT, i)
-            elif kind == _CAMPAIGN:
-                self._informed(t, out)
-                nxt = t + _exp_ns(rng, 1.0 / c.informed_campaign_s)
-                if nxt < arg:
-                    self._schedule(nxt, _CAMPAIGN, arg)
-            elif kind == _EXPIRE:
-                canceled = engine.cancel(arg, t // 1_000_000)
-                if canceled is not None:
-                    out.extend(canceled.events)
-            elif kind == _REGIME:
-                if arg != self._regime_token:
-                    continue
-                if self._regime == NORMAL:
-                    self._regime = BURST if rng.random() < c.burst_share else QUIET
-                else:
-                    self._regime = NORMAL
-                self._schedule_regime(t)
-                self._schedule_arrival(t)
-            elif kind == _JUMP:
-                self._move(t, rng.gauss(0.0, c.jump_sd))
-                if self._lag_ns:
-                    self._schedule(t + self._lag_ns, _PUBLISH, 0)
-                    if c.informed_campaign_s:
-                        self._schedule(t + _exp_ns(rng, 1.0 / c.informed_campaign_s), _CAMPAIGN, t + self._lag_ns)
-                if c.burst_on_jump and self._regime != BURST:
-                    self._regime = BURST
-                    self._schedule_regime(t)
-                    self._schedule_arrival(t)
-                self._schedule(t + _exp_ns(rng, c.jump_rate), _JUMP, 0)
-            elif kind == _CLOSE:
-                self._closed = True
-                ts_ms = t // 1_000_000
-                for canceled in engine.close(ts_ms):
-                    out.extend(canceled.events)
-                out.append(MarketLifecycle(self.market, "deactivated", venue_ts_ms=ts_ms))
-                self._schedule(t + self._settle_delay(t), _DETERMINE, 0)
-            elif kind == _DETERMINE:
-                yes = rng.random() < self.fair
-                self._result = ("yes", PRICE_MAX) if yes else ("no", 0)
-                out.append(MarketLifecycle(self.market, "determined", result=self._result[0],
-                                           settlement_value=self._result[1], venue_ts_ms=t // 1_000_000))
-                self._schedule(t + self._settle_delay(t), _SETTLE, 0)
-            elif kind == _SETTLE:
-                out.append(MarketLifecycle(self.market, "settled", result=self._result[0],
-                                           settlement_value=self._result[1], venue_ts_ms=t // 1_000_000))
-                yield t, out
-                return
-            if out:
-                yield t, out
+    # --- outside orders (the local exchange's clients) -------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        """True from the opening snapshot until the close."""
+        return self._phase >= _RUNNING and not self._closed
+
+    def submit(self, owner: str, side: str, price: int, count: int, ts_ns: int, **kw: Any) -> Placed:
+        """An order from outside the model at ``ts_ns`` (not before the last action): it meets the
+        participants' orders in the same engine, with true price-time priority, and the makers learn from
+        its trades as from any other. ``kw`` are :meth:`MatchingEngine.submit`'s options. ``owner`` must
+        not be a participant's name (``mm<i>``, ``noise<i>``, ``informed``).
+
+        While it rests, the fills the participants' orders take from it and its cancel at the close are
+        kept for :meth:`outside_updates`; the returned :class:`Placed` says what it did at once."""
+        if owner == "informed" or owner.startswith(("mm", "noise")):
+            raise ValueError(f"{self.market}: owner {owner!r} is a name of the model's participants")
+        if not self._closed:
+            self._advance(ts_ns)
+        placed = self.engine.submit(owner, side, price, count, ts_ns // 1_000_000, **kw)  # type: ignore[arg-type]
+        self._learn(placed, ts_ns)
+        outside = self._outside
+        for fill in placed.fills:  # an outside order may take from another outside order
+            if not fill.remaining:
+                outside.discard(fill.order_id)
+        for canceled in placed.makers_canceled:
+            outside.discard(canceled.order_id)
+        if placed.remaining:
+            outside.add(placed.order_id)  # type: ignore[arg-type]
+        return placed
+
+    def cancel(self, order_id: int, ts_ns: int) -> Canceled | None:
+        """Cancel a resting outside order; None if it is not resting."""
+        if order_id not in self._outside:
+            return None
+        self._outside.discard(order_id)
+        return self.engine.cancel(order_id, ts_ns // 1_000_000)
+
+    def outside_updates(self) -> list[Fill | Canceled]:
+        """What the model's actions did to outside orders since the last call (the maker side of their
+        fills, and their cancels at the close), in order; the list is handed over and cleared."""
+        updates = self._outside_updates
+        if updates:
+            self._outside_updates = []
+        return updates
 
     # --- scheduling ---------------------------------------------------------------------------------------
     def _schedule(self, t: int, kind: int, arg: int) -> None:
@@ -365,7 +451,17 @@ class MarketFlow:
         placed = self.engine.submit(owner, side, price, count, t // 1_000_000, **kw)  # type: ignore[arg-type]
         out.extend(placed.events)
         self._learn(placed, t)
+        if self._outside and placed.fills:
+            self._note_outside(placed)
         return placed
+
+    def _note_outside(self, placed: Placed) -> None:
+        outside = self._outside
+        for fill in placed.fills:
+            if fill.order_id in outside and not fill.is_taker:
+                self._outside_updates.append(fill)
+                if not fill.remaining:
+                    outside.discard(fill.order_id)
 
     def _noise_take(self, t: int, out: list[Event]) -> None:
         c, rng, engine = self.config, self.rng, self.engine

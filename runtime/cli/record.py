@@ -1,0 +1,217 @@
+"""``tape record``: capture a venue's market data into the event log, as the runtime's inputs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from config import Settings, settings_hash
+
+from ..events import SessionEnded, SessionStarted
+from ..ids import new_session_id
+from ..log import SessionMeta, create_log, is_postgres
+from ..venues.kalshi.auth import AuthError, Signer, load_signer
+from ..venues.kalshi.http import HOSTS, KalshiApiError, KalshiRest
+from ..venues.kalshi.ws import KalshiFeed
+from ..version import code_version
+
+VENUES = ("sim", "kalshi-demo", "kalshi")
+CHANNELS = ("orderbook_delta", "trade", "market_lifecycle_v2")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "record", help="capture a venue's market data (books, trades, lifecycle) into the event log",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Subscribe to the order books, public trades and lifecycle of --markets and append every message, "
+        "stamped with its receive time, to a new session of the event log: the inputs a paper session or a "
+        "training run replays. Sequence gaps, resyncs, reconnects and malformed frames are recorded too "
+        "(seq_gap_detected, book_resynced, venue_error, malformed_input), so a book rebuilt from the log is "
+        "marked stale exactly where the live one was.\n\n"
+        "--venue sim (the default) starts the local exchange in-process on loopback (no network, no keys), or "
+        "connects to a running `tape exchange serve` given --url. kalshi-demo and kalshi connect to Kalshi and "
+        "need an API key: KALSHI_API_KEY_ID with KALSHI_PRIVATE_KEY_PATH (a PEM file) or KALSHI_PRIVATE_KEY.",
+        epilog="examples:\n"
+        "  tape record --duration 30                                  8 local markets for 30 s into ./runs\n"
+        "  tape record --markets 20 --duration 600 --log postgresql://postgres@127.0.0.1/test\n"
+        "  tape exchange serve --port 8765 &  tape record --url ws://127.0.0.1:8765/trade-api/ws/v2 --markets 4\n"
+        "  KALSHI_API_KEY_ID=… KALSHI_PRIVATE_KEY_PATH=key.pem tape record --venue kalshi-demo \\\n"
+        "      --markets KXHIGHNY-26NOV23-B50,KXHIGHNY-26NOV23-B52 --duration 3600\n"
+        "then: tape log info runs/<id>")
+    p.add_argument("--venue", choices=VENUES, default="sim", help="where the data comes from (default sim)")
+    p.add_argument("--markets", default="8", metavar="N|T1,T2",
+                   help="a number of markets (the first N open ones) or a comma-separated list of tickers (default 8)")
+    p.add_argument("--duration", type=float, default=60.0, metavar="SECONDS", help="how long to record (default 60)")
+    p.add_argument("--log", default=None, metavar="LOG",
+                   help="a directory for the new run directory, or a postgresql:// DSN (default: [log] target, 'runs')")
+    p.add_argument("--url", default=None, metavar="WS_URL",
+                   help="the venue's WebSocket URL (default: the venue's own; for sim, an in-process exchange)")
+    p.add_argument("--seed", type=int, default=None, metavar="S",
+                   help="seed of the in-process local exchange (default: [session] seed)")
+    p.add_argument("--speed", type=float, default=1.0, metavar="X",
+                   help="event time per wall second of the in-process local exchange (default 1)")
+    p.set_defaults(handler=run)
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    from . import UsageError
+
+    if not args.duration > 0:
+        raise UsageError(f"--duration must be positive, got {args.duration}")
+    if not args.speed > 0:
+        raise UsageError(f"--speed must be positive, got {args.speed}")
+    count, tickers = _markets(args.markets)
+    seed = settings.session.seed if args.seed is None else args.seed
+    signer: Signer | None = None
+    if args.venue != "sim":
+        try:
+            signer = load_signer()
+        except AuthError as exc:
+            raise UsageError(f"--venue {args.venue}: {exc}") from None
+    async with _venue(args, count, seed) as (rest_url, ws_url), KalshiRest(rest_url, signer=signer) as rest:
+        if tickers is None:
+            tickers = await _open_markets(rest, count, args.venue)  # type: ignore[arg-type]
+        else:
+            await _check_markets(rest, tickers, args.venue)
+        return await _record(args, settings, seed, ws_url, signer, tickers)
+
+
+def _markets(text: str) -> tuple[int | None, list[str] | None]:
+    from . import UsageError
+
+    text = text.strip()
+    if text.isdigit():
+        if int(text) < 1:
+            raise UsageError("--markets must be at least 1")
+        return int(text), None
+    tickers = [t.strip() for t in text.split(",") if t.strip()]
+    if not tickers:
+        raise UsageError(f"--markets {text!r}: give a number or comma-separated tickers")
+    if len(set(tickers)) != len(tickers):
+        raise UsageError(f"--markets {text!r} names a ticker twice")
+    return None, tickers
+
+
+@contextlib.asynccontextmanager
+async def _venue(args: argparse.Namespace, count: int | None, seed: int) -> AsyncIterator[tuple[str, str]]:
+    """The venue's REST and WebSocket URLs; for ``sim`` without ``--url``, a local exchange started here."""
+    if args.venue != "sim":
+        rest_url, ws_url = HOSTS[args.venue]
+        yield rest_url, args.url or ws_url
+        return
+    if args.url:
+        yield _rest_of(args.url), args.url
+        return
+    from ..venues.sim.exchange import Exchange
+    from ..venues.sim.server import ExchangeServer
+
+    exchange = Exchange(count or 8, seed, session_s=max(3_600.0, args.duration * args.speed * 2),
+                        start_ns=time.time_ns())
+    async with ExchangeServer(exchange, speed=args.speed) as server:
+        print(f"local exchange (seed {seed}) on {server.ws_url}", file=sys.stderr)
+        yield server.rest_url, server.ws_url
+
+
+def _rest_of(ws_url: str) -> str:
+    """``ws://h:p/trade-api/ws/v2`` -> ``http://h:p/trade-api/v2`` (the local exchange serves both)."""
+    from . import UsageError
+
+    scheme, sep, rest = ws_url.partition("://")
+    if not sep or scheme not in ("ws", "wss") or "/trade-api/ws/v2" not in rest:
+        raise UsageError(f"--url {ws_url!r}: expected ws://HOST:PORT/trade-api/ws/v2")
+    return ("http" if scheme == "ws" else "https") + "://" + rest.replace("/trade-api/ws/v2", "/trade-api/v2")
+
+
+async def _open_markets(rest: KalshiRest, count: int, venue: str) -> list[str]:
+    from . import UsageError
+
+    try:
+        markets = await rest.markets(status="open")
+    except KalshiApiError as exc:
+        raise UsageError(f"--venue {venue}: listing markets failed: {exc}") from None
+    tickers = [m.ticker for m in markets][:count]
+    if not tickers:
+        raise UsageError(f"--venue {venue}: no open market to record")
+    return tickers
+
+
+async def _check_markets(rest: KalshiRest, tickers: list[str], venue: str) -> None:
+    from . import UsageError
+
+    for ticker in tickers:
+        try:
+            await rest.market(ticker)
+        except KalshiApiError as exc:
+            raise UsageError(f"--markets: {ticker} on {venue}: {exc.error.message} (HTTP {exc.error.status})") from None
+
+
+async def _record(args: argparse.Namespace, settings: Settings, seed: int, ws_url: str, signer: Signer | None,
+                  tickers: list[str]) -> int:
+    target = args.log or settings.log.target
+    session_id = new_session_id("record")
+    config_hash, version = settings_hash(settings), code_version()
+    meta = SessionMeta(session_id=session_id, mode="record", venue=args.venue, seed=seed, config_hash=config_hash,
+                       code_version=version, created_ns=time.time_ns())
+    log = await create_log(target, meta, settings.log)
+    progress = _Progress(len(tickers), args.duration)
+    reason = "completed"
+    async with log:
+        await log.append([(time.time_ns(), SessionStarted(
+            session_id=session_id, mode="record", venue=args.venue, seed=seed, config_hash=config_hash,
+            code_version=version, markets=tuple(tickers)))])
+        feed = KalshiFeed(ws_url, tickers, channels=CHANNELS, signer=signer)
+        try:
+            async with feed:
+                async with asyncio.timeout(args.duration):
+                    async for batch in feed:
+                        await log.append(batch)
+                        progress.update(len(batch), feed)
+        except TimeoutError:
+            pass
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            reason = "interrupted"
+        await log.append([(time.time_ns(), SessionEnded(reason=reason))])
+        await log.mark("ended", f"record {reason}")
+    progress.finish()
+    target = str(target)
+    where = f"{target}{'&' if '?' in target else '?'}session={session_id}" if is_postgres(target) else Path(target) / session_id
+    stats = feed.stats
+    print(f"recorded {progress.events:,} events from {len(tickers)} market(s) on {args.venue} in "
+          f"{progress.elapsed():.1f} s into {where} (gaps {stats.gaps}, resyncs {stats.resyncs}, "
+          f"reconnects {stats.reconnects}, malformed {stats.malformed})")
+    print(f"look further:\n  tape log info {where}\n  tape log cat {where} --type book_snapshot --to 20")
+    return 0
+
+
+class _Progress:
+    """Events recorded and their rate on stderr: a live line on a terminal, one line every 10 s otherwise."""
+
+    def __init__(self, markets: int, duration: float) -> None:
+        self.markets, self.duration, self.events = markets, duration, 0
+        self.live = sys.stderr.isatty()
+        self.started = time.perf_counter()
+        self._shown = self.started
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def update(self, events: int, feed: KalshiFeed) -> None:
+        self.events += events
+        now = time.perf_counter()
+        if now - self._shown < (0.25 if self.live else 10.0):
+            return
+        self._shown = now
+        t = now - self.started
+        line = (f"record: {t:.0f}/{self.duration:g} s, {self.events:,} events ({self.events / t:,.0f}/s), "
+                f"{self.markets} markets, stale {len(feed.stale)}, gaps {feed.stats.gaps}, "
+                f"reconnects {feed.stats.reconnects}")
+        print(f"\r{line}" if self.live else line, end="" if self.live else "\n", file=sys.stderr, flush=True)
+
+    def finish(self) -> None:
+        if self.live:
+            print(file=sys.stderr)

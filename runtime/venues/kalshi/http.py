@@ -1,0 +1,472 @@
+"""Our Kalshi REST client: signed requests, retries that cannot double an order, exact units out.
+
+:class:`KalshiRest` speaks the V2 order endpoints and the portfolio and market reads of
+``kalshi-protocol.md`` over one ``aiohttp`` session. Bodies are built and read by :mod:`.rest`; this module
+adds the transport:
+
+* **Signing.** Every attempt is signed afresh (``KALSHI-ACCESS-*`` headers over ``timestamp + METHOD +
+  path``, the path without the query string) when a :class:`~.auth.Signer` is given.
+* **Retries.** A transport error (connection refused or reset, a timeout), a 5xx and a 429 are retried
+  up to ``max_attempts`` with exponential backoff and jitter (Kalshi's 429 carries no ``Retry-After``).
+  Any other 4xx is not retried: it raises :class:`KalshiApiError` carrying the :class:`~.rest.ApiError`
+  (status, code, message; either error shape).
+* **Orders are never doubled.** A create is retried with the very same body, so the same
+  ``client_order_id``. If a retry is refused with 409 (that id exists) after an earlier attempt *may* have
+  been carried out (a transport error or a 5xx: the request may have reached the venue), the first attempt
+  landed: the order is read back from ``/portfolio/orders`` by its ``client_order_id`` and its ack
+  returned. A 409 after nothing but 429s is a real duplicate and raises. A create reply that cannot be read
+  is recovered the same way (the venue accepted the order).
+* **Malformed replies** never escape as a msgspec traceback: list reads return a ``MalformedInput`` event
+  per bad item (or for a bad page, which ends the read), and single-object reads raise
+  :class:`KalshiMalformedReply` holding the ``MalformedInput``.
+* List reads follow ``cursor`` to the end. No header, and so no key material, is ever logged or put in
+  an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, NamedTuple, TypeVar
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+from structlog.typing import FilteringBoundLogger
+
+from runtime.events import BookSnapshot, Event, MalformedInput, OrderIntent, OrderStatusReported
+from runtime.logger import get_logger
+
+from . import messages as m
+from . import rest
+from .auth import Signer
+from .codec import encode
+from .rest import ApiError, CancelAck, OrderAck
+
+__all__ = [
+    "HOSTS",
+    "Host",
+    "KalshiApiError",
+    "KalshiError",
+    "KalshiMalformedReply",
+    "KalshiRest",
+    "KalshiUnavailable",
+]
+
+T = TypeVar("T")
+
+
+class Host(NamedTuple):
+    rest: str
+    ws: str
+
+
+HOSTS: Final[dict[str, Host]] = {
+    "kalshi": Host(rest="https://external-api.kalshi.com/trade-api/v2",
+                   ws="wss://external-api-ws.kalshi.com/trade-api/ws/v2"),
+    "kalshi-demo": Host(rest="https://external-api.demo.kalshi.co/trade-api/v2",
+                        ws="wss://external-api-ws.demo.kalshi.co/trade-api/ws/v2"),
+}
+
+PAGE_LIMIT: Final = 200  # items per page asked for (the most every portfolio list accepts)
+DUPLICATE: Final = 409
+_RETRIED_STATUS: Final = 429  # and every 5xx
+_NOT_SENT: Final = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)  # no connection: nothing was sent
+
+_HINTS: Final[dict[int, str]] = {
+    400: "the venue refused the request as invalid; correct what the message names",
+    401: "check the API key id and private key (KALSHI_API_KEY_ID, KALSHI_PRIVATE_KEY_PATH) and that they are "
+         "for this host: demo and production keys are separate",
+    403: "the key is not allowed to do this; check its permissions on Kalshi",
+    404: "not found: check the ticker or order id",
+    409: "a client_order_id can be used once: give the order a new one",
+    429: "rate limited on every attempt: send fewer requests, or raise max_attempts / backoff_s",
+}
+
+
+def _log() -> FilteringBoundLogger:
+    """The logger, taken when used: logging is configured after this module is imported."""
+    return get_logger("kalshi.rest")
+
+
+# --- errors -----------------------------------------------------------------------------------------------
+class KalshiError(Exception):
+    """A Kalshi REST request failed; the message names the request and says what to do next."""
+
+
+class KalshiApiError(KalshiError):
+    """The venue answered with an error status. ``error`` is the reply read from either error shape;
+    ``attempts`` how many attempts were made; ``uncertain`` whether an earlier attempt may have been
+    carried out (it ended with a transport error or a 5xx)."""
+
+    def __init__(self, method: str, path: str, error: ApiError, *, attempts: int = 1, uncertain: bool = False,
+                 hint: str | None = None) -> None:
+        self.method, self.path, self.error, self.attempts, self.uncertain = method, path, error, attempts, uncertain
+        code = f" {error.code}" if error.code else ""
+        details = f" ({error.details})" if error.details else ""
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        hint = hint if hint is not None else _HINTS.get(error.status, "the venue kept failing: try again later"
+                                                         if error.status >= 500 else "see the venue's message")
+        super().__init__(f"{method} {path}: HTTP {error.status}{code}{tries}: {error.message}{details} — {hint}")
+
+    @property
+    def status(self) -> int:
+        return self.error.status
+
+
+class KalshiUnavailable(KalshiError):
+    """No reply at all (connection refused or reset, timeout) on every attempt; ``uncertain`` when some attempt
+    was sent (the connection broke or timed out after it), so it may have been carried out."""
+
+    def __init__(self, method: str, path: str, attempts: int, reason: str, *, uncertain: bool = False,
+                 hint: str | None = None) -> None:
+        self.method, self.path, self.attempts, self.reason, self.uncertain = method, path, attempts, reason, uncertain
+        hint = hint or "check the network and the base URL, or raise max_attempts"
+        super().__init__(f"{method} {path}: no reply after {attempts} attempts (last: {reason}) — {hint}")
+
+
+class KalshiMalformedReply(KalshiError):
+    """A success reply that could not be read; ``event`` is the ``MalformedInput`` holding it verbatim."""
+
+    def __init__(self, method: str, path: str, event: MalformedInput, hint: str = "") -> None:
+        self.method, self.path, self.event = method, path, event
+        tail = f" — {hint}" if hint else ""
+        super().__init__(f"{method} {path}: the reply could not be read: {event.error}{tail}")
+
+
+class _Reply(NamedTuple):
+    status: int
+    raw: bytes
+    attempts: int
+    uncertain: bool  # an earlier attempt may have been carried out
+
+
+def _transport_reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# --- the client -------------------------------------------------------------------------------------------
+class KalshiRest:
+    """A signed, retrying client of Kalshi's REST API (an async context manager; see the module docstring).
+
+    ``session``: an ``aiohttp.ClientSession`` to use (its owner closes it); without one the client opens
+    its own and closes it on exit. ``rng`` draws the backoff jitter (seed it for reproducible timing).
+    """
+
+    def __init__(self, base_url: str, *, signer: Signer | None = None, session: aiohttp.ClientSession | None = None,
+                 max_attempts: int = 5, backoff_s: float = 0.2, max_backoff_s: float = 5.0, timeout_s: float = 10,
+                 rng: random.Random | None = None, source: str = rest.SOURCE) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        if backoff_s < 0 or max_backoff_s < 0 or timeout_s <= 0:
+            raise ValueError(f"backoff_s {backoff_s} and max_backoff_s {max_backoff_s} must be >= 0, "
+                             f"timeout_s {timeout_s} > 0")
+        self.base_url = base_url.rstrip("/")
+        self.signer = signer
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.source = source
+        self._session = session
+        self._owns_session = session is None
+        self._rng = rng or random.Random()
+        self._base_path = urlsplit(self.base_url).path
+
+    def __repr__(self) -> str:
+        return f"KalshiRest({self.base_url!r}, signer={self.signer!r})"
+
+    async def __aenter__(self) -> KalshiRest:
+        self._open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or (self._owns_session and self._session.closed):
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+            self._owns_session = True
+        return self._session
+
+    async def close(self) -> None:
+        """Close the session if this client opened it."""
+        if self._owns_session and self._session is not None and not self._session.closed:
+            await self._session.close()
+
+    # --- orders -------------------------------------------------------------------------------------
+    async def create_order(self, intent: OrderIntent) -> OrderAck:
+        """Place one V2 order. Retries send the same ``client_order_id``; a 409 on a retry after an attempt
+        that may have landed returns the landed order's ack (never a second order)."""
+        path = "/portfolio/events/orders"
+        body = encode(rest.create_order(intent))
+        try:
+            reply = await self._call("POST", path, body=body)
+        except KalshiApiError as exc:
+            if exc.status == DUPLICATE and exc.uncertain:
+                return await self._recovered(intent, exc)
+            if exc.uncertain:
+                raise KalshiApiError(exc.method, exc.path, exc.error, attempts=exc.attempts, uncertain=True,
+                                     hint=_may_have_landed(intent)) from None
+            raise
+        except KalshiUnavailable as exc:
+            if exc.uncertain:
+                raise KalshiUnavailable(exc.method, exc.path, exc.attempts, exc.reason, uncertain=True,
+                                        hint=_may_have_landed(intent)) from None
+            raise
+        decoded = rest.decode_body(reply.raw, m.CreateOrderV2Response, self.source)
+        ack = decoded if isinstance(decoded, MalformedInput) else rest.order_ack(decoded, self.source)
+        if isinstance(ack, MalformedInput):  # the venue took the order (2xx): find it rather than lose it
+            found = (await self._find_orders([intent])).get(intent.client_order_id)
+            if found is not None:
+                return found
+            raise KalshiMalformedReply("POST", path, ack, f"the venue accepted the order (HTTP {reply.status}) but "
+                                       f"does not list client_order_id {intent.client_order_id!r}: check the "
+                                       "account's orders before placing it again")
+        return ack
+
+    async def _recovered(self, intent: OrderIntent, exc: KalshiApiError) -> OrderAck:
+        found = (await self._find_orders([intent])).get(intent.client_order_id)
+        if found is None:
+            raise KalshiApiError(exc.method, exc.path, exc.error, attempts=exc.attempts, uncertain=True,
+                                 hint=f"a retry was refused as a duplicate, but /portfolio/orders lists no order "
+                                      f"with client_order_id {intent.client_order_id!r} on {intent.market}: check "
+                                      "the account's orders before placing it again") from None
+        _log().info("order recovered after a retry", client_order_id=intent.client_order_id,
+                    order_id=found.order_id, attempts=exc.attempts)
+        return found
+
+    async def batch_create(self, intents: Iterable[OrderIntent]) -> list[OrderAck | ApiError]:
+        """Place several V2 orders at once; one result per intent, in order: its ack, or the venue's error
+        for it (an item's error has ``status`` 0). Retried like :meth:`create_order`: after an attempt that
+        may have landed, an intent refused on the retry is looked up and its order's ack returned."""
+        intents = list(intents)
+        if not intents:
+            return []
+        path = "/portfolio/events/orders/batched"
+        body = encode(rest.batch_create_orders(intents))
+        try:
+            reply = await self._call("POST", path, body=body)
+        except KalshiApiError as exc:
+            if not (exc.status == DUPLICATE and exc.uncertain):
+                raise
+            found = await self._find_orders(intents)
+            return [found.get(i.client_order_id, exc.error) for i in intents]
+        decoded = rest.decode_body(reply.raw, m.BatchCreateOrdersV2Response, self.source)
+        if isinstance(decoded, MalformedInput):
+            found = await self._find_orders(intents)
+            if len(found) == len(intents):
+                return [found[i.client_order_id] for i in intents]
+            raise KalshiMalformedReply("POST", path, decoded, "the venue accepted the batch but its reply cannot be "
+                                       "read and not every order is listed: check the account's orders")
+        items = rest.batch_results(decoded, self.source)
+        coids = [item.client_order_id for item in decoded.orders]
+        results = _align(intents, coids, items)
+        refused = [i for i, r in zip(intents, results, strict=True) if not isinstance(r, OrderAck)]
+        if refused and reply.uncertain:
+            found = await self._find_orders(refused)
+            results = [found.get(i.client_order_id, r) if not isinstance(r, OrderAck) else r
+                       for i, r in zip(intents, results, strict=True)]
+        out: list[OrderAck | ApiError] = []
+        for intent, result in zip(intents, results, strict=True):
+            if isinstance(result, MalformedInput):
+                result = ApiError(0, None, f"the reply for client_order_id {intent.client_order_id!r} could not be "
+                                           f"read: {result.error}")
+            out.append(result)
+        return out
+
+    async def cancel_order(self, order_id: str) -> CancelAck:
+        """Cancel one order (V2). A 404 is checked against ``GET /portfolio/orders/{order_id}``: if the order
+        is canceled, an earlier attempt (ours, or the transport's own silent retry of a DELETE) canceled it, and
+        the ack has ``reduced_by`` None (the count was in the lost reply)."""
+        path = f"/portfolio/events/orders/{quote(order_id, safe='')}"
+        try:
+            reply = await self._call("DELETE", path)
+        except KalshiApiError as exc:
+            if exc.status != 404:
+                raise
+            try:
+                order = await self.order(order_id)
+            except KalshiApiError as missing:
+                if missing.status == 404:
+                    raise exc from None
+                raise
+            if order.status == "canceled":
+                return CancelAck(order_id=order_id, client_order_id=order.client_order_id or None)
+            raise KalshiApiError(exc.method, exc.path, exc.error, attempts=exc.attempts, uncertain=exc.uncertain,
+                                 hint=f"the order is {order.status}: there is nothing to cancel") from None
+        decoded = rest.decode_body(reply.raw, m.CancelOrderV2Response, self.source)
+        ack = decoded if isinstance(decoded, MalformedInput) else rest.cancel_ack(decoded, order_id, self.source)
+        if isinstance(ack, MalformedInput):
+            raise KalshiMalformedReply("DELETE", path, ack, "the order was canceled (the venue said so), but how much "
+                                       "was taken off is unknown: read /portfolio/orders")
+        return ack
+
+    async def _find_orders(self, intents: list[OrderIntent]) -> dict[str, OrderAck]:
+        """Our orders by client_order_id, for those intents (read from ``/portfolio/orders``)."""
+        wanted = {i.client_order_id for i in intents}
+        tickers = {i.market for i in intents}
+        reports = await self.orders(ticker=next(iter(tickers)) if len(tickers) == 1 else None)
+        found: dict[str, OrderAck] = {}
+        for r in reports:
+            if type(r) is OrderStatusReported and r.client_order_id in wanted:
+                found[r.client_order_id] = OrderAck(order_id=r.order_id, client_order_id=r.client_order_id,
+                                                    fill_count=r.fill_count, remaining_count=r.remaining_count,
+                                                    venue_ts_ms=r.venue_ts_ms)
+        return found
+
+    # --- portfolio reads ----------------------------------------------------------------------------
+    async def order(self, order_id: str) -> OrderStatusReported:
+        """``GET /portfolio/orders/{order_id}``: the venue's report of one of our orders."""
+        path = f"/portfolio/orders/{quote(order_id, safe='')}"
+        body = self._decode(await self._call("GET", path), m.OrderResponse, path)
+        return _read("GET", path, rest.order(body, self.source))
+
+    async def orders(self, ticker: str | None = None, status: str | None = None) -> list[Event]:
+        """``GET /portfolio/orders``, every page: an ``OrderStatusReported`` (or ``MalformedInput``) per order."""
+        return await self._paged("/portfolio/orders", _params(ticker=ticker, status=status),
+                                 lambda raw: rest.orders(raw, source=self.source))
+
+    async def fills(self, min_ts_s: int | None = None, ticker: str | None = None) -> list[Event]:
+        """``GET /portfolio/fills`` since ``min_ts_s`` (Unix seconds), every page: an ``OrderFilled`` (or
+        ``MalformedInput``) per fill."""
+        return await self._paged("/portfolio/fills", _params(min_ts=min_ts_s, ticker=ticker),
+                                 lambda raw: rest.fills(raw, source=self.source))
+
+    async def positions(self) -> list[Event]:
+        """``GET /portfolio/positions``, every page: a ``PositionReported`` (or ``MalformedInput``) per market."""
+        return await self._paged("/portfolio/positions", {}, lambda raw: rest.positions(raw, source=self.source))
+
+    async def balance(self) -> int:
+        """``GET /portfolio/balance`` in micro-dollars."""
+        path = "/portfolio/balance"
+        body = self._decode(await self._call("GET", path), m.BalanceResponse, path)
+        return _read("GET", path, rest.balance(body, self.source))
+
+    # --- markets ------------------------------------------------------------------------------------
+    async def markets(self, *, status: str | None = None, event_ticker: str | None = None,
+                      tickers: Iterable[str] = ()) -> list[m.Market]:
+        """``GET /markets``, every page (Kalshi's filters: ``status``, ``event_ticker``, ``tickers``)."""
+        params = _params(status=status, event_ticker=event_ticker, tickers=",".join(tickers) or None)
+
+        def read(raw: bytes) -> tuple[list[m.Market], str | None]:
+            page = _read("GET", "/markets", rest.decode_body(raw, m.MarketsResponse, self.source))
+            return page.markets, page.cursor
+
+        return await self._paged("/markets", params, read)
+
+    async def market(self, ticker: str) -> m.Market:
+        """``GET /markets/{ticker}``."""
+        path = f"/markets/{quote(ticker, safe='')}"
+        return self._decode(await self._call("GET", path), m.MarketResponse, path).market
+
+    async def orderbook(self, ticker: str) -> BookSnapshot:
+        """``GET /markets/{ticker}/orderbook``: the market's whole book."""
+        path = f"/markets/{quote(ticker, safe='')}/orderbook"
+        body = self._decode(await self._call("GET", path), m.OrderbookResponse, path)
+        return _read("GET", path, rest.book(body, ticker, source=self.source))
+
+    # --- plumbing -----------------------------------------------------------------------------------
+    def _decode(self, reply: _Reply, kind: type[T], path: str) -> T:
+        return _read("GET", path, rest.decode_body(reply.raw, kind, self.source))
+
+    async def _paged(self, path: str, params: dict[str, str],
+                     read: Callable[[bytes], tuple[list[T], str | None]]) -> list[T]:
+        """Every page of a list read, following ``cursor`` until the venue gives none (or an empty one)."""
+        out: list[T] = []
+        cursor: str | None = None
+        seen: set[str] = set()
+        while True:
+            query = {**params, "limit": str(PAGE_LIMIT)}
+            if cursor:
+                query["cursor"] = cursor
+            items, cursor = read((await self._call("GET", path, params=query)).raw)
+            out.extend(items)
+            if not cursor:
+                return out
+            if cursor in seen:
+                raise KalshiError(f"GET {path}: cursor {cursor!r} came back twice, so the listing would never end "
+                                  "— report it to the venue")
+            seen.add(cursor)
+
+    def _delay(self, attempt: int) -> float:
+        """Exponential backoff with jitter: half the capped step, plus up to half again at random."""
+        step = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+        return step / 2 + self._rng.random() * step / 2
+
+    async def _call(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+                    body: bytes | None = None) -> _Reply:
+        """One request, signed and retried; a 2xx reply, else :class:`KalshiApiError` / :class:`KalshiUnavailable`."""
+        session = self._open()
+        url = self.base_url + path
+        sign_path = self._base_path + path
+        uncertain = False
+        reason = ""
+        for attempt in range(1, self.max_attempts + 1):
+            headers = {"Accept": "application/json"}
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+            if self.signer is not None:
+                headers.update(self.signer.headers(method, sign_path, time.time_ns() // 1_000_000))
+            try:
+                async with session.request(method, url, params=params, data=body, headers=headers,
+                                           timeout=self.timeout) as response:
+                    raw = await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                reason = _transport_reason(exc)
+                uncertain |= not isinstance(exc, _NOT_SENT)  # a request that was sent may have been carried out
+                if attempt == self.max_attempts:
+                    raise KalshiUnavailable(method, path, attempt, reason, uncertain=uncertain) from None
+                await self._wait(method, path, attempt, reason)
+                continue
+            if status < 300:
+                return _Reply(status, raw, attempt, uncertain)
+            error = rest.api_error(status, raw)
+            if status != _RETRIED_STATUS and status < 500:
+                raise KalshiApiError(method, path, error, attempts=attempt, uncertain=uncertain)
+            if attempt == self.max_attempts:
+                raise KalshiApiError(method, path, error, attempts=attempt, uncertain=uncertain or status >= 500)
+            uncertain |= status >= 500
+            await self._wait(method, path, attempt, f"HTTP {status}: {error.message}")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _wait(self, method: str, path: str, attempt: int, reason: str) -> None:
+        delay = self._delay(attempt)
+        _log().warning("request retried", method=method, path=path, attempt=attempt, of=self.max_attempts,
+                       reason=reason, retry_in_s=round(delay, 3))
+        await asyncio.sleep(delay)
+
+
+def _may_have_landed(intent: OrderIntent) -> str:
+    return (f"an attempt may have reached the venue: look for client_order_id {intent.client_order_id!r} in "
+            f"/portfolio/orders (ticker {intent.market}) before placing the order again, and reuse that id if you do")
+
+
+def _read(method: str, path: str, value: T | MalformedInput) -> T:
+    if isinstance(value, MalformedInput):
+        raise KalshiMalformedReply(method, path, value)
+    return value
+
+
+def _params(**values: Any) -> dict[str, str]:
+    return {k: str(v) for k, v in values.items() if v is not None}
+
+
+def _align(intents: list[OrderIntent], coids: list[str | None], items: list[T]) -> list[T | MalformedInput]:
+    """A batch reply's items in the order of the intents: by client_order_id when every item names one, else
+    by position. An intent without an item gets a ``MalformedInput`` saying so."""
+    if all(coids) and len(set(coids)) == len(coids):
+        by_coid = dict(zip(coids, items, strict=True))
+        return [by_coid.get(i.client_order_id) or _missing_item(i) for i in intents]
+    return [items[k] if k < len(items) else _missing_item(i) for k, i in enumerate(intents)]
+
+
+def _missing_item(intent: OrderIntent) -> MalformedInput:
+    return MalformedInput(source=rest.SOURCE, raw=b"", error=f"batch_create_orders_v2_response.orders: no item for "
+                                                             f"client_order_id {intent.client_order_id!r}")
+

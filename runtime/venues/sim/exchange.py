@@ -1,0 +1,599 @@
+"""The local exchange's core: N markets of the order-flow model, and the accounts of the clients that trade
+on them — pure, deterministic, and without any network (the server, :mod:`.server`, is a shell around it).
+
+**Markets.** Market ``i`` is ``MarketFlow(f"{prefix}-{i:03d}", config, derive_seed(seed, "market", i),
+start_ns, start_ns + session_s)``, exactly as in :class:`.session.SynthSession`: with no orders from
+outside, the exchange's market data equals ``tape synth``'s for the same seed, event for event.
+
+**Time** comes in as an argument, never from a clock. :meth:`Exchange.advance` runs every model action
+due at or before ``now_ns`` — markets merged by time, the lower market index first at equal times, as in
+the synthetic session — and each command first does the same, so an order meets the book as it stands at
+its time. The clock never goes back: a command or advance with an earlier time acts at the current one.
+
+**Output.** Everything that happens comes out as ``(ts_ns, audience, events)`` entries, in order: the
+audience is :data:`PUBLIC` for market data (``BookSnapshot``, ``BookDelta``, ``PublicTrade``,
+``MarketLifecycle``) or the owner key of the account whose private events they are (``OrderFilled``,
+``OrderStatusReported``, ``PositionReported``). A synthetic participant's fills are not private events.
+
+**Accounts** are keyed by owner (the API key id, or ``"trust"``) and opened on first use with
+``starting_balance``. An order refused for one of these reasons changes nothing and returns an
+:class:`ExchangeError` (HTTP status, code, message naming the value):
+
+==========================  ======  ===============================================================
+code                        status  when
+==========================  ======  ===============================================================
+``unknown_market``          404     the ticker is not one of the exchange's markets
+``market_closed``           400     the market has not opened yet, or has closed
+``invalid_price``           400     the price is off the market's grid (``tick`` .. ``1 - tick``)
+``invalid_count``           400     the count is not positive
+``bad_request``             400     an unknown self-trade prevention type, an expiration in the past
+``duplicate_client_order_id`` 409   the owner already used this ``client_order_id``
+``reduce_only_violation``   400     a reduce-only order that would not only reduce the position
+``insufficient_cash``       400     the available balance does not cover the order's reservation
+``post_only_would_cross``   400     a post-only order would take
+``fok_unfillable``          400     a fill-or-kill order cannot fill whole at once
+``not_found``               404     cancel: no such order of this owner, or it is no longer resting
+==========================  ======  ===============================================================
+
+**Money** is the runtime's own ledger, so the exchange and the runtime agree to the cent: each account is
+an :class:`actors.cash.CashPool` (an order reserves ``count × worst unit outlay + 1 cent``; a fill moves the
+balance by Kalshi's rounding of its revenue less its trade fee, with the order's rounding accumulator; a
+YES + NO pair pays $1) and an :class:`actors.positions.Positions` (signed position, cost, realized PnL,
+fees). A fill's fee is the fee schedule's (default :class:`actors.fees.KalshiFees`) trade fee, rounded up to
+$0.0001. The reported balance is what is available (cash less reservations), never negative. At the
+close every resting order is canceled; settlement pays $1 per winning contract and zeroes positions.
+
+**Orders** get ids derived from the seed and a counter (UUID-shaped, like each market's ``market_ids``
+entry), and go through the market's
+matching engine with the participants' orders — true price-time priority — and the makers learn from
+their trades. Orders with an expiration are canceled when it passes (before any model action due at the
+same time). Same seed and same sequence of (time, command): same everything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import uuid
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias
+
+import msgspec
+from msgspec import Struct
+
+from actors.cash import CashPool
+from actors.fees import FeeSchedule, KalshiFees
+from actors.positions import Positions
+from runtime.events import (
+    BookSnapshot,
+    CashDeposited,
+    Event,
+    MarketLifecycle,
+    OrderCanceled,
+    OrderFilled,
+    OrderIntent,
+    OrderRejected,
+    OrderStatusReported,
+    PositionReported,
+    VenueOrderStatus,
+)
+from runtime.units import MONEY_SCALE, PRICE_MAX, format_count, format_money, format_price
+
+from .engine import Canceled, Fill, Placed
+from .flow import FlowConfig, MarketFlow
+from .session import derive_seed
+
+if TYPE_CHECKING:  # the wire package is the server's business; the core only reads an order's fields
+    from ..kalshi.rest import OrderRequest
+
+__all__ = [
+    "DEFAULT_BALANCE",
+    "PUBLIC",
+    "AccountView",
+    "CommandResult",
+    "Entry",
+    "Exchange",
+    "ExchangeError",
+    "MarketInfo",
+]
+
+PUBLIC: Final = ""  # the audience of market data
+DEFAULT_BALANCE: Final = 10_000 * MONEY_SCALE  # $10,000 in micro-dollars
+_STP: Final = frozenset({"taker_at_cross", "maker"})
+
+Entry: TypeAlias = tuple[int, str, list[Event]]  # (ts_ns, audience, events)
+MarketStatus = Literal["initialized", "active", "closed", "determined", "settled"]
+_STATUS_AFTER: Final[dict[str, MarketStatus]] = {
+    "activated": "active", "deactivated": "closed", "determined": "determined", "settled": "settled"}
+
+
+class ExchangeError(Struct, frozen=True):
+    """A refused command: the HTTP status to answer with, a code (see the module docstring) and a message."""
+
+    status: int
+    code: str
+    message: str
+
+
+class CommandResult(Struct, frozen=True):
+    """What one command did: the order as it stands after it (or the error), the count a cancel took off
+    the book, and every entry the command caused — model actions it ran first included — in order."""
+
+    order: OrderStatusReported | None = None
+    error: ExchangeError | None = None
+    canceled: int = 0
+    events: list[Entry] = []
+
+
+class MarketInfo(Struct, frozen=True):
+    """A market as ``GET /markets`` shows it (times in ns, prices in 1/10,000 dollar)."""
+
+    ticker: str
+    status: MarketStatus
+    tick: int
+    open_ns: int
+    close_ns: int
+    result: str | None = None
+    settlement_value: int | None = None
+
+
+class AccountView(Struct, frozen=True):
+    """An account's money: ``cash`` includes what resting orders reserve; ``available`` is the balance
+    Kalshi reports. ``rounding_paid`` is what the balance rounding took, less rebates (kept by the venue)."""
+
+    owner: str
+    cash: int
+    reserved: int
+    available: int
+    rounding_paid: int
+    fees_paid: int
+
+
+class _Order:
+    """One of a client's orders, as the exchange tracks it (mutable; reported as ``OrderStatusReported``)."""
+
+    __slots__ = ("client_order_id", "engine_id", "filled", "index", "initial", "market", "order_id", "owner", "price",
+                 "remaining", "side", "status", "updated_ms")
+
+    def __init__(self, order_id: str, owner: str, index: int, market: str, request: OrderRequest, ts_ms: int) -> None:
+        self.order_id = order_id
+        self.owner = owner
+        self.index = index
+        self.market = market
+        self.engine_id = 0
+        self.client_order_id = request.client_order_id
+        self.side = request.side
+        self.price = request.price
+        self.initial = request.count
+        self.filled = 0
+        self.remaining = request.count
+        self.status: VenueOrderStatus = "resting"
+        self.updated_ms = ts_ms
+
+    def report(self) -> OrderStatusReported:
+        return OrderStatusReported(client_order_id=self.client_order_id or "", order_id=self.order_id,
+                                   market=self.market, status=self.status, side=self.side, price=self.price,
+                                   fill_count=self.filled, remaining_count=self.remaining, initial_count=self.initial,
+                                   venue_ts_ms=self.updated_ms)
+
+
+class _Account:
+    __slots__ = ("client_ids", "engine_owner", "fills", "key", "orders", "pool", "positions", "traded")
+
+    def __init__(self, key: str, fees: FeeSchedule, balance: int) -> None:
+        self.key = key
+        self.engine_owner = "user:" + key  # never a participant's name (mm<i>, noise<i>, informed)
+        self.pool = CashPool(fees)
+        self.pool.handle(1, 0, CashDeposited(amount=balance, note="starting balance"))
+        self.positions = Positions()
+        self.orders: list[_Order] = []  # oldest first
+        self.client_ids: set[str] = set()
+        self.fills: list[OrderFilled] = []  # oldest first
+        self.traded: set[str] = set()  # markets with a fill
+
+
+class _Changes:
+    """The private events one action or command causes, gathered per account and written out in order:
+    per account (in the order first touched) its fills, then its orders' new states, then its positions."""
+
+    def __init__(self) -> None:
+        self._by_owner: dict[str, tuple[list[OrderFilled], dict[str, _Order], dict[str, None]]] = {}
+
+    def _of(self, owner: str) -> tuple[list[OrderFilled], dict[str, _Order], dict[str, None]]:
+        slot = self._by_owner.get(owner)
+        if slot is None:
+            slot = self._by_owner[owner] = ([], {}, {})
+        return slot
+
+    def fill(self, event: OrderFilled, order: _Order) -> None:
+        fills, orders, markets = self._of(order.owner)
+        fills.append(event)
+        orders[order.order_id] = order
+        markets[order.market] = None
+
+    def order(self, order: _Order) -> None:
+        self._of(order.owner)[1][order.order_id] = order
+
+    def position(self, owner: str, market: str) -> None:
+        self._of(owner)[2][market] = None
+
+    def flush(self, ts_ns: int, out: list[Entry], exchange: Exchange) -> None:
+        ts_ms = ts_ns // 1_000_000
+        for owner, (fills, orders, markets) in self._by_owner.items():
+            events: list[Event] = [*fills, *(o.report() for o in orders.values())]
+            events += [exchange._position(owner, m, ts_ms) for m in markets]
+            out.append((ts_ns, owner, events))
+        self._by_owner.clear()
+
+
+class Exchange:
+    """The local exchange's markets and accounts (see the module docstring for every rule)."""
+
+    def __init__(self, markets: int, seed: int, *, config: FlowConfig | None = None, session_s: float = 3600.0,
+                 start_ns: int, prefix: str = "KXSIM", starting_balance: int = DEFAULT_BALANCE,
+                 fees: FeeSchedule | None = None) -> None:
+        if markets < 1:
+            raise ValueError(f"an exchange needs at least one market, got {markets}")
+        if not session_s > 0:
+            raise ValueError(f"session_s must be positive, got {session_s}")
+        if starting_balance < 0:
+            raise ValueError(f"starting_balance must be >= 0 micro-dollars, got {starting_balance}")
+        self.seed = seed
+        self.config = config or FlowConfig()
+        self.fees: FeeSchedule = fees if fees is not None else KalshiFees()
+        self.prefix = prefix
+        self.starting_balance = starting_balance
+        self.start_ns = start_ns
+        self.end_ns = start_ns + round(session_s * 1_000_000_000)
+        self.tickers = tuple(f"{prefix}-{i:03d}" for i in range(markets))
+        self.flows = tuple(MarketFlow(t, self.config, derive_seed(seed, "market", i), start_ns, self.end_ns)
+                           for i, t in enumerate(self.tickers))
+        self._index = {t: i for i, t in enumerate(self.tickers)}
+        self.market_ids = {t: _uuid(f"{seed}/market/{i}") for i, t in enumerate(self.tickers)}  # Kalshi's market_id
+        self._status: list[MarketStatus] = ["initialized"] * markets
+        self._results: list[MarketLifecycle | None] = [None] * markets
+        self._due = [(start_ns, i) for i in range(markets)]  # (due ns, market): every market's next action
+        self._due_at: list[int | None] = [start_ns] * markets  # each market's registered due time
+        self._expiries: list[tuple[int, int, str]] = []  # (expires ns, order number, order id)
+        self._accounts: dict[str, _Account] = {}
+        self._owners: dict[str, _Account] = {}  # by engine owner name
+        self._orders: dict[str, _Order] = {}
+        self._resting: dict[tuple[int, int], _Order] = {}  # (market index, engine order id)
+        self._now = start_ns
+        self._seq = 1  # the cause seq fed to the account machines (their events stay inside)
+        self._numbered = 0
+
+    @property
+    def now_ns(self) -> int:
+        """The exchange's time: the latest time it was advanced to (or acted at)."""
+        return self._now
+
+    # --- time -----------------------------------------------------------------------------------------
+    def advance(self, now_ns: int, *, limit: int | None = None) -> list[Entry]:
+        """Run every model action (and order expiry) due at or before ``now_ns``, in time order; return
+        what they did. With ``limit``, stop after that many model actions: the clock then stands at the
+        last one's time (a server that falls behind keeps serving)."""
+        out: list[Entry] = []
+        self._run(now_ns, limit, out)
+        return out
+
+    def _run(self, now_ns: int, limit: int | None, out: list[Entry]) -> None:
+        now = max(now_ns, self._now)
+        flows, due, due_at, expiries = self.flows, self._due, self._due_at, self._expiries
+        done = 0
+        while True:
+            while due and due_at[due[0][1]] != due[0][0]:
+                heapq.heappop(due)  # superseded: the market's next action moved
+            flow_t = due[0][0] if due else None
+            if expiries and expiries[0][0] <= now and (flow_t is None or expiries[0][0] <= flow_t):
+                t, _, order_id = heapq.heappop(expiries)
+                self._now = max(self._now, t)
+                self._expire(order_id, t, out)
+                continue
+            if flow_t is None or flow_t > now:
+                break
+            if limit is not None and done >= limit:
+                return
+            t, i = heapq.heappop(due)
+            flow = flows[i]
+            entry = flow.step()
+            nxt = due_at[i] = flow.next_due_ns()
+            if nxt is not None:
+                heapq.heappush(due, (nxt, i))
+            self._now = max(self._now, t)
+            done += 1
+            if entry is None:
+                continue
+            t, events = entry
+            if events:
+                out.append((t, PUBLIC, events))
+            updates = flow.outside_updates()
+            if updates:
+                self._apply_updates(i, updates, t, out)
+            for event in events:
+                if type(event) is MarketLifecycle:
+                    self._lifecycle(i, event, t, out)
+        self._now = now
+
+    def _apply_updates(self, index: int, updates: Iterable[Fill | Canceled], t: int, out: list[Entry]) -> None:
+        changes = _Changes()
+        for update in updates:
+            order = self._resting[(index, update.order_id)]
+            if type(update) is Fill:
+                self._fill(order, update, t, changes)
+            else:  # the close canceled it
+                self._canceled(order, update.count, t // 1_000_000, t, changes)
+        changes.flush(t, out, self)
+
+    def _lifecycle(self, index: int, event: MarketLifecycle, t: int, out: list[Entry]) -> None:
+        self._status[index] = _STATUS_AFTER.get(event.kind, self._status[index])
+        if event.kind in ("determined", "settled"):
+            self._results[index] = event
+        if event.kind != "settled":
+            return
+        changes = _Changes()
+        for key in sorted(self._accounts):
+            account = self._accounts[key]
+            if event.market not in account.traded:
+                continue
+            seq = self._next_seq()
+            account.pool.handle(seq, t, event)
+            if account.positions.handle(seq, t, event):
+                changes.position(key, event.market)
+        changes.flush(t, out, self)
+
+    def _expire(self, order_id: str, t: int, out: list[Entry]) -> None:
+        order = self._orders[order_id]
+        if order.status != "resting":
+            return
+        canceled = self.flows[order.index].cancel(order.engine_id, t)
+        if canceled is None:  # pragma: no cover - a resting order is on the book
+            raise AssertionError(f"order {order_id} is resting but not on the book")
+        out.append((t, PUBLIC, list(canceled.events)))
+        changes = _Changes()
+        self._canceled(order, canceled.count, t // 1_000_000, t, changes)
+        changes.flush(t, out, self)
+
+    # --- commands ---------------------------------------------------------------------------------------
+    def create_order(self, owner: str, request: OrderRequest, now_ns: int) -> CommandResult:
+        """Place an order for ``owner`` at ``now_ns`` (after running what is due); see the module docstring."""
+        out = self.advance(now_ns)
+        now = self._now
+        index = self._index.get(request.market)
+        if index is None:
+            return _refused(out, 404, "unknown_market", f"market {request.market!r} does not exist")
+        error = self._check(owner, index, request, now)
+        if error is not None:
+            return CommandResult(error=error, events=out)
+        account = self._account(owner)
+        self._numbered += 1
+        order = _Order(self._order_id(self._numbered), owner, index, request.market, request, now // 1_000_000)
+        seq = self._next_seq()
+        intent = OrderIntent(cause_seq=seq, client_order_id=order.order_id, market=request.market, side=request.side,
+                             price=request.price, count=request.count, tif=request.tif, post_only=request.post_only)
+        (answer,) = account.pool.handle(seq, now, intent)
+        if type(answer) is OrderRejected:
+            return _refused(out, 400, "insufficient_cash", f"the order {answer.detail}")
+        placed = self.flows[index].submit(account.engine_owner, request.side, request.price, request.count, now,
+                                          tif=request.tif, post_only=request.post_only,
+                                          client_order_id=request.client_order_id,
+                                          self_trade=request.self_trade_prevention or "taker_at_cross")
+        self._rescheduled(index)
+        if placed.status == "rejected":
+            account.pool.handle(seq, now, OrderRejected(client_order_id=order.order_id, market=request.market,
+                                                        reason=placed.reason or "venue_rejected", cause_seq=seq))
+            return _refused(out, 400, placed.reason or "venue_rejected", placed.detail)
+        order.engine_id = placed.order_id  # type: ignore[assignment]
+        self._orders[order.order_id] = order
+        account.orders.append(order)
+        if request.client_order_id is not None:
+            account.client_ids.add(request.client_order_id)
+        if placed.remaining:
+            self._resting[(index, order.engine_id)] = order
+        self._placed(order, placed, now, out)
+        if placed.remaining and request.expiration_ts_ms is not None:
+            heapq.heappush(self._expiries, (request.expiration_ts_ms * 1_000_000, self._numbered, order.order_id))
+        return CommandResult(order=order.report(), events=out)
+
+    def cancel_order(self, owner: str, order_id: str, now_ns: int) -> CommandResult:
+        """Cancel one of ``owner``'s resting orders at ``now_ns``; ``canceled`` is the count taken off."""
+        out = self.advance(now_ns)
+        now = self._now
+        order = self._orders.get(order_id)
+        if order is None or order.owner != owner:
+            return _refused(out, 404, "not_found", f"order {order_id!r} not found")
+        if order.status != "resting":
+            return _refused(out, 404, "not_found", f"order {order_id!r} is {order.status}, not resting")
+        canceled = self.flows[order.index].cancel(order.engine_id, now)
+        if canceled is None:  # pragma: no cover - a resting order is on the book
+            raise AssertionError(f"order {order_id} is resting but not on the book")
+        out.append((now, PUBLIC, list(canceled.events)))
+        changes = _Changes()
+        self._canceled(order, canceled.count, now // 1_000_000, now, changes)
+        changes.flush(now, out, self)
+        return CommandResult(order=order.report(), canceled=canceled.count, events=out)
+
+    def _check(self, owner: str, index: int, r: OrderRequest, now: int) -> ExchangeError | None:
+        """The order rules the exchange checks before the engine (the engine checks post-only and FOK)."""
+        market, tick = r.market, self.config.tick
+        status = self._status[index]
+        if status != "active":
+            return ExchangeError(400, "market_closed", f"market {market} is {'not open yet' if status == 'initialized' else status}")
+        if r.price % tick or not tick <= r.price <= PRICE_MAX - tick:
+            return ExchangeError(400, "invalid_price", f"price {format_price(r.price)} is off {market}'s grid "
+                                 f"({format_price(tick)} to {format_price(PRICE_MAX - tick)} in steps of {format_price(tick)})")
+        if r.count <= 0:
+            return ExchangeError(400, "invalid_count", f"count {format_count(r.count)} is not positive")
+        if r.self_trade_prevention is not None and r.self_trade_prevention not in _STP:
+            return ExchangeError(400, "bad_request", f"self_trade_prevention_type {r.self_trade_prevention!r} is not "
+                                 "one of maker, taker_at_cross")
+        if r.expiration_ts_ms is not None and r.expiration_ts_ms * 1_000_000 <= now:
+            return ExchangeError(400, "bad_request", f"expiration_ts {r.expiration_ts_ms // 1000} is not in the future")
+        account = self._accounts.get(owner)
+        if account is not None and r.client_order_id is not None and r.client_order_id in account.client_ids:
+            return ExchangeError(409, "duplicate_client_order_id",
+                                 f"client_order_id {r.client_order_id!r} was already used")
+        if r.reduce_only:
+            held = 0 if account is None else account.positions.get(market).position
+            room = -held if r.side == "bid" else held
+            if room < r.count:
+                return ExchangeError(400, "reduce_only_violation",
+                                     f"a reduce-only {r.side} of {format_count(r.count)} would not only reduce the "
+                                     f"position of {format_count(held)} in {market}")
+        return None
+
+    def _placed(self, order: _Order, placed: Placed, now: int, out: list[Entry]) -> None:
+        """Apply what a new order did at once: its trades (both sides, when ours), self-trade cancels, and
+        its own state (a remainder that does not rest is canceled and its reservation released)."""
+        if placed.events:
+            out.append((now, PUBLIC, list(placed.events)))
+        changes = _Changes()
+        for fill in placed.fills:
+            if fill.owner not in self._owners:
+                continue  # a participant's side of the trade
+            target = order if fill.order_id == order.engine_id else self._resting[(order.index, fill.order_id)]
+            self._fill(target, fill, now, changes)
+        for canceled in placed.makers_canceled:
+            self._canceled(self._resting[(order.index, canceled.order_id)], canceled.count, now // 1_000_000, now,
+                           changes)
+        if placed.canceled:
+            self._canceled(order, placed.canceled, now // 1_000_000, now, changes)
+        changes.order(order)
+        changes.flush(now, out, self)
+
+    def _fill(self, order: _Order, fill: Fill, t: int, changes: _Changes) -> None:
+        account = self._accounts[order.owner]
+        fee = self.fees.trade_fee(order.market, fill.price, fill.count, fill.is_taker)
+        event = OrderFilled(trade_id=fill.trade_id, order_id=order.order_id, client_order_id=order.client_order_id or "",
+                            market=order.market, side=fill.side, price=fill.price, count=fill.count, fee=fee,
+                            is_taker=fill.is_taker, venue_ts_ms=fill.ts_ms)
+        seq = self._next_seq()
+        account.pool.handle(seq, t, msgspec.structs.replace(event, client_order_id=order.order_id))
+        account.positions.handle(seq, t, event)
+        account.traded.add(order.market)
+        event = msgspec.structs.replace(event, post_position=account.positions.get(order.market).position)
+        account.fills.append(event)
+        order.filled += fill.count
+        order.remaining = fill.remaining
+        order.updated_ms = fill.ts_ms
+        if not fill.remaining:
+            order.status = "executed"
+            self._resting.pop((order.index, order.engine_id), None)
+        changes.fill(event, order)
+
+    def _canceled(self, order: _Order, count: int, ts_ms: int, t: int, changes: _Changes) -> None:
+        """What remained of an order left the book (requested, expired, self-trade, close, IOC remainder)."""
+        order.remaining = 0
+        order.status = "canceled"
+        order.updated_ms = ts_ms
+        self._resting.pop((order.index, order.engine_id), None)
+        seq = self._next_seq()
+        self._accounts[order.owner].pool.handle(seq, t, OrderCanceled(client_order_id=order.order_id,
+                                                                      order_id=order.order_id, canceled_count=count,
+                                                                      cause_seq=seq))
+        changes.order(order)
+
+    # --- reads ------------------------------------------------------------------------------------------
+    def markets(self) -> list[MarketInfo]:
+        """Every market, by ticker."""
+        return [self._market(i) for i in range(len(self.tickers))]
+
+    def market(self, ticker: str) -> MarketInfo | None:
+        index = self._index.get(ticker)
+        return None if index is None else self._market(index)
+
+    def _market(self, i: int) -> MarketInfo:
+        result = self._results[i]
+        return MarketInfo(self.tickers[i], self._status[i], self.config.tick, self.start_ns,
+                          self.flows[i].profile.close_ns, None if result is None else result.result,
+                          None if result is None else result.settlement_value)
+
+    def book(self, ticker: str) -> BookSnapshot | None:
+        """The market's whole book now (None for an unknown ticker)."""
+        index = self._index.get(ticker)
+        return None if index is None else self.flows[index].engine.snapshot(self._now // 1_000_000)
+
+    def balance(self, owner: str) -> int:
+        """The owner's available balance, micro-dollars (what ``GET /portfolio/balance`` reports)."""
+        account = self._accounts.get(owner)
+        return self.starting_balance if account is None else account.pool.available
+
+    def account(self, owner: str) -> AccountView:
+        a = self._accounts.get(owner)
+        if a is None:
+            return AccountView(owner, self.starting_balance, 0, self.starting_balance, 0, 0)
+        fees = sum(a.positions.get(m).fees for m in a.traded)
+        return AccountView(owner, a.pool.cash, a.pool.reserved, a.pool.available, a.pool.rounding_paid, fees)
+
+    def orders(self, owner: str) -> list[OrderStatusReported]:
+        """Every order of the owner, oldest first."""
+        account = self._accounts.get(owner)
+        return [] if account is None else [o.report() for o in account.orders]
+
+    def order(self, owner: str, order_id: str) -> OrderStatusReported | None:
+        order = self._orders.get(order_id)
+        return None if order is None or order.owner != owner else order.report()
+
+    def fills(self, owner: str) -> list[OrderFilled]:
+        """Every fill of the owner, oldest first."""
+        account = self._accounts.get(owner)
+        return [] if account is None else list(account.fills)
+
+    def positions(self, owner: str) -> list[PositionReported]:
+        """The owner's position in every market it traded, by ticker (zero once settled)."""
+        account = self._accounts.get(owner)
+        ts_ms = self._now // 1_000_000
+        return [] if account is None else [self._position(owner, m, ts_ms) for m in sorted(account.traded)]
+
+    def queue_ahead(self, order_id: str) -> int | None:
+        """The count resting ahead of a resting order at its price (:meth:`MatchingEngine.queue_ahead`)."""
+        order = self._orders.get(order_id)
+        if order is None or order.status != "resting":
+            return None
+        return self.flows[order.index].engine.queue_ahead(order.engine_id)
+
+    def engine_order_id(self, order_id: str) -> int | None:
+        """The matching engine's id of an order (for tests and tools)."""
+        order = self._orders.get(order_id)
+        return None if order is None else order.engine_id
+
+    # --- internals ------------------------------------------------------------------------------------
+    def _rescheduled(self, index: int) -> None:
+        """An outside order may have moved the market's next action earlier (the makers react to its
+        trades): register its due time again (the merge drops the superseded entry)."""
+        nxt = self._due_at[index] = self.flows[index].next_due_ns()
+        if nxt is not None:
+            heapq.heappush(self._due, (nxt, index))
+
+    def _account(self, owner: str) -> _Account:
+        account = self._accounts.get(owner)
+        if account is None:
+            account = self._accounts[owner] = _Account(owner, self.fees, self.starting_balance)
+            self._owners[account.engine_owner] = account
+        return account
+
+    def _position(self, owner: str, market: str, ts_ms: int) -> PositionReported:
+        p = self._accounts[owner].positions.get(market)
+        cost = p.cost_basis if p.position >= 0 else -p.position * PRICE_MAX + p.cost_basis
+        return PositionReported(market=market, position=p.position, cost=cost, realized_pnl=p.realized_pnl,
+                                fees_paid=p.fees, venue_ts_ms=ts_ms)
+
+    def _order_id(self, n: int) -> str:
+        return _uuid(f"{self.seed}/order/{n}")
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def __repr__(self) -> str:
+        return (f"Exchange(markets={len(self.tickers)}, seed={self.seed}, now_ns={self._now}, "
+                f"accounts={len(self._accounts)}, balance_default=${format_money(self.starting_balance)})")
+
+
+def _uuid(text: str) -> str:
+    """A UUID-shaped id derived from ``text`` (ids look like Kalshi's, and are the same every run)."""
+    return str(uuid.UUID(bytes=hashlib.sha256(text.encode()).digest()[:16], version=4))
+
+
+def _refused(out: list[Entry], status: int, code: str, message: str) -> CommandResult:
+    return CommandResult(error=ExchangeError(status, code, message), events=out)
