@@ -480,3 +480,16 @@ async def test_a_bad_item_of_a_list_is_returned_as_malformed_input_and_the_rest_
         events = await kalshi.fills()
     assert [type(e).__name__ for e in events] == ["OrderFilled", "MalformedInput"]
     assert events[1].error == "fills[1].yes_price_dollars: '0.12345' is off the 0.0001 grid"
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+async def test_legacy_integer_cent_replies_are_read_only_when_asked(legacy):
+    async with Exchange() as exchange, client(exchange, legacy=legacy) as kalshi:
+        good = rest.fills_body(exchange.fills[:1]).fills[0]
+        exchange.fill_items = [msgspec.structs.replace(good, yes_price_dollars=None, count_fp=None, yes_price=42,
+                                                       count=3)]
+        (event,) = await kalshi.fills()
+    if legacy:
+        assert isinstance(event, ev.OrderFilled) and (event.price, event.count) == (4_200, 300)
+    else:
+        assert isinstance(event, ev.MalformedInput) and "legacy" in event.error

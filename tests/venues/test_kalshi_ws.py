@@ -470,3 +470,20 @@ async def test_closing_the_feed_cancels_its_tasks_and_ends_the_iteration():
         assert not feed.connected
         assert [t for t in asyncio.all_tasks() if t.get_name().startswith("kalshi-feed")] == []
         assert [batch async for batch in feed] == []
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+async def test_legacy_integer_cent_frames_are_read_only_when_asked(legacy):
+    """A pre-2026 snapshot (``yes``: [[cents, contracts]]) is a book with legacy=True, malformed input otherwise."""
+    async def script(c: Conn) -> None:
+        await c.subscribe(channels=1)
+        await c.send(frame("orderbook_snapshot", {"market_ticker": A, "yes": [[40, 12]]}, sid=1, seq=1))
+
+    async with Venue(script) as venue, KalshiFeed(venue.url, [A], channels=["orderbook_delta"],
+                                                  legacy=legacy) as feed:
+        events = await take(feed, lambda got: any(type(e) in (ev.BookSnapshot, ev.MalformedInput) for e in got))
+    if legacy:
+        assert ev.BookSnapshot(market=A, yes_bids=((4_000, 1_200),), sid=1, venue_seq=1) in events
+    else:
+        (bad,) = [e for e in events if isinstance(e, ev.MalformedInput)]
+        assert "legacy" in bad.error

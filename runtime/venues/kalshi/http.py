@@ -155,11 +155,12 @@ class KalshiRest:
 
     ``session``: an ``aiohttp.ClientSession`` to use (its owner closes it); without one the client opens
     its own and closes it on exit. ``rng`` draws the backoff jitter (seed it for reproducible timing).
+    ``legacy`` also accepts the pre-2026 integer-cent fields in replies.
     """
 
     def __init__(self, base_url: str, *, signer: Signer | None = None, session: aiohttp.ClientSession | None = None,
                  max_attempts: int = 5, backoff_s: float = 0.2, max_backoff_s: float = 5.0, timeout_s: float = 10,
-                 rng: random.Random | None = None, source: str = rest.SOURCE) -> None:
+                 rng: random.Random | None = None, source: str = rest.SOURCE, legacy: bool = False) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         if backoff_s < 0 or max_backoff_s < 0 or timeout_s <= 0:
@@ -172,6 +173,7 @@ class KalshiRest:
         self.max_backoff_s = max_backoff_s
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.source = source
+        self.legacy = legacy  # also accept pre-2026 integer-cent fields in replies
         self._session = session
         self._owns_session = session is None
         self._rng = rng or random.Random()
@@ -329,17 +331,17 @@ class KalshiRest:
     async def orders(self, ticker: str | None = None, status: str | None = None) -> list[Event]:
         """``GET /portfolio/orders``, every page: an ``OrderStatusReported`` (or ``MalformedInput``) per order."""
         return await self._paged("/portfolio/orders", _params(ticker=ticker, status=status),
-                                 lambda raw: rest.orders(raw, source=self.source))
+                                 lambda raw: rest.orders(raw, legacy=self.legacy, source=self.source))
 
     async def fills(self, min_ts_s: int | None = None, ticker: str | None = None) -> list[Event]:
         """``GET /portfolio/fills`` since ``min_ts_s`` (Unix seconds), every page: an ``OrderFilled`` (or
         ``MalformedInput``) per fill."""
         return await self._paged("/portfolio/fills", _params(min_ts=min_ts_s, ticker=ticker),
-                                 lambda raw: rest.fills(raw, source=self.source))
+                                 lambda raw: rest.fills(raw, legacy=self.legacy, source=self.source))
 
     async def positions(self) -> list[Event]:
         """``GET /portfolio/positions``, every page: a ``PositionReported`` (or ``MalformedInput``) per market."""
-        return await self._paged("/portfolio/positions", {}, lambda raw: rest.positions(raw, source=self.source))
+        return await self._paged("/portfolio/positions", {}, lambda raw: rest.positions(raw, legacy=self.legacy, source=self.source))
 
     async def balance(self) -> int:
         """``GET /portfolio/balance`` in micro-dollars."""
@@ -368,7 +370,7 @@ class KalshiRest:
         """``GET /markets/{ticker}/orderbook``: the market's whole book."""
         path = f"/markets/{quote(ticker, safe='')}/orderbook"
         body = self._decode(await self._call("GET", path), m.OrderbookResponse, path)
-        return _read("GET", path, rest.book(body, ticker, source=self.source))
+        return _read("GET", path, rest.book(body, ticker, legacy=self.legacy, source=self.source))
 
     # --- plumbing -----------------------------------------------------------------------------------
     def _decode(self, reply: _Reply, kind: type[T], path: str) -> T:

@@ -81,7 +81,7 @@ class KalshiFeed:
                  clock_ns: Callable[[], int] = time.time_ns, backoff_s: float = 0.2, max_backoff_s: float = 10.0,
                  reconcile: bool = True, rng: random.Random | None = None, reconcile_margin_ms: int = 60_000,
                  max_pending: int = 100_000, open_timeout_s: float = 10.0, ping_interval_s: float | None = 20.0,
-                 ping_timeout_s: float | None = 20.0) -> None:
+                 ping_timeout_s: float | None = 20.0, legacy: bool = False) -> None:
         if backoff_s < 0 or max_backoff_s < 0:
             raise ValueError(f"backoff_s {backoff_s} and max_backoff_s {max_backoff_s} must be >= 0")
         if max_pending < 1:
@@ -92,7 +92,7 @@ class KalshiFeed:
         self.max_backoff_s = max_backoff_s
         self.reconcile_margin_ms = reconcile_margin_ms
         self._tracker = FeedTracker(markets, channels)
-        self._decoder = codec.WsDecoder(SOURCE, use_yes_price=use_yes_price)
+        self._decoder = codec.WsDecoder(SOURCE, legacy=legacy, use_yes_price=use_yes_price)  # legacy: integer cents too
         self._signer = signer
         self._rest = rest if reconcile else None
         self._clock_ns = clock_ns
