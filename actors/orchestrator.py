@@ -1,0 +1,506 @@
+"""The orchestrator: when a decision is due for a market, runs the policies and turns their outputs into orders.
+
+**What it folds.** Its whole view is the log as of each seq:
+
+* book snapshots and deltas into its own :class:`~actors.book.OrderBook` and
+  :class:`~policies.features.FeatureTracker` per market (a ``BookInconsistent`` the book derives is the
+  book actor's to log, so it is dropped here), public trades into the trackers;
+* lifecycle: ``deactivated``, ``determined`` and ``settled`` close a market, ``activated`` reopens a
+  deactivated one (``determined`` and ``settled`` are final); any lifecycle event may carry the close time;
+* its own copies of the cash pool and the positions (:mod:`actors.cash`, :mod:`actors.positions`: the
+  same code folded over the same events; what they derive is ignored). A fill moves the balance with no
+  cash event of its own, so free cash cannot be followed from ``Cash*`` events alone; and a copy is exact
+  as of every seq instead of waiting for the positions actor's ``PositionChanged`` to be sequenced;
+* its own orders (client order ids ``{prefix}-…``), from the logged ``OrderIntent`` (an ``exit`` order
+  if reduce-only, else an ``entry``) until fully filled, rejected, canceled or expired. An intent it has
+  emitted that the log has not yet returned is *pending*: its worst-case cost is held out of free cash
+  and its market is busy.
+
+**When it decides.** For one market, on a book update the book applied, at most once per
+``decide_every_ms`` of event time; and for every market (in the configured order) on a
+``TimerFired`` named ``timer``, whatever the throttle (timers drive time-based exits on quiet books).
+Never on a stale book, never on a closed market, never while an intent of the market is pending or an
+exit order of it is working, and no exit for ``exit_retry_ms`` after a close that did not complete. "Now"
+is the deciding event's ``ts_ns`` (for a timer, the time it was logged), never the wall clock.
+
+**What it decides.** A flat market with no working order runs signal → sizing → entry, unless it closes
+within ``entry_cutoff_s`` (no new entries then; exits go on until the close). A market with a position
+or a working entry order runs exit. ``passive`` joins our side's touch (post-only GTC), ``cross`` takes
+the opposite touch (IOC); ``close`` is an IOC at the touch for the whole position, reduce-only, and
+cancels the working entry order first; ``cancel`` is a ``CancelRequested`` for the working entry order.
+An order's price must be on the ``tick`` grid and within (0, $1) (else ``skip_price``), and its
+worst-case cost — exactly what the cash pool will reserve for it — must fit the free cash (else
+``skip_cash``): a refusal is a ``PolicyDecided``, never an intent that the pool would reject.
+
+**What it logs (decision volume).** Each role that ran logs one ``PolicyDecided(cause_seq=seq)`` with its
+action and the policy's version (sizing: ``size`` / ``skip``; refusals: ``skip_book``, ``skip_price``,
+``skip_cash``; exit: the rule's reason), then the order events. A decision that ends in no order is
+logged only when its outcome — the actions of the roles that ran — differs from the market's previous
+decision: a market that keeps holding logs one ``hold``, not one per book update. So per market and
+``decide_every_ms``, at most three ``PolicyDecided`` and one intent (entry), or one ``PolicyDecided`` and
+two order events (exit). Client order ids are ``{prefix}-{seq}-{k}``, ``k`` counting from 1 within one seq.
+
+**Models.** A ``ModelLoaded`` is handed to ``loader`` (if one is given), whose policy replaces that role's;
+its ``version`` is then what the decisions record. Without a loader the event changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal
+
+import msgspec
+
+from policies.base import (
+    ROLES,
+    EntryObservation,
+    ExitObservation,
+    MarketView,
+    Policy,
+    SignalObservation,
+    SizingObservation,
+    WorkingOrder,
+)
+from policies.features import FeatureSpec, FeatureTracker, TrackerState
+from runtime.events import (
+    BookDelta,
+    BookSnapshot,
+    CancelRequested,
+    CashDeposited,
+    Event,
+    MarketLifecycle,
+    ModelLoaded,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderIntent,
+    OrderRejected,
+    PolicyDecided,
+    PublicTrade,
+    Role,
+    SeqGapDetected,
+    SessionStarted,
+    TimerFired,
+)
+from runtime.units import PRICE_MAX
+
+from .book import BookState, OrderBook
+from .cash import ALLOWANCE, CashPool, CashSnapshot
+from .fees import CENT, FeeSchedule, leg_price
+from .machine import NOTHING
+from .positions import Positions, PositionsSnapshot
+
+__all__ = ["MarketState", "Orchestrator", "OrchestratorConfig", "OrchestratorSnapshot", "OwnOrder", "worst_case_cost"]
+
+_NS = 1_000_000_000
+_MS = 1_000_000
+_CLOSING = frozenset({"deactivated", "determined", "settled"})
+_FINAL = frozenset({"determined", "settled"})
+_CASH_EVENTS = (OrderIntent, OrderFilled, OrderCanceled, OrderExpired, OrderRejected, MarketLifecycle, CashDeposited,
+                SessionStarted)
+_DONE = (OrderRejected, OrderCanceled, OrderExpired)
+
+Loader = Callable[[ModelLoaded], Policy]
+
+
+def worst_case_cost(fees: FeeSchedule, market: str, side: Literal["bid", "ask"], price: int, count: int) -> int:
+    """What the cash pool reserves for a new order: every count unit at its worst outlay plus the allowance."""
+    return count * fees.worst_unit_outlay(market, leg_price(side, price)) + ALLOWANCE
+
+
+class OrchestratorConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How the orchestrator runs: part of its snapshot, so a restored one runs the same way."""
+
+    markets: tuple[str, ...]
+    prefix: str
+    """client order id prefix, unique per session"""
+    decide_every_ms: int = 1_000
+    """least event time between two book-driven decisions of one market"""
+    entry_cutoff_s: int = 120
+    """no new entries this close to a market's close"""
+    tick: int = 100
+    """price grid of our orders (whole cents: valid on every Kalshi market)"""
+    timer: str = "decide"
+    """name of the TimerFired that makes every market's decision due"""
+    exit_retry_ms: int = 5_000
+    """after a close that did not complete (an IOC that found too little), wait this long to try again"""
+    features: FeatureSpec = FeatureSpec()
+    precision: int = CENT
+    """the member's balance precision, as the cash pool's"""
+
+    def __post_init__(self) -> None:
+        if len(set(self.markets)) != len(self.markets):
+            raise ValueError(f"orchestrator: markets must be distinct, got {self.markets}")
+        if min(self.decide_every_ms, self.entry_cutoff_s, self.exit_retry_ms) < 0 or not 1 <= self.tick < PRICE_MAX:
+            raise ValueError(f"orchestrator: decide_every_ms, entry_cutoff_s and exit_retry_ms must be >= 0 and tick "
+                             f"in [1, {PRICE_MAX}), got {self.decide_every_ms}, {self.entry_cutoff_s}, "
+                             f"{self.exit_retry_ms}, {self.tick}")
+
+
+class OwnOrder(msgspec.Struct, gc=False):
+    """One of our working orders, as the log tells it."""
+
+    client_order_id: str
+    market: str
+    purpose: Literal["entry", "exit"]
+    side: Literal["bid", "ask"]
+    price: int
+    count: int
+    placed_ns: int
+    filled: int = 0
+    order_id: str | None = None
+    cancel_requested: bool = False
+    trades: tuple[str, ...] = ()
+
+
+class MarketState(msgspec.Struct, gc=False):
+    """What the orchestrator keeps per market beyond its book and features."""
+
+    market: str
+    closed: bool = False
+    final: bool = False
+    close_ts_ms: int | None = None
+    last_decided_ns: int | None = None
+    opened_ns: int | None = None
+    """event time the current position was opened"""
+    exit_retry_ns: int | None = None
+    """no exit decision before this event time (after a close that did not complete)"""
+    last_outcome: tuple[str, ...] = ()
+    """``role:action`` of the previous decision, for logging no-op decisions only when they change"""
+
+
+class OrchestratorSnapshot(msgspec.Struct, frozen=True):
+    config: OrchestratorConfig
+    books: tuple[BookState, ...]  # config.markets order, as are the next two
+    trackers: tuple[TrackerState, ...]
+    markets: tuple[MarketState, ...]
+    cash: CashSnapshot
+    positions: PositionsSnapshot
+    orders: tuple[OwnOrder, ...]  # in the order they were logged
+    pending: tuple[tuple[str, str, int], ...]  # (client order id, market, worst-case cost), in emission order
+    models: tuple[ModelLoaded, ...]  # the last one per role, in role order
+
+
+class _Decision:
+    """One decision being made for one market: its PolicyDecided events, then its order events."""
+
+    __slots__ = ("decided", "intents", "market", "orders", "seq")
+
+    def __init__(self, seq: int, market: str, intents: int) -> None:
+        self.seq, self.market = seq, market
+        self.intents = intents  # intents emitted at this seq so far: numbers the next client order id
+        self.decided: list[PolicyDecided] = []
+        self.orders: list[Event] = []
+
+    def log(self, role: Role, action: str, version: str, *, score: float | None = None, size: int | None = None,
+            price: int | None = None) -> None:
+        self.decided.append(PolicyDecided(cause_seq=self.seq, role=role, market=self.market, action=action,
+                                          version=version, score=score, size=size, price=price))
+
+    @property
+    def outcome(self) -> tuple[str, ...]:
+        return tuple(f"{d.role}:{d.action}" for d in self.decided)
+
+
+class Orchestrator:
+    """Signal, sizing, entry and exit for every market of a session, folded over the log (module docstring)."""
+
+    def __init__(self, markets: Sequence[str], policies: Mapping[Role, Policy], *, fees: FeeSchedule, prefix: str,
+                 decide_every_ms: int = 1_000, entry_cutoff_s: int = 120, tick: int = 100, timer: str = "decide",
+                 exit_retry_ms: int = 5_000, features: FeatureSpec | None = None, precision: int = CENT,
+                 loader: Loader | None = None) -> None:
+        self.config = OrchestratorConfig(markets=tuple(markets), prefix=prefix, decide_every_ms=decide_every_ms,
+                                         entry_cutoff_s=entry_cutoff_s, tick=tick, timer=timer,
+                                         exit_retry_ms=exit_retry_ms, features=features or FeatureSpec(),
+                                         precision=precision)
+        if sorted(policies) != sorted(ROLES) or any(policies[r].role != r for r in ROLES):
+            raise ValueError(f"orchestrator: needs one policy per role {ROLES}, each of its role; got "
+                             f"{ {r: getattr(p, 'role', None) for r, p in policies.items()} }")
+        self.policies: dict[Role, Policy] = {r: policies[r] for r in ROLES}
+        self.fees = fees
+        self.loader = loader
+        self._mine = prefix + "-"
+        self._every_ns = decide_every_ms * _MS
+        self._books = {m: OrderBook(m) for m in self.config.markets}
+        self._trackers = {m: FeatureTracker(self._books[m], self.config.features) for m in self.config.markets}
+        self._markets = {m: MarketState(m) for m in self.config.markets}
+        self._cash = CashPool(fees, precision=precision)
+        self._positions = Positions()
+        self._orders: dict[str, OwnOrder] = {}  # working, in the order they were logged
+        self._pending: dict[str, tuple[str, int]] = {}  # emitted, not yet logged: cid -> (market, cost)
+        self._models: dict[Role, ModelLoaded] = {}
+
+    # -- reads ----------------------------------------------------------------------------------
+    @property
+    def free_cash(self) -> int:
+        """Cash available to a new order: the pool's available cash less what pending intents will reserve."""
+        return self._cash.available - sum(cost for _, cost in self._pending.values())
+
+    def position(self, market: str) -> int:
+        return self._positions.get(market).position
+
+    def working(self, market: str) -> list[OwnOrder]:
+        """Our working orders in ``market``, in the order they were logged."""
+        return [o for o in self._orders.values() if o.market == market]
+
+    # -- the fold -------------------------------------------------------------------------------
+    def handle(self, seq: int, ts_ns: int, event: Event) -> Sequence[Event]:
+        kind = type(event)
+        if kind is BookDelta or kind is BookSnapshot:
+            return self._book_update(seq, ts_ns, event)  # type: ignore[arg-type]
+        if isinstance(event, _CASH_EVENTS):
+            self._cash.handle(seq, ts_ns, event)
+        if kind is PublicTrade:
+            tracker = self._trackers.get(event.market)  # type: ignore[union-attr]
+            if tracker is not None:
+                tracker.handle(seq, ts_ns, event)
+        elif kind is OrderIntent:
+            self._placed(ts_ns, event)  # type: ignore[arg-type]
+        elif kind is OrderFilled:
+            self._filled(seq, ts_ns, event)  # type: ignore[arg-type]
+        elif kind is OrderAccepted:
+            order = self._orders.get(event.client_order_id)  # type: ignore[union-attr]
+            if order is not None:
+                order.order_id = event.order_id  # type: ignore[union-attr]
+        elif kind in _DONE:
+            self._done(ts_ns, event.client_order_id)  # type: ignore[union-attr]
+        elif kind is CancelRequested:
+            order = self._orders.get(event.client_order_id)  # type: ignore[union-attr]
+            if order is not None:
+                order.cancel_requested = True
+        elif kind is MarketLifecycle:
+            self._lifecycle(seq, ts_ns, event)  # type: ignore[arg-type]
+        elif kind is SeqGapDetected:
+            for market in event.markets:  # type: ignore[union-attr]
+                if market in self._books:
+                    self._books[market].handle(seq, ts_ns, event)
+        elif kind is ModelLoaded:
+            self._load(event)  # type: ignore[arg-type]
+        elif kind is TimerFired and event.name == self.config.timer:  # type: ignore[union-attr]
+            out: list[Event] = []
+            for market in self.config.markets:
+                self._decide(seq, ts_ns, market, out)
+            return out or NOTHING
+        return NOTHING
+
+    def _book_update(self, seq: int, ts_ns: int, event: BookDelta | BookSnapshot) -> Sequence[Event]:
+        book = self._books.get(event.market)
+        if book is None:
+            return NOTHING
+        book.handle(seq, ts_ns, event)  # a BookInconsistent it returns is the book actor's to log
+        self._trackers[event.market].handle(seq, ts_ns, event)
+        last = self._markets[event.market].last_decided_ns
+        if book.last_update_seq != seq or (last is not None and ts_ns - last < self._every_ns):
+            return NOTHING
+        out: list[Event] = []
+        self._decide(seq, ts_ns, event.market, out)
+        return out or NOTHING
+
+    def _placed(self, ts_ns: int, intent: OrderIntent) -> None:
+        self._pending.pop(intent.client_order_id, None)
+        if intent.client_order_id.startswith(self._mine):
+            self._orders[intent.client_order_id] = OwnOrder(
+                intent.client_order_id, intent.market, "exit" if intent.reduce_only else "entry", intent.side,
+                intent.price, intent.count, ts_ns)
+
+    def _filled(self, seq: int, ts_ns: int, fill: OrderFilled) -> None:
+        before = self.position(fill.market)
+        self._positions.handle(seq, ts_ns, fill)
+        after = self.position(fill.market)
+        state = self._markets.get(fill.market)
+        if state is not None and before != after:
+            state.opened_ns = None if not after else ts_ns if before * after <= 0 else state.opened_ns
+        order = self._orders.get(fill.client_order_id)
+        if order is None or fill.trade_id in order.trades:
+            return
+        order.filled += fill.count
+        order.trades = (*order.trades, fill.trade_id)
+        if order.filled >= order.count:
+            del self._orders[fill.client_order_id]
+
+    def _done(self, ts_ns: int, client_order_id: str) -> None:
+        order = self._orders.pop(client_order_id, None)
+        if order is not None and order.purpose == "exit":  # it ended short of closing the position: back off
+            self._markets[order.market].exit_retry_ns = ts_ns + self.config.exit_retry_ms * _MS
+
+    def _lifecycle(self, seq: int, ts_ns: int, event: MarketLifecycle) -> None:
+        self._positions.handle(seq, ts_ns, event)
+        state = self._markets.get(event.market)
+        if state is None:
+            return
+        self._trackers[event.market].handle(seq, ts_ns, event)
+        if event.close_ts_ms is not None:
+            state.close_ts_ms = event.close_ts_ms
+        if event.kind in _CLOSING:
+            state.closed = True
+            state.final = state.final or event.kind in _FINAL
+        elif event.kind == "activated" and not state.final:
+            state.closed = False
+        if not self.position(event.market):
+            state.opened_ns = None
+
+    def _load(self, event: ModelLoaded) -> None:
+        if self.loader is None:
+            return
+        policy = self.loader(event)
+        if policy.role != event.role:
+            raise ValueError(f"orchestrator: the loader gave a {policy.role} policy for a {event.role} model")
+        self.policies[event.role] = policy
+        self._models[event.role] = event
+
+    # -- deciding -------------------------------------------------------------------------------
+    def _decide(self, seq: int, now: int, market: str, out: list[Event]) -> None:
+        state, book = self._markets[market], self._books[market]
+        if state.closed or book.stale:
+            return
+        state.last_decided_ns = now
+        if any(m == market for m, _ in self._pending.values()):
+            return
+        orders = self.working(market)
+        if any(o.purpose == "exit" for o in orders):
+            return
+        decision = _Decision(seq, market, sum(1 for e in out if type(e) is OrderIntent))
+        if self.position(market) or orders:
+            if state.exit_retry_ns is not None and now < state.exit_retry_ns:
+                return
+            self._exit(decision, now, orders)
+        elif state.close_ts_ms is None or state.close_ts_ms * _MS - now > self.config.entry_cutoff_s * _NS:
+            self._enter(decision, now)
+        else:
+            return
+        if decision.orders or decision.outcome != state.last_outcome:
+            out.extend(decision.decided)
+            out.extend(decision.orders)
+        state.last_outcome = decision.outcome
+        for event in decision.orders:
+            if type(event) is OrderIntent:
+                self._pending[event.client_order_id] = (market, self._cost(event.side, event.price, event.count, market))
+            elif type(event) is CancelRequested:
+                self._orders[event.client_order_id].cancel_requested = True
+
+    def _view(self, market: str, now: int, position: int, free: int) -> MarketView:
+        book, state = self._books[market], self._markets[market]
+        bid, ask = book.best_bid(), book.best_ask()
+        bid_depth, ask_depth = book.depth(self.config.features.levels)
+        return MarketView(market=market, now_ns=now, best_bid=bid, best_ask=ask,
+                          bid_size=0 if bid is None else book.bid_size(bid),
+                          ask_size=0 if ask is None else book.ask_size(ask), bid_depth=bid_depth, ask_depth=ask_depth,
+                          position=position, free_cash=free,
+                          close_ns=None if state.close_ts_ms is None else state.close_ts_ms * _MS)
+
+    def _enter(self, d: _Decision, now: int) -> None:
+        market, free = d.market, self.free_cash
+        view = self._view(market, now, 0, free)
+        features = self._trackers[market].observe(0, free, now)
+        signal_policy = self.policies["signal"]
+        signal = signal_policy.decide(SignalObservation(view=view, features=features))
+        d.log("signal", signal.direction, signal_policy.version, score=signal.confidence)
+        if signal.direction == "hold":
+            return
+        side: Literal["bid", "ask"] = "bid" if signal.direction == "buy_yes" else "ask"
+        take, join = (view.best_ask, view.best_bid) if side == "bid" else (view.best_bid, view.best_ask)
+        sizing_policy = self.policies["sizing"]
+        if take is None:
+            d.log("sizing", "skip_book", sizing_policy.version)
+            return
+        unit = self.fees.worst_unit_outlay(market, leg_price(side, take))
+        count = sizing_policy.decide(SizingObservation(view=view, features=features, signal=signal, unit_cost=unit)).count
+        d.log("sizing", "size" if count else "skip", sizing_policy.version, size=count)
+        if not count:
+            return
+        entry_policy = self.policies["entry"]
+        action = entry_policy.decide(EntryObservation(view=view, features=features, signal=signal, count=count)).action
+        if action == "skip":
+            d.log("entry", "skip", entry_policy.version)
+            return
+        price = join if action == "passive" else take
+        refusal = self._refusal(market, side, price, count, free)
+        d.log("entry", refusal or action, entry_policy.version, score=signal.confidence, size=count, price=price)
+        if not refusal:
+            d.orders.append(self._intent(d, market, side, price, count, passive=action == "passive"))  # type: ignore[arg-type]
+
+    def _exit(self, d: _Decision, now: int, orders: list[OwnOrder]) -> None:
+        market, free = d.market, self.free_cash
+        held = self._positions.get(market)
+        entry = orders[-1] if orders else None
+        view = self._view(market, now, held.position, free)
+        opened = self._markets[market].opened_ns
+        obs = ExitObservation(
+            view=view, features=self._trackers[market].observe(held.position, free, now), cost_basis=held.cost_basis,
+            held_ns=0 if opened is None else now - opened,
+            entry_order=None if entry is None else WorkingOrder(
+                client_order_id=entry.client_order_id, side=entry.side, price=entry.price, count=entry.count,
+                filled=entry.filled, age_ns=now - entry.placed_ns))
+        exit_policy = self.policies["exit"]
+        decision = exit_policy.decide(obs)
+        if decision.action == "hold":
+            d.log("exit", decision.label, exit_policy.version)
+            return
+        cancels = [CancelRequested(cause_seq=d.seq, client_order_id=o.client_order_id, order_id=o.order_id)
+                   for o in orders if not o.cancel_requested]
+        if decision.action == "cancel" or not held.position:
+            d.log("exit", decision.label, exit_policy.version)
+            d.orders.extend(cancels)
+            return
+        side: Literal["bid", "ask"] = "ask" if held.position > 0 else "bid"
+        price, count = obs.exit_price, abs(held.position)
+        refusal = self._refusal(market, side, price, count, free)
+        d.log("exit", refusal or decision.label, exit_policy.version, size=count, price=price)
+        d.orders.extend(cancels)
+        if not refusal:
+            d.orders.append(self._intent(d, market, side, price, count, passive=False, reduce_only=True))  # type: ignore[arg-type]
+
+    def _refusal(self, market: str, side: Literal["bid", "ask"], price: int | None, count: int, free: int) -> str:
+        """Why an order at ``price`` cannot go out ('' if it can): no touch, off the grid, or short of cash."""
+        if price is None:
+            return "skip_book"
+        if not 0 < price < PRICE_MAX or price % self.config.tick:
+            return "skip_price"
+        if count <= 0 or self._cost(side, price, count, market) > free:
+            return "skip_cash"
+        return ""
+
+    def _cost(self, side: Literal["bid", "ask"], price: int, count: int, market: str) -> int:
+        return worst_case_cost(self.fees, market, side, price, count)
+
+    def _intent(self, d: _Decision, market: str, side: Literal["bid", "ask"], price: int, count: int, *, passive: bool,
+                reduce_only: bool = False) -> OrderIntent:
+        d.intents += 1
+        return OrderIntent(cause_seq=d.seq, client_order_id=f"{self.config.prefix}-{d.seq}-{d.intents}", market=market,
+                           side=side, price=price, count=count, tif="gtc" if passive else "ioc", post_only=passive,
+                           reduce_only=reduce_only)
+
+    # -- snapshots ------------------------------------------------------------------------------
+    def snapshot(self) -> OrchestratorSnapshot:
+        markets = self.config.markets
+        return OrchestratorSnapshot(
+            config=self.config,
+            books=tuple(self._books[m].snapshot() for m in markets),
+            trackers=tuple(self._trackers[m].snapshot() for m in markets),
+            markets=tuple(msgspec.structs.replace(self._markets[m]) for m in markets),
+            cash=self._cash.snapshot(),
+            positions=self._positions.snapshot(),
+            orders=tuple(msgspec.structs.replace(o) for o in self._orders.values()),
+            pending=tuple((cid, market, cost) for cid, (market, cost) in self._pending.items()),
+            models=tuple(self._models[r] for r in ROLES if r in self._models),
+        )
+
+    @classmethod
+    def restore(cls, snap: OrchestratorSnapshot, policies: Mapping[Role, Policy], *, fees: FeeSchedule,
+                loader: Loader | None = None) -> Orchestrator:
+        """An orchestrator equal to the one whose ``snapshot()`` was ``snap``. Policies, fees and the loader are
+        configuration, as at construction; the models the snapshot had loaded are loaded again through ``loader``."""
+        config = snap.config
+        machine = cls(policies=policies, fees=fees, loader=loader,
+                      **{f: getattr(config, f) for f in config.__struct_fields__})
+        machine._books = {b.market: OrderBook.restore(b) for b in snap.books}
+        machine._trackers = {t.market: FeatureTracker.restore(t, machine._books[t.market]) for t in snap.trackers}
+        machine._markets = {m.market: msgspec.structs.replace(m) for m in snap.markets}
+        machine._cash = CashPool.restore(snap.cash, fees, precision=config.precision)
+        machine._positions = Positions.restore(snap.positions)
+        machine._orders = {o.client_order_id: msgspec.structs.replace(o) for o in snap.orders}
+        machine._pending = {cid: (market, cost) for cid, market, cost in snap.pending}
+        for event in snap.models:
+            machine._load(event)
+        return machine
