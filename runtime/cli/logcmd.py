@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from ..log import (
     split_target,
 )
 from ..log.tools import repair_log, verify_log
+from .progress import Progress
 from .render import render
 
 LOG_HELP = "a run directory, or postgresql://…?session=ID"
@@ -40,28 +40,6 @@ def _seq(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not a seq (seqs start at 1)")
     return value
-
-
-class Progress:
-    """A one-line counter on stderr while long work runs (only when stderr is a terminal)."""
-
-    def __init__(self, label: str, total: int | None = None) -> None:
-        self.label, self.total = label, total
-        self.live = sys.stderr.isatty()
-        self._shown = 0.0
-        self.start = time.perf_counter()
-
-    def __call__(self, done: int) -> None:
-        now = time.perf_counter()
-        if self.live and now - self._shown >= 0.25:
-            self._shown = now
-            of = f"/{self.total:,}" if self.total else ""
-            rate = done / max(now - self.start, 1e-9)
-            print(f"\r{self.label}: {done:,}{of} records ({rate:,.0f}/s)", end="", file=sys.stderr, flush=True)
-
-    def done(self) -> None:
-        if self.live and self._shown:
-            print("\r" + " " * 72 + "\r", end="", file=sys.stderr, flush=True)
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -19,6 +19,7 @@ from ..venues.kalshi.auth import AuthError, Signer, load_signer
 from ..venues.kalshi.http import HOSTS, KalshiApiError, KalshiRest
 from ..venues.kalshi.ws import KalshiFeed
 from ..version import code_version
+from .progress import Status
 
 VENUES = ("sim", "kalshi-demo", "kalshi")
 CHANNELS = ("orderbook_delta", "trade", "market_lifecycle_v2")
@@ -177,7 +178,7 @@ async def _record(args: argparse.Namespace, settings: Settings, seed: int, ws_ur
             reason = "interrupted"
         await log.append([(time.time_ns(), SessionEnded(reason=reason))])
         await log.mark("ended", f"record {reason}")
-    progress.finish()
+    progress.clear()
     target = str(target)
     where = f"{target}{'&' if '?' in target else '?'}session={session_id}" if is_postgres(target) else Path(target) / session_id
     stats = feed.stats
@@ -188,30 +189,17 @@ async def _record(args: argparse.Namespace, settings: Settings, seed: int, ws_ur
     return 0
 
 
-class _Progress:
-    """Events recorded and their rate on stderr: a live line on a terminal, one line every 10 s otherwise."""
+class _Progress(Status):
+    """Events recorded and their rate: a live line on a terminal, a line every 10 s otherwise."""
 
     def __init__(self, markets: int, duration: float) -> None:
+        super().__init__(every_s=10.0)
         self.markets, self.duration, self.events = markets, duration, 0
-        self.live = sys.stderr.isatty()
-        self.started = time.perf_counter()
-        self._shown = self.started
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
 
     def update(self, events: int, feed: KalshiFeed) -> None:
         self.events += events
-        now = time.perf_counter()
-        if now - self._shown < (0.25 if self.live else 10.0):
-            return
-        self._shown = now
-        t = now - self.started
-        line = (f"record: {t:.0f}/{self.duration:g} s, {self.events:,} events ({self.events / t:,.0f}/s), "
-                f"{self.markets} markets, stale {len(feed.stale)}, gaps {feed.stats.gaps}, "
-                f"reconnects {feed.stats.reconnects}")
-        print(f"\r{line}" if self.live else line, end="" if self.live else "\n", file=sys.stderr, flush=True)
-
-    def finish(self) -> None:
-        if self.live:
-            print(file=sys.stderr)
+        if self.due():
+            t = self.elapsed()
+            self.show(f"record: {t:.0f}/{self.duration:g} s, {self.events:,} events ({self.events / t:,.0f}/s), "
+                      f"{self.markets} markets, stale {len(feed.stale)}, gaps {feed.stats.gaps}, "
+                      f"reconnects {feed.stats.reconnects}")

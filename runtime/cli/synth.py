@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from config import Settings, settings_hash
 from ..log import SessionMeta, create_log, is_postgres
 from ..venues.sim import SynthSession, derive_seed
 from ..version import code_version
+from .progress import Status
 
 BATCH = 20_000  # events per append (one frame); a fixed size keeps the segment files byte-identical
 
@@ -84,7 +84,6 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             for done in asyncio.as_completed(futures):
                 session_id, records, events = await done
                 progress.session(session_id, records, events)
-    progress.finish()
     total, elapsed = progress.events, time.perf_counter() - progress.started
     first = root / plans[0].session_id
     print(f"wrote {args.sessions} session(s) of {args.markets} market(s) x {args.duration:g} s under {root}: "
@@ -104,34 +103,25 @@ class _Plan:
     duration_s: float
 
 
-class _Progress:
-    """Sessions done and events written, on stderr: a live line on a terminal, a line per session otherwise."""
+class _Progress(Status):
+    """Sessions done and events written: a live line on a terminal, a line per session otherwise."""
 
     def __init__(self, sessions: int) -> None:
+        super().__init__()
         self.sessions, self.done, self.events = sessions, 0, 0
-        self.live = sys.stderr.isatty()
-        self.started = time.perf_counter()
-        self._shown = 0.0
 
     def tick(self, events: int) -> None:
-        now = time.perf_counter()
-        if self.live and now - self._shown >= 0.25:
-            self._shown = now
+        if self.due():
             total = self.events + events
-            print(f"\rsynth: session {self.done + 1}/{self.sessions}, {total:,} events "
-                  f"({total / (now - self.started):,.0f}/s)", end="", file=sys.stderr, flush=True)
+            self.show(f"synth: session {self.done + 1}/{self.sessions}, {total:,} events "
+                      f"({total / max(self.elapsed(), 1e-9):,.0f}/s)")
 
     def session(self, session_id: str, records: int, events: int) -> None:
         self.done += 1
         self.events += events
-        elapsed = time.perf_counter() - self.started
-        line = (f"synth: session {self.done}/{self.sessions} {session_id}: {records:,} records; {self.events:,} "
-                f"events in {elapsed:.1f} s ({self.events / max(elapsed, 1e-9):,.0f}/s)")
-        print(f"\r{line}" if self.live else line, end="" if self.live else "\n", file=sys.stderr, flush=True)
-
-    def finish(self) -> None:
-        if self.live:
-            print(file=sys.stderr)
+        elapsed = self.elapsed()
+        self.line(f"synth: session {self.done}/{self.sessions} {session_id}: {records:,} records; {self.events:,} "
+                  f"events in {elapsed:.1f} s ({self.events / max(elapsed, 1e-9):,.0f}/s)")
 
 
 async def _write(plan: _Plan, settings: Settings, progress: _Progress | None = None) -> tuple[int, int]:

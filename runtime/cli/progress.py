@@ -1,0 +1,69 @@
+"""Progress on stderr while long work runs: one status line, rewritten in place on a terminal (at most
+four times a second) or, when stderr is not a terminal, printed as its own line every ``every_s`` seconds
+(never, when ``every_s`` is None), so logs of unattended runs still show that work goes on."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+__all__ = ["Progress", "Status"]
+
+_LIVE_INTERVAL_S = 0.25
+
+
+class Status:
+    """A throttled status line (see the module docstring); :meth:`line` prints a line that stays."""
+
+    def __init__(self, every_s: float | None = None) -> None:
+        self.live = sys.stderr.isatty()
+        self.every_s = every_s
+        self.started = time.perf_counter()
+        self._shown = 0.0 if self.live else self.started
+        self._width = 0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def due(self) -> bool:
+        """True when a status line would be shown now (build the text only then)."""
+        interval = _LIVE_INTERVAL_S if self.live else self.every_s
+        return interval is not None and time.perf_counter() - self._shown >= interval
+
+    def show(self, text: str) -> None:
+        """Show ``text`` as the status if one is due (see :meth:`due`)."""
+        if not self.due():
+            return
+        self._shown = time.perf_counter()
+        if self.live:
+            pad = " " * max(0, self._width - len(text))
+            self._width = len(text)
+            print(f"\r{text}{pad}", end="", file=sys.stderr, flush=True)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def line(self, text: str) -> None:
+        """A line that stays (the live status, if any, is replaced by it)."""
+        self.clear()
+        print(text, file=sys.stderr, flush=True)
+
+    def clear(self) -> None:
+        if self.live and self._width:
+            print("\r" + " " * self._width + "\r", end="", file=sys.stderr, flush=True)
+            self._width = 0
+
+
+class Progress(Status):
+    """``label: done/total records (rate/s)`` while a log is read: call it with the count done so far."""
+
+    def __init__(self, label: str, total: int | None = None) -> None:
+        super().__init__()
+        self.label, self.total = label, total
+
+    def __call__(self, done: int) -> None:
+        if self.due():
+            of = f"/{self.total:,}" if self.total else ""
+            self.show(f"{self.label}: {done:,}{of} records ({done / max(self.elapsed(), 1e-9):,.0f}/s)")
+
+    def done(self) -> None:
+        self.clear()
