@@ -13,6 +13,9 @@ state-machine convention bad input never raises: one that the table refuses — 
 fill, a fill beyond the remaining count, an event for an order never placed — is recorded as
 ``OrderTransitionRefused`` and not applied (the order stays as it was; reconciliation is the remedy).
 A fill whose ``trade_id`` was seen before is ignored (the positions machine records the duplicate).
+An acknowledgement of an order the venue already showed us (accepted again — the order gateway and the
+``user_orders`` channel both report it — or after a fill or cancel that raced it) changes nothing and is
+not refused, unless it names another venue order id.
 """
 
 from __future__ import annotations
@@ -119,6 +122,10 @@ class Orders:
             return NOTHING
         cid = event.client_order_id  # type: ignore[union-attr]
         o = self._orders.get(cid)
+        if kind is OrderAccepted and o is not None and o.state not in ("intent", "rejected") \
+                and o.order_id in (None, event.order_id):  # type: ignore[union-attr]
+            o.order_id = event.order_id  # type: ignore[union-attr]
+            return NOTHING  # a repeated or late acknowledgement of the same order: nothing new
         if o is None or to not in TRANSITIONS[o.state]:
             return (self._refused(cid, o, to, seq),)
         o.state = to

@@ -119,11 +119,25 @@ def test_a_cancel_after_the_last_fill_is_recorded_and_not_applied():
     assert machine.get("c1").state == "filled"
 
 
-def test_a_second_acknowledgement_is_recorded_and_not_applied():
-    """accepted -> accepted is not in the table."""
-    _, out = fold(intent(), accepted(), accepted())
+def test_a_repeated_or_late_acknowledgement_of_the_same_order_changes_nothing():
+    """The gateway and the user_orders channel both acknowledge; an ack may also trail the fill that raced it."""
+    machine, out = fold(intent(), accepted(), accepted())
+    assert out == [] and machine.get("c1").state == "accepted"
+    machine, out = fold(intent(), fill("t1", 1_000), accepted())
+    assert out == [] and machine.get("c1").state == "filled"
+
+
+def test_an_acknowledgement_naming_another_venue_order_is_recorded_and_not_applied():
+    other = OrderAccepted(client_order_id="c1", order_id="o-other", market=M)
+    machine, out = fold(intent(), accepted(), other)
     assert out == [OrderTransitionRefused(client_order_id="c1", from_state="accepted", to_state="accepted",
                                           cause_seq=3, detail="illegal transition accepted -> accepted")]
+    assert machine.get("c1").order_id == "o-c1"
+
+
+def test_an_acknowledgement_after_a_rejection_is_recorded_and_not_applied():
+    machine, out = fold(intent(), OrderRejected(client_order_id="c1", market=M, reason="venue_rejected"), accepted())
+    assert [type(e) for e in out] == [OrderTransitionRefused] and machine.get("c1").state == "rejected"
 
 
 def test_a_fill_beyond_the_remaining_count_is_recorded_and_not_applied():
