@@ -16,6 +16,9 @@
   emitted that the log has not yet returned is *pending*: its worst-case cost is held out of free cash
   and its market is busy.
 
+**Halting.** An ``OperatorCommand`` named :data:`HALT` (Ctrl-C, or a log that must stop) makes it log a
+``CancelRequested`` for every working order not already being canceled, and decide nothing more.
+
 **When it decides.** For one market, on a book update the book applied, at most once per
 ``decide_every_ms`` of event time; and for every market (in the configured order) on a
 ``TimerFired`` named ``timer``, whatever the throttle (timers drive time-based exits on quiet books).
@@ -70,6 +73,7 @@ from runtime.events import (
     Event,
     MarketLifecycle,
     ModelLoaded,
+    OperatorCommand,
     OrderAccepted,
     OrderCanceled,
     OrderExpired,
@@ -100,6 +104,8 @@ _FINAL = frozenset({"determined", "settled"})
 _CASH_EVENTS = (OrderIntent, OrderFilled, OrderCanceled, OrderExpired, OrderRejected, MarketLifecycle, CashDeposited,
                 SessionStarted)
 _DONE = (OrderRejected, OrderCanceled, OrderExpired)
+HALT = "halt"
+"""the operator command that cancels every working order and stops all decisions"""
 
 Loader = Callable[[ModelLoaded], Policy]
 
@@ -180,6 +186,7 @@ class OrchestratorSnapshot(msgspec.Struct, frozen=True):
     orders: tuple[OwnOrder, ...]  # in the order they were logged
     pending: tuple[tuple[str, str, int], ...]  # (client order id, market, worst-case cost), in emission order
     models: tuple[ModelLoaded, ...]  # the last one per role, in role order
+    halted: bool = False
 
 
 class _Decision:
@@ -229,6 +236,7 @@ class Orchestrator:
         self._positions = Positions()
         self._orders: dict[str, OwnOrder] = {}  # working, in the order they were logged
         self._pending: dict[str, tuple[str, int]] = {}  # emitted, not yet logged: cid -> (market, cost)
+        self._halted = False
         self._models: dict[Role, ModelLoaded] = {}
 
     # -- reads ----------------------------------------------------------------------------------
@@ -277,6 +285,8 @@ class Orchestrator:
                     self._books[market].handle(seq, ts_ns, event)
         elif kind is ModelLoaded:
             self._load(event)  # type: ignore[arg-type]
+        elif kind is OperatorCommand and event.command == HALT:  # type: ignore[union-attr]
+            return self._halt(seq)
         elif kind is TimerFired and event.name == self.config.timer:  # type: ignore[union-attr]
             out: list[Event] = []
             for market in self.config.markets:
@@ -350,9 +360,24 @@ class Orchestrator:
         self._models[event.role] = event
 
     # -- deciding -------------------------------------------------------------------------------
+    def _halt(self, seq: int) -> Sequence[Event]:
+        self._halted = True
+        out: list[Event] = []
+        for order in self._orders.values():
+            if not order.cancel_requested:
+                order.cancel_requested = True
+                out.append(CancelRequested(cause_seq=seq, client_order_id=order.client_order_id,
+                                           order_id=order.order_id))
+        return out or NOTHING
+
+    @property
+    def halted(self) -> bool:
+        """True once an operator ``halt`` was logged: no decision is made after it."""
+        return self._halted
+
     def _decide(self, seq: int, now: int, market: str, out: list[Event]) -> None:
         state, book = self._markets[market], self._books[market]
-        if state.closed or book.stale:
+        if self._halted or state.closed or book.stale:
             return
         state.last_decided_ns = now
         if any(m == market for m, _ in self._pending.values()):
@@ -484,6 +509,7 @@ class Orchestrator:
             orders=tuple(msgspec.structs.replace(o) for o in self._orders.values()),
             pending=tuple((cid, market, cost) for cid, (market, cost) in self._pending.items()),
             models=tuple(self._models[r] for r in ROLES if r in self._models),
+            halted=self._halted,
         )
 
     @classmethod
@@ -501,6 +527,7 @@ class Orchestrator:
         machine._positions = Positions.restore(snap.positions)
         machine._orders = {o.client_order_id: msgspec.structs.replace(o) for o in snap.orders}
         machine._pending = {cid: (market, cost) for cid, market, cost in snap.pending}
+        machine._halted = snap.halted
         for event in snap.models:
             machine._load(event)
         return machine

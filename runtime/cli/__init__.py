@@ -35,7 +35,7 @@ class UsageError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import bench, demo, exchange, logcmd, record, synth
+    from . import bench, demo, exchange, logcmd, record, replay, synth
 
     parser = argparse.ArgumentParser(
         prog="tape",
@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     synth.register(commands)
     exchange.register(commands)
     record.register(commands)
+    replay.register(commands)
     return parser
 
 

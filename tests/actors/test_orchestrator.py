@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from actors.cash import CashPool
 from actors.fees import KalshiFees
 from actors.matcher import PaperMatcher
-from actors.orchestrator import Orchestrator, OrchestratorSnapshot, worst_case_cost
+from actors.orchestrator import HALT, Orchestrator, OrchestratorSnapshot, worst_case_cost
 from actors.orders import Orders
 from actors.positions import Positions
 from config.synth import FlowConfig
@@ -34,6 +34,7 @@ from runtime.events import (
     Event,
     MarketLifecycle,
     ModelLoaded,
+    OperatorCommand,
     OrderAccepted,
     OrderCanceled,
     OrderFilled,
@@ -192,6 +193,21 @@ def test_a_market_with_a_working_entry_order_is_not_entered_again():
     assert len(intents(fold.feed(T0, book(bid=4_600)))) == 1
     later = fold.feed(T0 + 5 * S, book(bid=4_600)) + fold.feed(T0 + 10 * S, book(bid=4_600))
     assert (intents(later), decided(later)) == ([], [("exit", "hold")])
+
+
+def test_a_halt_cancels_every_working_order_once_and_nothing_is_decided_after_it():
+    """Ctrl-C: the operator's halt asks to cancel our resting entry (once), and later books and timers decide
+    nothing; a snapshot after the halt keeps it halted."""
+    fold = Fold(orchestrator())
+    fold.feed(T0, dollars(1_000))
+    (intent,) = intents(fold.feed(T0, book(bid=4_600)))
+    fold.feed(T0, OrderAccepted(client_order_id=intent.client_order_id, order_id="o-9", market=M))
+    halted = fold.feed(T0 + S, OperatorCommand(command=HALT))
+    assert [(type(e), e.client_order_id, e.order_id) for e in halted] == [(CancelRequested, intent.client_order_id,
+                                                                          "o-9")]
+    assert fold.feed(T0 + S, OperatorCommand(command=HALT)) == []
+    assert fold.feed(T0 + 20 * S, book(bid=4_600)) + fold.feed(T0 + 30 * S, timer(T0 + 30 * S)) == []
+    assert fold.orch.halted and fold.orch.snapshot().halted
 
 
 # --- stale books and closed markets ----------------------------------------------------------------------

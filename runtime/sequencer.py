@@ -1,0 +1,148 @@
+"""The sequencer: the one writer of a session's log, and the rounds that make its order deterministic.
+
+**The rule.** Every state machine is a function of the log prefix it has seen: it handles every record
+routed to it (:mod:`runtime.topology`) in seq order, and nothing else. The log's order must therefore be a
+function of the inputs alone, never of which actor answered first. The sequencer gets that by running in
+**rounds**:
+
+1. :meth:`Sequencer.submit` appends a batch of inputs (venue messages, timers, operator commands) and gets
+   their seq range once they are durable (backpressure: ``submit`` waits for the log);
+2. it fans the batch out to every node that receives any of its records, **one call per node per batch**,
+   never one per event; each node handles its records in seq order and returns its derived events, each
+   carrying ``cause_seq``;
+3. it appends all derived events of the round as the next batch, ordered by ``cause_seq``, then by the
+   node's place in the topology, then by emission order; each gets ``ts_ns`` = its cause record's ``ts_ns``
+   (deterministic: event time, never the wall clock);
+4. it fans that batch out too, and repeats until a round derives nothing; then ``submit`` returns.
+
+So the log is a deterministic function of the input batching, which the log itself records: a run of
+inputs, then the derived rounds they caused. Replay (:mod:`replay.verify`) regenerates each round in the
+same order and compares positionally. Two input batches with no derived event between them fold exactly
+like one batch (each machine sees the same records in the same order), so replay need not know where one
+ended. What a machine has emitted but not yet seen logged is the machine's own business (the orchestrator
+holds its pending intents' cash).
+
+**Runners.** A runner hosts the machines behind one small interface, ``async handle(records) -> derived
+events in round order``: :class:`InProcessRunner` calls them directly (replay, tests, training); the Ray
+runner (:class:`actors.shell.RayRunner`) hosts one actor per node. Both give the same log byte for byte.
+
+**Failure.** If an append raises, the log cannot be trusted to hold what the machines have seen: the
+sequencer stops, raises :class:`SequencerStopped` (chained to the log's error), and refuses every later
+``submit``. Trading stops rather than carrying on unrecorded (DESIGN §2.5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from .events import Event, Record, is_derived
+from .log import Entry, EventLog, SeqRange
+from .topology import Node, Routes
+
+__all__ = ["InProcessRunner", "Runner", "Sequencer", "SequencerStopped"]
+
+
+class SequencerStopped(RuntimeError):
+    """The sequencer stopped (the log failed, or a machine misbehaved); no more inputs are taken."""
+
+
+class Runner(Protocol):
+    async def handle(self, records: list[Record]) -> list[Event]:
+        """Fan ``records`` (consecutive, in seq order) out; their derived events, in round order."""
+        ...
+
+    async def close(self) -> None:
+        ...
+
+
+class InProcessRunner:
+    """Every node's machine in this process, called directly, record by record.
+
+    Handling record by record and, per record, its nodes in topology order yields the derived events
+    already in round order (cause seq, node, emission): no sort.
+    """
+
+    def __init__(self, nodes: Sequence[Node]) -> None:
+        self.nodes = tuple(nodes)
+        self.machines = [node.build() for node in self.nodes]
+        self.routes = Routes(self.nodes)
+
+    def feed(self, records: Sequence[Record], out: list[Event]) -> None:
+        """Handle ``records`` in order, appending what they derive to ``out``."""
+        handlers = [m.handle for m in self.machines]
+        targets = self.routes.targets
+        for r in records:
+            event = r.event
+            for i in targets(event):
+                derived = handlers[i](r.seq, r.ts_ns, event)
+                if derived:
+                    out.extend(derived)
+
+    async def handle(self, records: list[Record]) -> list[Event]:
+        out: list[Event] = []
+        self.feed(records, out)
+        return out
+
+    async def close(self) -> None:
+        return None
+
+
+class Sequencer:
+    """Appends inputs and the rounds of derived events they cause (module docstring); the log's one writer."""
+
+    def __init__(self, log: EventLog, runner: Runner) -> None:
+        self.log = log
+        self.runner = runner
+        self.rounds = 0
+        self.derived = 0
+        self._stopped: BaseException | None = None
+
+    async def submit(self, inputs: Sequence[Entry]) -> SeqRange:
+        """Append ``inputs`` (``(ts_ns, event)``, not derived) and every round they cause; the seqs used."""
+        if self._stopped is not None:
+            raise SequencerStopped(f"the sequencer has stopped ({self._stopped}); no input is taken") from self._stopped
+        for n, (_, event) in enumerate(inputs):
+            if is_derived(event):
+                raise ValueError(f"submit: input {n} ({type(event).__name__}) names a cause_seq: derived events "
+                                 "come from the machines, never from outside")
+        entries = list(inputs)
+        first = None
+        while entries:
+            rng = await self._append(entries)
+            first = rng.first if first is None else first
+            records = [Record(seq, ts, event) for seq, (ts, event) in zip(range(rng.first, rng.last + 1), entries,
+                                                                         strict=True)]
+            try:
+                derived = await self.runner.handle(records)
+            except BaseException as exc:
+                self._stopped = exc
+                raise SequencerStopped(f"fan-out of seqs {rng.first}..{rng.last} failed: {exc!r}") from exc
+            entries = self._stamp(derived, records, rng)
+            if entries:
+                self.rounds += 1
+                self.derived += len(entries)
+        assert first is not None
+        return SeqRange(first, self.log.last_seq)
+
+    async def _append(self, entries: list[Entry]) -> SeqRange:
+        try:
+            return await self.log.append(entries)
+        except BaseException as exc:
+            self._stopped = exc
+            raise SequencerStopped(f"{self.log.location}: append failed, trading stops: {exc}") from exc
+
+    def _stamp(self, derived: list[Event], records: list[Record], rng: SeqRange) -> list[Entry]:
+        """Derived events with their cause's ``ts_ns``; a cause outside the batch is a machine's bug."""
+        out: list[Entry] = []
+        for event in derived:
+            cause = getattr(event, "cause_seq", None)
+            if cause is None or not rng.first <= cause <= rng.last:
+                self._stopped = RuntimeError(f"{type(event).__name__} names cause_seq {cause}")
+                raise SequencerStopped(f"a machine derived {event!r} with cause_seq {cause}, outside the batch "
+                                       f"{rng.first}..{rng.last} it was handling")
+            out.append((records[cause - rng.first].ts_ns, event))
+        return out
+
+    async def close(self) -> None:
+        await self.runner.close()

@@ -1,0 +1,260 @@
+"""The topology of a paper session, declared in one place: which state machines run and what each receives.
+
+:func:`topology` is the one function that says it (STYLE habit 5). Nodes, in this order (the order is part
+of the determinism contract: derived events of one cause are logged in node order)::
+
+    book:<market>   OrderBook            BookSnapshot, BookDelta, BookResynced of its market;
+                                         SeqGapDetected naming its market
+    cash            CashPool             SessionStarted, CashDeposited, OrderIntent, OrderFilled,
+                                         OrderRejected, OrderCanceled, OrderExpired, MarketLifecycle
+    execution       PaperMatcher         market data, lifecycle, timers (time advances its latency queue),
+                                         OrderIntent, CashReserved, OrderRejected, CancelRequested
+    fills           Positions            OrderFilled (dedupe by trade id), MarketLifecycle
+    orchestrator    Orchestrator         market data, lifecycle, timers, models, every order and cash event
+                                         its own copies of the cash pool and the positions fold; operator
+                                         commands (``halt``: cancel every working order, decide no more)
+
+A node never receives an event type it ignores: a book delta goes to its book, the execution node and the
+orchestrator, nothing else. :class:`Routes` precomputes ``event type -> node indices`` (and, for the
+per-market book nodes, ``(type, market) -> node indices``), each tuple ascending, so fan-out is a dict
+lookup per record.
+
+**The spec in the log.** A session's first input batch is :func:`session_inputs`: ``SessionStarted``
+(markets, seed, starting cash, as its fields say) then ``OperatorCommand("session_spec", args)`` holding
+the rest of the :class:`SessionSpec` as ``(field, text)`` pairs. ``SessionStarted`` has no fields for the
+fee schedule, the paper latency and queue model, the policy or the client order id prefix, and the event
+schema is not ours to change here; an operator command is the input type meant for "the operator said
+so", it is logged in seq order like every input; only the orchestrator receives operator commands, and
+it acts on ``halt`` alone, so the spec changes no state.
+:func:`spec_from_log` reads both back at replay time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from actors.book import BookState, OrderBook
+from actors.cash import CashPool, CashSnapshot
+from actors.fees import KalshiFees
+from actors.machine import StateMachine
+from actors.matcher import MatcherSnapshot, PaperMatcher
+from actors.orchestrator import Orchestrator, OrchestratorSnapshot
+from actors.positions import Positions, PositionsSnapshot
+from policies.rules import baselines
+from runtime.events import (
+    BookDelta,
+    BookResynced,
+    BookSnapshot,
+    CancelRequested,
+    CashDeposited,
+    CashReserved,
+    Event,
+    MarketLifecycle,
+    ModelLoaded,
+    OperatorCommand,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderIntent,
+    OrderRejected,
+    PublicTrade,
+    Record,
+    SeqGapDetected,
+    SessionMode,
+    SessionStarted,
+    TimerFired,
+)
+
+__all__ = ["SPEC_COMMAND", "Node", "Routes", "SessionSpec", "SpecMissingError", "session_inputs", "snapshot_bytes",
+           "spec_from_log", "topology"]
+
+SPEC_COMMAND = "session_spec"
+_MS = 1_000_000
+
+
+class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything the topology of a session is built from; recorded in the log (see the module docstring)."""
+
+    markets: tuple[str, ...]
+    starting_cash: Annotated[int, Meta(ge=0)] = 0
+    """micro-dollars"""
+    fees: Literal["kalshi"] = "kalshi"
+    """the fee schedule: Kalshi's published one (``actors.fees.KalshiFees()``)"""
+    latency_ms: Annotated[int, Meta(ge=0, le=60_000)] = 50
+    """paper: event time from a decision to the simulated venue"""
+    queue_model: Literal["conservative", "proportional"] = "conservative"
+    policy: Literal["rule"] = "rule"
+    """the four policies: ``rule`` = ``policies.rules.baselines()``"""
+    seed: Annotated[int, Meta(ge=0, le=2**63 - 1)] = 0
+    prefix: str = "t"
+    """client order id prefix of our orders, unique per session"""
+
+    def __post_init__(self) -> None:
+        if not self.markets or len(set(self.markets)) != len(self.markets):
+            raise ValueError(f"session spec: markets must be distinct and at least one, got {self.markets}")
+
+
+# Fields SessionStarted carries itself; the rest go into the session_spec command.
+_IN_STARTED = ("markets", "starting_cash", "seed")
+
+
+def session_inputs(spec: SessionSpec, ts_ns: int, *, session_id: str, mode: SessionMode = "paper",
+                   venue: str = "sim", config_hash: str = "", code_version: str = "") -> list[tuple[int, Event]]:
+    """The first input batch of a session: ``SessionStarted`` and the ``session_spec`` operator command."""
+    started = SessionStarted(session_id=session_id, mode=mode, venue=venue, seed=spec.seed, config_hash=config_hash,
+                             code_version=code_version, markets=spec.markets, starting_cash=spec.starting_cash)
+    args = tuple((f, str(getattr(spec, f))) for f in spec.__struct_fields__ if f not in _IN_STARTED)
+    return [(ts_ns, started), (ts_ns, OperatorCommand(command=SPEC_COMMAND, args=args))]
+
+
+class SpecMissingError(ValueError):
+    """A log that does not start with ``session_started`` and the ``session_spec`` command."""
+
+
+def spec_from_log(records: Sequence[Record]) -> SessionSpec:
+    """The session's spec from its first two records (``session_inputs``); raises :class:`SpecMissingError`."""
+    if len(records) < 2 or type(records[0].event) is not SessionStarted:
+        raise SpecMissingError("the log does not start with session_started: not a sequenced session")
+    started, command = records[0].event, records[1].event
+    if type(command) is not OperatorCommand or command.command != SPEC_COMMAND:
+        raise SpecMissingError(f"seq 2 is not the {SPEC_COMMAND!r} operator command: this session was not "
+                               "written by the sequencer (its topology cannot be rebuilt)")
+    fields = dict(command.args) | {f: getattr(started, f) for f in _IN_STARTED}
+    try:
+        return msgspec.convert(fields, SessionSpec, strict=False)
+    except (msgspec.ValidationError, ValueError) as exc:
+        raise SpecMissingError(f"seq 2: the {SPEC_COMMAND!r} command does not hold a valid spec: {exc}") from None
+
+
+# --- nodes ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Node:
+    """One state machine of the topology: how to build it (or restore it from a snapshot) and what it receives.
+
+    ``types`` are the event types it receives; a node with a ``market`` receives the events of ``types`` that
+    name that market (``event.market``, or ``SeqGapDetected.markets``). ``build`` and ``restore`` are
+    picklable (they cross to Ray actors).
+    """
+
+    name: str
+    build: Callable[[], StateMachine]
+    restore: Callable[[bytes], StateMachine]
+    types: frozenset[type]
+    market: str | None = None
+
+
+_MARKET_DATA = (BookSnapshot, BookDelta, PublicTrade, MarketLifecycle, SeqGapDetected, BookResynced)
+_ORDER_EVENTS = (OrderIntent, OrderAccepted, OrderRejected, OrderCanceled, OrderExpired, OrderFilled, CancelRequested)
+
+
+def topology(spec: SessionSpec) -> tuple[Node, ...]:
+    """The nodes of a paper session, in their fixed order (see the module docstring)."""
+    books = tuple(Node(f"book:{m}", partial(OrderBook, m), _restore_book,
+                       frozenset({BookSnapshot, BookDelta, BookResynced, SeqGapDetected}), market=m)
+                  for m in spec.markets)
+    return (
+        *books,
+        Node("cash", partial(_cash, spec), partial(_restore_cash, spec),
+             frozenset({SessionStarted, CashDeposited, OrderIntent, OrderFilled, OrderRejected, OrderCanceled,
+                        OrderExpired, MarketLifecycle})),
+        Node("execution", partial(_matcher, spec), partial(_restore_matcher, spec),
+             frozenset({*_MARKET_DATA, TimerFired, OrderIntent, CashReserved, OrderRejected, CancelRequested})),
+        Node("fills", Positions, _restore_positions, frozenset({OrderFilled, MarketLifecycle})),
+        Node("orchestrator", partial(_orchestrator, spec), partial(_restore_orchestrator, spec),
+             frozenset({*_MARKET_DATA, *_ORDER_EVENTS, TimerFired, ModelLoaded, SessionStarted, CashDeposited,
+                        OperatorCommand})),
+    )
+
+
+def _fees(spec: SessionSpec) -> KalshiFees:
+    return KalshiFees()  # the only schedule so far (``spec.fees == "kalshi"``)
+
+
+def _cash(spec: SessionSpec) -> CashPool:
+    return CashPool(_fees(spec))
+
+
+def _matcher(spec: SessionSpec) -> PaperMatcher:
+    return PaperMatcher(_fees(spec).trade_fee, latency_ns=spec.latency_ms * _MS, queue_model=spec.queue_model)
+
+
+def _orchestrator(spec: SessionSpec) -> Orchestrator:
+    return Orchestrator(spec.markets, baselines(), fees=_fees(spec), prefix=spec.prefix)
+
+
+def _restore_book(data: bytes) -> OrderBook:
+    return OrderBook.restore(msgspec.msgpack.decode(data, type=BookState))
+
+
+def _restore_cash(spec: SessionSpec, data: bytes) -> CashPool:
+    return CashPool.restore(msgspec.msgpack.decode(data, type=CashSnapshot), _fees(spec))
+
+
+def _restore_matcher(spec: SessionSpec, data: bytes) -> PaperMatcher:
+    return PaperMatcher.restore(msgspec.msgpack.decode(data, type=MatcherSnapshot), _fees(spec).trade_fee,
+                                latency_ns=spec.latency_ms * _MS, queue_model=spec.queue_model)
+
+
+def _restore_positions(data: bytes) -> Positions:
+    return Positions.restore(msgspec.msgpack.decode(data, type=PositionsSnapshot))
+
+
+def _restore_orchestrator(spec: SessionSpec, data: bytes) -> Orchestrator:
+    return Orchestrator.restore(msgspec.msgpack.decode(data, type=OrchestratorSnapshot), baselines(), fees=_fees(spec))
+
+
+def snapshot_bytes(machine: StateMachine) -> bytes:
+    """A machine's ``snapshot()`` as msgpack (what a node's ``restore`` takes)."""
+    return msgspec.msgpack.encode(machine.snapshot())
+
+
+# --- routing -------------------------------------------------------------------------------------------------
+class Routes:
+    """``event -> indices of the nodes that receive it``, ascending, precomputed per type (and market)."""
+
+    __slots__ = ("_keyed", "_plain")
+
+    def __init__(self, nodes: Sequence[Node]) -> None:
+        global_: dict[type, list[int]] = {}
+        by_market: dict[type, dict[str, list[int]]] = {}
+        for i, node in enumerate(nodes):
+            for t in node.types:
+                if node.market is None:
+                    global_.setdefault(t, []).append(i)
+                else:
+                    by_market.setdefault(t, {}).setdefault(node.market, []).append(i)
+        self._plain: dict[type, tuple[int, ...]] = {t: tuple(ix) for t, ix in global_.items() if t not in by_market}
+        self._keyed: dict[type, tuple[tuple[int, ...], dict[str, tuple[int, ...]]]] = {
+            t: (tuple(global_.get(t, ())), {m: tuple(sorted(global_.get(t, []) + ix)) for m, ix in markets.items()})
+            for t, markets in by_market.items()
+        }
+
+    def targets(self, event: Any) -> tuple[int, ...]:
+        """The nodes ``event`` goes to, in node order (empty if none)."""
+        t = type(event)
+        plain = self._plain.get(t)
+        if plain is not None:
+            return plain
+        keyed = self._keyed.get(t)
+        if keyed is None:
+            return ()
+        default, markets = keyed
+        if t is SeqGapDetected:
+            return tuple(sorted({*default, *(i for m in event.markets for i in markets.get(m, ()))}))
+        return markets.get(event.market, default)
+
+    def split(self, records: Iterable[Record], n: int) -> list[list[Record]]:
+        """``records`` divided among ``n`` nodes, each list in seq order."""
+        out: list[list[Record]] = [[] for _ in range(n)]
+        targets = self.targets
+        for r in records:
+            for i in targets(r.event):
+                out[i].append(r)
+        return out

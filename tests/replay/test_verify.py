@@ -1,0 +1,164 @@
+"""Replay verification as a test (DESIGN §7): a paper session's log replays exactly; a tampered copy fails
+at the tampered seq, saying what the replay expected and what the log holds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from actors.book import BookState
+from actors.cash import CashSnapshot
+from replay.verify import rebuild, verify
+from runtime.events import (
+    CashReserved,
+    OrderFilled,
+    OrderIntent,
+    PolicyDecided,
+    PositionChanged,
+    Record,
+    is_derived,
+)
+from runtime.log import SessionMeta, create_log, open_log
+from runtime.topology import SpecMissingError
+from tests.runtime.test_sequencer import SCRATCH, paper_inputs, read_all, write_session
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory) -> tuple[Path, list[Record]]:
+    """A sequenced paper session (three tight markets, ten minutes) and its records."""
+    import asyncio
+
+    root = tmp_path_factory.mktemp("verify")
+    spec, inputs = paper_inputs()
+    asyncio.run(write_session(root, spec, inputs))
+    return root / "run", asyncio.run(read_all(root / "run"))
+
+
+async def copy_with(records: list[Record], where: Path, change: Callable[[list[Record]], list[Record]]) -> Path:
+    """A new log holding ``change(records)`` (seqs renumbered by the log, events as given)."""
+    entries = [(r.ts_ns, r.event) for r in change(list(records))]
+    log = await create_log(where, SessionMeta(session_id="copy", mode="paper"), SCRATCH)
+    for start in range(0, len(entries), 5_000):
+        await log.append(entries[start:start + 5_000])
+    await log.close()
+    return where / "copy"
+
+
+async def verified(path: Path):
+    async with await open_log(path) as log:
+        return await verify(log)
+
+
+def first(records: list[Record], kind: type, after: int = 0) -> int:
+    """Index of the first record of ``kind`` at or after index ``after``."""
+    return next(i for i, r in enumerate(records) if i >= after and type(r.event) is kind)
+
+
+async def test_a_sequenced_paper_session_verifies_with_its_counts(session):
+    path, records = session
+    report = await verified(path)
+    assert report.ok and report.divergence is None
+    assert report.records == len(records)
+    assert report.inputs == sum(not is_derived(r.event) for r in records)
+    assert report.derived["order_intent"] >= 2 and report.derived["order_filled"] >= 1
+    assert sum(report.derived.values()) + report.inputs == len(records)
+    assert report.spec.markets == ("KXSIM-000", "KXSIM-001", "KXSIM-002") and report.spec.latency_ms == 20
+
+
+async def test_an_altered_derived_event_is_reported_at_its_seq_with_expected_and_got(session, tmp_path):
+    """The first fill's count is changed: verify names that seq, the replay's fill and the logged one."""
+    _, records = session
+    i = first(records, OrderFilled)
+    original = records[i].event
+    altered = msgspec.structs.replace(original, count=original.count + 1)
+
+    def alter(rs: list[Record]) -> list[Record]:
+        rs[i] = Record(rs[i].seq, rs[i].ts_ns, altered)
+        return rs
+
+    report = await verified(await copy_with(records, tmp_path, alter))
+    d = report.divergence
+    assert (d.seq, d.kind, d.expected, d.got) == (i + 1, "differs", original, altered)
+    assert report.records == i
+    assert str(d).startswith(f"seq {i + 1}: the log holds OrderFilled(")
+
+
+async def test_a_dropped_derived_event_is_reported_missing(session, tmp_path):
+    """The first intent is dropped: verify expects it at its seq, where the log holds what came after it."""
+    _, records = session
+    i = first(records, OrderIntent)
+    report = await verified(await copy_with(records, tmp_path, lambda rs: rs[:i] + rs[i + 1:]))
+    d = report.divergence
+    assert (d.seq, d.kind, d.expected, d.got) == (i + 1, "missing", records[i].event, records[i + 1].event)
+
+
+async def test_a_dropped_event_at_the_end_of_a_round_is_missing_too(session, tmp_path):
+    """The reservation of the first intent ends its round; dropped, the log goes on with the next round."""
+    _, records = session
+    i = first(records, CashReserved)
+    report = await verified(await copy_with(records, tmp_path, lambda rs: rs[:i] + rs[i + 1:]))
+    assert (report.divergence.seq, report.divergence.kind) == (i + 1, "missing")
+    assert report.divergence.expected == records[i].event
+
+
+async def test_a_derived_event_the_replay_does_not_produce_is_unexpected(session, tmp_path):
+    """A decision slipped into the log after the first position change: reported unexpected at its seq."""
+    _, records = session
+    i = first(records, PositionChanged)
+    forged = PolicyDecided(cause_seq=records[i].event.cause_seq, role="signal", market="KXSIM-000",
+                           action="buy_yes", version="forged")
+    report = await verified(await copy_with(
+        records, tmp_path, lambda rs: [*rs[:i + 1], Record(0, rs[i].ts_ns, forged), *rs[i + 1:]]))
+    d = report.divergence
+    assert (d.seq, d.kind, d.expected, d.got) == (i + 2, "unexpected", None, forged)
+
+
+async def test_a_log_that_ends_before_its_last_round_is_missing_the_rest(session, tmp_path):
+    """Cut right after the first intent: its reservation is missing at the end of the log."""
+    _, records = session
+    i = first(records, OrderIntent)
+    report = await verified(await copy_with(records, tmp_path, lambda rs: rs[:i + 1]))
+    d = report.divergence
+    assert (d.seq, d.kind, d.got) == (i + 2, "missing", None) and type(d.expected) is CashReserved
+
+
+async def test_a_log_not_written_by_the_sequencer_is_refused_by_name(session, tmp_path):
+    _, records = session
+    path = await copy_with(records, tmp_path, lambda rs: rs[:1] + rs[2:])
+    with pytest.raises(SpecMissingError, match="seq 2 is not the 'session_spec' operator command"):
+        await verified(path)
+
+
+async def test_rebuild_gives_every_nodes_final_state(session):
+    """The state as of the end: books with both sides, the cash pool's balance and no reservation left open
+    once the session ended with the markets settled."""
+    path, records = session
+    async with await open_log(path) as log:
+        state = await rebuild(log)
+        midway = await rebuild(log, last=len(records) // 2)
+    assert list(state) == ["book:KXSIM-000", "book:KXSIM-001", "book:KXSIM-002", "cash", "execution", "fills",
+                           "orchestrator"]
+    assert all(type(state[f"book:KXSIM-00{i}"]) is BookState for i in range(3))
+    cash: CashSnapshot = state["cash"]
+    assert cash.cash > 0 and state["orchestrator"].cash == cash
+    assert midway["book:KXSIM-000"].last_update_seq <= len(records) // 2
+
+
+@pytest.mark.postgres
+async def test_a_session_sequenced_into_postgresql_verifies(pg_schema_dsn):
+    """The same end-to-end check with the PostgreSQL backend."""
+    spec, inputs = paper_inputs(markets=2, duration_s=300)
+    await write_session(pg_schema_dsn, spec, inputs, session_id="pg-run")
+    async with await open_log(pg_schema_dsn, session="pg-run") as log:
+        report = await verify(log)
+    assert report.ok, report.divergence
+    assert report.records == (await read_records_count(pg_schema_dsn, "pg-run"))
+
+
+async def read_records_count(target: str, session: str) -> int:
+    return len(await read_all(target, session=session))
+
+

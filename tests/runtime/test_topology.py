@@ -1,0 +1,111 @@
+"""The topology: which machines a session runs, what each receives, and how the spec is kept in the log."""
+
+from __future__ import annotations
+
+import pickle
+
+import msgspec
+import pytest
+
+from runtime.events import (
+    BookDelta,
+    BookSnapshot,
+    CashReserved,
+    OperatorCommand,
+    OrderFilled,
+    OrderIntent,
+    PolicyDecided,
+    PublicTrade,
+    Record,
+    SeqGapDetected,
+    SessionStarted,
+    TimerFired,
+)
+from runtime.topology import (
+    Routes,
+    SessionSpec,
+    SpecMissingError,
+    session_inputs,
+    snapshot_bytes,
+    spec_from_log,
+    topology,
+)
+from tests.runtime.test_sequencer import paper_inputs
+
+SPEC = SessionSpec(markets=("KXA-1", "KXB-2"), starting_cash=5_000_000, latency_ms=30, queue_model="proportional",
+                   seed=9, prefix="p9")
+NODES = topology(SPEC)
+ROUTES = Routes(NODES)
+
+
+def names(event) -> list[str]:
+    return [NODES[i].name for i in ROUTES.targets(event)]
+
+
+def test_the_nodes_and_their_order():
+    assert [n.name for n in NODES] == ["book:KXA-1", "book:KXB-2", "cash", "execution", "fills", "orchestrator"]
+
+
+def test_a_book_delta_goes_to_its_book_the_execution_and_the_orchestrator_only():
+    delta = BookDelta(market="KXB-2", side="yes", price=4_000, delta=100)
+    assert names(delta) == ["book:KXB-2", "execution", "orchestrator"]
+    assert names(BookDelta(market="KXZ-9", side="no", price=1, delta=1)) == ["execution", "orchestrator"]
+
+
+def test_a_seq_gap_goes_to_the_books_it_names():
+    gap = SeqGapDetected(sid=1, expected=5, received=7, markets=("KXB-2",))
+    assert names(gap) == ["book:KXB-2", "execution", "orchestrator"]
+
+
+@pytest.mark.parametrize(("event", "expected"), [
+    (PublicTrade(market="KXA-1", trade_id="t", yes_price=100, count=100, taker_side="yes"),
+     ["execution", "orchestrator"]),
+    (OrderIntent(cause_seq=1, client_order_id="c", market="KXA-1", side="bid", price=100, count=100),
+     ["cash", "execution", "orchestrator"]),
+    (CashReserved(client_order_id="c", amount=1, cause_seq=1), ["execution"]),
+    (OrderFilled(trade_id="t", order_id="o", client_order_id="c", market="KXA-1", side="bid", price=100, count=1,
+                 fee=0, is_taker=True), ["cash", "fills", "orchestrator"]),
+    (TimerFired(name="decide", due_ns=1), ["execution", "orchestrator"]),
+    (PolicyDecided(cause_seq=1, role="signal", market="KXA-1", action="hold", version="v"), []),
+    (OperatorCommand(command="session_spec"), ["orchestrator"]),  # it acts on "halt" only
+])
+def test_each_event_reaches_only_the_machines_that_fold_it(event, expected):
+    assert names(event) == expected
+
+
+def test_the_spec_round_trips_through_the_first_input_batch():
+    """SessionStarted carries markets, seed and starting cash; the session_spec command the rest."""
+    entries = session_inputs(SPEC, 123, session_id="s")
+    started, command = entries[0][1], entries[1][1]
+    assert type(started) is SessionStarted and (started.markets, started.seed, started.starting_cash) == (
+        SPEC.markets, 9, 5_000_000)
+    assert command == OperatorCommand(command="session_spec", args=(
+        ("fees", "kalshi"), ("latency_ms", "30"), ("queue_model", "proportional"), ("policy", "rule"),
+        ("prefix", "p9")))
+    assert spec_from_log([Record(i + 1, ts, e) for i, (ts, e) in enumerate(entries)]) == SPEC
+
+
+def test_a_log_without_the_spec_is_refused_naming_what_is_missing():
+    started = session_inputs(SPEC, 0, session_id="s")[0][1]
+    with pytest.raises(SpecMissingError, match="does not start with session_started"):
+        spec_from_log([])
+    with pytest.raises(SpecMissingError, match="seq 2 is not the 'session_spec' operator command"):
+        spec_from_log([Record(1, 0, started), Record(2, 0, TimerFired(name="x", due_ns=0))])
+    bad = OperatorCommand(command="session_spec", args=(("latency_ms", "soon"),))
+    with pytest.raises(SpecMissingError, match="does not hold a valid spec"):
+        spec_from_log([Record(1, 0, started), Record(2, 0, bad)])
+
+
+def test_nodes_cross_process_boundaries_and_restore_what_they_snapshot():
+    """Every node pickles (they go to Ray actors), and restore(snapshot) gives an equal machine after a fold."""
+    spec, inputs = paper_inputs(markets=2, duration_s=120)
+    nodes = pickle.loads(pickle.dumps(topology(spec)))
+    routes = Routes(nodes)
+    machines = [n.build() for n in nodes]
+    for seq, (ts, event) in enumerate(inputs[:400], start=1):
+        for i in routes.targets(event):
+            machines[i].handle(seq, ts, event)
+    for node, machine in zip(nodes, machines, strict=True):
+        data = snapshot_bytes(machine)
+        assert msgspec.msgpack.encode(node.restore(data).snapshot()) == data, node.name
+    assert any(type(e) is BookSnapshot for _, e in inputs[:400])
