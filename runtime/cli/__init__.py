@@ -24,6 +24,7 @@ LOG is a run directory (e.g. runs/20261122T185900Z-3fa9c1) or a PostgreSQL DSN n
 TAPE__SECTION__KEY environment variables (TAPE__LOG__SYNC=interval).
 
 Start here:
+  tape paper                     paper-trade 4 local markets for 60 s, then verify the run by replay
   tape demo                      write, verify and read back a small session under ./runs
   tape log info runs/<id>        what a log holds
   tape bench log --json          how fast the event log is on this machine
@@ -35,7 +36,7 @@ class UsageError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import bench, demo, exchange, logcmd, record, replay, synth
+    from . import bench, demo, exchange, logcmd, paper, record, replay, synth
 
     parser = argparse.ArgumentParser(
         prog="tape",
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     synth.register(commands)
     exchange.register(commands)
     record.register(commands)
+    paper.register(commands)
     replay.register(commands)
     return parser
 

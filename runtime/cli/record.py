@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from config import Settings, settings_hash
@@ -15,13 +12,12 @@ from config import Settings, settings_hash
 from ..events import SessionEnded, SessionStarted
 from ..ids import new_session_id
 from ..log import SessionMeta, create_log, is_postgres
-from ..venues.kalshi.auth import AuthError, Signer, load_signer
-from ..venues.kalshi.http import HOSTS, KalshiApiError, KalshiRest
+from ..venues.kalshi.auth import Signer
 from ..venues.kalshi.ws import KalshiFeed
 from ..version import code_version
 from .progress import Status
+from .venue import VENUES, parse_markets, resolve_markets, venue_signer, venue_urls
 
-VENUES = ("sim", "kalshi-demo", "kalshi")
 CHANNELS = ("orderbook_delta", "trade", "market_lifecycle_v2")
 
 
@@ -46,7 +42,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "then: tape log info runs/<id>")
     p.add_argument("--venue", choices=VENUES, default="sim", help="where the data comes from (default sim)")
     p.add_argument("--markets", default="8", metavar="N|T1,T2",
-                   help="a number of markets (the first N open ones) or a comma-separated list of tickers (default 8)")
+                   help="a number of markets (the N most liquid open ones: narrowest spread) or comma-separated tickers "
+                   "(default 8)")
     p.add_argument("--duration", type=float, default=60.0, metavar="SECONDS", help="how long to record (default 60)")
     p.add_argument("--log", default=None, metavar="LOG",
                    help="a directory for the new run directory, or a postgresql:// DSN (default: [log] target, 'runs')")
@@ -66,89 +63,13 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"--duration must be positive, got {args.duration}")
     if not args.speed > 0:
         raise UsageError(f"--speed must be positive, got {args.speed}")
-    count, tickers = _markets(args.markets)
+    count, tickers = parse_markets(args.markets)
     seed = settings.session.seed if args.seed is None else args.seed
-    signer: Signer | None = None
-    if args.venue != "sim":
-        try:
-            signer = load_signer()
-        except AuthError as exc:
-            raise UsageError(f"--venue {args.venue}: {exc}") from None
-    async with _venue(args, count, seed) as (rest_url, ws_url), KalshiRest(rest_url, signer=signer) as rest:
-        if tickers is None:
-            tickers = await _open_markets(rest, count, args.venue)  # type: ignore[arg-type]
-        else:
-            await _check_markets(rest, tickers, args.venue)
+    signer = venue_signer(args.venue)
+    async with venue_urls(args.venue, args.url, count or 8, seed, span_s=args.duration * args.speed,
+                          speed=args.speed) as (rest_url, ws_url):
+        tickers = await resolve_markets(rest_url, signer, count, tickers, args.venue)
         return await _record(args, settings, seed, ws_url, signer, tickers)
-
-
-def _markets(text: str) -> tuple[int | None, list[str] | None]:
-    from . import UsageError
-
-    text = text.strip()
-    if text.isdigit():
-        if int(text) < 1:
-            raise UsageError("--markets must be at least 1")
-        return int(text), None
-    tickers = [t.strip() for t in text.split(",") if t.strip()]
-    if not tickers:
-        raise UsageError(f"--markets {text!r}: give a number or comma-separated tickers")
-    if len(set(tickers)) != len(tickers):
-        raise UsageError(f"--markets {text!r} names a ticker twice")
-    return None, tickers
-
-
-@contextlib.asynccontextmanager
-async def _venue(args: argparse.Namespace, count: int | None, seed: int) -> AsyncIterator[tuple[str, str]]:
-    """The venue's REST and WebSocket URLs; for ``sim`` without ``--url``, a local exchange started here."""
-    if args.venue != "sim":
-        rest_url, ws_url = HOSTS[args.venue]
-        yield rest_url, args.url or ws_url
-        return
-    if args.url:
-        yield _rest_of(args.url), args.url
-        return
-    from ..venues.sim.exchange import Exchange
-    from ..venues.sim.server import ExchangeServer
-
-    exchange = Exchange(count or 8, seed, session_s=max(3_600.0, args.duration * args.speed * 2),
-                        start_ns=time.time_ns())
-    async with ExchangeServer(exchange, speed=args.speed) as server:
-        print(f"local exchange (seed {seed}) on {server.ws_url}", file=sys.stderr)
-        yield server.rest_url, server.ws_url
-
-
-def _rest_of(ws_url: str) -> str:
-    """``ws://h:p/trade-api/ws/v2`` -> ``http://h:p/trade-api/v2`` (the local exchange serves both)."""
-    from . import UsageError
-
-    scheme, sep, rest = ws_url.partition("://")
-    if not sep or scheme not in ("ws", "wss") or "/trade-api/ws/v2" not in rest:
-        raise UsageError(f"--url {ws_url!r}: expected ws://HOST:PORT/trade-api/ws/v2")
-    return ("http" if scheme == "ws" else "https") + "://" + rest.replace("/trade-api/ws/v2", "/trade-api/v2")
-
-
-async def _open_markets(rest: KalshiRest, count: int, venue: str) -> list[str]:
-    from . import UsageError
-
-    try:
-        markets = await rest.markets(status="open")
-    except KalshiApiError as exc:
-        raise UsageError(f"--venue {venue}: listing markets failed: {exc}") from None
-    tickers = [m.ticker for m in markets][:count]
-    if not tickers:
-        raise UsageError(f"--venue {venue}: no open market to record")
-    return tickers
-
-
-async def _check_markets(rest: KalshiRest, tickers: list[str], venue: str) -> None:
-    from . import UsageError
-
-    for ticker in tickers:
-        try:
-            await rest.market(ticker)
-        except KalshiApiError as exc:
-            raise UsageError(f"--markets: {ticker} on {venue}: {exc.error.message} (HTTP {exc.error.status})") from None
 
 
 async def _record(args: argparse.Namespace, settings: Settings, seed: int, ws_url: str, signer: Signer | None,

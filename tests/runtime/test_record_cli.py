@@ -44,7 +44,7 @@ async def test_recording_the_in_process_exchange_writes_a_complete_verified_sess
     events = await events_of(str(run))
     started, ended = events[0], events[-1]
     assert isinstance(started, SessionStarted) and started.mode == "record" and started.venue == "sim"
-    assert started.markets == ("KXSIM-000", "KXSIM-001", "KXSIM-002") and started.seed == 5
+    assert len(set(started.markets)) == 3 and started.seed == 5  # the 3 most liquid of the exchange's 12
     assert isinstance(ended, SessionEnded) and ended.reason == "completed"
     assert {e.market for e in events if isinstance(e, BookSnapshot)} == set(started.markets)
     assert sum(isinstance(e, BookDelta) for e in events) > 10  # 400 s of event time was recorded
@@ -106,4 +106,22 @@ async def test_recording_into_postgresql(pg_schema_dsn):
     (session,) = await list_sessions(pg_schema_dsn)
     events = await events_of(pg_schema_dsn, session.session_id)
     assert events[0].mode == "record" and isinstance(events[-1], SessionEnded)
-    assert {e.market for e in events if isinstance(e, BookSnapshot)} == {"KXSIM-000", "KXSIM-001"}
+    assert {e.market for e in events if isinstance(e, BookSnapshot)} == set(events[0].markets)
+    assert len(events[0].markets) == 2
+
+
+async def test_a_number_of_markets_means_the_most_liquid_ones():
+    """--markets N picks the N open markets with the narrowest spread (most Kalshi markets are too wide)."""
+    from runtime.cli.venue import resolve_markets
+
+    exchange = Exchange(8, 3, start_ns=EPOCH_NS)
+    exchange.advance(EPOCH_NS)  # open every market with its makers' first quotes
+    spreads = {}
+    for ticker in exchange.tickers:
+        book = exchange.book(ticker)
+        spreads[ticker] = 10_000 - max(book.no_bids)[0] - max(book.yes_bids)[0]
+    async with ExchangeServer(exchange) as server:
+        server.pause()
+        picked = await resolve_markets(server.rest_url, None, 3, None, "sim")
+    assert sorted(picked) == picked and len(picked) == 3
+    assert max(spreads[t] for t in picked) <= min(spreads[t] for t in exchange.tickers if t not in picked)

@@ -351,7 +351,7 @@ class ExchangeServer:
         self._sim0 = self.exchange.now_ns
         self._tick()  # the markets open at once
         self._clock_task = asyncio.create_task(self._clock(), name="exchange-clock")
-        _log().info("exchange serving", rest=self.rest_url, ws=self.ws_url, markets=len(self.exchange.tickers),
+        _log().debug("exchange serving", rest=self.rest_url, ws=self.ws_url, markets=len(self.exchange.tickers),
                     speed=self.speed, auth="signed" if self.verifier else "trust", faults=str(self.faults) or None)
 
     async def stop(self) -> None:
@@ -369,7 +369,7 @@ class ExchangeServer:
             self._runner = None
         for task in list(self._tasks):
             task.cancel()
-        _log().info("exchange stopped")
+        _log().debug("exchange stopped")
 
     async def __aenter__(self) -> ExchangeServer:
         await self.start()
@@ -649,7 +649,7 @@ class ExchangeServer:
         await ws.prepare(request)
         conn = _Conn(ws, request.transport, request[_OWNER], faults, self.queue_limit, self.exchange.market_ids)
         self._conns.append(conn)
-        _log().info("websocket connected", owner=conn.owner, faults=str(faults) or None)
+        _log().debug("websocket connected", owner=conn.owner, faults=str(faults) or None)
         writer = self._spawn(conn.write(), "exchange-ws-writer")
         pinger = self._spawn(self._ping(conn), "exchange-ws-ping")
         try:
@@ -668,7 +668,7 @@ class ExchangeServer:
                 self._conns.remove(conn)
             pinger.cancel()
             writer.cancel()
-            _log().info("websocket closed", owner=conn.owner, frames=conn.sent, code=ws.close_code)
+            _log().debug("websocket closed", owner=conn.owner, frames=conn.sent, code=ws.close_code)
         return ws
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:

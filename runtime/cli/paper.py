@@ -1,0 +1,195 @@
+"""``tape paper``: trade on paper against live market data, log everything, and prove the run by replaying it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import sys
+import time
+from decimal import Decimal
+
+from config import Settings, settings_hash
+
+from ..ids import new_session_id
+from ..log import SessionMeta, create_log, is_postgres, open_log
+from ..paper import PaperSession, Summary, Watch
+from ..topology import SessionSpec
+from ..units import MONEY_SCALE, format_count, format_price
+from ..venues.kalshi.ws import KalshiFeed
+from ..version import code_version
+from .progress import Status
+from .venue import VENUES, parse_markets, resolve_markets, venue_signer, venue_urls
+
+CHANNELS = ("orderbook_delta", "trade", "market_lifecycle_v2")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "paper", help="paper-trade the rule policies on live market data, then verify the run by replay",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run a paper session: market data from the venue (by default the local exchange, started here on "
+        "loopback) goes through the sequencer into the event log, and the session's state machines — one order "
+        "book per market, the cash pool, the paper matcher, the fill listener and the orchestrator running the "
+        "signal, sizing, entry and exit policies — trade on it, on Ray actors (or in this process with --runner "
+        "inprocess). Orders are filled by the paper matcher (latency and queue model from [paper] settings), "
+        "never sent to the venue. A live status shows books, positions, cash, reserved cash, PnL, fills and the "
+        "event rate. At the end (after --duration, or Ctrl-C) every working order is canceled, the log is "
+        "flushed and the session marked ended; then the summary (PnL, fills, fees, max drawdown, tick-to-order "
+        "latency) and `tape replay verify` of the log are printed. Exit status 1 if the replay diverges.",
+        epilog="examples:\n"
+        "  tape paper                                     4 local markets for 60 s, log in ./runs/<id>/\n"
+        "  tape paper --markets 10 --duration 300 --speed 5 --cash 5000\n"
+        "  tape paper --runner inprocess --log postgresql://postgres@127.0.0.1/test\n"
+        "  KALSHI_API_KEY_ID=… KALSHI_PRIVATE_KEY_PATH=key.pem tape paper --venue kalshi-demo --markets T1,T2\n"
+        "then: tape replay run runs/<id>     tape log cat runs/<id> --type order_filled")
+    p.add_argument("--venue", choices=VENUES, default="sim", help="where market data comes from (default sim)")
+    p.add_argument("--markets", default="4", metavar="N|T1,T2",
+                   help="a number of markets (the N most liquid open ones: narrowest spread) or comma-separated "
+                   "tickers (default 4)")
+    p.add_argument("--duration", type=float, default=60.0, metavar="SECONDS", help="how long to trade (default 60)")
+    p.add_argument("--log", default=None, metavar="DIR|DSN",
+                   help="a directory for the run directory, or a postgresql:// DSN (default: [log] target, 'runs')")
+    p.add_argument("--seed", type=int, default=None, metavar="S",
+                   help="seed of the session and of the local exchange (default: [session] seed)")
+    p.add_argument("--policies", default="rule", metavar="rule",
+                   help="the policies: 'rule' = the deterministic baselines (default; trained checkpoints come with "
+                   "the RL work)")
+    p.add_argument("--cash", type=float, default=1_000.0, metavar="DOLLARS", help="starting cash (default 1000)")
+    p.add_argument("--speed", type=float, default=10.0, metavar="X",
+                   help="the local exchange's event time per wall second (default 10: a busier market to watch)")
+    p.add_argument("--url", default=None, metavar="WS_URL", help="a running local exchange's WebSocket URL")
+    p.add_argument("--runner", choices=("ray", "inprocess"), default="ray",
+                   help="host the state machines on Ray actors (default) or in this process")
+    p.set_defaults(handler=run)
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    from . import UsageError
+
+    if not args.duration > 0 or not args.speed > 0:
+        raise UsageError("--duration and --speed must be positive")
+    if args.policies != "rule":
+        raise UsageError(f"--policies {args.policies!r}: only 'rule' (the baselines) exists so far")
+    if not 0 < args.cash < 1e9:
+        raise UsageError(f"--cash must be a positive number of dollars, got {args.cash}")
+    count, tickers = parse_markets(args.markets)
+    seed = settings.session.seed if args.seed is None else args.seed
+    signer = venue_signer(args.venue)
+    session_id = new_session_id("paper")
+    async with venue_urls(args.venue, args.url, count or 4, seed, span_s=args.duration * args.speed,
+                          speed=args.speed) as (rest_url, ws_url):
+        tickers = await resolve_markets(rest_url, signer, count, tickers, args.venue)
+        spec = SessionSpec(markets=tuple(tickers), starting_cash=round(args.cash * MONEY_SCALE),
+                           latency_ms=settings.paper.latency_ms, queue_model=settings.paper.queue_model, seed=seed,
+                           prefix=session_id.rsplit("-", 1)[-1])
+        target = str(args.log or settings.log.target)
+        config_hash, version = settings_hash(settings), code_version()
+        meta = SessionMeta(session_id=session_id, mode="paper", venue=args.venue, seed=seed, config_hash=config_hash,
+                           code_version=version, created_ns=time.time_ns())
+        log = await create_log(target, meta, settings.log)
+        runner = await _runner(args.runner, spec, log)
+        where = f"{target}{'&' if '?' in target else '?'}session={session_id}" if is_postgres(target) \
+            else f"{target.rstrip('/')}/{session_id}"
+        print(f"paper session {session_id}: {len(tickers)} market(s) on {args.venue}, ${args.cash:,.2f}, "
+              f"{args.duration:g} s, machines {'on Ray' if args.runner == 'ray' else 'in process'}; log {where}",
+              file=sys.stderr)
+        status = _Status(spec)
+        async with log, KalshiFeed(ws_url, tickers, channels=CHANNELS, signer=signer) as feed:
+            session = PaperSession(log, spec, feed, session_id=session_id, venue=args.venue, runner=runner,
+                                   config_hash=config_hash, code_version=version)
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGINT, session.stop)
+            try:
+                summary = await session.run(args.duration, status)
+            finally:
+                loop.remove_signal_handler(signal.SIGINT)
+            await log.mark("ended", f"paper {summary.reason}")
+        status.clear()
+    _print_summary(summary, spec, status.last)
+    from replay.verify import verify
+
+    reader = await (open_log(target, session=session_id, settings=settings.log) if is_postgres(target)
+                    else open_log(where, settings=settings.log))
+    async with reader:
+        report = await verify(reader)
+    if report.ok:
+        print(f"replay verify: ok — {report.records:,} records, {sum(report.derived.values()):,} derived events "
+              f"regenerated identically ({report.rate:,.0f} records/s)")
+    else:
+        print(f"replay verify: DIVERGED — {report.divergence}")
+    print(f"look further:\n  tape replay run {where}\n  tape log cat {where} --type order_filled")
+    return 0 if report.ok else 1
+
+
+async def _runner(kind: str, spec: SessionSpec, log):
+    from ..topology import topology
+
+    if kind == "inprocess":
+        return None
+    import ray
+
+    from actors.shell import RayRunner
+
+    if not ray.is_initialized():  # a cluster named by RAY_ADDRESS (`ray up`), else a local instance of our own
+        address = os.environ.get("RAY_ADDRESS") or "local"
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    return RayRunner(topology(spec), log)
+
+
+class _Status(Status):
+    """The live view: one line per market (best bid/ask, position) and a totals line."""
+
+    def __init__(self, spec: SessionSpec) -> None:
+        super().__init__(every_s=10.0)
+        self.spec = spec
+        self.last: Watch | None = None
+        self._lines = 0
+
+    def __call__(self, watch: Watch, elapsed: float) -> None:
+        self.last = watch
+        if not self.due():
+            return
+        totals = (f"{elapsed:5.0f} s  {watch.records / max(elapsed, 1e-9):8,.0f} ev/s  fills {watch.fills}  "
+                  f"cash ${_usd(watch.cash.cash)}  reserved ${_usd(watch.cash.reserved)}  "
+                  f"PnL ${_usd(watch.pnl())}")
+        if not self.live:
+            self.show(totals)
+            return
+        rows = []
+        for m in self.spec.markets:
+            book = watch.books[m]
+            bid, ask = book.best_bid(), book.best_ask()
+            pos = watch.positions.get(m).position
+            rows.append(f"  {m:<20} {'-' if bid is None else format_price(bid):>7} / "
+                        f"{'-' if ask is None else format_price(ask):<7} {'stale' if book.stale else '':5} "
+                        f"position {format_count(pos):>9}")
+        text = "\n".join([totals, *rows])
+        up = f"\x1b[{self._lines}F" if self._lines else ""
+        sys.stderr.write(up + "\n".join(line + "\x1b[K" for line in text.split("\n")) + "\n")
+        sys.stderr.flush()
+        self._lines = len(rows) + 1
+        self._shown = time.perf_counter()
+
+
+def _usd(micros: int) -> str:
+    """Micro-dollars shown to the cent (exact rounding, display only)."""
+    return f"{Decimal(micros) / MONEY_SCALE:,.2f}"
+
+
+def _print_summary(s: Summary, spec: SessionSpec, watch: Watch | None) -> None:
+    lat = sorted(s.latency_ms)
+    p50 = f"{statistics.median(lat):.1f}" if lat else "-"
+    p99 = f"{lat[min(len(lat) - 1, int(len(lat) * 0.99))]:.1f}" if lat else "-"
+    print(f"paper session {s.reason} after {s.seconds:.1f} s: {s.records:,} records ({s.inputs:,} inputs, "
+          f"{s.derived:,} derived, {s.records / max(s.seconds, 1e-9):,.0f}/s)")
+    print(f"  PnL ${_usd(s.pnl)} (net of fees, marked at the mid)   max drawdown ${_usd(s.max_drawdown)}")
+    print(f"  fills {s.fills}   fees ${_usd(s.fees)}   order intents {s.intents}   decisions {s.decisions}")
+    print(f"  cash ${_usd(s.cash)} (started ${_usd(spec.starting_cash)})   reserved "
+          f"${_usd(s.reserved)}")
+    print(f"  tick-to-order latency: p50 {p50} ms, p99 {p99} ms over {len(lat)} order(s)")
+    held = {m: p for m, p in s.positions.items() if p}
+    if held:
+        print("  positions: " + ", ".join(f"{m} {format_count(p)}" for m, p in held.items()))
