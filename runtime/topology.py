@@ -4,7 +4,9 @@
 of the determinism contract: derived events of one cause are logged in node order)::
 
     book:<market>   OrderBook            BookSnapshot, BookDelta, BookResynced of its market;
-                                         SeqGapDetected naming its market
+                                         SeqGapDetected naming its market (above 16 markets,
+                                         ``books:<first>..<last>``: a BookShard of several markets,
+                                         since every node is an actor and every actor a process)
     cash            CashPool             SessionStarted, CashDeposited, OrderIntent, OrderFilled,
                                          OrderRejected, OrderCanceled, OrderExpired, MarketLifecycle
     execution       PaperMatcher         market data, lifecycle, timers (time advances its latency queue),
@@ -46,6 +48,7 @@ from actors.machine import StateMachine
 from actors.matcher import MatcherSnapshot, PaperMatcher
 from actors.orchestrator import Orchestrator, OrchestratorSnapshot
 from actors.positions import Positions, PositionsSnapshot
+from actors.shard import BookShard, BookShardSnapshot
 from policies.rules import baselines
 from runtime.events import (
     BookDelta,
@@ -77,6 +80,8 @@ __all__ = ["SPEC_COMMAND", "Node", "Routes", "SessionSpec", "SpecMissingError", 
 
 SPEC_COMMAND = "session_spec"
 _MS = 1_000_000
+SHARD_ABOVE = 16  # more markets than this: their books are hosted in shards (a Ray actor is a process)
+BOOK_SHARDS = 8
 
 
 class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -95,6 +100,8 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     seed: Annotated[int, Meta(ge=0, le=2**63 - 1)] = 0
     prefix: str = "t"
     """client order id prefix of our orders, unique per session"""
+    books_per_node: Annotated[int, Meta(ge=0)] = 0
+    """markets whose books one node (one actor) hosts; 0: one per market up to 16 markets, else 8 nodes"""
 
     def __post_init__(self) -> None:
         if not self.markets or len(set(self.markets)) != len(self.markets):
@@ -138,8 +145,8 @@ def spec_from_log(records: Sequence[Record]) -> SessionSpec:
 class Node:
     """One state machine of the topology: how to build it (or restore it from a snapshot) and what it receives.
 
-    ``types`` are the event types it receives; a node with a ``market`` receives the events of ``types`` that
-    name that market (``event.market``, or ``SeqGapDetected.markets``). ``build`` and ``restore`` are
+    ``types`` are the event types it receives; a node with ``markets`` receives the events of ``types`` that
+    name one of them (``event.market``, or ``SeqGapDetected.markets``). ``build`` and ``restore`` are
     picklable (they cross to Ray actors).
     """
 
@@ -147,7 +154,7 @@ class Node:
     build: Callable[[], StateMachine]
     restore: Callable[[bytes], StateMachine]
     types: frozenset[type]
-    market: str | None = None
+    markets: tuple[str, ...] = ()
 
 
 _MARKET_DATA = (BookSnapshot, BookDelta, PublicTrade, MarketLifecycle, SeqGapDetected, BookResynced)
@@ -156,9 +163,15 @@ _ORDER_EVENTS = (OrderIntent, OrderAccepted, OrderRejected, OrderCanceled, Order
 
 def topology(spec: SessionSpec) -> tuple[Node, ...]:
     """The nodes of a paper session, in their fixed order (see the module docstring)."""
-    books = tuple(Node(f"book:{m}", partial(OrderBook, m), _restore_book,
-                       frozenset({BookSnapshot, BookDelta, BookResynced, SeqGapDetected}), market=m)
-                  for m in spec.markets)
+    book_types = frozenset({BookSnapshot, BookDelta, BookResynced, SeqGapDetected})
+    per = books_per_node(spec)
+    if per == 1:
+        books = tuple(Node(f"book:{m}", partial(OrderBook, m), _restore_book, book_types, markets=(m,))
+                      for m in spec.markets)
+    else:
+        shards = [spec.markets[i : i + per] for i in range(0, len(spec.markets), per)]
+        books = tuple(Node(f"books:{shard[0]}..{shard[-1]}", partial(BookShard, shard), _restore_shard, book_types,
+                           markets=shard) for shard in shards)
     return (
         *books,
         Node("cash", partial(_cash, spec), partial(_restore_cash, spec),
@@ -187,6 +200,19 @@ def _matcher(spec: SessionSpec) -> PaperMatcher:
 
 def _orchestrator(spec: SessionSpec) -> Orchestrator:
     return Orchestrator(spec.markets, baselines(), fees=_fees(spec), prefix=spec.prefix)
+
+
+def books_per_node(spec: SessionSpec) -> int:
+    """Markets per book node: ``spec.books_per_node``, or when 0, one per market up to
+    :data:`SHARD_ABOVE` markets and otherwise as many as make :data:`BOOK_SHARDS` nodes."""
+    if spec.books_per_node:
+        return spec.books_per_node
+    n = len(spec.markets)
+    return 1 if n <= SHARD_ABOVE else -(-n // BOOK_SHARDS)
+
+
+def _restore_shard(data: bytes) -> BookShard:
+    return BookShard.restore(msgspec.msgpack.decode(data, type=BookShardSnapshot))
 
 
 def _restore_book(data: bytes) -> OrderBook:
@@ -226,10 +252,10 @@ class Routes:
         by_market: dict[type, dict[str, list[int]]] = {}
         for i, node in enumerate(nodes):
             for t in node.types:
-                if node.market is None:
+                if not node.markets:
                     global_.setdefault(t, []).append(i)
-                else:
-                    by_market.setdefault(t, {}).setdefault(node.market, []).append(i)
+                for market in node.markets:
+                    by_market.setdefault(t, {}).setdefault(market, []).append(i)
         self._plain: dict[type, tuple[int, ...]] = {t: tuple(ix) for t, ix in global_.items() if t not in by_market}
         self._keyed: dict[type, tuple[tuple[int, ...], dict[str, tuple[int, ...]]]] = {
             t: (tuple(global_.get(t, ())), {m: tuple(sorted(global_.get(t, []) + ix)) for m, ix in markets.items()})

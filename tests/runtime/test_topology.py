@@ -81,8 +81,10 @@ def test_the_spec_round_trips_through_the_first_input_batch():
         SPEC.markets, 9, 5_000_000)
     assert command == OperatorCommand(command="session_spec", args=(
         ("fees", "kalshi"), ("latency_ms", "30"), ("queue_model", "proportional"), ("policy", "rule"),
-        ("prefix", "p9")))
+        ("prefix", "p9"), ("books_per_node", "0")))
     assert spec_from_log([Record(i + 1, ts, e) for i, (ts, e) in enumerate(entries)]) == SPEC
+    older = OperatorCommand(command="session_spec", args=command.args[:-1])  # a spec logged before books_per_node
+    assert spec_from_log([Record(1, 123, started), Record(2, 123, older)]) == SPEC
 
 
 def test_a_log_without_the_spec_is_refused_naming_what_is_missing():
@@ -109,3 +111,32 @@ def test_nodes_cross_process_boundaries_and_restore_what_they_snapshot():
         data = snapshot_bytes(machine)
         assert msgspec.msgpack.encode(node.restore(data).snapshot()) == data, node.name
     assert any(type(e) is BookSnapshot for _, e in inputs[:400])
+
+
+def test_above_sixteen_markets_books_are_hosted_in_eight_shards_that_derive_what_single_books_do():
+    """300 markets would be 300 actors (processes); shards keep the node count small, and a shard derives
+    exactly what its books would."""
+    markets = tuple(f"KXM-{i:03d}" for i in range(300))
+    nodes = topology(SessionSpec(markets=markets))
+    shards = [n for n in nodes if n.name.startswith("books:")]
+    assert len(shards) == 8 and sum(len(n.markets) for n in shards) == 300 and len(nodes) == 12
+    assert [n.name for n in nodes if not n.name.startswith("books:")] == ["cash", "execution", "fills", "orchestrator"]
+    few = topology(SessionSpec(markets=markets[:16]))
+    assert sum(n.name.startswith("book:") for n in few) == 16
+    assert len([n for n in topology(SessionSpec(markets=markets[:10], books_per_node=5)) if n.markets]) == 2
+
+    from actors.book import OrderBook
+    from actors.shard import BookShard
+    shard, books = BookShard(markets[:2]), {m: OrderBook(m) for m in markets[:2]}
+    stream = [BookSnapshot(market=markets[0], yes_bids=((4_000, 100),)),
+              BookDelta(market=markets[1], side="yes", price=4_000, delta=-5),  # before a snapshot: stale
+              BookDelta(market=markets[0], side="yes", price=4_000, delta=-500),  # inconsistent
+              SeqGapDetected(sid=1, expected=2, received=3, markets=markets[:2])]
+    for seq, event in enumerate(stream, start=1):
+        single = [e for m, b in books.items() for e in b.handle(seq, 0, event)
+                  if getattr(event, "market", m) == m or isinstance(event, SeqGapDetected)]
+        assert list(shard.handle(seq, 0, event)) == single
+    assert BookShard.restore(shard.snapshot()).snapshot() == shard.snapshot()
+    routes = Routes(nodes)
+    first = next(i for i, n in enumerate(nodes) if markets[0] in n.markets)
+    assert first in routes.targets(BookDelta(market=markets[0], side="no", price=1, delta=1))
