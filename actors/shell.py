@@ -98,10 +98,19 @@ class RayRunner:
         self.restarts = 0
         self._since_snapshot = 0
         self._last_seq = 0
+        self._ready = False
+
+    async def ready(self) -> None:
+        """Wait until every actor is up (its process started, its machine built): a node's first call would
+        otherwise pay that, seconds on a small machine, in the middle of the session."""
+        if not self._ready:
+            await asyncio.gather(*(actor.last_seq.remote() for actor in self.actors))
+            self._ready = True
 
     async def handle(self, records: list[Record]) -> list[Event]:
         from ray.exceptions import RayActorError
 
+        await self.ready()
         parts = self.routes.split(records, len(self.nodes))
         busy = [i for i, part in enumerate(parts) if part]
         payloads = {i: _encode(parts[i]) for i in busy}

@@ -83,6 +83,28 @@ def register(commands: argparse._SubParsersAction) -> None:
     v.add_argument("--json", action="store_true", help="print one JSON object")
     v.set_defaults(handler=bench_venue)
 
+    r = sub.add_parser(
+        "runtime", help="the runtime: tick-to-order latency, event throughput at 10 and 300 markets, replay rate",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="latency_p50_ms / latency_p99_ms: a real paper session (the local exchange on loopback, every "
+        "market tight, 10 markets, the topology on Ray actors, fsync per batch): a book update's receive stamp to the "
+        "order intent it caused being durable in the log; decision_latency_* the same for every policy decision a "
+        "book update caused (more samples); *_inprocess_* the same with the machines in process. "
+        "throughput_eps_10 / throughput_eps_300: --events prebuilt market events submitted as fast as the sequencer "
+        "takes them, in batches of --batch, through every node on Ray (records/s, derived included). replay_eps: "
+        "tape replay verify on the 300-market session. runtime/bench.py says exactly what is timed.",
+        epilog="keys of --json: events, batch, latency_p50_ms, latency_p99_ms, latency_samples,\n"
+        "decision_latency_p50_ms, decision_latency_p99_ms, decision_latency_samples, the same with _inprocess,\n"
+        "throughput_eps_10, nodes_10, throughput_eps_300, nodes_300, replay_eps, machine\n\n"
+        "example:\n  tape bench runtime --json")
+    r.add_argument("--events", type=int, default=100_000, metavar="N",
+                   help="market events per throughput run (default 100,000)")
+    r.add_argument("--batch", type=int, default=1_000, metavar="B", help="inputs per submit (default 1,000)")
+    r.add_argument("--latency-seconds", type=float, default=20.0, metavar="S",
+                   help="length of each latency session (default 20)")
+    r.add_argument("--json", action="store_true", help="print one JSON object")
+    r.set_defaults(handler=bench_runtime)
+
     m = sub.add_parser(
         "sim", help="the local exchange: matching-engine operations/s and order-flow model events/s",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -262,6 +284,18 @@ def bench_sim(args: argparse.Namespace, settings: Settings) -> int:
                                  "duration_s": args.duration, "model_events": events,
                                  "model_events_per_s": round(events_per_s)}
     return _report(args, "tape bench sim: the local exchange's matching engine and order-flow model", result)
+
+
+async def bench_runtime(args: argparse.Namespace, settings: Settings) -> int:
+    from ..bench import run_runtime_bench
+    from . import UsageError
+
+    if args.events < 2 * args.batch or args.batch < 1 or not args.latency_seconds > 0:
+        raise UsageError("--events must be at least twice --batch (>= 1), and --latency-seconds positive")
+    say = (lambda m: print(m, file=sys.stderr)) if not args.json else (lambda m: None)
+    result = await run_runtime_bench(events=args.events, latency_s=args.latency_seconds, batch=args.batch, say=say)
+    return _report(args, f"tape bench runtime: {args.events:,} events per throughput run, batches of {args.batch:,}",
+                   result)
 
 
 def _report(args: argparse.Namespace, title: str, result: dict[str, object]) -> int:

@@ -1,0 +1,206 @@
+"""The runtime benchmark behind ``tape bench runtime``: figures to print, never assertions.
+
+* ``latency_p50_ms`` / ``latency_p99_ms`` — tick to order: a book update received from the venue (its
+  receive stamp at the edge) to the order intent it caused being durable in the log, measured by the paper
+  driver's watch; ``decision_latency_*`` the same for every policy decision a book update caused (the same
+  path, many more samples: the rule policies place few orders); ``*_inprocess_*`` the same with the
+  machines in the driver's process, to show what the Ray hop costs. A real paper session: the local exchange over loopback (every market quoted tight, so the
+  rule policies trade often), our feed, the sequencer and the topology on Ray actors, a file log with
+  fsync per batch.
+* ``throughput_eps_10`` / ``throughput_eps_300`` — the whole runtime's sustained rate: a synthetic session's
+  market events (prebuilt) submitted as fast as the sequencer takes them, in batches of ``batch``, with every
+  node on Ray actors and the log fsynced per batch; records per second including the derived ones.
+* ``replay_eps`` — ``tape replay verify`` on the 300-market session just written: records per second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from config import LogSettings
+from config.synth import FlowConfig
+
+from .ids import new_session_id
+from .log import SessionMeta, create_log, open_log
+from .sequencer import InProcessRunner, Sequencer
+from .topology import SessionSpec, session_inputs, topology
+from .venues.sim.session import EPOCH_NS, SynthSession
+
+__all__ = ["measure_latency", "measure_replay", "measure_throughput", "run_runtime_bench"]
+
+TIGHT = FlowConfig(tight_share=1.0)
+CASH = 1_000_000 * 1_000_000  # $1M: cash never limits the benchmark's decisions
+_SETTINGS = LogSettings(sync="batch")
+
+
+def _ray() -> None:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+
+def _market_inputs(markets: int, events: int, seed: int = 1) -> tuple[tuple[str, ...], list]:
+    """The first ``events`` market events of a seeded synthetic session of ``markets`` tight markets."""
+    duration = 60.0
+    while True:
+        session = SynthSession(seed, markets, duration, config=TIGHT)
+        out = [(ts, e) for ts, e in session.events()][:events]
+        if len(out) >= events or duration > 86_400:
+            return session.tickers, out
+        duration *= 4
+
+
+async def measure_throughput(markets: int, events: int, *, batch: int = 1_000, runner: str = "ray",
+                             root: Path | None = None) -> dict[str, float]:
+    """Records per second through the sequencer and every node (see the module docstring)."""
+    tickers, inputs = _market_inputs(markets, events)
+    spec = SessionSpec(markets=tickers, starting_cash=CASH, seed=1)
+    scratch = Path(tempfile.mkdtemp(prefix="tape-bench-rt-")) if root is None else root
+    meta = SessionMeta(session_id=new_session_id("bench"), mode="bench", venue="synthetic", seed=1,
+                       created_ns=time.time_ns())
+    log = await create_log(scratch, meta, _SETTINGS)
+    if runner == "ray":
+        _ray()
+        from actors.shell import RayRunner
+
+        hosts = RayRunner(topology(spec), log)
+    else:
+        hosts = InProcessRunner(topology(spec))
+    try:
+        async with log:
+            sequencer = Sequencer(log, hosts)
+            await sequencer.submit(session_inputs(spec, EPOCH_NS, session_id=meta.session_id, mode="bench"))
+            await sequencer.submit(inputs[:batch])  # warm-up: every actor has handled a call
+            start_seq, started = log.last_seq, time.perf_counter()
+            for lo in range(batch, len(inputs), batch):
+                await sequencer.submit(inputs[lo : lo + batch])
+            seconds = time.perf_counter() - started
+            records = log.last_seq - start_seq
+            await sequencer.close()
+            await log.mark("ended", "bench")
+    finally:
+        if root is None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return {"eps": records / max(seconds, 1e-9), "records": records, "inputs": len(inputs) - batch,
+            "seconds": seconds, "nodes": len(topology(spec))}
+
+
+async def measure_replay(markets: int, events: int, *, batch: int = 1_000) -> dict[str, float]:
+    """``tape replay verify``'s records per second on a session written in-process (same machines)."""
+    from replay.verify import verify
+
+    scratch = Path(tempfile.mkdtemp(prefix="tape-bench-replay-"))
+    try:
+        await measure_throughput(markets, events, batch=batch, runner="inprocess", root=scratch)
+        (run,) = [p for p in scratch.iterdir() if p.is_dir()]
+        async with await open_log(run, settings=_SETTINGS) as log:
+            report = await verify(log)
+        assert report.ok, report.divergence
+        return {"eps": report.rate, "records": report.records}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def measure_latency(markets: int = 10, seconds: float = 15.0, *, speed: float = 50.0,
+                          runner: str = "ray") -> dict[str, float]:
+    """Tick-to-order latency in a real paper session, on Ray or in-process (see the module docstring)."""
+    from actors.shell import RayRunner
+
+    from .paper import PaperSession
+    from .venues.kalshi.ws import KalshiFeed
+    from .venues.sim.exchange import Exchange
+    from .venues.sim.server import ExchangeServer
+
+    if runner == "ray":
+        _ray()
+    exchange = Exchange(markets, 3, config=TIGHT, start_ns=time.time_ns(), session_s=max(3_600.0, seconds * speed * 2))
+    spec = SessionSpec(markets=exchange.tickers, starting_cash=CASH, seed=3)
+    scratch = Path(tempfile.mkdtemp(prefix="tape-bench-lat-"))
+    meta = SessionMeta(session_id=new_session_id("bench"), mode="bench", venue="sim", seed=3,
+                       created_ns=time.time_ns())
+    try:
+        log = await create_log(scratch, meta, _SETTINGS)
+        hosts = RayRunner(topology(spec), log) if runner == "ray" else InProcessRunner(topology(spec))
+        if isinstance(hosts, RayRunner):
+            await hosts.ready()  # the actors are up before the first market data arrives
+        async with ExchangeServer(exchange, speed=speed) as server, log, \
+                KalshiFeed(server.ws_url, exchange.tickers, channels=("orderbook_delta", "trade")) as feed:
+            session = PaperSession(log, spec, feed, session_id=meta.session_id, runner=hosts, decide_every_s=1.0)
+            watch = _DecisionWatch(spec)
+            session.watch = session.runner.watch = watch  # the same watch, also timing decisions
+            summary = await session.run(seconds)
+            await log.mark("ended", "bench")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    out: dict[str, float] = {"records": summary.records, "eps": summary.records / summary.seconds}
+    for name, samples in (("order", summary.latency_ms), ("decision", watch.decision_ms)):
+        lat = sorted(samples)
+        out[f"{name}_samples"] = len(lat)
+        if lat:
+            out[f"{name}_p50"] = statistics.median(lat)
+            out[f"{name}_p99"] = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    return out
+
+
+class _DecisionWatch:
+    """The paper driver's watch, also timing every policy decision a book update caused (received -> logged):
+    the same path as an order intent's, with far more samples."""
+
+    def __new__(cls, spec: SessionSpec):
+        from .events import PolicyDecided
+        from .paper import Watch
+
+        class DecisionWatch(Watch):
+            def __init__(self, spec: SessionSpec) -> None:
+                super().__init__(spec)
+                self.decision_ms: list[float] = []
+                self._seen: set[int] = set()
+
+            def __call__(self, records) -> None:
+                super().__call__(records)
+                now = time.time_ns()
+                for r in records:
+                    event = r.event
+                    if type(event) is PolicyDecided and event.cause_seq not in self._seen:
+                        received = self._received.get(event.cause_seq)
+                        if received is not None:
+                            self._seen.add(event.cause_seq)
+                            self.decision_ms.append((now - received) / 1e6)
+
+        return DecisionWatch(spec)
+
+
+async def run_runtime_bench(*, events: int = 100_000, latency_s: float = 15.0, batch: int = 1_000,
+                            say: Callable[[str], None] = lambda _: None) -> dict[str, object]:
+    """Every figure of ``tape bench runtime``."""
+    result: dict[str, object] = {"events": events, "batch": batch}
+    nan = float("nan")
+    for kind, suffix in (("ray", ""), ("inprocess", "_inprocess")):
+        say(f"tick-to-order latency: a {latency_s:g} s paper session, 10 markets, machines "
+            f"{'on Ray actors' if kind == 'ray' else 'in process'} …")
+        lat = await measure_latency(10, latency_s, runner=kind)
+        result.update({f"latency{suffix}_p50_ms": round(lat.get("order_p50", nan), 2),
+                       f"latency{suffix}_p99_ms": round(lat.get("order_p99", nan), 2),
+                       f"latency{suffix}_samples": lat["order_samples"],
+                       f"decision_latency{suffix}_p50_ms": round(lat.get("decision_p50", nan), 2),
+                       f"decision_latency{suffix}_p99_ms": round(lat.get("decision_p99", nan), 2),
+                       f"decision_latency{suffix}_samples": lat["decision_samples"]})
+    for markets in (10, 300):
+        say(f"throughput: {events:,} market events over {markets} markets through the runtime on Ray …")
+        figures = await measure_throughput(markets, events, batch=batch)
+        result[f"throughput_eps_{markets}"] = round(figures["eps"])
+        result[f"nodes_{markets}"] = figures["nodes"]
+    say(f"replay: tape replay verify on {events:,} events over 300 markets …")
+    result["replay_eps"] = round((await measure_replay(300, events, batch=batch))["eps"])
+    with contextlib.suppress(Exception):
+        import ray
+
+        ray.shutdown()
+    return result
