@@ -100,16 +100,31 @@ class OrderBook:
     # --- the state machine ------------------------------------------------------------------------
     def handle(self, seq: int, ts_ns: int, event: Event) -> Sequence[Event]:
         """Fold one event of the log; returns ``(BookInconsistent,)`` for a delta that would go negative."""
-        if type(event) is BookDelta:  # the hot path
+        if type(event) is BookDelta:  # the hot path: apply_delta, inlined
             if self.stale or event.market != self.market:
                 return NOTHING
-            if self.apply_delta(event.side, event.price, event.delta):
-                self.last_update_seq = seq
+            ladder = self._ladders.get(event.side)
+            price = event.price
+            if ladder is None or not 0 <= price <= PRICE_MAX:
+                self.apply_delta(event.side, price, event.delta)  # raises its ValueError
                 return NOTHING
-            self.stale = True
-            sizes, _ = self._ladders[event.side]
-            return (BookInconsistent(market=self.market, side=event.side, price=event.price, delta=event.delta,
-                                     resting=sizes[event.price], cause_seq=seq),)
+            sizes, prices = ladder
+            old = sizes[price]
+            new = old + event.delta
+            if new > 0:
+                sizes[price] = new
+                if not old:
+                    insort(prices, price)
+            elif new == 0:
+                if old:
+                    sizes[price] = 0
+                    del prices[bisect_left(prices, price)]
+            else:
+                self.stale = True
+                return (BookInconsistent(market=self.market, side=event.side, price=price, delta=event.delta,
+                                         resting=old, cause_seq=seq),)
+            self.last_update_seq = seq
+            return NOTHING
         if type(event) is BookSnapshot:
             if event.market == self.market:
                 self._replace(event.yes_bids, event.no_bids)
@@ -272,7 +287,7 @@ class OrderBook:
         yes, no, yp, np_ = self._yes, self._no, self._yes_prices, self._no_prices
         top_yes = yp if n is None else yp[max(0, len(yp) - n) :] if n else ()
         top_no = np_ if n is None else np_[max(0, len(np_) - n) :] if n else ()
-        return sum(yes[p] for p in top_yes), sum(no[q] for q in top_no)
+        return sum(map(yes.__getitem__, top_yes)), sum(map(no.__getitem__, top_no))
 
     def imbalance(self, n: int | None = None) -> float:
         """(bid - ask) / (bid + ask) of ``depth(n)``, in [-1, 1]; 0.0 for an empty book."""

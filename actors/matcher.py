@@ -124,6 +124,7 @@ class PaperMatcher:
         self.orders: dict[str, _Order] = {}  # open orders by client order id, in placement order
         self._resting: dict[tuple[str, str], dict[int, list[_Order]]] = {}  # (market, side) -> price -> queue
         self._prices: dict[tuple[str, str], list[int]] = {}  # (market, side) -> sorted prices with resting orders
+        self._resting_in: dict[str, int] = {}  # market -> how many of our orders rest in it
         self._waiting: dict[str, OrderIntent] = {}  # intents waiting for the cash pool
         self._due: list[_Due] = []
         self._scheduled = 0
@@ -138,15 +139,21 @@ class PaperMatcher:
         self._fills = 0
         if self._due and self._due[0].at_ns <= ts_ns:
             self._run_due(seq, ts_ns, out)
+        if type(event) is BookDelta:  # the hot path
+            book = self.books.get(event.market)
+            if book is not None:
+                key = (event.market, "bid", event.price) if event.side == "yes" else (
+                    event.market, "ask", 10_000 - event.price)
+                # with no resting order of ours in the market and nothing consumed or credited at the level,
+                # _level_changed has nothing to change (the common case): the book moves, nothing else
+                if self._resting_in.get(event.market) or key in self._consumed or key in self._credit:
+                    self._delta(book, key, event, seq, ts_ns, out)
+                else:
+                    book.handle(seq, ts_ns, event)
+            if self._due and self._due[0].at_ns <= ts_ns:
+                self._run_due(seq, ts_ns, out)
+            return out or NOTHING
         match event:
-            case BookDelta(market=market, side=side, price=price):
-                book = self.books.get(market)
-                if book is None:
-                    return out or NOTHING
-                bside, level = ("bid", price) if side == "yes" else ("ask", 10_000 - price)
-                before = book.bid_size(level) if bside == "bid" else book.ask_size(level)
-                book.handle(seq, ts_ns, event)
-                self._level_changed(market, bside, level, before, seq, out)
             case BookSnapshot(market=market):
                 book = self.books.setdefault(market, OrderBook(market))
                 book.handle(seq, ts_ns, event)
@@ -302,6 +309,7 @@ class PaperMatcher:
             levels[order.price] = []
             bisect.insort(self._prices.setdefault(key, []), order.price)
         levels[order.price].append(order)
+        self._resting_in[order.market] = self._resting_in.get(order.market, 0) + 1
 
     def _remove(self, order: _Order) -> None:
         if self.orders.pop(order.client_order_id, None) is None:
@@ -310,6 +318,7 @@ class PaperMatcher:
         queue = self._resting.get(key, {}).get(order.price)
         if queue is not None and order in queue:
             queue.remove(order)
+            self._resting_in[order.market] -= 1
             if not queue:
                 del self._resting[key][order.price]
                 prices = self._prices[key]
@@ -333,6 +342,13 @@ class PaperMatcher:
         return [o for p in chosen for o in levels[p]]
 
     # -- the book moves -------------------------------------------------------------------------
+    def _delta(self, book: OrderBook, key: tuple[str, str, int], event: BookDelta, seq: int, ts_ns: int,
+               out: list[Event]) -> None:
+        market, bside, level = key
+        before = book.bid_size(level) if bside == "bid" else book.ask_size(level)
+        book.handle(seq, ts_ns, event)
+        self._level_changed(market, bside, level, before, seq, out)
+
     def _level_changed(self, market: str, bside: str, level: int, before: int, seq: int, out: list[Event]) -> None:
         book = self.books[market]
         after = book.bid_size(level) if bside == "bid" else book.ask_size(level)

@@ -189,25 +189,35 @@ class OrchestratorSnapshot(msgspec.Struct, frozen=True):
     halted: bool = False
 
 
-class _Decision:
-    """One decision being made for one market: its PolicyDecided events, then its order events."""
+def _top(view: MarketView) -> tuple[int | None, int | None, int, int]:
+    """What ``FeatureTracker.observe`` reads from the book, as the view read it a moment before."""
+    return view.best_bid, view.best_ask, view.bid_depth, view.ask_depth
 
-    __slots__ = ("decided", "intents", "market", "orders", "seq")
+
+class _Decision:
+    """One decision being made for one market: its PolicyDecided events, then its order events.
+
+    The ``PolicyDecided`` events are built only if the decision is logged (:meth:`decided`): most are not.
+    """
+
+    __slots__ = ("intents", "logged", "market", "orders", "outcome", "seq")
 
     def __init__(self, seq: int, market: str, intents: int) -> None:
         self.seq, self.market = seq, market
         self.intents = intents  # intents emitted at this seq so far: numbers the next client order id
-        self.decided: list[PolicyDecided] = []
+        self.logged: list[tuple[Role, str, str, float | None, int | None, int | None]] = []
+        self.outcome: tuple[str, ...] = ()  # ``role:action`` of each role that ran
         self.orders: list[Event] = []
 
     def log(self, role: Role, action: str, version: str, *, score: float | None = None, size: int | None = None,
             price: int | None = None) -> None:
-        self.decided.append(PolicyDecided(cause_seq=self.seq, role=role, market=self.market, action=action,
-                                          version=version, score=score, size=size, price=price))
+        self.logged.append((role, action, version, score, size, price))
+        self.outcome += (f"{role}:{action}",)
 
-    @property
-    def outcome(self) -> tuple[str, ...]:
-        return tuple(f"{d.role}:{d.action}" for d in self.decided)
+    def decided(self) -> list[PolicyDecided]:
+        seq, market = self.seq, self.market
+        return [PolicyDecided(cause_seq=seq, role=role, market=market, action=action, version=version, score=score,
+                              size=size, price=price) for role, action, version, score, size, price in self.logged]
 
 
 class Orchestrator:
@@ -234,6 +244,7 @@ class Orchestrator:
         self._markets = {m: MarketState(m) for m in self.config.markets}
         self._cash = CashPool(fees, precision=precision)
         self._positions = Positions()
+        self._held: dict[str, int] = {}  # market -> position, as self._positions says (a cache: see position())
         self._orders: dict[str, OwnOrder] = {}  # working, in the order they were logged
         self._pending: dict[str, tuple[str, int]] = {}  # emitted, not yet logged: cid -> (market, cost)
         self._halted = False
@@ -243,20 +254,41 @@ class Orchestrator:
     @property
     def free_cash(self) -> int:
         """Cash available to a new order: the pool's available cash less what pending intents will reserve."""
-        return self._cash.available - sum(cost for _, cost in self._pending.values())
+        pending = self._pending
+        return self._cash.available - sum(cost for _, cost in pending.values()) if pending else self._cash.available
 
     def position(self, market: str) -> int:
-        return self._positions.get(market).position
+        held = self._held.get(market)
+        if held is None:  # cached until the positions fold next changes (``_positions_handle``)
+            held = self._held[market] = self._positions.get(market).position
+        return held
+
+    def _positions_handle(self, seq: int, ts_ns: int, event: OrderFilled | MarketLifecycle) -> None:
+        self._positions.handle(seq, ts_ns, event)
+        self._held.pop(event.market, None)
 
     def working(self, market: str) -> list[OwnOrder]:
         """Our working orders in ``market``, in the order they were logged."""
-        return [o for o in self._orders.values() if o.market == market]
+        return [o for o in self._orders.values() if o.market == market] if self._orders else []
 
     # -- the fold -------------------------------------------------------------------------------
     def handle(self, seq: int, ts_ns: int, event: Event) -> Sequence[Event]:
         kind = type(event)
-        if kind is BookDelta or kind is BookSnapshot:
-            return self._book_update(seq, ts_ns, event)  # type: ignore[arg-type]
+        if kind is BookDelta or kind is BookSnapshot:  # the hot path (a book update), inlined
+            market = event.market  # type: ignore[union-attr]
+            book = self._books.get(market)
+            if book is None:
+                return NOTHING
+            book.handle(seq, ts_ns, event)  # a BookInconsistent it returns is the book actor's to log
+            if book.last_update_seq != seq:  # not applied (stale, or inconsistent): the tracker ignores it too
+                return NOTHING
+            self._trackers[market].book_updated(ts_ns)
+            last = self._markets[market].last_decided_ns
+            if last is not None and ts_ns - last < self._every_ns:
+                return NOTHING
+            out: list[Event] = []
+            self._decide(seq, ts_ns, market, out)
+            return out or NOTHING
         if isinstance(event, _CASH_EVENTS):
             self._cash.handle(seq, ts_ns, event)
         if kind is PublicTrade:
@@ -288,24 +320,11 @@ class Orchestrator:
         elif kind is OperatorCommand and event.command == HALT:  # type: ignore[union-attr]
             return self._halt(seq)
         elif kind is TimerFired and event.name == self.config.timer:  # type: ignore[union-attr]
-            out: list[Event] = []
+            out = []
             for market in self.config.markets:
                 self._decide(seq, ts_ns, market, out)
             return out or NOTHING
         return NOTHING
-
-    def _book_update(self, seq: int, ts_ns: int, event: BookDelta | BookSnapshot) -> Sequence[Event]:
-        book = self._books.get(event.market)
-        if book is None:
-            return NOTHING
-        book.handle(seq, ts_ns, event)  # a BookInconsistent it returns is the book actor's to log
-        self._trackers[event.market].handle(seq, ts_ns, event)
-        last = self._markets[event.market].last_decided_ns
-        if book.last_update_seq != seq or (last is not None and ts_ns - last < self._every_ns):
-            return NOTHING
-        out: list[Event] = []
-        self._decide(seq, ts_ns, event.market, out)
-        return out or NOTHING
 
     def _placed(self, ts_ns: int, intent: OrderIntent) -> None:
         self._pending.pop(intent.client_order_id, None)
@@ -316,7 +335,7 @@ class Orchestrator:
 
     def _filled(self, seq: int, ts_ns: int, fill: OrderFilled) -> None:
         before = self.position(fill.market)
-        self._positions.handle(seq, ts_ns, fill)
+        self._positions_handle(seq, ts_ns, fill)
         after = self.position(fill.market)
         state = self._markets.get(fill.market)
         if state is not None and before != after:
@@ -335,7 +354,7 @@ class Orchestrator:
             self._markets[order.market].exit_retry_ns = ts_ns + self.config.exit_retry_ms * _MS
 
     def _lifecycle(self, seq: int, ts_ns: int, event: MarketLifecycle) -> None:
-        self._positions.handle(seq, ts_ns, event)
+        self._positions_handle(seq, ts_ns, event)
         state = self._markets.get(event.market)
         if state is None:
             return
@@ -380,12 +399,12 @@ class Orchestrator:
         if self._halted or state.closed or book.stale:
             return
         state.last_decided_ns = now
-        if any(m == market for m, _ in self._pending.values()):
+        if self._pending and any(m == market for m, _ in self._pending.values()):
             return
         orders = self.working(market)
-        if any(o.purpose == "exit" for o in orders):
+        if orders and any(o.purpose == "exit" for o in orders):
             return
-        decision = _Decision(seq, market, sum(1 for e in out if type(e) is OrderIntent))
+        decision = _Decision(seq, market, sum(1 for e in out if type(e) is OrderIntent) if out else 0)
         if self.position(market) or orders:
             if state.exit_retry_ns is not None and now < state.exit_retry_ns:
                 return
@@ -394,10 +413,11 @@ class Orchestrator:
             self._enter(decision, now)
         else:
             return
-        if decision.orders or decision.outcome != state.last_outcome:
-            out.extend(decision.decided)
+        outcome = decision.outcome
+        if decision.orders or outcome != state.last_outcome:
+            out.extend(decision.decided())
             out.extend(decision.orders)
-        state.last_outcome = decision.outcome
+        state.last_outcome = outcome
         for event in decision.orders:
             if type(event) is OrderIntent:
                 self._pending[event.client_order_id] = (market, self._cost(event.side, event.price, event.count, market))
@@ -417,7 +437,7 @@ class Orchestrator:
     def _enter(self, d: _Decision, now: int) -> None:
         market, free = d.market, self.free_cash
         view = self._view(market, now, 0, free)
-        features = self._trackers[market].observe(0, free, now)
+        features = self._trackers[market].observe(0, free, now, top=_top(view))
         signal_policy = self.policies["signal"]
         signal = signal_policy.decide(SignalObservation(view=view, features=features))
         d.log("signal", signal.direction, signal_policy.version, score=signal.confidence)
@@ -452,7 +472,8 @@ class Orchestrator:
         view = self._view(market, now, held.position, free)
         opened = self._markets[market].opened_ns
         obs = ExitObservation(
-            view=view, features=self._trackers[market].observe(held.position, free, now), cost_basis=held.cost_basis,
+            view=view, features=self._trackers[market].observe(held.position, free, now, top=_top(view)),
+            cost_basis=held.cost_basis,
             held_ns=0 if opened is None else now - opened,
             entry_order=None if entry is None else WorkingOrder(
                 client_order_id=entry.client_order_id, side=entry.side, price=entry.price, count=entry.count,
@@ -525,6 +546,7 @@ class Orchestrator:
         machine._markets = {m.market: msgspec.structs.replace(m) for m in snap.markets}
         machine._cash = CashPool.restore(snap.cash, fees, precision=config.precision)
         machine._positions = Positions.restore(snap.positions)
+        machine._held = {}
         machine._orders = {o.client_order_id: msgspec.structs.replace(o) for o in snap.orders}
         machine._pending = {cid: (market, cost) for cid, market, cost in snap.pending}
         machine._halted = snap.halted

@@ -39,6 +39,7 @@ way on every machine, so the same events and arguments give the same bytes.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Sequence
 
@@ -95,8 +96,8 @@ class FeatureTracker:
         self.book = book
         self.spec = spec or FeatureSpec()
         self._mids2: deque[int | None] = deque(maxlen=self.spec.momentum_updates + 1)  # mid2 after each update
-        self._update_ts: deque[int] = deque()  # ts_ns of book updates in the window
-        self._trades: deque[tuple[int, int]] = deque()  # (ts_ns, volume traded before it) in the window
+        self._updates = _Window()  # ts_ns of book updates in the window
+        self._trades = _Window()  # ts_ns of public trades in the window, each with the volume traded before it
         self._volume = 0  # all public volume seen, in 1/100 contract
         self._last_update_ns: int | None = None
         self._close_ts_ms: int | None = None
@@ -105,71 +106,110 @@ class FeatureTracker:
     def market(self) -> str:
         return self.book.market
 
+    @property
+    def _update_ts(self) -> list[int]:
+        """The times of the book updates in the window, oldest first."""
+        return self._updates.times[self._updates.head:]
+
     def handle(self, seq: int, ts_ns: int, event: Event) -> Sequence[Event]:
         """Fold one event, after ``self.book`` has folded it. Derives nothing."""
-        if getattr(event, "market", None) != self.book.market:
-            return NOTHING
         kind = type(event)
         if kind is BookDelta or kind is BookSnapshot:
-            if self.book.last_update_seq != seq:  # the book did not apply it (stale, or inconsistent)
-                return NOTHING
-            self._mids2.append(self.book.mid2())
-            self._update_ts.append(ts_ns)
-            self._last_update_ns = ts_ns
-            self._evict(ts_ns)
+            if self.book.last_update_seq == seq and event.market == self.book.market:  # type: ignore[union-attr]
+                self.book_updated(ts_ns)  # (else the book did not apply it: stale, or inconsistent)
+        elif getattr(event, "market", None) != self.book.market:
+            pass
         elif kind is PublicTrade:
-            self._trades.append((ts_ns, self._volume))
+            self._trades.append(ts_ns, self._volume)
             self._volume += event.count  # type: ignore[union-attr]
             self._evict(ts_ns)
         elif kind is MarketLifecycle and event.close_ts_ms is not None:  # type: ignore[union-attr]
             self._close_ts_ms = event.close_ts_ms  # type: ignore[union-attr]
         return NOTHING
 
+    def book_updated(self, ts_ns: int) -> None:
+        """Fold a snapshot or delta of this market that the book applied at ``ts_ns``: what :meth:`handle` does
+        for one once it has checked ``book.last_update_seq`` (the orchestrator's per-delta path checks it itself)."""
+        self._mids2.append(self.book.mid2())
+        self._last_update_ns = ts_ns
+        updates = self._updates
+        times = updates.times
+        if updates.head < len(times) and ts_ns >= times[-1]:  # the common case of _Window.append, inlined
+            times.append(ts_ns)
+            updates.values.append(0)
+        else:
+            updates.append(ts_ns)
+        edge = ts_ns - self.spec.window_ns
+        if times[updates.head] <= edge:  # (never empty here: one was just appended)
+            updates.evict(edge)
+        trades = self._trades
+        if trades.head < len(trades.times) and trades.times[trades.head] <= edge:
+            trades.evict(edge)
+
     def _evict(self, ts_ns: int) -> None:
         """Drop what is out of the window for every ``now_ns >= ts_ns``."""
         edge = ts_ns - self.spec.window_ns
-        while self._update_ts and self._update_ts[0] <= edge:
-            self._update_ts.popleft()
-        while self._trades and self._trades[0][0] <= edge:
-            self._trades.popleft()
+        self._updates.evict(edge)
+        self._trades.evict(edge)
 
-    def observe(self, position: int, cash: int, now_ns: int) -> np.ndarray:
+    def observe(self, position: int, cash: int, now_ns: int, *,
+                top: tuple[int | None, int | None, int, int] | None = None) -> np.ndarray:
         """The feature vector (float32, layout :data:`FEATURE_NAMES`) as of event time ``now_ns``.
 
         ``position`` is the own signed position in 1/100 contract, ``cash`` the free cash in micro-dollars.
+        ``top`` is ``(best_bid, best_ask, bid_depth, ask_depth)`` (depth over ``spec.levels``) as the book
+        has them now, for a caller that has read them already; by default they are read here.
         """
         book, spec = self.book, self.spec
-        bid, ask = book.best_bid(), book.best_ask()
+        if top is None:
+            bid, ask = book.best_bid(), book.best_ask()
+            bid_depth, ask_depth = book.depth(spec.levels)
+        else:
+            bid, ask, bid_depth, ask_depth = top
         bid_p = 0 if bid is None else bid
         ask_p = PRICE_MAX if ask is None else ask
-        bid_depth, ask_depth = book.depth(spec.levels)
         total = bid_depth + ask_depth
-        first, last = (self._mids2[0], self._mids2[-1]) if self._mids2 else (None, None)
+        mids2 = self._mids2
+        first, last = (mids2[0], mids2[-1]) if mids2 else (None, None)
         momentum = 0.0 if first is None or last is None else (last - first) / (2 * PRICE_SCALE)
 
         edge = now_ns - spec.window_ns
-        updates = sum(1 for ts in self._update_ts if edge < ts <= now_ns)
-        in_window = [(ts, before) for ts, before in self._trades if edge < ts <= now_ns]
+        window = self._updates
+        if not window.descents:  # ascending: the window is one slice (see _Window)
+            times, head = window.times, window.head
+            updates = bisect_right(times, now_ns, head) - bisect_right(times, edge, head)
+        else:
+            updates = window.span(edge, now_ns)[0]
+        window = self._trades
+        if not window.descents:
+            times, head = window.times, window.head
+            first_trade, later = bisect_right(times, edge, head), bisect_right(times, now_ns, head)
+            count = later - first_trade
+        else:
+            count, first_trade, later = window.span(edge, now_ns)
         volume = 0
-        if in_window:
-            later = next((before for ts, before in self._trades if ts > now_ns), self._volume)
-            volume = later - in_window[0][1]
-        since = 0.0 if self._last_update_ns is None else max(0, now_ns - self._last_update_ns) / _NS
+        if count:
+            befores = window.values
+            volume = (befores[later] if later < len(befores) else self._volume) - befores[first_trade]
+        last_update = self._last_update_ns
+        since = 0.0 if last_update is None else max(0, now_ns - last_update) / _NS
         close = self._close_ts_ms
         to_close = 0.0 if close is None else max(0, close * 1_000_000 - now_ns) / _NS
         return np.array([
             float(book.stale), float(bid is not None), float(ask is not None),
             bid_p / PRICE_SCALE, ask_p / PRICE_SCALE, (ask_p - bid_p) / PRICE_SCALE, (ask_p + bid_p) / (2 * PRICE_SCALE),
             bid_depth / COUNT_SCALE, ask_depth / COUNT_SCALE, (bid_depth - ask_depth) / total if total else 0.0,
-            momentum, float(updates), float(len(in_window)), volume / COUNT_SCALE, since,
+            momentum, float(updates), float(count), volume / COUNT_SCALE, since,
             float(close is not None), to_close, position / COUNT_SCALE, cash / MONEY_SCALE,
         ], dtype=np.float32)
 
     def snapshot(self) -> TrackerState:
         """The tracker's whole state (not its book's)."""
+        updates, trades = self._updates, self._trades
         return TrackerState(market=self.book.market, spec=self.spec, mids2=tuple(self._mids2),
-                            update_ts=tuple(self._update_ts), trades=tuple(self._trades), volume=self._volume,
-                            last_update_ns=self._last_update_ns, close_ts_ms=self._close_ts_ms)
+                            update_ts=tuple(updates.times[updates.head:]),
+                            trades=tuple(zip(trades.times[trades.head:], trades.values[trades.head:], strict=True)),
+                            volume=self._volume, last_update_ns=self._last_update_ns, close_ts_ms=self._close_ts_ms)
 
     @classmethod
     def restore(cls, state: TrackerState, book: OrderBook) -> FeatureTracker:
@@ -178,9 +218,70 @@ class FeatureTracker:
             raise ValueError(f"tracker state of {state.market} cannot follow the book of {book.market}")
         tracker = cls(book, state.spec)
         tracker._mids2.extend(state.mids2)
-        tracker._update_ts.extend(state.update_ts)
-        tracker._trades.extend(state.trades)
+        for ts in state.update_ts:
+            tracker._updates.append(ts)
+        for ts, before in state.trades:
+            tracker._trades.append(ts, before)
         tracker._volume = state.volume
         tracker._last_update_ns = state.last_update_ns
         tracker._close_ts_ms = state.close_ts_ms
         return tracker
+
+
+class _Window:
+    """Event times in arrival order, each with a value, read from ``head`` on: a queue that ``observe`` can
+    bisect. Eviction advances ``head`` (the dead prefix is dropped once it is the larger half).
+
+    ``descents`` counts the places where a time is below the one before it. At 0 (event time never ran
+    backwards inside the window: the normal case) the times ascend and a range of time is one slice, found
+    by bisection; otherwise the window is scanned, as the module's definition of it says.
+    """
+
+    __slots__ = ("descents", "head", "times", "values")
+
+    def __init__(self) -> None:
+        self.times: list[int] = []
+        self.values: list[int] = []
+        self.head = 0
+        self.descents = 0
+
+    def append(self, ts: int, value: int = 0) -> None:
+        times = self.times
+        if self.head == len(times):  # empty: start over
+            times.clear()
+            self.values.clear()
+            self.head = 0
+        elif ts < times[-1]:
+            self.descents += 1
+        times.append(ts)
+        self.values.append(value)
+
+    def evict(self, edge: int) -> None:
+        """Drop the leading times at or before ``edge``, as popping them from the left one by one would."""
+        times, head = self.times, self.head
+        n = len(times)
+        if head == n or times[head] > edge:
+            return
+        if not self.descents:
+            head = bisect_right(times, edge, head, n)
+        else:
+            while head < n and times[head] <= edge:
+                head += 1
+                if head < n and times[head] < times[head - 1]:
+                    self.descents -= 1
+        if head > 64 and 2 * head > n:
+            del times[:head], self.values[:head]
+            head = 0
+        self.head = head
+
+    def span(self, edge: int, now: int) -> tuple[int, int, int]:
+        """``(count, first, later)``: how many entries have ``edge < time <= now``, the index of the first of
+        them (meaningful if any), and the index of the first entry later than ``now`` (``len(times)`` if none)."""
+        times, head = self.times, self.head
+        if not self.descents:
+            first, later = bisect_right(times, edge, head), bisect_right(times, now, head)
+            return later - first, first, later
+        n = len(times)
+        inside = [i for i in range(head, n) if edge < times[i] <= now]
+        later = next((i for i in range(head, n) if times[i] > now), n)
+        return len(inside), inside[0] if inside else head, later

@@ -66,6 +66,12 @@ PPM = 1_000_000
 _NS = 1_000_000_000
 _IMBALANCE = FEATURE_NAMES.index("imbalance")
 _MOMENTUM = FEATURE_NAMES.index("momentum")
+# the decisions most calls return, built once (they are frozen)
+_HOLD = SignalDecision("hold")
+_NO_SIZE = SizingDecision(0)
+_SKIP = EntryDecision("skip")
+_EXIT_HOLD = ExitDecision("hold")
+_WIDE_SPREAD = ExitDecision("hold", "wide_spread")
 
 
 def rule_version(name: str, params: msgspec.Struct) -> str:
@@ -123,12 +129,12 @@ class ImbalanceMomentum:
 
     def decide(self, obs: SignalObservation) -> SignalDecision:
         if not self.liquid(obs):
-            return SignalDecision("hold")
+            return _HOLD
         p = self.params
         score = (p.imbalance_weight * float(obs.features[_IMBALANCE])
                  + p.momentum_weight * float(obs.features[_MOMENTUM]) / p.momentum_scale)
         if abs(score) < p.threshold:
-            return SignalDecision("hold")
+            return _HOLD
         return SignalDecision("buy_yes" if score > 0 else "buy_no", min(1.0, abs(score)))
 
 
@@ -164,12 +170,12 @@ class ConfidenceSizing:
     def decide(self, obs: SizingObservation) -> SizingDecision:
         p = self.params
         if obs.signal.direction == "hold" or obs.unit_cost <= 0:
-            return SizingDecision(0)
+            return _NO_SIZE
         budget = max(0, obs.view.free_cash) * _ppm(p.max_fraction * obs.signal.confidence) // PPM
         budget = min(budget, p.max_market_cost - obs.exposure)
         touch = min(obs.view.bid_size, obs.view.ask_size) * _ppm(p.max_touch_share) // PPM
         count = min(max(0, budget) // obs.unit_cost, touch) // p.lot * p.lot
-        return SizingDecision(count if count >= p.min_count else 0)
+        return SizingDecision(count) if count >= p.min_count else _NO_SIZE
 
 
 # --- entry ---------------------------------------------------------------------------------------------
@@ -194,7 +200,7 @@ class SpreadEntry:
     def decide(self, obs: EntryObservation) -> EntryDecision:
         spread = obs.view.spread
         if obs.signal.direction == "hold" or obs.count <= 0 or spread is None or spread <= 0:
-            return EntryDecision("skip")
+            return _SKIP
         edge_ppm = _ppm(obs.signal.confidence) * self.params.edge_at_full_confidence
         return EntryDecision("cross" if spread * PPM <= edge_ppm else "passive")
 
@@ -235,7 +241,7 @@ class TakeProfitStopTime:
         if position:
             spread, to_close, size = obs.view.spread, obs.view.to_close_ns, abs(position)
             if spread is None or spread > p.max_spread:
-                return ExitDecision("hold", "wide_spread")
+                return _WIDE_SPREAD
             if to_close is not None and to_close <= p.flatten_before_close_s * _NS:
                 return ExitDecision("close", "near_close")
             if obs.unrealized is not None and obs.unrealized >= p.take_profit * size:
@@ -247,7 +253,7 @@ class TakeProfitStopTime:
         order = obs.entry_order
         if order is not None and order.age_ns >= p.entry_timeout_s * _NS:
             return ExitDecision("cancel", "entry_timeout")
-        return ExitDecision("hold")
+        return _EXIT_HOLD
 
 
 def baselines(signal: SignalParams | None = None, sizing: SizingParams | None = None, entry: EntryParams | None = None,
