@@ -1,19 +1,30 @@
-"""A live paper session: venue market data in, the topology's machines on Ray (or in-process), one log.
+"""A live session: venue market data in, the topology's machines on Ray (or in-process), one log.
 
 :class:`PaperSession` is the driver behind ``tape paper``. It owns no trading logic: it feeds the
 sequencer (:mod:`runtime.sequencer`) with inputs from the edge and watches what gets logged.
 
 * **Inputs**, all stamped at the edge with the wall clock (the only place it is read): the venue feed's
   batches (:class:`runtime.venues.kalshi.ws.KalshiFeed`), a ``TimerFired("decide")`` every
-  ``decide_every_s`` (time-based exits on quiet books), and at the end the operator's ``halt`` (the
-  orchestrator cancels every working order; inputs go on until the cancels have landed and no cash is
-  reserved, at most ``drain_s``), then ``SessionEnded``. One task submits: whatever arrived
-  while the previous submit ran is merged into the next one, so the sequencer sees one writer and the
-  batches stay large under load.
+  ``decide_every_s`` (time-based exits on quiet books), the order gateway's replies (venue execution, below)
+  and at the end the operator's ``halt`` (the orchestrator cancels every working order; inputs go on until
+  the cancels have landed and no cash is reserved, at most ``drain_s``), then ``SessionEnded``. One task
+  submits: whatever arrived while the previous submit ran is merged into the next one, so the sequencer
+  sees one writer and the batches stay large under load.
+* **Execution.** With ``spec.execution == "paper"`` the topology's paper matcher fills our orders and
+  nothing leaves this process. With ``"venue"`` the execution node is the :class:`~actors.router.Router`
+  (it derives nothing) and the driver runs an :class:`~runtime.venues.kalshi.gateway.OrderGateway` that
+  sends real orders and cancels: its view of the router is a second ``Router`` folded here, by the watch,
+  over every record — the work list is a pure function of the log prefix, so it equals the actor's — and
+  it is woken after every submit. Its replies are inputs: they go into the same queue as the feed's, so
+  the submit loop stays the sequencer's only caller. Fills come back on the feed (its private channels
+  ``fill``, ``user_orders``, ``market_positions`` and its REST reconciliation), deduplicated by trade id
+  there and again by the machines. At the end, after the drain, one more REST read logs any fill of ours
+  the feed had not delivered yet, and the venue's positions in our markets (``PositionReported``).
 * **The watch**: every record the sequencer fans out (inputs and every derived round) is folded by a
-  :class:`Watch` — the same book, cash and position machines, in this process — for the live status and
-  the summary: cash, reserved, positions, fills, fees, PnL marked at the mid, its maximum drawdown, and
-  the tick-to-order latency (a book update received -> the order intent it caused, durable in the log).
+  :class:`Watch` — the same book, cash and position machines (and, trading on the venue, the router), in
+  this process — for the live status and the summary: cash, reserved, positions, fills, fees, PnL marked at
+  the mid, its maximum drawdown, and the tick-to-order latency (a book update received -> the order intent
+  it caused, durable in the log).
 * **Stopping**: at ``duration_s``, on ``stop()`` (Ctrl-C), or when the feed ends. If the log fails, the
   sequencer raises and nothing more is traded (:class:`~runtime.sequencer.SequencerStopped`).
 """
@@ -32,6 +43,7 @@ from actors.cash import CashPool
 from actors.fees import KalshiFees
 from actors.orchestrator import HALT
 from actors.positions import Positions
+from actors.router import Router
 
 from .events import (
     BookDelta,
@@ -39,18 +51,26 @@ from .events import (
     Event,
     FillDuplicated,
     OperatorCommand,
+    OrderAccepted,
     OrderFilled,
     OrderIntent,
+    OrderStatusReported,
     PolicyDecided,
+    PositionReported,
     Record,
     SessionEnded,
+    SessionMode,
     TimerFired,
+    VenueError,
 )
 from .log import EventLog
 from .sequencer import InProcessRunner, Runner, Sequencer
-from .topology import SessionSpec, session_inputs, topology
+from .topology import ROUTER_TYPES, SessionSpec, session_inputs, topology
+from .venues.kalshi.codec import clip
+from .venues.kalshi.gateway import OrderGateway
+from .venues.kalshi.http import KalshiError, KalshiRest
 
-__all__ = ["PaperSession", "Summary", "Watch"]
+__all__ = ["PaperSession", "Summary", "Watch", "session_mode"]
 
 DECIDE = "decide"
 
@@ -73,6 +93,20 @@ class Summary(msgspec.Struct, kw_only=True):
     max_drawdown: int
     positions: dict[str, int]
     latency_ms: list[float]  # tick-to-order samples
+    execution: str = "paper"  # SessionSpec.execution: who filled our orders
+    venue: str = "sim"
+    venue_fills: int = 0  # fills logged as inputs: reported by the venue (0 on paper)
+    reconciled_fills: int = 0  # of those, the ones only the final REST read found
+    gateway: dict[str, int] = {}  # OrderGateway.stats: creates, cancels, accepted, rejected, ...
+    venue_positions: dict[str, int] | None = None  # the venue's final word on our markets (venue execution)
+
+
+def session_mode(spec: SessionSpec, venue: str) -> SessionMode:
+    """The session's mode as logged: ``paper`` when the paper matcher fills; sending orders, ``live`` on Kalshi
+    production and ``demo`` elsewhere (Kalshi's demo, or the local exchange: real orders, no money at risk)."""
+    if spec.execution == "paper":
+        return "paper"
+    return "live" if venue == "kalshi" else "demo"
 
 
 class Watch:
@@ -88,6 +122,13 @@ class Watch:
         self.peak = self.max_drawdown = 0
         self.latency_ms: list[float] = []
         self._received: dict[int, int] = {}  # seq of a book update -> its wall receive time (ns), for latency
+        # venue execution: the router the gateway reads (the execution actor's twin), and what the end checks
+        self.router: Router | None = Router() if spec.execution == "venue" else None
+        self.trade_ids: set[str] = set()  # every fill logged (not a duplicate)
+        self.venue_fills = 0  # of them, inputs: reported by the venue
+        self.ours: set[str] = set()  # client order ids of our intents
+        self.order_ids: set[str] = set()  # the venue's ids of our orders
+        self.venue_positions: dict[str, int] = {}  # the latest PositionReported per market
 
     def __call__(self, records: Sequence[Record]) -> None:
         self.records += len(records)
@@ -108,13 +149,23 @@ class Watch:
                 received = self._received.get(event.cause_seq)  # type: ignore[union-attr]
                 if received is not None:
                     self.latency_ms.append((now - received) / 1e6)
+                self.ours.add(event.client_order_id)  # type: ignore[union-attr]
             elif kind is PolicyDecided:
                 self.decisions += 1
+            elif (kind is OrderAccepted or kind is OrderStatusReported) and event.client_order_id in self.ours:  # type: ignore[union-attr]
+                self.order_ids.add(event.order_id)  # type: ignore[union-attr]
+            elif kind is PositionReported:
+                self.venue_positions[event.market] = event.position  # type: ignore[union-attr]
+            if self.router is not None and kind in ROUTER_TYPES:
+                self.router.handle(r.seq, r.ts_ns, event)
             self.cash.handle(r.seq, r.ts_ns, event)
             changed = self.positions.handle(r.seq, r.ts_ns, event)
             if kind is OrderFilled and not (changed and type(changed[0]) is FillDuplicated):
                 self.fills += 1
                 self.fees += event.fee  # type: ignore[union-attr]
+                self.trade_ids.add(event.trade_id)  # type: ignore[union-attr]
+                if event.cause_seq is None:  # type: ignore[union-attr]
+                    self.venue_fills += 1
         if len(self._received) > 100_000:  # only recent book updates can still cause an intent
             keep = sorted(self._received)[-10_000:]
             self._received = {s: self._received[s] for s in keep}
@@ -136,13 +187,19 @@ class Watch:
             total += p.realized_pnl + unrealized - p.fees
         return total
 
-    def summary(self, reason: str, seconds: float) -> Summary:
+    def summary(self, reason: str, seconds: float, *, venue: str = "sim", reconciled_fills: int = 0,
+                gateway: dict[str, int] | None = None) -> Summary:
+        venue_positions = None
+        if self.spec.execution == "venue":
+            venue_positions = {m: self.venue_positions.get(m, 0) for m in self.spec.markets}
         return Summary(reason=reason, seconds=seconds, records=self.records, inputs=self.inputs,
                        derived=self.derived, intents=self.intents, decisions=self.decisions, fills=self.fills,
                        fees=self.fees, cash=self.cash.cash, reserved=self.cash.reserved, pnl=self.pnl(),
                        max_drawdown=self.max_drawdown,
                        positions={m: self.positions.get(m).position for m in self.spec.markets},
-                       latency_ms=self.latency_ms)
+                       latency_ms=self.latency_ms, execution=self.spec.execution, venue=venue,
+                       venue_fills=self.venue_fills, reconciled_fills=reconciled_fills, gateway=dict(gateway or {}),
+                       venue_positions=venue_positions)
 
 
 class _Watched:
@@ -160,81 +217,150 @@ class _Watched:
 
 
 class PaperSession:
-    """One paper session on ``log`` (see the module docstring). ``feed`` is an async iterable of batches of
-    ``(received_ns, Event)`` (a :class:`KalshiFeed` already entered); ``runner`` hosts the machines
-    (default: in this process)."""
+    """One session on ``log`` (see the module docstring). ``feed`` is an async iterable of batches of
+    ``(received_ns, Event)`` (a :class:`KalshiFeed` already entered; trading on the venue, one subscribed to
+    the private channels too, with ``rest=`` for its reconciliation); ``runner`` hosts the machines
+    (default: in this process); ``rest`` is the venue's REST client, required when
+    ``spec.execution == "venue"`` (the order gateway sends with it)."""
 
     def __init__(self, log: EventLog, spec: SessionSpec, feed, *, session_id: str, venue: str = "sim",
                  runner: Runner | None = None, decide_every_s: float = 1.0, config_hash: str = "",
-                 code_version: str = "", drain_s: float = 5.0) -> None:
+                 code_version: str = "", drain_s: float = 5.0, rest: KalshiRest | None = None,
+                 reconcile_margin_s: int = 60) -> None:
+        if spec.execution == "venue" and rest is None:
+            raise ValueError("a session that sends its orders to the venue (execution='venue') needs rest=KalshiRest")
         self.log, self.spec, self.feed = log, spec, feed
         self.session_id, self.venue = session_id, venue
+        self.rest = rest
         self.watch = Watch(spec)
         self.runner = _Watched(runner or InProcessRunner(topology(spec)), self.watch)
         self.sequencer = Sequencer(log, self.runner)
+        self.gateway: OrderGateway | None = None
         self.decide_every_s = decide_every_s
         self.drain_s = drain_s
+        self.reconcile_margin_s = reconcile_margin_s
+        self.reconciled_fills = 0
         self.config_hash, self.code_version = config_hash, code_version
         self._stop = asyncio.Event()
         self._queue: list[tuple[int, Event]] = []
         self._ready = asyncio.Event()
         self.started = 0.0
+        self._started_s = 0  # wall clock at the start, Unix seconds (the final fills read starts before it)
 
     def stop(self) -> None:
         """End the session soon (Ctrl-C): halt, flush and end cleanly."""
         self._stop.set()
 
     async def run(self, duration_s: float, on_status: Callable[[Watch, float], None] | None = None) -> Summary:
-        await self.sequencer.submit(session_inputs(self.spec, time.time_ns(), session_id=self.session_id,
-                                                   mode="paper", venue=self.venue, config_hash=self.config_hash,
-                                                   code_version=self.code_version))
+        now = time.time_ns()
+        self._started_s = now // 1_000_000_000
+        await self._submit(session_inputs(self.spec, now, session_id=self.session_id,
+                                          mode=session_mode(self.spec, self.venue), venue=self.venue,
+                                          config_hash=self.config_hash, code_version=self.code_version))
         self.started = time.perf_counter()  # after the first round: the machines (Ray actors) are up
-        tasks = [asyncio.create_task(self._read_feed(), name="paper-feed"),
-                 asyncio.create_task(self._timer(), name="paper-timer")]
+        if self.spec.execution == "venue":
+            assert self.rest is not None
+            self.gateway = OrderGateway(self.rest, self.watch.router, self._from_gateway)  # type: ignore[arg-type]
+            self.gateway.start()
+        feed = asyncio.create_task(self._read_feed(), name="paper-feed")
+        timer = asyncio.create_task(self._timer(), name="paper-timer")
         reason = "completed"
         try:
-            deadline = self.started + duration_s
-            while not self._stop.is_set():
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(min(remaining, 0.5)):
-                        await self._ready.wait()
-                if self._queue:
-                    batch, self._queue = self._queue, []
-                    self._ready.clear()
-                    await self.sequencer.submit(batch)
-                if on_status is not None:
-                    on_status(self.watch, time.perf_counter() - self.started)
-                for task in tasks:
-                    if task.done() and task.exception() is not None:
-                        raise task.exception()  # type: ignore[misc]
-            if self._stop.is_set():
-                reason = "interrupted"
+            try:
+                deadline = self.started + duration_s
+                while not self._stop.is_set():
+                    remaining = deadline - time.perf_counter()
+                    if remaining <= 0:
+                        break
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(min(remaining, 0.5)):
+                            await self._ready.wait()
+                    await self._flush()
+                    if on_status is not None:
+                        on_status(self.watch, time.perf_counter() - self.started)
+                    for task in (feed, timer):
+                        if task.done() and task.exception() is not None:
+                            raise task.exception()  # type: ignore[misc]
+                if self._stop.is_set():
+                    reason = "interrupted"
+            finally:
+                timer.cancel()
+                await asyncio.gather(timer, return_exceptions=True)
+            await self._drain()  # the feed goes on: fills and cancels still arrive
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        await self._drain()
-        now = time.time_ns()
-        await self.sequencer.submit([(now, SessionEnded(reason=reason))])
+            feed.cancel()
+            await asyncio.gather(feed, return_exceptions=True)
+            if self.gateway is not None:
+                await self.gateway.close()
+        await self._flush()  # what arrived before the end is recorded too
+        if self.rest is not None and self.spec.execution == "venue":
+            await self._reconcile(self.rest)
+        await self._submit([(time.time_ns(), SessionEnded(reason=reason))])
         await self.sequencer.close()
-        return self.watch.summary(reason, time.perf_counter() - self.started)
+        return self.watch.summary(reason, time.perf_counter() - self.started, venue=self.venue,
+                                  reconciled_fills=self.reconciled_fills,
+                                  gateway=None if self.gateway is None else self.gateway.stats)
+
+    async def _submit(self, batch: Sequence[tuple[int, Event]]) -> None:
+        """The one call of the sequencer; then the gateway looks at the work list the new records made."""
+        await self.sequencer.submit(batch)
+        if self.gateway is not None:
+            self.gateway.wake()
+
+    async def _flush(self) -> None:
+        """Submit whatever the edge has queued."""
+        if self._queue:
+            batch, self._queue = self._queue, []
+            self._ready.clear()
+            await self._submit(batch)
+
+    def _draining(self) -> bool:
+        """Whether the end must wait: cash is reserved (an order is not done), or a venue call is in flight."""
+        return bool(self.watch.cash.reserved) or (self.gateway is not None and self.gateway.in_flight > 0)
 
     async def _drain(self) -> None:
-        """Halt, then go on feeding what arrives (and timers, so the paper venue's latency elapses) until no cash
-        is reserved — every cancel has landed — or ``drain_s`` has passed."""
-        await self.sequencer.submit([(time.time_ns(), OperatorCommand(command=HALT))])
+        """Halt, then go on feeding what arrives (on paper, timers too, so the matcher's latency elapses) until no
+        cash is reserved — every cancel has landed — and no venue call is in flight, or ``drain_s`` has passed."""
+        await self._submit([(time.time_ns(), OperatorCommand(command=HALT))])
         deadline = time.perf_counter() + self.drain_s
-        while self.watch.cash.reserved and time.perf_counter() < deadline:
-            await asyncio.sleep(0.05)
-            now = time.time_ns()
-            batch, self._queue = self._queue, []
-            await self.sequencer.submit([*batch, (now, TimerFired(name=DECIDE, due_ns=now))])
-        if self._queue:  # what arrived before the end is recorded too
-            batch, self._queue = self._queue, []
-            await self.sequencer.submit(batch)
+        while self._draining() and time.perf_counter() < deadline:
+            if self.gateway is None:
+                await asyncio.sleep(0.05)
+                now = time.time_ns()
+                self._push([(now, TimerFired(name=DECIDE, due_ns=now))])
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.05):
+                        await self._ready.wait()
+            await self._flush()
+
+    async def _reconcile(self, rest: KalshiRest) -> None:
+        """Venue execution, at the very end: log the fills of our orders the venue has and the log lacks (a fill
+        frame still on its way when the drain ended), then the venue's positions in our markets. A failed read
+        is a ``VenueError``."""
+        try:
+            fills = await rest.fills(min_ts_s=max(0, self._started_s - self.reconcile_margin_s))
+            reported = await rest.positions()
+        except KalshiError as exc:
+            message = f"the final reconciliation could not read the venue's fills and positions: {exc}"
+            await self._submit([(time.time_ns(), VenueError(where="paper.reconcile", message=clip(message)))])
+            return
+        w, now = self.watch, time.time_ns()
+        missing: dict[str, OrderFilled] = {}
+        for f in fills:
+            if (type(f) is OrderFilled and f.trade_id not in w.trade_ids
+                    and (f.order_id in w.order_ids or f.client_order_id in w.ours)):
+                missing.setdefault(f.trade_id, f)
+        self.reconciled_fills = len(missing)
+        markets = set(self.spec.markets)
+        positions = [p for p in reported if type(p) is PositionReported and p.market in markets]
+        entries: list[tuple[int, Event]] = [(now, e) for e in (*missing.values(), *positions)]
+        if entries:
+            await self._submit(entries)
+
+    async def _from_gateway(self, entries: list[tuple[int, Event]]) -> None:
+        """The gateway's ``submit``: its replies join the input queue (the submit loop logs them)."""
+        self._push(entries)
 
     def _push(self, entries: Sequence[tuple[int, Event]]) -> None:
         self._queue.extend(entries)

@@ -11,6 +11,10 @@ of the determinism contract: derived events of one cause are logged in node orde
                                          OrderRejected, OrderCanceled, OrderExpired, MarketLifecycle
     execution       PaperMatcher         market data, lifecycle, timers (time advances its latency queue),
                                          OrderIntent, CashReserved, OrderRejected, CancelRequested
+                    or Router            (``execution="venue"``) OrderIntent, CashReserved, CancelRequested and
+                                         the venue's answers: OrderAccepted, OrderRejected, OrderCanceled,
+                                         OrderExpired, OrderFilled, OrderStatusReported. It derives nothing:
+                                         its work list is what the driver's gateway sends (runtime.paper)
     fills           Positions            OrderFilled (dedupe by trade id), MarketLifecycle
     orchestrator    Orchestrator         market data, lifecycle, timers, models, every order and cash event
                                          its own copies of the cash pool and the positions fold; operator
@@ -28,7 +32,8 @@ fee schedule, the paper latency and queue model, the policy or the client order 
 schema is not ours to change here; an operator command is the input type meant for "the operator said
 so", it is logged in seq order like every input; only the orchestrator receives operator commands, and
 it acts on ``halt`` alone, so the spec changes no state.
-:func:`spec_from_log` reads both back at replay time.
+:func:`spec_from_log` reads both back at replay time; a field added to the spec later (``books_per_node``,
+``execution``) is absent from older logs and takes its default, which is what those sessions ran.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from actors.machine import StateMachine
 from actors.matcher import MatcherSnapshot, PaperMatcher
 from actors.orchestrator import Orchestrator, OrchestratorSnapshot
 from actors.positions import Positions, PositionsSnapshot
+from actors.router import Router, RouterSnapshot
 from actors.shard import BookShard, BookShardSnapshot
 from policies.rules import baselines
 from runtime.events import (
@@ -67,6 +73,7 @@ from runtime.events import (
     OrderFilled,
     OrderIntent,
     OrderRejected,
+    OrderStatusReported,
     PublicTrade,
     Record,
     SeqGapDetected,
@@ -75,7 +82,7 @@ from runtime.events import (
     TimerFired,
 )
 
-__all__ = ["SPEC_COMMAND", "Node", "Routes", "SessionSpec", "SpecMissingError", "session_inputs", "snapshot_bytes",
+__all__ = ["ROUTER_TYPES", "SPEC_COMMAND", "Node", "Routes", "SessionSpec", "SpecMissingError", "session_inputs", "snapshot_bytes",
            "spec_from_log", "topology"]
 
 SPEC_COMMAND = "session_spec"
@@ -102,6 +109,10 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """client order id prefix of our orders, unique per session"""
     books_per_node: Annotated[int, Meta(ge=0)] = 0
     """markets whose books one node (one actor) hosts; 0: one per market up to 16 markets, else 8 nodes"""
+    execution: Literal["paper", "venue"] = "paper"
+    """``paper``: the paper matcher fills our orders; ``venue``: they are sent to the venue (the execution node
+    is the :class:`~actors.router.Router`, the driver's :class:`~runtime.venues.kalshi.gateway.OrderGateway`
+    sends its work list; fills come back as inputs). A log written before this field existed is ``paper``."""
 
     def __post_init__(self) -> None:
         if not self.markets or len(set(self.markets)) != len(self.markets):
@@ -162,7 +173,7 @@ _ORDER_EVENTS = (OrderIntent, OrderAccepted, OrderRejected, OrderCanceled, Order
 
 
 def topology(spec: SessionSpec) -> tuple[Node, ...]:
-    """The nodes of a paper session, in their fixed order (see the module docstring)."""
+    """The nodes of a session, in their fixed order (see the module docstring)."""
     book_types = frozenset({BookSnapshot, BookDelta, BookResynced, SeqGapDetected})
     per = books_per_node(spec)
     if per == 1:
@@ -177,13 +188,25 @@ def topology(spec: SessionSpec) -> tuple[Node, ...]:
         Node("cash", partial(_cash, spec), partial(_restore_cash, spec),
              frozenset({SessionStarted, CashDeposited, OrderIntent, OrderFilled, OrderRejected, OrderCanceled,
                         OrderExpired, MarketLifecycle})),
-        Node("execution", partial(_matcher, spec), partial(_restore_matcher, spec),
-             frozenset({*_MARKET_DATA, TimerFired, OrderIntent, CashReserved, OrderRejected, CancelRequested})),
+        _execution(spec),
         Node("fills", Positions, _restore_positions, frozenset({OrderFilled, MarketLifecycle})),
         Node("orchestrator", partial(_orchestrator, spec), partial(_restore_orchestrator, spec),
              frozenset({*_MARKET_DATA, *_ORDER_EVENTS, TimerFired, ModelLoaded, SessionStarted, CashDeposited,
                         OperatorCommand})),
     )
+
+
+ROUTER_TYPES = frozenset({OrderIntent, CashReserved, CancelRequested, OrderAccepted, OrderRejected, OrderCanceled,
+                          OrderExpired, OrderFilled, OrderStatusReported})
+"""what :class:`~actors.router.Router` folds: the execution node's events in ``venue`` mode"""
+
+
+def _execution(spec: SessionSpec) -> Node:
+    """The execution node: the paper matcher, or (``spec.execution == "venue"``) the router."""
+    if spec.execution == "venue":
+        return Node("execution", Router, _restore_router, ROUTER_TYPES)
+    return Node("execution", partial(_matcher, spec), partial(_restore_matcher, spec),
+                frozenset({*_MARKET_DATA, TimerFired, OrderIntent, CashReserved, OrderRejected, CancelRequested}))
 
 
 def _fees(spec: SessionSpec) -> KalshiFees:
@@ -226,6 +249,10 @@ def _restore_cash(spec: SessionSpec, data: bytes) -> CashPool:
 def _restore_matcher(spec: SessionSpec, data: bytes) -> PaperMatcher:
     return PaperMatcher.restore(msgspec.msgpack.decode(data, type=MatcherSnapshot), _fees(spec).trade_fee,
                                 latency_ns=spec.latency_ms * _MS, queue_model=spec.queue_model)
+
+
+def _restore_router(data: bytes) -> Router:
+    return Router.restore(msgspec.msgpack.decode(data, type=RouterSnapshot))
 
 
 def _restore_positions(data: bytes) -> Positions:

@@ -15,15 +15,19 @@ from config import Settings, settings_hash
 
 from ..ids import new_session_id
 from ..log import SessionMeta, create_log, is_postgres, open_log
-from ..paper import PaperSession, Summary, Watch
+from ..paper import PaperSession, Summary, Watch, session_mode
 from ..topology import SessionSpec
 from ..units import MONEY_SCALE, format_count, format_price
+from ..venues.kalshi.http import HOSTS, KalshiRest
+from ..venues.kalshi.tracker import PRIVATE_CHANNELS
 from ..venues.kalshi.ws import KalshiFeed
 from ..version import code_version
 from .progress import Status
 from .venue import VENUES, parse_markets, resolve_markets, venue_signer, venue_urls
 
 CHANNELS = ("orderbook_delta", "trade", "market_lifecycle_v2")
+LIVE_CHANNELS = (*CHANNELS, *sorted(PRIVATE_CHANNELS))  # with --live-orders: our fills, orders and positions too
+ACKNOWLEDGE = "--i-understand-real-orders"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -34,16 +38,25 @@ def register(commands: argparse._SubParsersAction) -> None:
         "loopback) goes through the sequencer into the event log, and the session's state machines — one order "
         "book per market, the cash pool, the paper matcher, the fill listener and the orchestrator running the "
         "signal, sizing, entry and exit policies — trade on it, on Ray actors (or in this process with --runner "
-        "inprocess). Orders are filled by the paper matcher (latency and queue model from [paper] settings), "
-        "never sent to the venue. A live status shows books, positions, cash, reserved cash, PnL, fills and the "
-        "event rate. At the end (after --duration, or Ctrl-C) every working order is canceled, the log is "
-        "flushed and the session marked ended; then the summary (PnL, fills, fees, max drawdown, tick-to-order "
-        "latency) and `tape replay verify` of the log are printed. Exit status 1 if the replay diverges.",
+        "inprocess). By default orders are filled by the paper matcher (latency and queue model from [paper] "
+        "settings), never sent to the venue. With --live-orders they are REAL ORDERS sent to the venue: the "
+        "execution node is the order router, an order gateway sends its creates and cancels, and fills come back "
+        "from the venue's private channels (fill, user_orders, market_positions) and REST reconciliation. With "
+        "--venue sim that is the local exchange on loopback (no money at risk); with --venue kalshi-demo, Kalshi's "
+        f"demo exchange; with --venue kalshi, Kalshi production, real money, which also needs {ACKNOWLEDGE}. "
+        "A live status shows books, positions, cash, reserved cash, PnL, fills and the event rate. At the end "
+        "(after --duration, or Ctrl-C) every working order is canceled (with --live-orders, at the venue: the "
+        "session waits for the cancels to be acknowledged), the log is flushed and the session marked ended; then "
+        "the summary (PnL, fills and where they came from, fees, max drawdown, tick-to-order latency) and `tape "
+        "replay verify` of the log are printed. Exit status 1 if the replay diverges.",
         epilog="examples:\n"
         "  tape paper                                     4 local markets for 60 s, log in ./runs/<id>/\n"
         "  tape paper --markets 10 --duration 300 --speed 5 --cash 5000\n"
         "  tape paper --runner inprocess --log postgresql://postgres@127.0.0.1/test\n"
         "  KALSHI_API_KEY_ID=… KALSHI_PRIVATE_KEY_PATH=key.pem tape paper --venue kalshi-demo --markets T1,T2\n"
+        "  tape paper --live-orders --duration 30          real orders to the local exchange (loopback, no risk)\n"
+        "  KALSHI_API_KEY_ID=… KALSHI_PRIVATE_KEY_PATH=key.pem tape paper --venue kalshi-demo --live-orders\n"
+        f"  … tape paper --venue kalshi --live-orders {ACKNOWLEDGE} --cash 20   production: real money\n"
         "then: tape replay run runs/<id>     tape log cat runs/<id> --type order_filled")
     p.add_argument("--venue", choices=VENUES, default="sim", help="where market data comes from (default sim)")
     p.add_argument("--markets", default="4", metavar="N|T1,T2",
@@ -63,6 +76,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--url", default=None, metavar="WS_URL", help="a running local exchange's WebSocket URL")
     p.add_argument("--runner", choices=("ray", "inprocess"), default="ray",
                    help="host the state machines on Ray actors (default) or in this process")
+    p.add_argument("--live-orders", action="store_true",
+                   help="send REAL ORDERS to the venue instead of filling them on paper (default off): to the local "
+                   "exchange with --venue sim, to Kalshi with --venue kalshi-demo or kalshi (production also needs "
+                   f"{ACKNOWLEDGE}); fills then come from the venue")
+    p.add_argument(ACKNOWLEDGE, dest="acknowledged", action="store_true",
+                   help="with --venue kalshi --live-orders: confirm that real orders with real money go to Kalshi "
+                   "production")
     p.set_defaults(handler=run)
 
 
@@ -75,31 +95,40 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"--policies {args.policies!r}: only 'rule' (the baselines) exists so far")
     if not 0 < args.cash < 1e9:
         raise UsageError(f"--cash must be a positive number of dollars, got {args.cash}")
+    if args.live_orders and args.venue == "kalshi" and not args.acknowledged:
+        raise UsageError(f"--venue kalshi --live-orders sends real orders with real money to Kalshi production: "
+                         f"add {ACKNOWLEDGE} to confirm (or try --venue kalshi-demo, or --venue sim)")
     count, tickers = parse_markets(args.markets)
     seed = settings.session.seed if args.seed is None else args.seed
     signer = venue_signer(args.venue)
+    if args.live_orders:
+        print(_live_warning(args.venue, args.url, args.cash), file=sys.stderr)
     session_id = new_session_id("paper")
     async with venue_urls(args.venue, args.url, count or 4, seed, span_s=args.duration * args.speed,
                           speed=args.speed) as (rest_url, ws_url):
         tickers = await resolve_markets(rest_url, signer, count, tickers, args.venue)
         spec = SessionSpec(markets=tuple(tickers), starting_cash=round(args.cash * MONEY_SCALE),
                            latency_ms=settings.paper.latency_ms, queue_model=settings.paper.queue_model, seed=seed,
-                           prefix=session_id.rsplit("-", 1)[-1])
+                           prefix=session_id.rsplit("-", 1)[-1], execution="venue" if args.live_orders else "paper")
         target = str(args.log or settings.log.target)
         config_hash, version = settings_hash(settings), code_version()
-        meta = SessionMeta(session_id=session_id, mode="paper", venue=args.venue, seed=seed, config_hash=config_hash,
-                           code_version=version, created_ns=time.time_ns())
+        meta = SessionMeta(session_id=session_id, mode=session_mode(spec, args.venue), venue=args.venue, seed=seed,
+                           config_hash=config_hash, code_version=version, created_ns=time.time_ns())
         log = await create_log(target, meta, settings.log)
         runner = await _runner(args.runner, spec, log)
         where = f"{target}{'&' if '?' in target else '?'}session={session_id}" if is_postgres(target) \
             else f"{target.rstrip('/')}/{session_id}"
+        orders = "REAL ORDERS to the venue" if args.live_orders else "orders on paper"
         print(f"paper session {session_id}: {len(tickers)} market(s) on {args.venue}, ${args.cash:,.2f}, "
-              f"{args.duration:g} s, machines {'on Ray' if args.runner == 'ray' else 'in process'}; log {where}",
-              file=sys.stderr)
+              f"{args.duration:g} s, {orders}, machines {'on Ray' if args.runner == 'ray' else 'in process'}; "
+              f"log {where}", file=sys.stderr)
         status = _Status(spec)
-        async with log, KalshiFeed(ws_url, tickers, channels=CHANNELS, signer=signer) as feed:
+        live = args.live_orders
+        async with log, KalshiRest(rest_url, signer=signer) as rest, \
+                KalshiFeed(ws_url, tickers, channels=LIVE_CHANNELS if live else CHANNELS, signer=signer,
+                           rest=rest if live else None) as feed:
             session = PaperSession(log, spec, feed, session_id=session_id, venue=args.venue, runner=runner,
-                                   config_hash=config_hash, code_version=version)
+                                   config_hash=config_hash, code_version=version, rest=rest if live else None)
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGINT, session.stop)
             try:
@@ -179,6 +208,18 @@ def _usd(micros: int) -> str:
     return f"{Decimal(micros) / MONEY_SCALE:,.2f}"
 
 
+def _live_warning(venue: str, url: str | None, cash: float) -> str:
+    """The line ``--live-orders`` prints before anything is sent: where real orders will go."""
+    if venue == "sim":
+        where = f"the local exchange at {url}" if url else "the local exchange started here (loopback)"
+        return f"live orders: real orders go to {where}: no money at risk"
+    host = HOSTS[venue].rest
+    if venue == "kalshi-demo":
+        return f"WARNING: live orders: real orders go to Kalshi's demo exchange ({host}), demo money"
+    return (f"WARNING: LIVE ORDERS ON KALSHI PRODUCTION ({host}): real orders with REAL MONEY, up to "
+            f"${cash:,.2f} of cash at stake; Ctrl-C cancels every working order")
+
+
 def _print_summary(s: Summary, spec: SessionSpec, watch: Watch | None) -> None:
     lat = sorted(s.latency_ms)
     p50 = f"{statistics.median(lat):.1f}" if lat else "-"
@@ -187,6 +228,25 @@ def _print_summary(s: Summary, spec: SessionSpec, watch: Watch | None) -> None:
           f"{s.derived:,} derived, {s.records / max(s.seconds, 1e-9):,.0f}/s)")
     print(f"  PnL ${_usd(s.pnl)} (net of fees, marked at the mid)   max drawdown ${_usd(s.max_drawdown)}")
     print(f"  fills {s.fills}   fees ${_usd(s.fees)}   order intents {s.intents}   decisions {s.decisions}")
+    if s.execution == "venue":
+        g = s.gateway
+        print(f"  fills from the venue ({s.venue}): {s.venue_fills} reported on its fill channel and REST "
+              f"reconciliation ({s.reconciled_fills} found by the final read); orders sent {g.get('creates', 0)}, "
+              f"accepted {g.get('accepted', 0)}, rejected {g.get('rejected', 0)}, canceled {g.get('canceled', 0)}, "
+              f"venue errors {g.get('venue_errors', 0)}")
+        if s.venue_positions is not None:
+            differ = {m: (p, s.venue_positions.get(m, 0)) for m, p in s.positions.items()
+                      if p != s.venue_positions.get(m, 0)}
+            if differ:
+                print("  venue positions DIFFER from the log: " + ", ".join(
+                    f"{m} log {format_count(a)} venue {format_count(b)}" for m, (a, b) in differ.items()))
+            else:
+                print("  venue positions agree with the log")
+        if s.reserved:
+            print(f"  WARNING: cash still reserved after the drain: an order of ours may still rest at {s.venue}; "
+                  "check it there")
+    else:
+        print("  fills from the paper matcher (simulated: no order was sent to the venue)")
     print(f"  cash ${_usd(s.cash)} (started ${_usd(spec.starting_cash)})   reserved "
           f"${_usd(s.reserved)}")
     print(f"  tick-to-order latency: p50 {p50} ms, p99 {p99} ms over {len(lat)} order(s)")

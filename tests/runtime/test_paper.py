@@ -73,6 +73,7 @@ async def test_a_paper_session_trades_and_its_log_replays_identically(tmp_path, 
     where, summary = await run_session(tmp_path, runner_kind)
     assert summary.reason == "completed" and summary.inputs > 100
     assert summary.intents >= 1 and summary.decisions >= 1, summary  # the rule policies acted on tight markets
+    assert (summary.execution, summary.venue_fills, summary.gateway, summary.venue_positions) == ("paper", 0, {}, None)
     async with await open_log(where) as log:
         report = await verify(log)
     assert report.ok, report.divergence
@@ -94,7 +95,7 @@ def test_tape_paper_runs_verifies_and_summarises(tmp_path):
     assert done.returncode == 0, done.stderr
     out = done.stdout
     for needle in ("paper session completed", "PnL $", "max drawdown $", "fills ", "fees $", "replay verify: ok",
-                   "tape replay run"):
+                   "tape replay run", "fills from the paper matcher"):
         assert needle in out, out
     (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert tape("replay", "verify", str(run)).returncode == 0
@@ -142,5 +143,5 @@ def test_help_is_complete():
     done = tape("paper", "--help", timeout=60)
     assert done.returncode == 0
     for word in ("--venue", "--markets", "--duration", "--log", "--seed", "--policies", "--cash", "--runner",
-                 "examples", "replay"):
+                 "--live-orders", "--i-understand-real-orders", "REAL ORDERS", "examples", "replay"):
         assert word in done.stdout

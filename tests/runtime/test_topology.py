@@ -10,10 +10,13 @@ import pytest
 from runtime.events import (
     BookDelta,
     BookSnapshot,
+    CancelRequested,
     CashReserved,
     OperatorCommand,
+    OrderAccepted,
     OrderFilled,
     OrderIntent,
+    OrderStatusReported,
     PolicyDecided,
     PublicTrade,
     Record,
@@ -81,10 +84,53 @@ def test_the_spec_round_trips_through_the_first_input_batch():
         SPEC.markets, 9, 5_000_000)
     assert command == OperatorCommand(command="session_spec", args=(
         ("fees", "kalshi"), ("latency_ms", "30"), ("queue_model", "proportional"), ("policy", "rule"),
-        ("prefix", "p9"), ("books_per_node", "0")))
+        ("prefix", "p9"), ("books_per_node", "0"), ("execution", "paper")))
     assert spec_from_log([Record(i + 1, ts, e) for i, (ts, e) in enumerate(entries)]) == SPEC
-    older = OperatorCommand(command="session_spec", args=command.args[:-1])  # a spec logged before books_per_node
+    older = OperatorCommand(command="session_spec", args=command.args[:-2])  # logged before books_per_node
     assert spec_from_log([Record(1, 123, started), Record(2, 123, older)]) == SPEC
+
+
+def test_the_execution_is_recorded_and_a_log_from_before_it_existed_is_paper():
+    venue = msgspec.structs.replace(SPEC, execution="venue")
+    started, command = (e for _, e in session_inputs(venue, 5, session_id="s"))
+    assert ("execution", "venue") in command.args
+    assert spec_from_log([Record(1, 5, started), Record(2, 5, command)]) == venue
+    without = OperatorCommand(command="session_spec", args=tuple(a for a in command.args if a[0] != "execution"))
+    assert spec_from_log([Record(1, 5, started), Record(2, 5, without)]).execution == "paper"
+    bad = OperatorCommand(command="session_spec", args=(("execution", "live"),))
+    with pytest.raises(SpecMissingError, match="does not hold a valid spec"):
+        spec_from_log([Record(1, 5, started), Record(2, 5, bad)])
+
+
+def test_with_venue_execution_the_execution_node_is_the_router_and_derives_nothing():
+    from actors.router import Router
+
+    venue = msgspec.structs.replace(SPEC, execution="venue")
+    nodes = topology(venue)
+    assert [n.name for n in nodes] == [n.name for n in NODES]
+    (execution,) = [n for n in nodes if n.name == "execution"]
+    router = execution.build()
+    assert type(router) is Router and type(next(n for n in NODES if n.name == "execution").build()) is not Router
+    routes = Routes(nodes)
+    at = [i for i, n in enumerate(nodes) if n.name == "execution"]
+
+    def to_execution(event) -> bool:
+        return any(i in at for i in routes.targets(event))
+
+    accepted = OrderAccepted(client_order_id="c", order_id="o-1", market="KXA-1")
+    intent = OrderIntent(cause_seq=1, client_order_id="c", market="KXA-1", side="bid", price=100, count=100)
+    stream = [intent, CashReserved(client_order_id="c", amount=1, cause_seq=2), accepted,
+              CancelRequested(cause_seq=3, client_order_id="c"),
+              OrderStatusReported(order_id="o-1", client_order_id="c", market="KXA-1", status="resting", side="bid",
+                                  price=100, fill_count=0, remaining_count=100)]
+    assert all(to_execution(e) for e in stream)
+    assert not to_execution(BookDelta(market="KXA-1", side="yes", price=4_000, delta=100))  # no market data
+    assert not to_execution(TimerFired(name="decide", due_ns=1))
+    for seq, event in enumerate(stream, start=1):
+        assert router.handle(seq, 0, event) == ()
+    assert [w.order_id for w in router.pending_cancels()] == ["o-1"]
+    restored = pickle.loads(pickle.dumps(execution)).restore(snapshot_bytes(router))
+    assert snapshot_bytes(restored) == snapshot_bytes(router)
 
 
 def test_a_log_without_the_spec_is_refused_naming_what_is_missing():
