@@ -54,7 +54,7 @@ async def test_the_ray_runner_writes_the_same_log_as_the_in_process_runner(ray_s
 
 @pytest.mark.slow
 async def test_a_killed_shell_is_rebuilt_and_the_session_goes_on_unchanged(ray_session, tmp_path):
-    """Mid-session the orchestrator's shell (after a snapshot) and a book's shell are killed: each is rebuilt
+    """Mid-session the orchestrator's shell (after a snapshot), two books' and the cash pool's are killed: each is rebuilt
     from its snapshot (or from scratch) and the log's tail, the session goes on, the log is the in-process
     runner's, and it verifies."""
     spec, inputs = paper_inputs(markets=3, duration_s=600)
@@ -74,10 +74,13 @@ async def test_a_killed_shell_is_rebuilt_and_the_session_goes_on_unchanged(ray_s
         elif n == 21:
             runner.snapshots[1] = None
             ray_session.kill(runner.actors[1])  # book:KXSIM-001, rebuilt from scratch + the whole log
+        elif n == 30:
+            ray_session.kill(runner.actors[3])  # the cash pool, mid-trading: reservations rebuilt exactly
 
     await write_session(tmp_path / "local", spec, inputs)
     await write_session(tmp_path / "ray", spec, inputs, runner=make, between=kill)
-    assert runners[0].restarts == 3
+    assert [n.name for n in runners[0].nodes][3] == "cash"
+    assert runners[0].restarts == 4
     assert encode(await read_all(tmp_path / "ray" / "run")) == encode(await read_all(tmp_path / "local" / "run"))
     async with await open_log(tmp_path / "ray" / "run") as log:
         assert (await verify(log)).ok
