@@ -100,6 +100,11 @@ class Router:
         work.sort(key=lambda w: w.requested_seq)
         return work
 
+    def venue_order_ids(self) -> list[str]:
+        """The venue ids of every open order the venue has acknowledged, in reservation order (for a last-resort
+        cancel when the log can no longer record one)."""
+        return [o.order_id for o in self._open.values() if o.order_id is not None]
+
     def is_open(self, client_order_id: str) -> bool:
         """Whether the order is reserved and not yet done."""
         return client_order_id in self._open

@@ -64,7 +64,7 @@ from .events import (
     VenueError,
 )
 from .log import EventLog
-from .sequencer import InProcessRunner, Runner, Sequencer
+from .sequencer import InProcessRunner, Runner, Sequencer, SequencerStopped
 from .topology import ROUTER_TYPES, SessionSpec, session_inputs, topology
 from .venues.kalshi.codec import clip
 from .venues.kalshi.gateway import OrderGateway
@@ -265,6 +265,7 @@ class PaperSession:
         feed = asyncio.create_task(self._read_feed(), name="paper-feed")
         timer = asyncio.create_task(self._timer(), name="paper-timer")
         reason = "completed"
+        failure: Exception | None = None
         try:
             try:
                 deadline = self.started + duration_s
@@ -283,10 +284,17 @@ class PaperSession:
                             raise task.exception()  # type: ignore[misc]
                 if self._stop.is_set():
                     reason = "interrupted"
+            except SequencerStopped:
+                raise
+            except Exception as exc:  # the feed or a status callback failed: halt and end the session cleanly
+                failure, reason = exc, f"failed: {type(exc).__name__}: {exc}"[:500]
             finally:
                 timer.cancel()
                 await asyncio.gather(timer, return_exceptions=True)
             await self._drain()  # the feed goes on: fills and cancels still arrive
+        except SequencerStopped:
+            await self._cancel_at_venue()  # the log records nothing more: stop trading, cancel what we can
+            raise
         finally:
             feed.cancel()
             await asyncio.gather(feed, return_exceptions=True)
@@ -297,9 +305,20 @@ class PaperSession:
             await self._reconcile(self.rest)
         await self._submit([(time.time_ns(), SessionEnded(reason=reason))])
         await self.sequencer.close()
+        if failure is not None:
+            raise failure
         return self.watch.summary(reason, time.perf_counter() - self.started, venue=self.venue,
                                   reconciled_fills=self.reconciled_fills,
                                   gateway=None if self.gateway is None else self.gateway.stats)
+
+    async def _cancel_at_venue(self) -> None:
+        """Last resort when the log has failed (DESIGN: stop trading, cancel resting orders where it can): cancel
+        every order of ours the venue acknowledged, directly, unrecorded. Paper orders live only in the log."""
+        if self.rest is None or self.spec.execution != "venue":
+            return
+        for order_id in self.watch.router.venue_order_ids():
+            with contextlib.suppress(Exception):
+                await self.rest.cancel_order(order_id)
 
     async def _submit(self, batch: Sequence[tuple[int, Event]]) -> None:
         """The one call of the sequencer; then the gateway looks at the work list the new records made."""

@@ -145,3 +145,33 @@ def test_help_is_complete():
     for word in ("--venue", "--markets", "--duration", "--log", "--seed", "--policies", "--cash", "--runner",
                  "--live-orders", "--i-understand-real-orders", "REAL ORDERS", "examples", "replay"):
         assert word in done.stdout
+
+
+async def test_a_failing_feed_still_halts_ends_the_session_and_raises(tmp_path):
+    """The venue feed dies mid-session: the driver halts (every working order canceled), logs the end with the
+    reason, and only then raises the feed's error; the log still replays identically."""
+    from runtime.venues.sim.session import SynthSession
+
+    session_inputs = SynthSession(5, 3, 600.0, config=TIGHT)
+
+    entries = list(session_inputs.events())
+    assert len(entries) > 600
+
+    async def dying_feed():
+        for lo in range(0, 600, 100):
+            yield entries[lo : lo + 100]
+            await asyncio.sleep(0.05)
+        raise ConnectionError("venue gone")
+
+    spec = SessionSpec(markets=session_inputs.tickers, starting_cash=1_000_000_000, seed=5, latency_ms=20)
+    meta = SessionMeta(session_id="paper-dies", mode="paper", venue="sim", seed=5, created_ns=time.time_ns())
+    log = await create_log(tmp_path, meta)
+    async with log:
+        session = PaperSession(log, spec, dying_feed(), session_id="paper-dies", decide_every_s=0.05, drain_s=1.0)
+        with pytest.raises(ConnectionError, match="venue gone"):
+            await session.run(30.0)
+    events = await events_of(str(tmp_path / "paper-dies"))
+    assert OperatorCommand(command=HALT) in events
+    assert events[-1] == SessionEnded(reason="failed: ConnectionError: venue gone")
+    async with await open_log(tmp_path / "paper-dies") as reader:
+        assert (await verify(reader)).ok
