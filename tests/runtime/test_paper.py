@@ -70,7 +70,7 @@ async def run_session(tmp_path: Path, runner_kind: str, seconds: float = 4.0):
 async def test_a_paper_session_trades_and_its_log_replays_identically(tmp_path, runner_kind, request):
     if runner_kind == "ray":
         request.getfixturevalue("ray_session")
-    where, summary = await run_session(tmp_path, runner_kind)
+    where, summary = await run_session(tmp_path, runner_kind, seconds=8.0 if runner_kind == "ray" else 4.0)
     assert summary.reason == "completed" and summary.inputs > 100
     assert summary.intents >= 1 and summary.decisions >= 1, summary  # the rule policies acted on tight markets
     assert (summary.execution, summary.venue_fills, summary.gateway, summary.venue_positions) == ("paper", 0, {}, None)
