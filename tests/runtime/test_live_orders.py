@@ -180,3 +180,40 @@ def test_live_orders_on_kalshi_need_the_acknowledgement_and_keys(tmp_path, args,
     assert done.returncode == 2 and needle in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not any(tmp_path.iterdir())  # refused before anything was started or logged
 
+
+
+@pytest.mark.timeout(60)
+async def test_when_the_log_fails_trading_stops_and_the_venue_orders_are_canceled_directly(tmp_path, monkeypatch):
+    """DESIGN §2.5: the moment an order of ours rests at the exchange, the disk fills up. The sequencer stops,
+    the session raises SequencerStopped, and every order the venue acknowledged is canceled at the venue
+    directly (the log can record nothing more); what was acknowledged before stays in the log."""
+    import errno
+
+    from runtime.sequencer import SequencerStopped
+
+    exchange = Exchange(3, 7, config=TIGHT, start_ns=EPOCH_NS, session_s=3_600.0)
+    spec = SessionSpec(markets=MARKETS, starting_cash=1_000_000_000, seed=7, execution="venue")
+    meta = SessionMeta(session_id="live-disk-full", mode="demo", venue="sim", seed=7, created_ns=time.time_ns())
+    log = await create_log(tmp_path, meta)
+    failed = []
+
+    def fill_the_disk_once_an_order_rests(watch, _elapsed) -> None:
+        resting = [o for o in exchange.orders(TRUST) if o.status == "resting"]
+        if resting and watch.router.venue_order_ids() and not failed:
+            failed.append([o.order_id for o in resting])
+
+            def full(fd, data):
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            monkeypatch.setattr(os, "write", full)
+
+    async with ExchangeServer(exchange, speed=100.0) as server, log, \
+            KalshiRest(server.rest_url, backoff_s=0.01) as rest, \
+            KalshiFeed(server.ws_url, MARKETS, channels=CHANNELS, rest=rest, backoff_s=0.01) as feed:
+        session = PaperSession(log, spec, feed, session_id=meta.session_id, decide_every_s=0.2, rest=rest,
+                               drain_s=5.0)
+        with pytest.raises(SequencerStopped, match="No space left on device"):
+            await session.run(30.0, fill_the_disk_once_an_order_rests)
+        monkeypatch.undo()
+    assert failed, "no order of ours ever rested at the exchange"
+    assert all(o.status != "resting" for o in exchange.orders(TRUST))

@@ -1,0 +1,288 @@
+"""The local exchange's REST API (see :mod:`.server` for what it serves): :class:`RestApi`, the handlers that
+:class:`.server.ExchangeServer` inherits, and their helpers — JSON and error bodies, query parsing, pagination.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from runtime.events import BookSnapshot, MalformedInput
+from runtime.logger import get_logger
+from runtime.units import PRICE_MAX, format_count, format_price
+
+from ..kalshi import codec, rest
+from ..kalshi import convert as cv
+from ..kalshi import messages as m
+from .exchange import CommandResult, Exchange, ExchangeError, MarketInfo
+
+_MARKET_STATUS: Final = {"unopened": ("initialized",), "open": ("active",), "closed": ("closed", "determined"),
+                         "settled": ("settled",)}
+_ORDER_STATUS: Final = frozenset({"resting", "canceled", "executed"})
+MAX_LIMIT: Final = 1_000
+DEFAULT_LIMIT: Final = 100
+MAX_BATCH: Final = 20
+_OWNER: Final = web.RequestKey("owner", str)  # the account a request acts for
+
+
+def _log() -> Any:
+    """The server's logger, looked up when used (so that logging configured after import applies)."""
+    return get_logger("exchange.server")
+
+
+T = TypeVar("T")
+
+
+class RestApi:
+    """The REST handlers of :class:`.server.ExchangeServer`, which inherits them (and provides ``exchange``,
+    ``_tick`` and ``_act``)."""
+
+    exchange: Exchange
+
+    if TYPE_CHECKING:
+        def _tick(self) -> bool: ...
+
+        def _act(self, command: Callable[[int], CommandResult]) -> CommandResult: ...
+
+    # --- REST: orders ----------------------------------------------------------------------------------
+    async def _create(self, request: web.Request) -> web.Response:
+        order = rest.decode_order_request(await request.read())
+        if isinstance(order, MalformedInput):
+            return _error(400, "bad_request", order.error)
+        owner = request[_OWNER]
+        result = self._act(lambda now: self.exchange.create_order(owner, order, now))
+        if result.error is not None:
+            return _refusal(result.error)
+        o = result.order
+        assert o is not None
+        return _json(rest.created_body(o.order_id, o.client_order_id or None, o.fill_count, o.remaining_count,
+                                       o.venue_ts_ms), 201)
+
+    async def _cancel(self, request: web.Request) -> web.Response:
+        owner, order_id = request[_OWNER], request.match_info["order_id"]
+        result = self._act(lambda now: self.exchange.cancel_order(owner, order_id, now))
+        if result.error is not None:
+            return _refusal(result.error)
+        o = result.order
+        assert o is not None
+        return _json(m.CancelOrderV2Response(order_id=o.order_id, client_order_id=o.client_order_id or None,
+                                             reduced_by_fp=format_count(result.canceled), ts_ms=o.venue_ts_ms,
+                                             order=cv.order_msg(o)))
+
+    async def _batch_create(self, request: web.Request) -> web.Response:
+        body = rest.decode_body(await request.read(), m.BatchCreateOrdersV2Request)
+        if isinstance(body, MalformedInput):
+            return _error(400, "bad_request", body.error)
+        if not 1 <= len(body.orders) <= MAX_BATCH:
+            return _error(400, "bad_request", f"orders: {len(body.orders)} orders; a batch holds 1 to {MAX_BATCH}")
+        owner = request[_OWNER]
+        items = []
+        for i, wire in enumerate(body.orders):
+            try:
+                order = rest.order_request(wire, f"batch_create_orders_v2_request.orders[{i}]")
+            except ValueError as exc:
+                items.append(m.BatchCreateItem(client_order_id=wire.client_order_id,
+                                               error=m.ErrorDetail(code="bad_request", message=str(exc), details="")))
+                continue
+            result = self._act(lambda now, order=order: self.exchange.create_order(owner, order, now))
+            if result.error is not None:
+                e = result.error
+                items.append(m.BatchCreateItem(client_order_id=wire.client_order_id,
+                                               error=m.ErrorDetail(code=e.code, message=e.message, details="")))
+                continue
+            o = result.order
+            assert o is not None
+            items.append(m.BatchCreateItem(client_order_id=o.client_order_id or None, order=m.CreateOrderV2Result(
+                order_id=o.order_id, client_order_id=o.client_order_id or None, fill_count=format_count(o.fill_count),
+                remaining_count=format_count(o.remaining_count), ts_ms=o.venue_ts_ms)))
+        return _json(m.BatchCreateOrdersV2Response(orders=items), 201)
+
+    async def _batch_cancel(self, request: web.Request) -> web.Response:
+        body = rest.decode_body(await request.read(), _BatchCancel)
+        if isinstance(body, MalformedInput):
+            return _error(400, "bad_request", body.error)
+        ids = [*(body.ids or ()), *(o.order_id for o in body.orders or ())]
+        if not 1 <= len(ids) <= MAX_BATCH:
+            return _error(400, "bad_request", f"ids: {len(ids)} order ids; a batch cancels 1 to {MAX_BATCH}")
+        owner = request[_OWNER]
+        items = []
+        for order_id in ids:
+            result = self._act(lambda now, order_id=order_id: self.exchange.cancel_order(owner, order_id, now))
+            if result.error is not None:
+                e = result.error
+                items.append(m.BatchCancelItem(order_id=order_id,
+                                               error=m.ErrorDetail(code=e.code, message=e.message, details="")))
+                continue
+            o = result.order
+            assert o is not None
+            items.append(m.BatchCancelItem(order_id=order_id, reduced_by_fp=format_count(result.canceled),
+                                           order=cv.order_msg(o)))
+        return _json(m.BatchCancelOrdersResponse(orders=items))
+
+    async def _orders(self, request: web.Request) -> web.Response:
+        q = request.query
+        ticker, status = q.get("ticker"), q.get("status")
+        if status is not None and status not in _ORDER_STATUS:
+            raise _BadRequest(f"status: {status!r} is not one of canceled, executed, resting")
+        items = self.exchange.orders(request[_OWNER])
+        page, cursor = _newest_first(items, lambda o: (ticker is None or o.market == ticker)
+                                     and (status is None or o.status == status), _limit(q), q.get("cursor"))
+        return _json(rest.orders_body(page, cursor))
+
+    async def _order(self, request: web.Request) -> web.Response:
+        order_id = request.match_info["order_id"]
+        report = self.exchange.order(request[_OWNER], order_id)
+        if report is None:
+            return _error(404, "not_found", f"order {order_id!r} not found")
+        return _json(_OrderResponse(order=cv.order_msg(report)))
+
+    async def _fills(self, request: web.Request) -> web.Response:
+        q = request.query
+        ticker, order_id = q.get("ticker"), q.get("order_id")
+        min_ms = _min_ts_ms(q.get("min_ts"))
+        items = self.exchange.fills(request[_OWNER])
+        page, cursor = _newest_first(items, lambda f: (ticker is None or f.market == ticker)
+                                     and (order_id is None or f.order_id == order_id)
+                                     and (min_ms is None or (f.venue_ts_ms or 0) >= min_ms), _limit(q), q.get("cursor"))
+        return _json(rest.fills_body(page, cursor))
+
+    async def _positions(self, request: web.Request) -> web.Response:
+        q = request.query
+        ticker = q.get("ticker")
+        items = [p for p in self.exchange.positions(request[_OWNER]) if ticker is None or p.market == ticker]
+        page, cursor = _by_ticker(items, lambda p: p.market, _limit(q), q.get("cursor"))
+        return _json(rest.positions_body(page, cursor))
+
+    async def _balance(self, request: web.Request) -> web.Response:
+        return _json(rest.balance_body(self.exchange.balance(request[_OWNER])))
+
+    # --- REST: markets ---------------------------------------------------------------------------------
+    async def _markets(self, request: web.Request) -> web.Response:
+        q = request.query
+        status = q.get("status")
+        if status is not None and status not in _MARKET_STATUS:
+            raise _BadRequest(f"status: {status!r} is not one of {', '.join(_MARKET_STATUS)}")
+        wanted = None if not q.get("tickers") else set(q["tickers"].split(","))
+        self._tick()
+        items = [i for i in self.exchange.markets() if (wanted is None or i.ticker in wanted)
+                 and (status is None or i.status in _MARKET_STATUS[status])]
+        page, cursor = _by_ticker(items, lambda i: i.ticker, _limit(q), q.get("cursor"))
+        return _json(m.MarketsResponse(markets=[self._market_body(i) for i in page], cursor=cursor))
+
+    async def _market(self, request: web.Request) -> web.Response:
+        ticker = request.match_info["ticker"]
+        self._tick()
+        info = self.exchange.market(ticker)
+        if info is None:
+            return _error(404, "not_found", f"market {ticker!r} not found")
+        return _json(m.MarketResponse(market=self._market_body(info)))
+
+    async def _orderbook(self, request: web.Request) -> web.Response:
+        ticker = request.match_info["ticker"]
+        depth = _int_query(request.query, "depth", 0, 0, PRICE_MAX)
+        self._tick()
+        book = self.exchange.book(ticker)
+        if book is None:
+            return _error(404, "not_found", f"market {ticker!r} not found")
+        if depth:
+            book = BookSnapshot(book.market, tuple(sorted(book.yes_bids)[-depth:]), tuple(sorted(book.no_bids)[-depth:]))
+        return _json(cv.book_to_rest(book))
+
+    def _market_body(self, info: MarketInfo) -> m.Market:
+        tick = info.tick
+        grid = m.PriceRange(start=format_price(tick), end=format_price(PRICE_MAX - tick), step=format_price(tick))
+        return m.Market(ticker=info.ticker, event_ticker=self.exchange.prefix, status=info.status, result=info.result,
+                        price_ranges=[grid], close_time=_iso(info.close_ns))
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+class _BadRequest(Exception):
+    """A query parameter that cannot be read: a 400 naming it."""
+
+
+class _OrderId(msgspec.Struct, frozen=True):
+    order_id: str
+
+
+class _BatchCancel(msgspec.Struct, frozen=True, kw_only=True):
+    """``DELETE /portfolio/events/orders/batched``: ``ids``, or ``orders`` of ``{"order_id"}``."""
+
+    ids: list[str] | None = None
+    orders: list[_OrderId] | None = None
+
+
+class _OrderResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /portfolio/orders/{order_id}``."""
+
+    order: m.UserOrderMsg
+
+
+def _json(body: msgspec.Struct, status: int = 200) -> web.Response:
+    return web.Response(body=codec.encode(body), status=status, content_type="application/json")
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return _json(rest.error_body(code, codec.clip(message)), status)
+
+
+def _refusal(error: ExchangeError) -> web.Response:
+    return _error(error.status, error.code, error.message)
+
+
+def _iso(ns: int) -> str:
+    moment = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=ns // 1_000)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{moment.microsecond // 1000:03d}Z" if moment.microsecond else "Z")
+
+
+def _int_query(query: Any, name: str, default: int, lo: int, hi: int) -> int:
+    text = query.get(name)
+    if text is None or text == "":
+        return default
+    if not text.isascii() or not text.isdigit() or not lo <= int(text) <= hi:
+        raise _BadRequest(f"{name}: {text[:40]!r} is not a whole number from {lo} to {hi}")
+    return int(text)
+
+
+def _limit(query: Any) -> int:
+    return _int_query(query, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+
+
+def _min_ts_ms(text: str | None) -> int | None:
+    """``min_ts`` in Unix seconds (Kalshi's unit), or milliseconds when it is above 10^12."""
+    if text is None or text == "":
+        return None
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise _BadRequest(f"min_ts: {text[:40]!r} is not Unix seconds (or milliseconds)")
+    value = int(text)
+    return value if value > 10**12 else value * 1000
+
+
+def _newest_first(items: Sequence[T], keep: Callable[[T], bool], limit: int, cursor: str | None) -> tuple[list[T], str | None]:
+    """A page of ``items`` (oldest first) taken newest first. The cursor is the index below which the next
+    page starts, so items added meanwhile (at the end) never shift a page."""
+    start = len(items)
+    if cursor:
+        if not cursor.isascii() or not cursor.isdigit() or int(cursor) > len(items):
+            raise _BadRequest(f"cursor: {cursor[:40]!r} is not a cursor of this list")
+        start = int(cursor)
+    page: list[T] = []
+    i = start - 1
+    while i >= 0 and len(page) < limit:
+        if keep(items[i]):
+            page.append(items[i])
+        i -= 1
+    more = any(keep(items[j]) for j in range(i, -1, -1))
+    return page, str(i + 1) if more else None
+
+
+def _by_ticker(items: Sequence[T], key: Callable[[T], str], limit: int, cursor: str | None) -> tuple[list[T], str | None]:
+    """A page of ``items`` in ticker order after the cursor (the last ticker of the previous page)."""
+    ordered = sorted(items, key=key)
+    if cursor:
+        ordered = [i for i in ordered if key(i) > cursor]
+    page = ordered[:limit]
+    return page, key(page[-1]) if len(ordered) > limit else None
