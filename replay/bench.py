@@ -31,9 +31,10 @@ from runtime.venues.sim.session import SynthSession
 
 from .verify import verify
 
-__all__ = ["BUSY", "BenchResult", "replay_rate"]
+__all__ = ["BUSY", "TIGHT", "BenchResult", "paper_inputs", "replay_rate"]
 
 BUSY = FlowConfig(tight_share=1.0, noise_limit_rate=0.6, noise_take_rate=0.05, maker_refresh_s=3.0)
+TIGHT = FlowConfig(tight_share=1.0)  # every market quoted tight: the rule baselines trade them
 _S = 1_000_000_000
 
 
@@ -62,10 +63,13 @@ def replay_rate(*, markets: int = 40, duration_s: float = 600.0, seed: int = 7, 
         return asyncio.run(_bench(Path(tmp), markets, duration_s, seed, config, batch, repeat))
 
 
-def _inputs(seed: int, markets: int, duration_s: float, config: FlowConfig) -> tuple[SessionSpec, list[tuple[int, Event]]]:
+def paper_inputs(seed: int = 1, markets: int = 3, duration_s: float = 600, config: FlowConfig = TIGHT,
+                 ) -> tuple[SessionSpec, list[tuple[int, Event]]]:
+    """A paper session's spec and all its inputs: the session inputs, the synthetic market data with a
+    ``decide`` timer every second of event time, and ``session_ended`` (also the tests' sessions)."""
     session = SynthSession(seed, markets, duration_s, config=config)
     spec = SessionSpec(markets=session.tickers, starting_cash=1_000_000_000, seed=seed, latency_ms=20)
-    out = session_inputs(spec, session.start_ns, session_id=f"bench-{seed}")
+    out = session_inputs(spec, session.start_ns, session_id=f"paper-{seed}")
     tick = session.start_ns + _S
     for ts, event in session.events():
         while tick <= ts:
@@ -78,7 +82,7 @@ def _inputs(seed: int, markets: int, duration_s: float, config: FlowConfig) -> t
 
 async def _bench(root: Path, markets: int, duration_s: float, seed: int, config: FlowConfig, batch: int,
                  repeat: int) -> BenchResult:
-    spec, inputs = _inputs(seed, markets, duration_s, config)
+    spec, inputs = paper_inputs(seed, markets, duration_s, config)
     log = await create_log(root, SessionMeta(session_id="bench", mode="paper", seed=seed), LogSettings(sync="none"))
     sequencer = Sequencer(log, InProcessRunner(topology(spec)))
     try:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from config import LogSettings
-from config.synth import FlowConfig
+from replay.bench import TIGHT
 
 from .ids import new_session_id
 from .log import SessionMeta, create_log, open_log
@@ -34,7 +34,6 @@ from .venues.sim.session import EPOCH_NS, SynthSession
 
 __all__ = ["measure_latency", "measure_replay", "measure_throughput", "run_runtime_bench"]
 
-TIGHT = FlowConfig(tight_share=1.0)
 CASH = 1_000_000 * 1_000_000  # $1M: cash never limits the benchmark's decisions
 _SETTINGS = LogSettings(sync="batch")
 

@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from config import LogSettings
-from config.synth import FlowConfig
+from replay.bench import TIGHT, paper_inputs  # noqa: F401 - shared with the other runtime tests
 from replay.verify import verify
 from runtime.events import (
     BookSnapshot,
@@ -24,34 +24,14 @@ from runtime.events import (
     OrderIntent,
     Record,
     SessionEnded,
-    TimerFired,
     is_derived,
 )
 from runtime.log import EventLog, SessionMeta, create_log, open_log
 from runtime.sequencer import InProcessRunner, Runner, Sequencer, SequencerStopped
-from runtime.topology import SessionSpec, session_inputs, topology
-from runtime.venues.sim.session import SynthSession
+from runtime.topology import SessionSpec, topology
 
 S = 1_000_000_000
 SCRATCH = LogSettings(sync="none")
-TIGHT = FlowConfig(tight_share=1.0)  # every market quoted tight: the rule baselines trade them
-
-
-def paper_inputs(seed: int = 1, markets: int = 3, duration_s: float = 600, config: FlowConfig = TIGHT,
-                 ) -> tuple[SessionSpec, list[tuple[int, Event]]]:
-    """A paper session's spec and all its inputs: the session inputs, the synthetic market data with a
-    ``decide`` timer every second of event time, and ``session_ended``."""
-    session = SynthSession(seed, markets, duration_s, config=config)
-    spec = SessionSpec(markets=session.tickers, starting_cash=1_000_000_000, seed=seed, latency_ms=20)
-    out = session_inputs(spec, session.start_ns, session_id=f"paper-{seed}")
-    tick = session.start_ns + S
-    for ts, event in session.events():
-        while tick <= ts:
-            out.append((tick, TimerFired(name="decide", due_ns=tick)))
-            tick += S
-        out.append((ts, event))
-    out.append(session.ended())
-    return spec, out
 
 
 async def write_session(target: str | Path, spec: SessionSpec, inputs: list[tuple[int, Event]], *,

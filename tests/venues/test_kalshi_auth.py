@@ -31,17 +31,6 @@ TS = 1_700_000_000_123
 
 
 @pytest.fixture(scope="module")
-def private_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="module")
-def pem(private_key) -> bytes:
-    return private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption())
-
-
-@pytest.fixture(scope="module")
 def signer(pem) -> Signer:
     return Signer.from_pem(KEY_ID, pem)
 

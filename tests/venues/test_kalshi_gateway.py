@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from actors.cash import CashPool
 from actors.fees import KalshiFees
@@ -38,8 +37,8 @@ CASH = 10_000 * MONEY_SCALE
 
 
 @pytest.fixture(scope="module")
-def signer() -> Signer:
-    return Signer(KEY_ID, rsa.generate_private_key(public_exponent=65537, key_size=2048))
+def signer(private_key) -> Signer:
+    return Signer(KEY_ID, private_key)
 
 
 class Session:

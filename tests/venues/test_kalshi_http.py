@@ -16,8 +16,6 @@ import pytest
 import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from config import LoggingSettings
 from runtime import events as ev
@@ -43,13 +41,6 @@ A, B = "KXA-1", "KXB-1"
 
 def intent(coid: str = "c-1", market: str = A, price: int = 4_200, count: int = 500) -> ev.OrderIntent:
     return ev.OrderIntent(cause_seq=1, client_order_id=coid, market=market, side="bid", price=price, count=count)
-
-
-@pytest.fixture(scope="module")
-def pem() -> bytes:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
 
 
 @pytest.fixture(scope="module")

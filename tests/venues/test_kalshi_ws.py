@@ -18,8 +18,6 @@ import pytest
 import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from websockets.asyncio.server import ServerConnection, serve
 
 from config import LoggingSettings
@@ -38,13 +36,6 @@ A, B = "KXA-1", "KXB-1"
 CHANNELS = ("orderbook_delta", "trade", "fill", "user_orders", "market_positions", "market_lifecycle_v2")
 KEY_ID = "feed-key-0001"
 WS_PATH = "/trade-api/ws/v2"
-
-
-@pytest.fixture(scope="module")
-def pem() -> bytes:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 import aiohttp
 import pytest
 import structlog
-from cryptography.hazmat.primitives.asymmetric import rsa
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
@@ -458,8 +457,8 @@ async def test_random_bodies_never_crash_the_server():
 
 # --- authentication ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def signer() -> Signer:
-    return Signer("key-1234", rsa.generate_private_key(public_exponent=65537, key_size=2048))
+def signer(private_key) -> Signer:
+    return Signer("key-1234", private_key)
 
 
 async def test_with_a_verifier_every_request_and_the_upgrade_must_be_signed(signer):
