@@ -51,14 +51,14 @@ async def events_of(target: str, session: str | None = None) -> list:
 
 
 async def run_session(tmp_path: Path, runner_kind: str, seconds: float = 4.0):
-    """A paper session on 3 tight markets of an in-process exchange at 100x; returns (log dir, summary)."""
+    """A paper session on 3 tight markets of an in-process exchange at 200x; returns (log dir, summary)."""
     exchange = Exchange(3, 5, config=TIGHT, start_ns=EPOCH_NS, session_s=3_600.0)
     spec = SessionSpec(markets=MARKETS, starting_cash=1_000_000_000, seed=5, latency_ms=20)
     session_id = new_session_id("paper")
     meta = SessionMeta(session_id=session_id, mode="paper", venue="sim", seed=5, created_ns=time.time_ns())
     log = await create_log(tmp_path, meta)
     runner = RayRunner(topology(spec), log) if runner_kind == "ray" else None
-    async with ExchangeServer(exchange, speed=100.0) as server, log, \
+    async with ExchangeServer(exchange, speed=200.0) as server, log, \
             KalshiFeed(server.ws_url, MARKETS, channels=CHANNELS) as feed:
         session = PaperSession(log, spec, feed, session_id=session_id, runner=runner, decide_every_s=0.2)
         summary = await session.run(seconds)
@@ -70,7 +70,7 @@ async def run_session(tmp_path: Path, runner_kind: str, seconds: float = 4.0):
 async def test_a_paper_session_trades_and_its_log_replays_identically(tmp_path, runner_kind, request):
     if runner_kind == "ray":
         request.getfixturevalue("ray_session")
-    where, summary = await run_session(tmp_path, runner_kind, seconds=8.0 if runner_kind == "ray" else 4.0)
+    where, summary = await run_session(tmp_path, runner_kind, seconds=8.0)
     assert summary.reason == "completed" and summary.inputs > 100
     assert summary.intents >= 1 and summary.decisions >= 1, summary  # the rule policies acted on tight markets
     assert (summary.execution, summary.venue_fills, summary.gateway, summary.venue_positions) == ("paper", 0, {}, None)
