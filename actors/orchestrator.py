@@ -49,18 +49,22 @@ its ``version`` is then what the decisions record. Without a loader the event ch
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Literal
+from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import Any, Literal
 
 import msgspec
 
 from policies.base import (
     ROLES,
+    EntryDecision,
     EntryObservation,
+    ExitDecision,
     ExitObservation,
     MarketView,
     Policy,
+    SignalDecision,
     SignalObservation,
+    SizingDecision,
     SizingObservation,
     WorkingOrder,
 )
@@ -95,7 +99,7 @@ from .fees import CENT, FeeSchedule, leg_price
 from .machine import NOTHING
 from .positions import Positions, PositionsSnapshot
 
-__all__ = ["MarketState", "Orchestrator", "OrchestratorConfig", "OrchestratorSnapshot", "OwnOrder", "worst_case_cost"]
+__all__ = ["Decision", "MarketState", "Orchestrator", "OrchestratorConfig", "OrchestratorSnapshot", "OwnOrder", "Step", "run", "worst_case_cost"]
 
 _NS = 1_000_000_000
 _MS = 1_000_000
@@ -108,6 +112,22 @@ HALT = "halt"
 """the operator command that cancels every working order and stops all decisions"""
 
 Loader = Callable[[ModelLoaded], Policy]
+
+
+Step = tuple[Role, Any]
+"""what a decision yields: the role to decide and its observation"""
+Decision = Generator[Step, Any, None]
+"""a decision in progress (:meth:`Orchestrator.decision`): send it each role's decision"""
+
+
+def run(decision: Decision, policies: Mapping[Role, Policy]) -> None:
+    """Drive ``decision`` to its end, each role answered by its policy."""
+    try:
+        role, obs = next(decision)
+        while True:
+            role, obs = decision.send(policies[role].decide(obs))
+    except StopIteration:
+        pass
 
 
 def worst_case_cost(fees: FeeSchedule, market: str, side: Literal["bid", "ask"], price: int, count: int) -> int:
@@ -273,22 +293,31 @@ class Orchestrator:
 
     # -- the fold -------------------------------------------------------------------------------
     def handle(self, seq: int, ts_ns: int, event: Event) -> Sequence[Event]:
+        """Fold one event; the decisions it makes due are made here with ``self.policies``."""
+        out: list[Event] = []
+        due = self.fold(seq, ts_ns, event, out)
+        for market in due:
+            run(self.decision(seq, ts_ns, market, out), self.policies)
+        return out or NOTHING
+
+    def fold(self, seq: int, ts_ns: int, event: Event, out: list[Event]) -> Sequence[str]:
+        """Fold one event and return the markets whose decision it makes due, in the configured order; events the
+        fold itself derives (a ``halt``'s cancels) are appended to ``out``. ``handle`` is ``fold``, then each
+        due market's :meth:`decision` run with ``self.policies``; a training environment runs them itself."""
         kind = type(event)
         if kind is BookDelta or kind is BookSnapshot:  # the hot path (a book update), inlined
             market = event.market  # type: ignore[union-attr]
             book = self._books.get(market)
             if book is None:
-                return NOTHING
+                return ()
             book.handle(seq, ts_ns, event)  # a BookInconsistent it returns is the book actor's to log
             if book.last_update_seq != seq:  # not applied (stale, or inconsistent): the tracker ignores it too
-                return NOTHING
+                return ()
             self._trackers[market].book_updated(ts_ns)
             last = self._markets[market].last_decided_ns
             if last is not None and ts_ns - last < self._every_ns:
-                return NOTHING
-            out: list[Event] = []
-            self._decide(seq, ts_ns, market, out)
-            return out or NOTHING
+                return ()
+            return (market,) if self._can_decide(market) else ()
         if isinstance(event, _CASH_EVENTS):
             self._cash.handle(seq, ts_ns, event)
         if kind is PublicTrade:
@@ -318,13 +347,10 @@ class Orchestrator:
         elif kind is ModelLoaded:
             self._load(event)  # type: ignore[arg-type]
         elif kind is OperatorCommand and event.command == HALT:  # type: ignore[union-attr]
-            return self._halt(seq)
+            out.extend(self._halt(seq))
         elif kind is TimerFired and event.name == self.config.timer:  # type: ignore[union-attr]
-            out = []
-            for market in self.config.markets:
-                self._decide(seq, ts_ns, market, out)
-            return out or NOTHING
-        return NOTHING
+            return [m for m in self.config.markets if self._can_decide(m)]
+        return ()
 
     def _placed(self, ts_ns: int, intent: OrderIntent) -> None:
         self._pending.pop(intent.client_order_id, None)
@@ -394,10 +420,16 @@ class Orchestrator:
         """True once an operator ``halt`` was logged: no decision is made after it."""
         return self._halted
 
-    def _decide(self, seq: int, now: int, market: str, out: list[Event]) -> None:
-        state, book = self._markets[market], self._books[market]
-        if self._halted or state.closed or book.stale:
-            return
+    def _can_decide(self, market: str) -> bool:
+        state = self._markets[market]
+        return not (self._halted or state.closed or self._books[market].stale)
+
+    def decision(self, seq: int, now: int, market: str, out: list[Event]) -> Decision:
+        """The decision of ``market`` at ``seq`` (event time ``now``), due by :meth:`fold`: a generator that yields
+        ``(role, observation)`` for each role it runs and is sent that role's decision back; what it derives is
+        appended to ``out``. Driven by :func:`run` with policies, or step by step by a training environment:
+        the same code either way."""
+        state = self._markets[market]
         state.last_decided_ns = now
         if self._pending and any(m == market for m, _ in self._pending.values()):
             return
@@ -408,9 +440,9 @@ class Orchestrator:
         if self.position(market) or orders:
             if state.exit_retry_ns is not None and now < state.exit_retry_ns:
                 return
-            self._exit(decision, now, orders)
+            yield from self._exit(decision, now, orders)
         elif state.close_ts_ms is None or state.close_ts_ms * _MS - now > self.config.entry_cutoff_s * _NS:
-            self._enter(decision, now)
+            yield from self._enter(decision, now)
         else:
             return
         outcome = decision.outcome
@@ -434,38 +466,39 @@ class Orchestrator:
                           position=position, free_cash=free,
                           close_ns=None if state.close_ts_ms is None else state.close_ts_ms * _MS)
 
-    def _enter(self, d: _Decision, now: int) -> None:
+    def _enter(self, d: _Decision, now: int) -> Decision:
         market, free = d.market, self.free_cash
         view = self._view(market, now, 0, free)
         features = self._trackers[market].observe(0, free, now, top=_top(view))
-        signal_policy = self.policies["signal"]
-        signal = signal_policy.decide(SignalObservation(view=view, features=features))
-        d.log("signal", signal.direction, signal_policy.version, score=signal.confidence)
+        signal: SignalDecision = yield "signal", SignalObservation(view=view, features=features)
+        d.log("signal", signal.direction, self.policies["signal"].version, score=signal.confidence)
         if signal.direction == "hold":
             return
         side: Literal["bid", "ask"] = "bid" if signal.direction == "buy_yes" else "ask"
         take, join = (view.best_ask, view.best_bid) if side == "bid" else (view.best_bid, view.best_ask)
-        sizing_policy = self.policies["sizing"]
         if take is None:
-            d.log("sizing", "skip_book", sizing_policy.version)
+            d.log("sizing", "skip_book", self.policies["sizing"].version)
             return
         unit = self.fees.worst_unit_outlay(market, leg_price(side, take))
-        count = sizing_policy.decide(SizingObservation(view=view, features=features, signal=signal, unit_cost=unit)).count
-        d.log("sizing", "size" if count else "skip", sizing_policy.version, size=count)
+        sizing: SizingDecision = yield "sizing", SizingObservation(view=view, features=features, signal=signal,
+                                                                   unit_cost=unit)
+        count = sizing.count
+        d.log("sizing", "size" if count else "skip", self.policies["sizing"].version, size=count)
         if not count:
             return
-        entry_policy = self.policies["entry"]
-        action = entry_policy.decide(EntryObservation(view=view, features=features, signal=signal, count=count)).action
+        entry: EntryDecision = yield "entry", EntryObservation(view=view, features=features, signal=signal, count=count)
+        action = entry.action
+        entry_version = self.policies["entry"].version
         if action == "skip":
-            d.log("entry", "skip", entry_policy.version)
+            d.log("entry", "skip", entry_version)
             return
         price = join if action == "passive" else take
         refusal = self._refusal(market, side, price, count, free)
-        d.log("entry", refusal or action, entry_policy.version, score=signal.confidence, size=count, price=price)
+        d.log("entry", refusal or action, entry_version, score=signal.confidence, size=count, price=price)
         if not refusal:
             d.orders.append(self._intent(d, market, side, price, count, passive=action == "passive"))  # type: ignore[arg-type]
 
-    def _exit(self, d: _Decision, now: int, orders: list[OwnOrder]) -> None:
+    def _exit(self, d: _Decision, now: int, orders: list[OwnOrder]) -> Decision:
         market, free = d.market, self.free_cash
         held = self._positions.get(market)
         entry = orders[-1] if orders else None
@@ -478,21 +511,21 @@ class Orchestrator:
             entry_order=None if entry is None else WorkingOrder(
                 client_order_id=entry.client_order_id, side=entry.side, price=entry.price, count=entry.count,
                 filled=entry.filled, age_ns=now - entry.placed_ns))
-        exit_policy = self.policies["exit"]
-        decision = exit_policy.decide(obs)
+        decision: ExitDecision = yield "exit", obs
+        version = self.policies["exit"].version
         if decision.action == "hold":
-            d.log("exit", decision.label, exit_policy.version)
+            d.log("exit", decision.label, version)
             return
         cancels = [CancelRequested(cause_seq=d.seq, client_order_id=o.client_order_id, order_id=o.order_id)
                    for o in orders if not o.cancel_requested]
         if decision.action == "cancel" or not held.position:
-            d.log("exit", decision.label, exit_policy.version)
+            d.log("exit", decision.label, version)
             d.orders.extend(cancels)
             return
         side: Literal["bid", "ask"] = "ask" if held.position > 0 else "bid"
         price, count = obs.exit_price, abs(held.position)
         refusal = self._refusal(market, side, price, count, free)
-        d.log("exit", refusal or decision.label, exit_policy.version, size=count, price=price)
+        d.log("exit", refusal or decision.label, version, size=count, price=price)
         d.orders.extend(cancels)
         if not refusal:
             d.orders.append(self._intent(d, market, side, price, count, passive=False, reduce_only=True))  # type: ignore[arg-type]

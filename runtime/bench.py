@@ -132,9 +132,9 @@ async def measure_latency(markets: int = 10, seconds: float = 15.0, *, speed: fl
         async with ExchangeServer(exchange, speed=speed) as server, log, \
                 KalshiFeed(server.ws_url, exchange.tickers, channels=("orderbook_delta", "trade")) as feed:
             # no decide timer: every decision (and intent) is then caused by a book update, a venue message
-            session = PaperSession(log, spec, feed, session_id=meta.session_id, runner=hosts, decide_every_s=3_600.0)
             watch = _DecisionWatch(spec)
-            session.watch = session.runner.watch = watch  # the same watch, also timing decisions
+            session = PaperSession(log, spec, feed, session_id=meta.session_id, runner=hosts, decide_every_s=3_600.0,
+                                   watch=watch)
             summary = await session.run(seconds)
             await log.mark("ended", "bench")
     finally:

@@ -14,14 +14,14 @@ sequencer (:mod:`runtime.sequencer`) with inputs from the edge and watches what 
   nothing leaves this process. With ``"venue"`` the execution node is the :class:`~actors.router.Router`
   (it derives nothing) and the driver runs an :class:`~runtime.venues.kalshi.gateway.OrderGateway` that
   sends real orders and cancels: its view of the router is a second ``Router`` folded here, by the watch,
-  over every record — the work list is a pure function of the log prefix, so it equals the actor's — and
-  it is woken after every submit. Its replies are inputs: they go into the same queue as the feed's, so
+  over every durable record — the work list is a pure function of the log prefix, so it equals the actor's —
+  and it is woken each time a batch becomes durable (so nothing is sent before its intent is in the log). Its replies are inputs: they go into the same queue as the feed's, so
   the submit loop stays the sequencer's only caller. Fills come back on the feed (its private channels
   ``fill``, ``user_orders``, ``market_positions`` and its REST reconciliation), deduplicated by trade id
   there and again by the machines. At the end, after the drain, one more REST read logs any fill of ours
   the feed had not delivered yet, and the venue's positions in our markets (``PositionReported``).
-* **The watch**: every record the sequencer fans out (inputs and every derived round) is folded by a
-  :class:`Watch` — the same book, cash and position machines (and, trading on the venue, the router), in
+* **The watch**: every record, once durable (inputs and every derived round: the sequencer's
+  ``on_durable``), is folded by a :class:`Watch` — the same book, cash and position machines (and, trading on the venue, the router), in
   this process — for the live status and the summary: cash, reserved, positions, fills, fees, PnL marked at
   the mid, its maximum drawdown, and the tick-to-order latency (a book update received -> the order intent
   it caused, durable in the log).
@@ -202,39 +202,26 @@ class Watch:
                        venue_positions=venue_positions)
 
 
-class _Watched:
-    """A runner that shows every record to the watch before the machines get it."""
-
-    def __init__(self, inner: Runner, watch: Callable[[Sequence[Record]], None]) -> None:
-        self.inner, self.watch = inner, watch
-
-    async def handle(self, records: list[Record]) -> list[Event]:
-        self.watch(records)
-        return await self.inner.handle(records)
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-
 class PaperSession:
     """One session on ``log`` (see the module docstring). ``feed`` is an async iterable of batches of
     ``(received_ns, Event)`` (a :class:`KalshiFeed` already entered; trading on the venue, one subscribed to
     the private channels too, with ``rest=`` for its reconciliation); ``runner`` hosts the machines
     (default: in this process); ``rest`` is the venue's REST client, required when
-    ``spec.execution == "venue"`` (the order gateway sends with it)."""
+    ``spec.execution == "venue"`` (the order gateway sends with it); ``watch`` replaces the default
+    :class:`Watch` (a subclass that measures more)."""
 
     def __init__(self, log: EventLog, spec: SessionSpec, feed, *, session_id: str, venue: str = "sim",
                  runner: Runner | None = None, decide_every_s: float = 1.0, config_hash: str = "",
                  code_version: str = "", drain_s: float = 5.0, rest: KalshiRest | None = None,
-                 reconcile_margin_s: int = 60) -> None:
+                 reconcile_margin_s: int = 60, watch: Watch | None = None) -> None:
         if spec.execution == "venue" and rest is None:
             raise ValueError("a session that sends its orders to the venue (execution='venue') needs rest=KalshiRest")
         self.log, self.spec, self.feed = log, spec, feed
         self.session_id, self.venue = session_id, venue
         self.rest = rest
-        self.watch = Watch(spec)
-        self.runner = _Watched(runner or InProcessRunner(topology(spec)), self.watch)
-        self.sequencer = Sequencer(log, self.runner)
+        self.watch = watch or Watch(spec)
+        self.runner = runner or InProcessRunner(topology(spec))
+        self.sequencer = Sequencer(log, self.runner, on_durable=self._durable)
         self.gateway: OrderGateway | None = None
         self.decide_every_s = decide_every_s
         self.drain_s = drain_s
@@ -321,8 +308,12 @@ class PaperSession:
                 await self.rest.cancel_order(order_id)
 
     async def _submit(self, batch: Sequence[tuple[int, Event]]) -> None:
-        """The one call of the sequencer; then the gateway looks at the work list the new records made."""
+        """The one call of the sequencer."""
         await self.sequencer.submit(batch)
+
+    def _durable(self, records: list[Record]) -> None:
+        """Records just made durable: the watch folds them, then the gateway looks at the work list they made."""
+        self.watch(records)
         if self.gateway is not None:
             self.gateway.wake()
 

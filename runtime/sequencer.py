@@ -5,11 +5,12 @@ routed to it (:mod:`runtime.topology`) in seq order, and nothing else. The log's
 function of the inputs alone, never of which actor answered first. The sequencer gets that by running in
 **rounds**:
 
-1. :meth:`Sequencer.submit` appends a batch of inputs (venue messages, timers, operator commands) and gets
-   their seq range once they are durable (backpressure: ``submit`` waits for the log);
-2. it fans the batch out to every node that receives any of its records, **one call per node per batch**,
-   never one per event; each node handles its records in seq order and returns its derived events, each
-   carrying ``cause_seq``;
+1. :meth:`Sequencer.submit` appends a batch of inputs (venue messages, timers, operator commands); being the
+   log's one writer, it knows their seqs before the log acknowledges them (it checks that it was so);
+2. *while the batch is being written*, it fans it out to every node that receives any of its records, **one
+   call per node per batch**, never one per event; each node handles its records in seq order and returns
+   its derived events, each carrying ``cause_seq``. The round goes on only once both are done: nothing is
+   derived from a batch that is not durable (backpressure: ``submit`` waits for the log);
 3. it appends all derived events of the round as the next batch, ordered by ``cause_seq``, then by the
    node's place in the topology, then by emission order; each gets ``ts_ns`` = its cause record's ``ts_ns``
    (deterministic: event time, never the wall clock);
@@ -26,14 +27,16 @@ holds its pending intents' cash).
 events in round order``: :class:`InProcessRunner` calls them directly (replay, tests, training); the Ray
 runner (:class:`actors.shell.RayRunner`) hosts one actor per node. Both give the same log byte for byte.
 
-**Failure.** If an append raises, the log cannot be trusted to hold what the machines have seen: the
-sequencer stops, raises :class:`SequencerStopped` (chained to the log's error), and refuses every later
-``submit``. Trading stops rather than carrying on unrecorded (DESIGN §2.5).
+**Failure.** If an append raises, the log cannot be trusted to hold what the machines have seen (they may
+have handled the batch that failed): the sequencer stops, raises :class:`SequencerStopped` (chained to the
+log's error), appends nothing the batch derived, and refuses every later ``submit``. Trading stops rather
+than carrying on unrecorded (DESIGN §2.5); a restart rebuilds the machines from what the log holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from .events import Event, Record, is_derived
@@ -91,9 +94,13 @@ class InProcessRunner:
 class Sequencer:
     """Appends inputs and the rounds of derived events they cause (module docstring); the log's one writer."""
 
-    def __init__(self, log: EventLog, runner: Runner) -> None:
+    def __init__(self, log: EventLog, runner: Runner, *,
+                 on_durable: Callable[[list[Record]], None] | None = None) -> None:
         self.log = log
         self.runner = runner
+        self.on_durable = on_durable
+        """called with every batch (inputs, then each round) once it is durable, in seq order: what may act on
+        the log (a status display, an order gateway) sees it there, never before"""
         self.rounds = 0
         self.derived = 0
         self._stopped: BaseException | None = None
@@ -109,15 +116,26 @@ class Sequencer:
         entries = list(inputs)
         first = None
         while entries:
-            rng = await self._append(entries)
+            rng = SeqRange(self.log.last_seq + 1, self.log.last_seq + len(entries))  # the one writer: seqs are known
             first = rng.first if first is None else first
             records = [Record(seq, ts, event) for seq, (ts, event) in zip(range(rng.first, rng.last + 1), entries,
                                                                          strict=True)]
-            try:
+            written = await self._enqueue(entries)  # a batch the log refuses raises here: nothing is fanned out
+            try:  # the fan-out runs while the batch is written: neither waits for the other
                 derived = await self.runner.handle(records)
             except BaseException as exc:
                 self._stopped = exc
+                await asyncio.wait([written])  # the batch's fate is settled before the error is raised
+                if not written.cancelled():
+                    written.exception()  # (retrieved: the fan-out's error is the one raised)
                 raise SequencerStopped(f"fan-out of seqs {rng.first}..{rng.last} failed: {exc!r}") from exc
+            await self._written(written, rng)  # raises if the log failed: nothing derived is appended then
+            if self.on_durable is not None:
+                try:
+                    self.on_durable(records)
+                except BaseException as exc:
+                    self._stopped = exc
+                    raise SequencerStopped(f"on_durable failed on seqs {rng.first}..{rng.last}: {exc!r}") from exc
             entries = self._stamp(derived, records, rng)
             if entries:
                 self.rounds += 1
@@ -125,12 +143,23 @@ class Sequencer:
         assert first is not None
         return SeqRange(first, self.log.last_seq)
 
-    async def _append(self, entries: list[Entry]) -> SeqRange:
+    async def _enqueue(self, entries: list[Entry]) -> asyncio.Future[SeqRange]:
         try:
-            return await self.log.append(entries)
+            return await self.log.enqueue(entries)
         except BaseException as exc:
             self._stopped = exc
             raise SequencerStopped(f"{self.log.location}: append failed, trading stops: {exc}") from exc
+
+    async def _written(self, written: asyncio.Future[SeqRange], expected: SeqRange) -> None:
+        try:
+            rng = await written
+        except BaseException as exc:
+            self._stopped = exc
+            raise SequencerStopped(f"{self.log.location}: append failed, trading stops: {exc}") from exc
+        if rng != expected:  # another writer appended: the machines saw seqs the log gave to something else
+            self._stopped = RuntimeError(f"the log gave seqs {rng.first}..{rng.last}, not {expected.first}..{expected.last}")
+            raise SequencerStopped(f"{self.log.location}: the log gave seqs {rng.first}..{rng.last} to a batch the "
+                                   f"machines handled as {expected.first}..{expected.last}: another writer?")
 
     def _stamp(self, derived: list[Event], records: list[Record], rng: SeqRange) -> list[Entry]:
         """Derived events with their cause's ``ts_ns``; a cause outside the batch is a machine's bug."""

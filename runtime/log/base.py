@@ -243,6 +243,12 @@ class EventLog(ABC):
         A batch that reached the queue is written even if the caller stops waiting (a cancelled or
         timed-out ``append`` may still land): to learn its fate, read the log's tail, never retry blind.
         """
+        return await (await self.enqueue(entries))
+
+    async def enqueue(self, entries: Sequence[Entry]) -> asyncio.Future[SeqRange]:
+        """Admit one batch (checked now: a bad batch raises here and nothing of it is queued) and queue it; the
+        future resolves to its seqs once durable, or to the write's error. ``append`` awaits both steps; the
+        sequencer does its fan-out in between."""
         if not self.writable:
             raise LogError(f"{self.location}: opened read-only; open it with mode='a' to append")
         if self._closed or self._closing:
@@ -259,7 +265,7 @@ class EventLog(ABC):
         except BaseException:
             slot.prepared = _REFUSED
             raise
-        return await slot.fut
+        return slot.fut
 
     def _admit(self, entries: Sequence[Entry]) -> Any:
         """Validate a batch before it is queued and return what ``_write_batches`` will receive.

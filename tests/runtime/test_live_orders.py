@@ -70,7 +70,7 @@ async def run_live(tmp_path: Path, runner_kind: str, seconds: float = 5.0, seed:
         await log.mark("ended", "test")
         resting = [o for o in exchange.orders(TRUST) if o.status == "resting"]
     if runner_kind == "inprocess":  # the driver's router (the gateway's view) is the execution actor's twin
-        inner = session.runner.inner
+        inner = session.runner
         (at,) = [i for i, n in enumerate(inner.nodes) if n.name == "execution"]
         assert snapshot_bytes(session.watch.router) == snapshot_bytes(inner.machines[at])
         assert session.watch.router.pending_sends() == [] and session.watch.router.pending_cancels() == []
