@@ -80,6 +80,11 @@ class Positions:
         return MarketPosition(market, b.position, b.cost_basis, b.realized_pnl, b.fees,
                               tuple((p, c) for p, c in b.lots))
 
+    def marks(self, market: str) -> tuple[int, int, int]:
+        """``(position, cost basis, realized PnL - fees)`` of ``market``: what marking it needs, without a copy."""
+        b = self._books.get(market)
+        return (0, 0, 0) if b is None else (b.position, b.cost_basis, b.realized_pnl - b.fees)
+
     def unrealized(self, market: str, mid: int) -> int:
         """The open position's PnL marked at ``mid`` (YES price units), in micro-dollars."""
         b = self._books.get(market)
