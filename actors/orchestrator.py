@@ -287,6 +287,11 @@ class Orchestrator:
         self._positions.handle(seq, ts_ns, event)
         self._held.pop(event.market, None)
 
+    def flat(self, market: str) -> bool:
+        """No position, no working order and no intent on its way to the log in ``market``."""
+        return (not self.position(market) and not any(o.market == market for o in self._orders.values())
+                and not any(m == market for m, _ in self._pending.values()))
+
     def working(self, market: str) -> list[OwnOrder]:
         """Our working orders in ``market``, in the order they were logged."""
         return [o for o in self._orders.values() if o.market == market] if self._orders else []
