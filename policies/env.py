@@ -149,6 +149,9 @@ class TradingEnv(gym.Env):
 
     def __init__(self, config: EnvConfig | Mapping[str, Any] | None = None, *,
                  tapes: Sequence[Tape] | None = None, record: bool = False) -> None:
+        if config is not None and not isinstance(config, EnvConfig) and "tapes" in config:
+            config = dict(config)  # RLlib's env_config may carry the tapes themselves (local training, benchmarks)
+            tapes = config.pop("tapes") if tapes is None else tapes
         self.config = env_config(config)
         self.record = record
         """keep every episode's records in ``self.episode.log`` (tests, inspection; costs memory)"""

@@ -78,6 +78,10 @@ class Episode:
         self.done = False
         self.log: list[list[Record]] | None = None
         """if set to a list before stepping, every batch (inputs, then each round) is appended to it"""
+        self.track_drawdown = False
+        """if set before stepping, :attr:`max_drawdown2` follows the marked value after every input's rounds"""
+        self.max_drawdown2 = 0
+        """twice the deepest fall of :meth:`value` from its running peak, micro-dollars"""
 
     # -- what the agent is paid on ---------------------------------------------------------------
     def value(self) -> int:
@@ -120,6 +124,8 @@ class Episode:
         policies = orchestrator.policies
         agent = self.agent_roles
         log = self.log
+        track = self.track_drawdown
+        peak2 = 0
         seq = 0
         for ts, event in self.inputs():
             self.now_ns = ts
@@ -151,6 +157,10 @@ class Episode:
                             derived.extend(out_list)
                 self.seq = seq
                 batch = [(batch[d.cause_seq - first][0], d) for d in derived] if derived else []  # type: ignore[attr-defined]
+            if track:
+                value2 = self.value2()
+                peak2 = max(peak2, value2)
+                self.max_drawdown2 = max(self.max_drawdown2, peak2 - value2)
         self.done = True
 
     def run(self) -> None:

@@ -13,7 +13,8 @@ end) in dollars times ``reward_scale`` — is given to every training role that 
 trade ended, each once, in the step's rewards (RLlib adds a reward to the agent's last action). A
 decision that leads to no trade earns nothing. ``infos`` of each step carry the marked PnL so far.
 
-Episodes, seeding, the curriculum and ``max_steps`` (counting every agent's steps) are as in
+Episodes, seeding, the curriculum and ``max_steps`` (counting every agent's steps; a truncated episode gives every agent its latest
+observation, as RLlib needs to bootstrap values) are as in
 :class:`~policies.env.TradingEnv`; the configuration is :class:`~policies.env.EnvConfig` plus ``roles``
 and ``frozen``.
 """
@@ -70,6 +71,8 @@ class MultiRoleEnv(MultiAgentEnv):
         config = dict(config or {})
         self.roles = _roles(config.pop("roles", None))
         frozen = config.pop("frozen", "rule")
+        given = config.pop("tapes", None)  # RLlib's env_config may carry the tapes themselves
+        tapes = given if tapes is None else tapes
         self.config: EnvConfig = env_config(config)
         self.tapes = sorted(tapes if tapes is not None else tapes_for(self.config), key=lambda t: t.difficulty)
         if frozen_policies is None:
@@ -87,7 +90,9 @@ class MultiRoleEnv(MultiAgentEnv):
         self.episode: Episode | None = None
         self._steps: Any = None
         self._role: Role = "signal"
-        self._acted: dict[Role, None] = {}
+        self._acted: dict[Role, None] = {}  # roles that acted since the last trade ended
+        self._ever: dict[Role, None] = {}  # roles that acted this episode
+        self._last: dict[Role, np.ndarray] = {}  # each agent's latest observation
         self._trade_start2 = 0
         self._in_trade = False
         self._count = 0
@@ -111,9 +116,10 @@ class MultiRoleEnv(MultiAgentEnv):
                 self._role, obs = next(self._steps)
             except StopIteration:
                 continue
-            self._acted, self._in_trade, self._count = {}, False, 0
+            self._acted, self._ever, self._in_trade, self._count = {}, {}, False, 0
             self._trade_start2 = self.episode.value2()
-            return {self._role: obs.vector()}, {}
+            self._last = {self._role: obs.vector()}
+            return dict(self._last), {}
         raise RuntimeError("MultiRoleEnv: no tape asks a training role for a decision")
 
     def _flat(self) -> bool:
@@ -128,6 +134,7 @@ class MultiRoleEnv(MultiAgentEnv):
         if role not in action_dict:
             raise ValueError(f"MultiRoleEnv.step: the {role} agent is to act; got actions for {sorted(action_dict)}")
         self._acted[role] = None
+        self._ever[role] = None
         self._count += 1
         ended = False
         try:
@@ -144,8 +151,17 @@ class MultiRoleEnv(MultiAgentEnv):
             rewards = dict.fromkeys(self._acted, outcome)
             self._acted, self._in_trade, self._trade_start2 = {}, False, value2
         truncated = not ended and bool(self.config.max_steps) and self._count >= self.config.max_steps
-        done = ended or truncated
-        observations = {} if done else {self._role: obs.vector()}
+        if ended:
+            observations = {}
+        else:
+            self._last[self._role] = obs.vector()
+            # cut short: every agent that acted gets a last observation (its value is bootstrapped from it)
+            observations = dict(self._last) if truncated else {self._role: self._last[self._role]}
         info = {"pnl": self.episode.value2() / (2 * MONEY_SCALE), "market": self.episode.tape.market}
+        # RLlib wants a reward (0.0 if nothing happened) with every observation of an agent that acted before, and
+        # at the end for every agent that acted
+        for r in (self._ever if ended or truncated else observations):
+            if r in self._ever:
+                rewards.setdefault(r, 0.0)
         infos = {r: info for r in (observations or rewards or {role: None})}
         return (observations, rewards, {"__all__": ended}, {"__all__": truncated}, infos)

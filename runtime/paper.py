@@ -25,6 +25,11 @@ sequencer (:mod:`runtime.sequencer`) with inputs from the edge and watches what 
   this process — for the live status and the summary: cash, reserved, positions, fills, fees, PnL marked at
   the mid, its maximum drawdown, and the tick-to-order latency (a book update received -> the order intent
   it caused, durable in the log).
+* **Models**: with ``models`` (a :class:`~policies.registry.ModelSource`), the version it names is logged as
+  ``ModelLoaded`` inputs right after the session's first batch, before any market data; every
+  ``reload_every_s`` it is asked again, and a newer version (``tape train --out`` into the same registry
+  directory) is logged the same way: the orchestrator loads it when it folds the event (hot reload), and a
+  replay loads the same version at the same seq.
 * **Stopping**: at ``duration_s``, on ``stop()`` (Ctrl-C), or when the feed ends. If the log fails, the
   sequencer raises and nothing more is traded (:class:`~runtime.sequencer.SequencerStopped`).
 """
@@ -35,6 +40,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -50,6 +56,7 @@ from .events import (
     BookSnapshot,
     Event,
     FillDuplicated,
+    ModelLoaded,
     OperatorCommand,
     OrderAccepted,
     OrderFilled,
@@ -64,11 +71,15 @@ from .events import (
     VenueError,
 )
 from .log import EventLog
+from .logger import get_logger
 from .sequencer import InProcessRunner, Runner, Sequencer, SequencerStopped
 from .topology import ROUTER_TYPES, SessionSpec, session_inputs, topology
 from .venues.kalshi.codec import clip
 from .venues.kalshi.gateway import OrderGateway
 from .venues.kalshi.http import KalshiError, KalshiRest
+
+if TYPE_CHECKING:
+    from policies.registry import ModelSource
 
 __all__ = ["PaperSession", "Summary", "Watch", "session_mode"]
 
@@ -99,6 +110,7 @@ class Summary(msgspec.Struct, kw_only=True):
     reconciled_fills: int = 0  # of those, the ones only the final REST read found
     gateway: dict[str, int] = {}  # OrderGateway.stats: creates, cancels, accepted, rejected, ...
     venue_positions: dict[str, int] | None = None  # the venue's final word on our markets (venue execution)
+    models: list[str] = []  # every model version loaded during the session, in order ("role=version")
 
 
 def session_mode(spec: SessionSpec, venue: str) -> SessionMode:
@@ -129,6 +141,7 @@ class Watch:
         self.ours: set[str] = set()  # client order ids of our intents
         self.order_ids: set[str] = set()  # the venue's ids of our orders
         self.venue_positions: dict[str, int] = {}  # the latest PositionReported per market
+        self.models: list[str] = []  # "role=version" of every ModelLoaded, in order
 
     def __call__(self, records: Sequence[Record]) -> None:
         self.records += len(records)
@@ -152,6 +165,8 @@ class Watch:
                 self.ours.add(event.client_order_id)  # type: ignore[union-attr]
             elif kind is PolicyDecided:
                 self.decisions += 1
+            elif kind is ModelLoaded:
+                self.models.append(f"{event.role}={event.model_id}")  # type: ignore[union-attr]
             elif (kind is OrderAccepted or kind is OrderStatusReported) and event.client_order_id in self.ours:  # type: ignore[union-attr]
                 self.order_ids.add(event.order_id)  # type: ignore[union-attr]
             elif kind is PositionReported:
@@ -199,7 +214,7 @@ class Watch:
                        positions={m: self.positions.get(m).position for m in self.spec.markets},
                        latency_ms=self.latency_ms, execution=self.spec.execution, venue=venue,
                        venue_fills=self.venue_fills, reconciled_fills=reconciled_fills, gateway=dict(gateway or {}),
-                       venue_positions=venue_positions)
+                       venue_positions=venue_positions, models=list(self.models))
 
 
 class PaperSession:
@@ -213,13 +228,16 @@ class PaperSession:
     def __init__(self, log: EventLog, spec: SessionSpec, feed, *, session_id: str, venue: str = "sim",
                  runner: Runner | None = None, decide_every_s: float = 1.0, config_hash: str = "",
                  code_version: str = "", drain_s: float = 5.0, rest: KalshiRest | None = None,
-                 reconcile_margin_s: int = 60, watch: Watch | None = None) -> None:
+                 reconcile_margin_s: int = 60, watch: Watch | None = None, models: ModelSource | None = None,
+                 reload_every_s: float = 2.0) -> None:
         if spec.execution == "venue" and rest is None:
             raise ValueError("a session that sends its orders to the venue (execution='venue') needs rest=KalshiRest")
         self.log, self.spec, self.feed = log, spec, feed
         self.session_id, self.venue = session_id, venue
         self.rest = rest
         self.watch = watch or Watch(spec)
+        self.models = models
+        self.reload_every_s = reload_every_s
         self.runner = runner or InProcessRunner(topology(spec))
         self.sequencer = Sequencer(log, self.runner, on_durable=self._durable)
         self.gateway: OrderGateway | None = None
@@ -244,6 +262,8 @@ class PaperSession:
         await self._submit(session_inputs(self.spec, now, session_id=self.session_id,
                                           mode=session_mode(self.spec, self.venue), venue=self.venue,
                                           config_hash=self.config_hash, code_version=self.code_version))
+        if self.models is not None:  # the model the session starts with, logged before any market data
+            await self._submit(await self._model_inputs())
         self.started = time.perf_counter()  # after the first round: the machines (Ray actors) are up
         if self.spec.execution == "venue":
             assert self.rest is not None
@@ -251,6 +271,7 @@ class PaperSession:
             self.gateway.start()
         feed = asyncio.create_task(self._read_feed(), name="paper-feed")
         timer = asyncio.create_task(self._timer(), name="paper-timer")
+        reload = asyncio.create_task(self._reload(), name="paper-models") if self.models is not None else None
         reason = "completed"
         failure: Exception | None = None
         try:
@@ -266,8 +287,8 @@ class PaperSession:
                     await self._flush()
                     if on_status is not None:
                         on_status(self.watch, time.perf_counter() - self.started)
-                    for task in (feed, timer):
-                        if task.done() and task.exception() is not None:
+                    for task in (feed, timer, reload):
+                        if task is not None and task.done() and task.exception() is not None:
                             raise task.exception()  # type: ignore[misc]
                 if self._stop.is_set():
                     reason = "interrupted"
@@ -276,8 +297,10 @@ class PaperSession:
             except Exception as exc:  # the feed or a status callback failed: halt and end the session cleanly
                 failure, reason = exc, f"failed: {type(exc).__name__}: {exc}"[:500]
             finally:
-                timer.cancel()
-                await asyncio.gather(timer, return_exceptions=True)
+                for task in (timer, reload):
+                    if task is not None:
+                        task.cancel()
+                await asyncio.gather(*(t for t in (timer, reload) if t is not None), return_exceptions=True)
             await self._drain()  # the feed goes on: fills and cancels still arrive
         except SequencerStopped:
             await self._cancel_at_venue()  # the log records nothing more: stop trading, cancel what we can
@@ -379,6 +402,22 @@ class PaperSession:
     async def _read_feed(self) -> None:
         async for batch in self.feed:
             self._push(batch)
+
+    async def _model_inputs(self) -> list[tuple[int, Event]]:
+        """``ModelLoaded`` inputs if the followed model has a new version (the first call: the version now)."""
+        assert self.models is not None
+        events = await asyncio.to_thread(self.models.poll)
+        now = time.time_ns()
+        return [(now, e) for e in events]
+
+    async def _reload(self) -> None:
+        """Hot reload: a new version saved where the session's model path points is logged, and so loaded."""
+        while True:
+            await asyncio.sleep(self.reload_every_s)
+            entries = await self._model_inputs()
+            if entries:
+                get_logger("paper").info("model reloaded", version=entries[0][1].model_id)  # type: ignore[attr-defined]
+                self._push(entries)
 
     async def _timer(self) -> None:
         while True:

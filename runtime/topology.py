@@ -55,7 +55,6 @@ from actors.orchestrator import Orchestrator, OrchestratorSnapshot
 from actors.positions import Positions, PositionsSnapshot
 from actors.router import Router, RouterSnapshot
 from actors.shard import BookShard, BookShardSnapshot
-from policies.rules import baselines
 from runtime.events import (
     BookDelta,
     BookResynced,
@@ -102,8 +101,9 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     latency_ms: Annotated[int, Meta(ge=0, le=60_000)] = 50
     """paper: event time from a decision to the simulated venue"""
     queue_model: Literal["conservative", "proportional"] = "conservative"
-    policy: Literal["rule"] = "rule"
-    """the four policies: ``rule`` = ``policies.rules.baselines()``"""
+    policy: Annotated[str, Meta(pattern=r"^(rule|random(:[0-9]+)?)$")] = "rule"
+    """the four policies at the start: ``rule`` = ``policies.rules.baselines()``, ``random[:SEED]`` = uniform random
+    (deterministic); a trained model enters as ``ModelLoaded`` inputs (``policies.registry``)"""
     seed: Annotated[int, Meta(ge=0, le=2**63 - 1)] = 0
     prefix: str = "t"
     """client order id prefix of our orders, unique per session"""
@@ -222,7 +222,9 @@ def _matcher(spec: SessionSpec) -> PaperMatcher:
 
 
 def _orchestrator(spec: SessionSpec) -> Orchestrator:
-    return Orchestrator(spec.markets, baselines(), fees=_fees(spec), prefix=spec.prefix)
+    from policies.registry import load_policies, loader
+
+    return Orchestrator(spec.markets, load_policies(spec.policy), fees=_fees(spec), prefix=spec.prefix, loader=loader)
 
 
 def books_per_node(spec: SessionSpec) -> int:
@@ -260,7 +262,10 @@ def _restore_positions(data: bytes) -> Positions:
 
 
 def _restore_orchestrator(spec: SessionSpec, data: bytes) -> Orchestrator:
-    return Orchestrator.restore(msgspec.msgpack.decode(data, type=OrchestratorSnapshot), baselines(), fees=_fees(spec))
+    from policies.registry import load_policies, loader
+
+    return Orchestrator.restore(msgspec.msgpack.decode(data, type=OrchestratorSnapshot), load_policies(spec.policy),
+                                fees=_fees(spec), loader=loader)
 
 
 def snapshot_bytes(machine: StateMachine) -> bytes:

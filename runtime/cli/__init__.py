@@ -27,6 +27,8 @@ Start here:
   tape paper                     paper-trade 4 local markets for 60 s, then verify the run by replay
   tape demo                      write, verify and read back a small session under ./runs
   tape log info runs/<id>        what a log holds
+  tape synth --sessions 8 --log data/train && tape train --data data/train --out models/m
+                                 learn policies with RLlib; tape eval / tape paper --policies models/m
   tape bench log --json          how fast the event log is on this machine
 """
 
@@ -36,7 +38,7 @@ class UsageError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import bench, demo, exchange, logcmd, paper, record, replay, synth
+    from . import bench, demo, exchange, logcmd, paper, record, replay, rl, synth
 
     parser = argparse.ArgumentParser(
         prog="tape",
@@ -60,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     record.register(commands)
     paper.register(commands)
     replay.register(commands)
+    rl.register(commands)
     return parser
 
 

@@ -32,7 +32,7 @@ ACKNOWLEDGE = "--i-understand-real-orders"
 
 def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
-        "paper", help="paper-trade the rule policies on live market data, then verify the run by replay",
+        "paper", help="paper-trade the rule policies or a trained model on live market data, then verify the run by replay",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run a paper session: market data from the venue (by default the local exchange, started here on "
         "loopback) goes through the sequencer into the event log, and the session's state machines — one order "
@@ -53,6 +53,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "  tape paper                                     4 local markets for 60 s, log in ./runs/<id>/\n"
         "  tape paper --markets 10 --duration 300 --speed 5 --cash 5000\n"
         "  tape paper --runner inprocess --log postgresql://postgres@127.0.0.1/test\n"
+        "  tape paper --policies models/kxsim              the latest model tape train saved there (hot reload)\n"
         "  KALSHI_API_KEY_ID=… KALSHI_PRIVATE_KEY_PATH=key.pem tape paper --venue kalshi-demo --markets T1,T2\n"
         "  tape paper --live-orders --duration 30          real orders to the local exchange (loopback, no risk)\n"
         "  KALSHI_API_KEY_ID=… KALSHI_PRIVATE_KEY_PATH=key.pem tape paper --venue kalshi-demo --live-orders\n"
@@ -67,9 +68,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="a directory for the run directory, or a postgresql:// DSN (default: [log] target, 'runs')")
     p.add_argument("--seed", type=int, default=None, metavar="S",
                    help="seed of the session and of the local exchange (default: [session] seed)")
-    p.add_argument("--policies", default="rule", metavar="rule",
-                   help="the policies: 'rule' = the deterministic baselines (default; trained checkpoints come with "
-                   "the RL work)")
+    p.add_argument("--policies", default="rule", metavar="rule|random[:SEED]|PATH",
+                   help="the policies: 'rule' = the deterministic baselines (default), 'random' = uniform random "
+                   "(deterministic, seeded), or a model trained by `tape train`: its version directory, or its --out "
+                   "directory (then the session follows it: a newer version saved there is loaded during the "
+                   "session, and logged, so the replay loads it at the same point)")
     p.add_argument("--cash", type=float, default=1_000.0, metavar="DOLLARS", help="starting cash (default 1000)")
     p.add_argument("--speed", type=float, default=10.0, metavar="X",
                    help="the local exchange's event time per wall second (default 10: a busier market to watch)")
@@ -91,8 +94,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if not args.duration > 0 or not args.speed > 0:
         raise UsageError("--duration and --speed must be positive")
-    if args.policies != "rule":
-        raise UsageError(f"--policies {args.policies!r}: only 'rule' (the baselines) exists so far")
+    base, models = _policies(args.policies)
     if not 0 < args.cash < 1e9:
         raise UsageError(f"--cash must be a positive number of dollars, got {args.cash}")
     if args.live_orders and args.venue == "kalshi" and not args.acknowledged:
@@ -109,7 +111,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         tickers = await resolve_markets(rest_url, signer, count, tickers, args.venue)
         spec = SessionSpec(markets=tuple(tickers), starting_cash=round(args.cash * MONEY_SCALE),
                            latency_ms=settings.paper.latency_ms, queue_model=settings.paper.queue_model, seed=seed,
-                           prefix=session_id.rsplit("-", 1)[-1], execution="venue" if args.live_orders else "paper")
+                           prefix=session_id.rsplit("-", 1)[-1], execution="venue" if args.live_orders else "paper",
+                           policy=base)
         target = str(args.log or settings.log.target)
         config_hash, version = settings_hash(settings), code_version()
         meta = SessionMeta(session_id=session_id, mode=session_mode(spec, args.venue), venue=args.venue, seed=seed,
@@ -128,7 +131,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                 KalshiFeed(ws_url, tickers, channels=LIVE_CHANNELS if live else CHANNELS, signer=signer,
                            rest=rest if live else None) as feed:
             session = PaperSession(log, spec, feed, session_id=session_id, venue=args.venue, runner=runner,
-                                   config_hash=config_hash, code_version=version, rest=rest if live else None)
+                                   config_hash=config_hash, code_version=version, rest=rest if live else None,
+                                   models=models)
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGINT, session.stop)
             try:
@@ -151,6 +155,31 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"replay verify: DIVERGED — {report.divergence}")
     print(f"look further:\n  tape replay run {where}\n  tape log cat {where} --type order_filled")
     return 0 if report.ok else 1
+
+
+def _policies(name: str):
+    """``(the spec's base policies, the model to follow or None)`` for ``--policies``; a bad name is a usage error."""
+    from policies.registry import ModelError, ModelSource, load_model, load_policies
+
+    from . import UsageError
+
+    if name == "rule" or name == "random" or name.startswith("random:"):
+        try:
+            load_policies(name)
+        except ModelError as exc:
+            raise UsageError(f"--policies: {exc}") from None
+        return name, None
+    try:
+        model = load_model(name)  # checked now, before anything is started or logged
+    except ModelError as exc:
+        raise UsageError(f"--policies {name}: {exc}") from None
+    frozen = model.manifest.frozen or "rule"
+    if frozen != "rule" and not frozen.startswith("random"):
+        raise UsageError(f"--policies {name}: its untrained roles use {frozen!r}; only rule or random can be the base "
+                         "of a live session")
+    print(f"policies: model {model.version} ({model.manifest.kind}: {', '.join(model.manifest.roles)}; others "
+          f"{frozen}) from {model.directory}", file=sys.stderr)
+    return frozen, ModelSource(name)
 
 
 async def _runner(kind: str, spec: SessionSpec, log):
@@ -252,6 +281,8 @@ def _print_summary(s: Summary, spec: SessionSpec, watch: Watch | None) -> None:
     print(f"  cash ${_usd(s.cash)} (started ${_usd(spec.starting_cash)})   reserved "
           f"${_usd(s.reserved)}")
     print(f"  tick-to-order latency: p50 {p50} ms, p99 {p99} ms over {len(lat)} order(s)")
+    if s.models:
+        print("  models loaded: " + ", ".join(s.models))
     held = {m: p for m, p in s.positions.items() if p}
     if held:
         print("  positions: " + ", ".join(f"{m} {format_count(p)}" for m, p in held.items()))

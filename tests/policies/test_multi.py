@@ -26,8 +26,11 @@ def run(env: MultiRoleEnv, seed: int, steps: int = 100_000):
         action = int(rng.integers(env.action_spaces[role].n))
         obs, rewards, terminated, truncated, infos = env.step({role: action})
         trace.append((role, action, rewards, infos))
-        if terminated["__all__"] or truncated["__all__"]:
+        if terminated["__all__"]:
             assert obs == {}
+            break
+        if truncated["__all__"]:
+            assert {r for r, *_ in trace} <= set(obs)
             break
     return trace
 
@@ -113,3 +116,9 @@ def test_random_policies_are_deterministic_and_trade():
     assert any(type(r.event) is OrderIntent for r in runs[0])
     assert {r.event.version for r in runs[0] if type(r.event) is PolicyDecided} == {"random@7"}
     assert RandomPolicy("exit", 1).version != RandomPolicy("exit", 2).version
+
+
+def test_truncation_gives_every_agent_that_acted_a_last_observation():
+    env = MultiRoleEnv({"max_steps": 40}, tapes=TAPES, frozen_policies=baselines())
+    trace = run(env, 4)
+    assert len(trace) == 40

@@ -1,0 +1,347 @@
+"""The model registry: trained models saved under a version hash, and loaded back as policies for live trading.
+
+**Layout.** ``tape train --out DIR`` saves a new **version** and never touches an older one::
+
+    DIR/
+      latest                      the newest version's name (replaced atomically)
+      ppo@3f2a9c81d0e4/           one version, immutable
+        model.json                the manifest (below)
+        checkpoint/               RLlib's checkpoint (Algorithm.save_to_path): resume, inspect
+                                  its learner_group/learner/rl_module/<module id>/ is what policies load
+
+``model.json`` holds the format, the ``version`` (``ppo@`` + the first 12 hex digits of ``hash``), the full
+``hash`` — sha256 over the learned weights (every trained module's state, keys sorted, dtype, shape and
+bytes) and the action and observation tables they were trained with — the ``kind`` (``roles`` or
+``single``), the trained ``roles`` and the ``frozen`` policies of the others, the modules' paths, the
+training config and a description of the data (sources, sessions, tapes, a digest of their events).
+
+**Loading for inference** (:func:`load_model`) reads only the RLModules (no Algorithm, no Ray cluster),
+checks their weights against ``hash`` (a changed or damaged checkpoint is refused), and gives one
+:class:`ModelPolicy` per role: ``decide(obs)`` runs the module's ``forward_inference`` on ``obs.vector()``
+under ``torch.no_grad`` and takes the most likely action (deterministic), mapped through
+:mod:`policies.roles` (or, for a single-agent model, :func:`policies.env.decision_for`). Roles a model did
+not train are the policies named by its ``frozen``.
+
+**Names** (:func:`load_policies`): ``rule`` (the rule baselines), ``random`` or ``random:SEED`` (uniform,
+deterministic), or a path: a version directory, or a registry directory (its ``latest``).
+
+**In the log** a model enters a session as one ``ModelLoaded`` per role (``model_id`` = the version,
+``version_hash`` = the hash, ``source`` = the version directory), logged as an input; the orchestrator's
+loader (:func:`loader`) loads it when the event is folded, live and in replay alike, so a replay uses the
+same model from the same seq on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from runtime.events import ModelLoaded, Role
+
+from .base import OBSERVATION_NAMES, ROLES, Policy
+from .data import Tape
+from .roles import ROLE_ACTIONS, decision, random_policies
+
+__all__ = ["MODEL_FILE", "Model", "ModelError", "ModelPolicy", "ModelSource", "load_model", "load_policies", "loader",
+           "model_events", "resolve", "save_model"]
+
+MODEL_FILE = "model.json"
+LATEST = "latest"
+FORMAT = 1
+SINGLE_MODULE = "default_policy"
+
+
+class ModelError(ValueError):
+    """A model that cannot be found, read or trusted."""
+
+
+class Manifest(msgspec.Struct, frozen=True, kw_only=True):
+    format: int
+    version: str
+    hash: str
+    kind: str
+    roles: tuple[Role, ...]
+    frozen: str
+    modules: dict[str, str]
+    """module id -> its RLModule directory, relative to the version directory"""
+    lot: int = 0
+    """single-agent models: the order size they were trained with"""
+    train: dict[str, Any] = {}
+    data: dict[str, Any] = {}
+    software: dict[str, str] = {}
+
+
+def _weights_digest(modules: Mapping[str, Any], kind: str) -> str:
+    """sha256 over the modules' states (sorted) and the tables they act through (module docstring)."""
+    import torch
+
+    h = hashlib.sha256()
+    h.update(json.dumps({"kind": kind, "actions": ROLE_ACTIONS, "observations": OBSERVATION_NAMES},
+                        sort_keys=True).encode())
+
+    def walk(prefix: str, obj: Any) -> None:
+        if isinstance(obj, Mapping):
+            for key in sorted(obj, key=str):
+                walk(f"{prefix}/{key}", obj[key])
+            return
+        if isinstance(obj, torch.Tensor):
+            obj = obj.detach().cpu().numpy()
+        array = np.ascontiguousarray(np.asarray(obj))
+        h.update(f"{prefix}|{array.dtype}|{array.shape}|".encode())
+        h.update(array.tobytes())
+
+    for mid in sorted(modules):
+        walk(mid, modules[mid].get_state())
+    return h.hexdigest()
+
+
+def _data_description(tapes: Sequence[Tape], sources: Sequence[str]) -> dict[str, Any]:
+    h = hashlib.sha256()
+    for tape in tapes:
+        h.update(f"{tape.session}/{tape.market}/{len(tape.events)}".encode())
+        h.update(msgspec.msgpack.encode([e for _, e in tape.events]))
+    return {"sources": list(sources), "sessions": sorted({t.session for t in tapes}), "tapes": len(tapes),
+            "events": sum(len(t.events) for t in tapes), "digest": h.hexdigest()}
+
+
+def save_model(algo: Any, root: Path, config: Any, tapes: Sequence[Tape]) -> Manifest:
+    """Save ``algo``'s trained modules as a new version under the registry directory ``root`` (module docstring)."""
+    learner = algo.learner_group._learner if getattr(algo.learner_group, "_learner", None) else None
+    kind = config.env
+    ids = list(config.roles) if kind == "roles" else [SINGLE_MODULE]
+    if learner is not None:
+        multi = learner.module
+        modules = {mid: multi[mid] for mid in ids}
+    else:  # remote learners: the weights come back as states
+        modules = {mid: _StateOnly(state) for mid, state in algo.learner_group.get_weights(module_ids=ids).items()}
+    digest = _weights_digest(modules, kind)
+    version = f"ppo@{digest[:12]}"
+    root = root.resolve()  # RLlib's checkpointing reads a relative path as a URI without a scheme
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / version
+    if final.exists():  # the same weights trained again (same seed and data): already saved
+        _set_latest(root, version)
+        return read_manifest(final)
+    staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=root))
+    try:
+        manifest = _save(algo, staging, config, tapes, kind, ids, digest, version)
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _set_latest(root, version)
+    return manifest
+
+
+def _save(algo: Any, staging: Path, config: Any, tapes: Sequence[Tape], kind: str, ids: list[str], digest: str,
+          version: str) -> Manifest:
+    import ray
+    import torch
+
+    from runtime.version import code_version
+
+    algo.save_to_path(str(staging / "checkpoint"))
+    module_dir = Path("checkpoint") / "learner_group" / "learner" / "rl_module"
+    manifest = Manifest(
+        format=FORMAT, version=version, hash=digest, kind=kind, roles=tuple(config.roles) if kind == "roles" else ROLES,
+        frozen=config.frozen if kind == "roles" else "", modules={mid: str(module_dir / mid) for mid in ids},
+        lot=int(config.env_config.get("lot", 1_000)) if kind == "single" else 0,
+        train=msgspec.to_builtins(config), data=_data_description(tapes, config.data),
+        software={"tape": code_version(), "ray": str(ray.__version__), "torch": str(torch.__version__)})
+    for mid in ids:
+        if not (staging / manifest.modules[mid]).is_dir():
+            raise ModelError(f"RLlib's checkpoint has no module directory {manifest.modules[mid]} "
+                             f"(this Ray version lays checkpoints out differently)")
+    (staging / MODEL_FILE).write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
+    return manifest
+
+
+class _StateOnly:
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def get_state(self) -> Any:
+        return self.state
+
+
+def _set_latest(root: Path, version: str) -> None:
+    tmp = root / f".{LATEST}.tmp"
+    tmp.write_text(version + "\n")
+    os.replace(tmp, root / LATEST)
+
+
+def read_manifest(version_dir: Path) -> Manifest:
+    path = version_dir / MODEL_FILE
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=Manifest)
+    except FileNotFoundError:
+        raise ModelError(f"{version_dir}: no {MODEL_FILE} (not a model version saved by tape train)") from None
+    except msgspec.DecodeError as exc:
+        raise ModelError(f"{path}: unreadable manifest ({exc})") from None
+
+
+def resolve(path: str | Path) -> Path:
+    """The version directory ``path`` names: itself, or the registry's ``latest``."""
+    p = Path(path)
+    if (p / MODEL_FILE).is_file():
+        return p.resolve()
+    if (p / LATEST).is_file():
+        version = (p / LATEST).read_text().strip()
+        if (p / version / MODEL_FILE).is_file():
+            return (p / version).resolve()
+        raise ModelError(f"{p}: latest names {version!r}, which is not there")
+    raise ModelError(f"{p}: not a model (no {MODEL_FILE}) nor a registry directory (no {LATEST}); "
+                     "train one with `tape train --out DIR`")
+
+
+class Model:
+    """A loaded model version: its manifest and inference modules."""
+
+    def __init__(self, directory: Path, manifest: Manifest, modules: dict[str, Any]) -> None:
+        self.directory, self.manifest, self.modules = directory, manifest, modules
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def policies(self) -> dict[Role, Policy]:
+        """A policy per role: the model's for the roles it learned, the frozen ones for the rest."""
+        m = self.manifest
+        if m.kind == "single":
+            module = self.modules[SINGLE_MODULE]
+            return {role: SingleAgentPolicy(role, module, m.version, m.lot) for role in ROLES}
+        out: dict[Role, Policy] = dict(load_policies(m.frozen)) if set(m.roles) != set(ROLES) else {}
+        for role in m.roles:
+            out[role] = ModelPolicy(role, self.modules[role], m.version)
+        return out
+
+
+@lru_cache(maxsize=16)
+def _load(directory: str, expected_hash: str | None) -> Model:
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    path = Path(directory)
+    manifest = read_manifest(path)
+    modules: dict[str, Any] = {}
+    for mid, rel in manifest.modules.items():
+        try:
+            module = RLModule.from_checkpoint(str(path / rel))
+        except Exception as exc:
+            raise ModelError(f"{path / rel}: the {mid} module cannot be loaded ({type(exc).__name__}: {exc})") from None
+        module.eval()
+        modules[mid] = module
+    digest = _weights_digest(modules, manifest.kind)
+    if digest != manifest.hash:
+        raise ModelError(f"{path}: the weights do not match the manifest's hash ({digest[:12]} != "
+                         f"{manifest.hash[:12]}): the checkpoint was changed or damaged")
+    if expected_hash is not None and digest != expected_hash:
+        raise ModelError(f"{path}: holds model {manifest.version} ({digest[:12]}), not the {expected_hash[:12]} the log "
+                         "names")
+    return Model(path, manifest, modules)
+
+
+def load_model(path: str | Path, expected_hash: str | None = None) -> Model:
+    """The model at ``path`` (a version or a registry directory), its weights checked (module docstring)."""
+    return _load(str(resolve(path)), expected_hash)
+
+
+def load_policies(name: str | Path) -> dict[Role, Policy]:
+    """Policies by name (module docstring)."""
+    text = str(name)
+    if text == "rule":
+        from .rules import baselines
+
+        return baselines()
+    if text == "random" or text.startswith("random:"):
+        seed = text.partition(":")[2] or "0"
+        if not seed.isdigit():
+            raise ModelError(f"policies {text!r}: random:SEED needs a whole number")
+        return random_policies(int(seed))  # type: ignore[return-value]
+    return load_model(text).policies()
+
+
+def model_events(path: str | Path) -> list[ModelLoaded]:
+    """The ``ModelLoaded`` inputs that put the model at ``path`` into a session, one per role it decides."""
+    model = load_model(path)
+    m = model.manifest
+    roles = ROLES if m.kind == "single" else m.roles
+    return [ModelLoaded(role=role, model_id=m.version, version_hash=m.hash, source=str(model.directory))
+            for role in roles]
+
+
+class ModelSource:
+    """A model path a live session follows (``tape paper --policies PATH``): the version it names now, and — a
+    registry directory — each newer one saved there later."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.current: Path | None = None
+
+    def poll(self) -> list[ModelLoaded]:
+        """The ``ModelLoaded`` events of the version the path names, if it is not the one last returned."""
+        directory = resolve(self.path)
+        if directory == self.current:
+            return []
+        events = model_events(directory)
+        self.current = directory
+        return events
+
+
+def loader(event: ModelLoaded) -> Policy:
+    """The orchestrator's loader: the policy ``event`` names, from its source, checked against its hash."""
+    return _load(str(Path(event.source)), event.version_hash).policies()[event.role]
+
+
+# --- inference -------------------------------------------------------------------------------------------
+def _act(module: Any, vector: np.ndarray) -> tuple[int, float]:
+    """The module's most likely action for one observation, and its probability."""
+    import torch
+
+    with torch.no_grad():
+        out = module.forward_inference({"obs": torch.from_numpy(np.ascontiguousarray(vector, dtype=np.float32))[None]})
+        logits = out["action_dist_inputs"][0].double()
+        probs = torch.softmax(logits, dim=0)
+        action = int(torch.argmax(logits))
+        return action, float(probs[action])
+
+
+class ModelPolicy:
+    """A role decided by its trained module (module docstring)."""
+
+    def __init__(self, role: Role, module: Any, version: str) -> None:
+        self.role: Role = role
+        self.module = module
+        self.version = version
+
+    def decide(self, obs: Any) -> Any:
+        action, probability = _act(self.module, obs.vector())
+        return decision(self.role, action, min(1.0, probability))
+
+
+class SingleAgentPolicy:
+    """One role of a single-agent model: the same module for every role, through the single agent's table."""
+
+    def __init__(self, role: Role, module: Any, version: str, lot: int) -> None:
+        self.role: Role = role
+        self.module = module
+        self.version = version
+        self.lot = lot
+
+    def decide(self, obs: Any) -> Any:
+        from .env import agent_observation, decision_for
+
+        if self.role == "sizing":
+            return decision_for("sizing", 0, self.lot)
+        seen_as: Role = "exit" if self.role == "exit" else "signal"  # entry sees what the signal step saw
+        action, _ = _act(self.module, agent_observation(seen_as, obs))
+        return decision_for(self.role, action, self.lot, obs)

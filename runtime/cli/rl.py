@@ -1,0 +1,236 @@
+"""``tape train`` and ``tape eval``: learn policies from sessions with RLlib, and compare policies on held-out ones."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import msgspec
+
+from config import Settings
+
+from ..units import MONEY_SCALE
+from .progress import Status
+
+ROLES_TEXT = "signal,sizing,entry,exit"
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    t = commands.add_parser(
+        "train", help="train policies with RLlib PPO on recorded or synthetic sessions; save a model version",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train the trading policies with RLlib's PPO (new API stack) on the market data of the sessions "
+        "--data names: run directories, directories of runs (tape synth, tape record), postgresql:// DSNs "
+        "(?session=ID, or every session) or Parquet exports. Each episode replays one market of one session through "
+        "the paper session's own machines (book, paper matcher with latency and queue model, Kalshi fees, cash pool, "
+        "orchestrator): what is learned is what trades live.\n\n"
+        "--env roles (default): the four roles are agents acting in turn, one RLlib module each; --roles picks "
+        "those that learn, the others stay --frozen (rule baselines). All share the outcome of each trade as "
+        "reward. --env single: one agent plays every role with one discrete action (hold, buy YES/NO passive or "
+        "crossing, close), rewarded by the change of the marked PnL.\n\n"
+        "Resources are RLlib's: --num-env-runners sampling actors, --num-learners learner actors, "
+        "--num-gpus-per-learner GPUs each (0 = CPU). On a cluster (`ray up`; RAY_ADDRESS set, or inside `ray job "
+        "submit`) it uses the cluster. Each iteration prints its progress. The model is saved as a new version "
+        "under --out (DIR/<version>/ with model.json and the RLlib checkpoint; DIR/latest names it): use it with "
+        "`tape eval --policies DIR` and `tape paper --policies DIR`. The same --seed and data on CPU give the same "
+        "weights, so the same version.",
+        epilog="examples:\n"
+        "  tape synth --sessions 8 --markets 8 --duration 1800 --seed 1 --log data/train\n"
+        "  tape train --data data/train --iterations 30 --out models/kxsim\n"
+        "  tape train --data data/train --roles signal,exit --iterations 50 --out models/kxsim\n"
+        "  tape train --data runs/ --env single --num-env-runners 2 --num-gpus-per-learner 1 --out models/single\n"
+        "  ray job submit --working-dir . -- tape train --data postgresql://…/tape --num-env-runners 16 \\\n"
+        "      --num-learners 2 --num-gpus-per-learner 1 --out /shared/models/kxsim\n"
+        "then: tape eval --data data/heldout --policies rule,random,models/kxsim")
+    t.add_argument("--data", nargs="+", required=True, metavar="LOG_OR_DIR", help="sessions to learn from")
+    t.add_argument("--env", choices=("roles", "single"), default="roles",
+                   help="roles: the four roles as agents (default); single: one agent for everything")
+    t.add_argument("--roles", default=ROLES_TEXT, metavar="R1,R2",
+                   help=f"(--env roles) the roles that learn (default {ROLES_TEXT})")
+    t.add_argument("--frozen", default="rule", metavar="rule|random",
+                   help="(--env roles) the policies of the roles that do not learn (default rule)")
+    t.add_argument("--iterations", type=int, default=20, metavar="N", help="PPO iterations (default 20)")
+    t.add_argument("--out", default="models/tape", metavar="DIR",
+                   help="registry directory the new version is saved under (default models/tape)")
+    t.add_argument("--num-env-runners", type=int, default=0, metavar="K",
+                   help="sampling actors (default 0: sample in this process)")
+    t.add_argument("--num-learners", type=int, default=0, metavar="L",
+                   help="learner actors (default 0: learn in this process)")
+    t.add_argument("--num-gpus-per-learner", type=float, default=0.0, metavar="G",
+                   help="GPUs per learner (default 0: CPU; 1 puts the learner on a GPU)")
+    t.add_argument("--seed", type=int, default=0, metavar="S", help="seed of everything (default 0)")
+    t.add_argument("--train-batch", type=int, default=4_000, metavar="STEPS", help="env steps per iteration (default 4000)")
+    t.add_argument("--minibatch", type=int, default=500, metavar="STEPS", help="SGD minibatch (default 500)")
+    t.add_argument("--epochs", type=int, default=6, metavar="E", help="SGD passes per iteration (default 6)")
+    t.add_argument("--lr", type=float, default=3e-4, help="learning rate (default 3e-4)")
+    t.add_argument("--markets", default=None, metavar="T1,T2", help="train on these tickers only")
+    t.add_argument("--lot", type=int, default=10, metavar="CONTRACTS", help="(--env single) order size (default 10)")
+    t.add_argument("--cash", type=float, default=1_000.0, metavar="DOLLARS", help="starting cash per episode (default 1000)")
+    t.add_argument("--latency-ms", type=int, default=50, metavar="MS", help="paper latency (default 50)")
+    t.add_argument("--curriculum", type=int, default=0, metavar="EPISODES",
+                   help="start on the easiest quarter of the tapes, opening to all over this many episodes (default 0: off)")
+    t.add_argument("--max-steps", type=int, default=0, metavar="N", help="truncate episodes after N agent steps (default 0: whole tapes)")
+    t.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    t.set_defaults(handler=run_train)
+
+    e = commands.add_parser(
+        "eval", help="compare policies (trained, rule, random) on held-out sessions: PnL, Sharpe, drawdown, attribution",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Play every market of the sessions --data names once per policy set, each as a paper session of "
+        "that market through the runtime's own machines (latency, queue model, fees), and print the sets side by "
+        "side: total PnL (marked at the mid, net of fees), per-tape mean and Sharpe (mean/std over tapes), worst "
+        "drawdown, trades, win rate, fill rate (contracts filled / ordered), fees, and the trades' PnL split into "
+        "signal (the market's move while in the trade), entry and exit (execution against the mid) and fees, with "
+        "the mean trade size (sizing's part). A model evaluated on sessions it was trained on is flagged: use "
+        "held-out sessions (another tape synth --seed, or other recordings).",
+        epilog="examples:\n"
+        "  tape eval --data data/heldout --policies rule,random,models/kxsim\n"
+        "  tape eval --data runs/ --policies models/kxsim/ppo@3f2a9c81d0e4 --json")
+    e.add_argument("--data", nargs="+", required=True, metavar="LOG_OR_DIR", help="held-out sessions")
+    e.add_argument("--policies", default="rule,random", metavar="P1,P2",
+                   help="comma-separated: rule, random[:SEED], or model paths (default rule,random)")
+    e.add_argument("--markets", default=None, metavar="T1,T2", help="these tickers only")
+    e.add_argument("--cash", type=float, default=1_000.0, metavar="DOLLARS", help="starting cash per tape (default 1000)")
+    e.add_argument("--latency-ms", type=int, default=50, metavar="MS", help="paper latency (default 50)")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(handler=run_eval)
+
+
+async def _tapes(data: list[str], markets: str | None):
+    from policies.data import DataError, load_tapes
+
+    from . import UsageError
+
+    status = Status()
+    try:
+        tapes = await load_tapes(data, markets=markets.split(",") if markets else None,
+                                 progress=lambda s, n: status.show(f"loading {s}: {n} tapes") if status.due() else None)
+    except DataError as exc:
+        raise UsageError(str(exc)) from None
+    status.clear()
+    sessions = len({t.session for t in tapes})
+    print(f"data: {len(tapes)} market tapes from {sessions} session(s), {sum(len(t.events) for t in tapes):,} "
+          "market events", file=sys.stderr)
+    return tapes
+
+
+def _ray() -> None:
+    import ray
+
+    if not ray.is_initialized():  # a cluster (RAY_ADDRESS, or inside a Ray job), else a local instance of our own
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+
+
+async def run_train(args: argparse.Namespace, settings: Settings) -> int:
+    from policies.train import TrainConfig, train
+
+    from . import UsageError
+
+    roles = tuple(r for r in args.roles.split(",") if r)
+    try:
+        config = TrainConfig(
+            data=tuple(args.data), env=args.env, roles=roles, frozen=args.frozen, iterations=args.iterations,
+            seed=args.seed, num_env_runners=args.num_env_runners, num_learners=args.num_learners,
+            num_gpus_per_learner=args.num_gpus_per_learner, train_batch=args.train_batch, minibatch=args.minibatch,
+            epochs=args.epochs, lr=args.lr,
+            env_config={"cash": round(args.cash * MONEY_SCALE), "lot": args.lot * 100, "latency_ms": args.latency_ms,
+                        "curriculum": args.curriculum, "max_steps": args.max_steps})
+        _check(config)
+    except (ValueError, msgspec.ValidationError) as exc:
+        raise UsageError(str(exc)) from None
+    tapes = await _tapes(args.data, args.markets)
+    _ray()
+    status = Status()
+    say = (lambda line: status.line(line)) if not args.json else (lambda line: print(line, file=sys.stderr))
+    started = time.perf_counter()
+    report = train(config, args.out, tapes=tapes, say=say)
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(report)))
+        return 0
+    print(f"trained {report.version} in {time.perf_counter() - started:.0f} s: {report.iterations} iterations, "
+          f"{report.env_steps:,} env steps, learner on {report.device}; episode return "
+          f"{report.returns[0]:+.3f} -> {report.returns[-1]:+.3f}")
+    print(f"saved {args.out}/{report.version} (latest)\nthen:\n  tape eval --data HELD_OUT --policies "
+          f"rule,random,{args.out}\n  tape paper --policies {args.out}")
+    return 0
+
+
+def _check(config) -> None:
+    from policies.base import ROLES
+
+    unknown = [r for r in config.roles if r not in ROLES]
+    if unknown or not config.roles:
+        raise ValueError(f"--roles: choose among {ROLES_TEXT}, got {','.join(config.roles) or 'none'}")
+    if config.iterations < 1 or config.train_batch < 1 or config.num_env_runners < 0 or config.num_learners < 0:
+        raise ValueError("--iterations and --train-batch must be >= 1, --num-env-runners and --num-learners >= 0")
+    if config.num_gpus_per_learner < 0:
+        raise ValueError("--num-gpus-per-learner must be >= 0")
+    if config.frozen != "rule" and not config.frozen.startswith("random"):
+        raise ValueError(f"--frozen: rule or random[:SEED], got {config.frozen!r}")
+    from policies.env import env_config
+
+    env_config(config.env_config)  # its own checks (cash, lot…)
+
+
+async def run_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from policies.evaluate import evaluate
+    from policies.registry import ModelError, load_model, load_policies
+
+    from . import UsageError
+
+    names = [n.strip() for n in args.policies.split(",") if n.strip()]
+    if not names:
+        raise UsageError("--policies: name at least one (rule, random, or a model path)")
+    sets = {}
+    trained_on: dict[str, set[str]] = {}
+    for name in names:
+        try:
+            if name == "rule" or name.startswith("random"):
+                sets[name] = load_policies(name)
+            else:
+                model = load_model(name)
+                sets[model.version] = model.policies()
+                trained_on[model.version] = set(model.manifest.data.get("sessions", []))
+        except ModelError as exc:
+            raise UsageError(f"--policies {name}: {exc}") from None
+    tapes = await _tapes(args.data, args.markets)
+    for version, sessions in trained_on.items():
+        seen = sorted(sessions & {t.session for t in tapes})
+        if seen:
+            print(f"WARNING: {version} was trained on {len(seen)} of these sessions ({', '.join(seen[:3])}…): not "
+                  "held out", file=sys.stderr)
+    status = Status()
+    results = evaluate(sets, tapes, cash=round(args.cash * MONEY_SCALE), latency_ms=args.latency_ms,
+                       say=lambda line: status.line(line) if not args.json else None)
+    if args.json:
+        print(json.dumps({"tapes": len(tapes), "sessions": len({t.session for t in tapes}),
+                          "results": [msgspec.to_builtins(r) for r in results]}))
+        return 0
+    _table(results)
+    return 0
+
+
+def _table(results) -> None:
+    rows = [("", *(r.name for r in results)),
+            ("PnL $", *(f"{r.pnl:,.2f}" for r in results)),
+            ("per tape $ (mean ± sd)", *(f"{r.pnl_mean:,.3f} ± {r.pnl_std:,.3f}" for r in results)),
+            ("Sharpe (per tape)", *(f"{r.sharpe:.3f}" for r in results)),
+            ("max drawdown $", *(f"{r.max_drawdown:,.2f}" for r in results)),
+            ("trades", *(str(r.trades) for r in results)),
+            ("win rate", *(f"{r.win_rate:.1%}" for r in results)),
+            ("fill rate", *(f"{r.fill_rate:.1%}" for r in results)),
+            ("fees $", *(f"{r.fees:,.2f}" for r in results)),
+            ("signal $", *(f"{r.attribution['signal']:,.2f}" for r in results)),
+            ("entry $", *(f"{r.attribution['entry']:,.2f}" for r in results)),
+            ("exit $", *(f"{r.attribution['exit']:,.2f}" for r in results)),
+            ("mean size (contracts)", *(f"{r.mean_size:,.1f}" for r in results))]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    first = results[0] if results else None
+    if first is not None:
+        print(f"{first.tapes} tapes from {first.sessions} session(s); each policy set played every tape once")
+    for row in rows:
+        print("  ".join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)))
