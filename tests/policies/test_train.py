@@ -1,0 +1,226 @@
+"""Training with RLlib, the model registry, hot reload in a paper session, evaluation, and the commands.
+
+Real parts: RLlib PPO on the local Ray instance, checkpoints on disk, the local exchange on loopback. The models
+are tiny (two small iterations): these tests check the plumbing and the guarantees (same seed, same weights;
+a checked checkpoint; the replay loads the same model at the same seq), not what is learned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from policies.bench import bench_tapes
+from policies.env import EnvConfig, TradingEnv
+from policies.evaluate import evaluate
+from policies.registry import LATEST, MODEL_FILE, ModelError, ModelSource, load_model, load_policies, model_events
+from policies.train import TrainConfig, train
+from replay.bench import TIGHT
+from replay.verify import verify
+from runtime.events import ModelLoaded, PolicyDecided
+from runtime.ids import new_session_id
+from runtime.log import SessionMeta, create_log, open_log
+from runtime.paper import PaperSession
+from runtime.topology import SessionSpec
+from runtime.venues.kalshi.ws import KalshiFeed
+from runtime.venues.sim.exchange import Exchange
+from runtime.venues.sim.server import ExchangeServer
+from runtime.venues.sim.session import EPOCH_NS
+
+TAPE = shutil.which("tape", path=str(Path(sys.executable).parent)) or "tape"
+ENV = {**os.environ, "TAPE__LOGGING__FORMAT": "json", "TAPE__LOGGING__LEVEL": "warning"}
+TINY = {"iterations": 2, "train_batch": 400, "minibatch": 200, "epochs": 1, "hidden": (16,)}
+
+
+def tiny(seed: int, **kw) -> TrainConfig:
+    return TrainConfig(data=("synthetic",), seed=seed, **{**TINY, **kw})
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, ray_session):
+    """A registry with two versions of a roles model (seeds 1 then 2: latest = v2), and a single-agent model."""
+    root = tmp_path_factory.mktemp("models")
+    tapes = bench_tapes(4, 600)
+    v1 = train(tiny(1), root / "roles", tapes=tapes)
+    v1_dir = root / "roles" / v1.version
+    v2 = train(tiny(2, roles=("signal", "exit")), root / "roles", tapes=tapes)
+    single = train(tiny(1, env="single"), root / "single", tapes=tapes)
+    return {"root": root, "tapes": tapes, "v1": v1, "v1_dir": v1_dir, "v2": v2, "single": single}
+
+
+def test_the_same_seed_on_cpu_gives_the_same_weights(models, tmp_path):
+    again = train(tiny(1), tmp_path / "again", tapes=models["tapes"])
+    assert again.version == models["v1"].version and again.device == "cpu"
+    assert models["v2"].version != models["v1"].version
+    assert len(models["v1"].returns) == 2 and models["v1"].env_steps >= 800
+
+
+def test_a_version_is_saved_with_its_manifest_and_latest_names_the_newest(models):
+    root = models["root"] / "roles"
+    assert (root / LATEST).read_text().strip() == models["v2"].version
+    manifest = json.loads((models["v1_dir"] / MODEL_FILE).read_text())
+    assert manifest["version"] == models["v1"].version and manifest["hash"].startswith(manifest["version"][4:])
+    assert manifest["kind"] == "roles" and manifest["roles"] == ["signal", "sizing", "entry", "exit"]
+    assert manifest["data"]["sessions"] == ["synth-3"] and manifest["data"]["tapes"] == 4
+    assert manifest["train"]["seed"] == 1 and manifest["software"]["ray"]
+    for path in manifest["modules"].values():
+        assert (models["v1_dir"] / path).is_dir()
+
+
+def test_models_load_as_policies_without_an_algorithm(models):
+    v2 = load_model(models["root"] / "roles")  # the registry: its latest
+    policies = v2.policies()
+    assert policies["signal"].version == v2.version == models["v2"].version
+    assert policies["sizing"].version.startswith("confidence_sizing@")  # not trained: the rule baseline
+    single = load_model(models["root"] / "single").policies()
+    assert {p.version for p in single.values()} == {models["single"].version}
+    events = model_events(models["v1_dir"])
+    assert [e.role for e in events] == ["signal", "sizing", "entry", "exit"]
+    assert {e.model_id for e in events} == {models["v1"].version}
+
+
+def test_inference_is_deterministic_and_means_what_the_env_means(models):
+    env = TradingEnv(EnvConfig(), tapes=models["tapes"], record=True)
+    env.reset(seed=0)
+    policy = load_model(models["v1_dir"]).policies()["signal"]
+    obs = env._obs  # the orchestrator's first observation: a SignalObservation
+    assert policy.decide(obs) == policy.decide(obs)
+    assert policy.decide(obs).direction in ("hold", "buy_yes", "buy_no")
+
+
+def test_a_changed_checkpoint_or_a_wrong_path_is_refused(models, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(models["v1_dir"], copy)
+    manifest = json.loads((copy / MODEL_FILE).read_text())
+    manifest["hash"] = "0" * 64
+    (copy / MODEL_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="do not match the manifest"):
+        load_model(copy)
+    with pytest.raises(ModelError, match="not a model"):
+        load_model(tmp_path / "nowhere")
+    with pytest.raises(ModelError, match="random:SEED"):
+        load_policies("random:x")
+
+
+async def test_hot_reload_in_a_paper_session_replays_with_the_same_models(models, tmp_path):
+    """The session starts on v1 (latest), v2 is published mid-session; both are logged as ModelLoaded, the
+    decisions name the version in force, and the replay (which loads the models the log names) verifies."""
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    shutil.copytree(models["v1_dir"], registry / models["v1"].version)
+    (registry / LATEST).write_text(models["v1"].version + "\n")
+    markets = ("KXSIM-000", "KXSIM-001", "KXSIM-002")
+    exchange = Exchange(3, 5, config=TIGHT, start_ns=EPOCH_NS, session_s=3_600.0)
+    spec = SessionSpec(markets=markets, starting_cash=1_000_000_000, seed=5, latency_ms=20)
+    session_id = new_session_id("paper")
+    log = await create_log(tmp_path, SessionMeta(session_id=session_id, mode="paper", created_ns=time.time_ns()))
+
+    async def publish_v2() -> None:
+        await asyncio.sleep(3.0)
+        shutil.copytree(models["root"] / "roles" / models["v2"].version, registry / models["v2"].version)
+        (registry / ".latest.tmp").write_text(models["v2"].version + "\n")
+        os.replace(registry / ".latest.tmp", registry / LATEST)
+
+    async with ExchangeServer(exchange, speed=200.0) as server, log, \
+            KalshiFeed(server.ws_url, markets, channels=("orderbook_delta", "trade")) as feed:
+        session = PaperSession(log, spec, feed, session_id=session_id, decide_every_s=0.2,
+                               models=ModelSource(registry), reload_every_s=0.3)
+        publisher = asyncio.create_task(publish_v2())
+        summary = await session.run(7.0)
+        await publisher
+        await log.mark("ended", "test")
+    loaded = [m for m in summary.models]
+    assert loaded[:4] == [f"{r}={models['v1'].version}" for r in ("signal", "sizing", "entry", "exit")]
+    assert loaded[4:] == [f"{r}={models['v2'].version}" for r in ("signal", "exit")]
+    async with await open_log(tmp_path / session_id) as written:
+        records = [r async for batch in written.read() for r in batch]
+        report = await verify(written)
+    assert report.ok, report.divergence
+    switch = next(r.seq for r in records if type(r.event) is ModelLoaded and r.event.model_id == models["v2"].version)
+    for r in records:
+        if type(r.event) is PolicyDecided and r.event.role == "signal":
+            expected = models["v1"].version if r.event.cause_seq < switch else models["v2"].version
+            assert r.event.version == expected
+
+
+def test_evaluation_compares_policy_sets_on_the_same_tapes(models):
+    tapes = models["tapes"]
+    results = evaluate({"rule": load_policies("rule"), "random": load_policies("random"),
+                        "model": load_model(models["v1_dir"]).policies()}, tapes, cash=10**9)
+    assert [r.name for r in results] == ["rule", "random", "model"]
+    for r in results:
+        assert r.tapes == 4 and len(r.per_tape) == 4
+        assert sum(r.per_tape) == pytest.approx(r.pnl)
+        assert sum(r.attribution.values()) == pytest.approx(r.pnl, abs=1e-3) or r.trades == 0
+        assert 0 <= r.win_rate <= 1 and 0 <= r.fill_rate <= 1 and r.max_drawdown >= 0
+    random = results[1]
+    assert random.trades > 0 and random.fees > 0
+
+
+def tape(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TAPE, *args], capture_output=True, text=True, timeout=timeout, env=ENV, cwd=cwd)
+
+
+def test_tape_train_and_eval_commands(tmp_path):
+    env = {"TAPE__SYNTH__TIGHT_SHARE": "1.0"}
+    for seed, where in ((1, "train"), (2, "heldout")):
+        done = subprocess.run([TAPE, "synth", "--sessions", "1", "--markets", "3", "--duration", "600", "--seed",
+                               str(seed), "--log", str(tmp_path / where)], capture_output=True, text=True,
+                              env={**ENV, **env}, timeout=120)
+        assert done.returncode == 0, done.stderr
+    done = tape("train", "--data", "train", "--iterations", "1", "--train-batch", "300", "--minibatch", "150",
+                "--epochs", "1", "--out", "models/m", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["version"].startswith("ppo@") and report["device"] == "cpu"
+    assert "iteration 1/1" in done.stderr
+    done = tape("eval", "--data", "heldout", "train", "--policies", "rule,random,models/m", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert [r["name"] for r in out["results"]] == ["rule", "random", report["version"]]
+    assert "was trained on 1 of these sessions" in done.stderr
+    done = tape("eval", "--data", "heldout", "--policies", "rule,models/m", cwd=tmp_path)
+    assert done.returncode == 0 and "Sharpe" in done.stdout and "signal $" in done.stdout
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["train", "--data", "nowhere"], "nowhere: no such log"),
+    (["train", "--data", ".", "--roles", "signal,timing"], "--roles: choose among"),
+    (["train", "--data", ".", "--frozen", "models/x"], "--frozen: rule or random"),
+    (["eval", "--data", ".", "--policies", "models/none"], "--policies models/none"),
+])
+def test_bad_arguments_exit_2_naming_them(tmp_path, args, needle):
+    done = tape(*args, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert needle in done.stderr
+
+
+def test_help_is_complete(tmp_path):
+    for command in ("train", "eval"):
+        done = tape(command, "--help", cwd=tmp_path)
+        assert done.returncode == 0 and "usage: tape" in done.stdout and "examples:" in done.stdout
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_a_gpu_learner_really_runs_on_the_gpu(ray_session, tmp_path):
+    report = train(tiny(1, num_gpus_per_learner=1), tmp_path / "gpu", tapes=bench_tapes(2, 600))
+    assert report.device.startswith("cuda")
+
+
+def test_random_actions_in_numpy_are_not_used_by_policies():
+    """(guard) policies draw nothing from numpy's global generator: two runs interleaved with draws agree."""
+    tapes = bench_tapes(2, 600)
+    a = evaluate({"random": load_policies("random:3")}, tapes, cash=10**9)[0].per_tape
+    np.random.seed(99)
+    np.random.random(100)
+    b = evaluate({"random": load_policies("random:3")}, tapes, cash=10**9)[0].per_tape
+    assert a == b
