@@ -29,6 +29,9 @@ index   name                value
 16      ``to_close_s``      seconds until the close time, floored at 0.0; 0.0 if unknown
 17      ``position``        own signed position in contracts (+YES / -NO), as passed in
 18      ``cash``            own free cash in dollars, as passed in
+19      ``signed_volume``   contracts bought by YES takers minus those bought by NO takers in the
+                            window (public trades' ``taker_side``): the direction of the flow
+20      ``flow_imbalance``  ``signed_volume / traded_volume``; 0.0 without trades
 ======  ==================  ====================================================================
 
 The window holds events with ``now_ns - window_ns < ts_ns <= now_ns``. ``now_ns`` is event time (the
@@ -56,7 +59,7 @@ __all__ = ["FEATURE_NAMES", "FeatureSpec", "FeatureTracker", "TrackerState"]
 FEATURE_NAMES: tuple[str, ...] = (
     "stale", "has_bid", "has_ask", "best_bid", "best_ask", "spread", "mid", "bid_depth", "ask_depth",
     "imbalance", "momentum", "updates", "trades", "traded_volume", "since_update_s", "has_close",
-    "to_close_s", "position", "cash",
+    "to_close_s", "position", "cash", "signed_volume", "flow_imbalance",
 )
 _NS = 1_000_000_000
 
@@ -85,6 +88,8 @@ class TrackerState(msgspec.Struct, frozen=True, kw_only=True):
     update_ts: tuple[int, ...] = ()
     trades: tuple[tuple[int, int], ...] = ()  # (ts_ns, traded volume before this trade)
     volume: int = 0
+    flow: tuple[int, ...] = ()  # per trade in ``trades``: the signed volume before it (+YES takers, -NO takers)
+    signed: int = 0
     last_update_ns: int | None = None
     close_ts_ms: int | None = None
 
@@ -99,6 +104,8 @@ class FeatureTracker:
         self._updates = _Window()  # ts_ns of book updates in the window
         self._trades = _Window()  # ts_ns of public trades in the window, each with the volume traded before it
         self._volume = 0  # all public volume seen, in 1/100 contract
+        self._flow = _Window()  # the same trades, each with the signed volume before it
+        self._signed = 0  # all public volume seen, signed by taker side (+YES, -NO)
         self._last_update_ns: int | None = None
         self._close_ts_ms: int | None = None
 
@@ -121,7 +128,9 @@ class FeatureTracker:
             pass
         elif kind is PublicTrade:
             self._trades.append(ts_ns, self._volume)
+            self._flow.append(ts_ns, self._signed)
             self._volume += event.count  # type: ignore[union-attr]
+            self._signed += event.count if event.taker_side == "yes" else -event.count  # type: ignore[union-attr]
             self._evict(ts_ns)
         elif kind is MarketLifecycle and event.close_ts_ms is not None:  # type: ignore[union-attr]
             self._close_ts_ms = event.close_ts_ms  # type: ignore[union-attr]
@@ -145,12 +154,14 @@ class FeatureTracker:
         trades = self._trades
         if trades.head < len(trades.times) and trades.times[trades.head] <= edge:
             trades.evict(edge)
+            self._flow.evict(edge)
 
     def _evict(self, ts_ns: int) -> None:
         """Drop what is out of the window for every ``now_ns >= ts_ns``."""
         edge = ts_ns - self.spec.window_ns
         self._updates.evict(edge)
         self._trades.evict(edge)
+        self._flow.evict(edge)
 
     def observe(self, position: int, cash: int, now_ns: int, *,
                 top: tuple[int | None, int | None, int, int] | None = None) -> np.ndarray:
@@ -187,10 +198,13 @@ class FeatureTracker:
             count = later - first_trade
         else:
             count, first_trade, later = window.span(edge, now_ns)
-        volume = 0
+        volume = signed = 0
         if count:
             befores = window.values
             volume = (befores[later] if later < len(befores) else self._volume) - befores[first_trade]
+            flow = self._flow  # the same times, evicted alike: the same indices
+            signs = flow.values
+            signed = (signs[later] if later < len(signs) else self._signed) - signs[first_trade]
         last_update = self._last_update_ns
         since = 0.0 if last_update is None else max(0, now_ns - last_update) / _NS
         close = self._close_ts_ms
@@ -201,6 +215,7 @@ class FeatureTracker:
             bid_depth / COUNT_SCALE, ask_depth / COUNT_SCALE, (bid_depth - ask_depth) / total if total else 0.0,
             momentum, float(updates), float(count), volume / COUNT_SCALE, since,
             float(close is not None), to_close, position / COUNT_SCALE, cash / MONEY_SCALE,
+            signed / COUNT_SCALE, signed / volume if volume else 0.0,
         ], dtype=np.float32)
 
     def snapshot(self) -> TrackerState:
@@ -209,7 +224,8 @@ class FeatureTracker:
         return TrackerState(market=self.book.market, spec=self.spec, mids2=tuple(self._mids2),
                             update_ts=tuple(updates.times[updates.head:]),
                             trades=tuple(zip(trades.times[trades.head:], trades.values[trades.head:], strict=True)),
-                            volume=self._volume, last_update_ns=self._last_update_ns, close_ts_ms=self._close_ts_ms)
+                            volume=self._volume, last_update_ns=self._last_update_ns, close_ts_ms=self._close_ts_ms,
+                            flow=tuple(self._flow.values[self._flow.head:]), signed=self._signed)
 
     @classmethod
     def restore(cls, state: TrackerState, book: OrderBook) -> FeatureTracker:
@@ -220,9 +236,12 @@ class FeatureTracker:
         tracker._mids2.extend(state.mids2)
         for ts in state.update_ts:
             tracker._updates.append(ts)
-        for ts, before in state.trades:
+        flow = state.flow or (0,) * len(state.trades)  # (a state from before the flow was followed: none)
+        for (ts, before), signed in zip(state.trades, flow, strict=True):
             tracker._trades.append(ts, before)
+            tracker._flow.append(ts, signed)
         tracker._volume = state.volume
+        tracker._signed = state.signed
         tracker._last_update_ns = state.last_update_ns
         tracker._close_ts_ms = state.close_ts_ms
         return tracker

@@ -105,6 +105,24 @@ def register(commands: argparse._SubParsersAction) -> None:
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.set_defaults(handler=bench_runtime)
 
+    e = sub.add_parser(
+        "env", help="the RL environments: steps/s alone, and RLlib PPO sampling on the trading env vs a trivial one",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="env_sps: the single-agent trading environment's steps per second in this process (seeded random "
+        "actions, synthetic tapes: 8 tight markets x 600 s, episodes reset as they end); ma_env_sps: the same for the "
+        "multi-agent environment with the four roles training (agent steps). rllib_sps_trading / rllib_sps_trivial: "
+        "RLlib PPO's env-runner sampling throughput (env steps/s, one local env runner, the default model) on the "
+        "trading environment and on a trivial one with the same spaces and episode length, side by side in one run; "
+        "rllib_overhead = 1 - trading/trivial. policies/bench.py says exactly what is timed.",
+        epilog="keys of --json: env_sps, env_episodes, ma_env_sps, ma_env_episodes, rllib_sps_trading,\n"
+        "rllib_sps_trivial, rllib_overhead, episode_steps, machine\n\nexample:\n  tape bench env --json")
+    e.add_argument("--seconds", type=float, default=3.0, metavar="S", help="length of each in-process run (default 3)")
+    e.add_argument("--rllib-steps", type=int, default=4_000, metavar="N",
+                   help="env steps RLlib samples per environment (default 4,000)")
+    e.add_argument("--no-rllib", action="store_true", help="only the in-process figures (no Ray, no RLlib)")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(handler=bench_env)
+
     m = sub.add_parser(
         "sim", help="the local exchange: matching-engine operations/s and order-flow model events/s",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -296,6 +314,23 @@ async def bench_runtime(args: argparse.Namespace, settings: Settings) -> int:
     result = await run_runtime_bench(events=args.events, latency_s=args.latency_seconds, batch=args.batch, say=say)
     return _report(args, f"tape bench runtime: {args.events:,} events per throughput run, batches of {args.batch:,}",
                    result)
+
+
+async def bench_env(args: argparse.Namespace, settings: Settings) -> int:
+    from policies.bench import run_env_bench
+
+    from . import UsageError
+
+    if not args.seconds > 0 or args.rllib_steps < 100:
+        raise UsageError("--seconds must be positive and --rllib-steps at least 100")
+    if not args.no_rllib:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+    say = (lambda m: print(m, file=sys.stderr)) if not args.json else (lambda m: None)
+    result = run_env_bench(seconds=args.seconds, rllib_steps=args.rllib_steps, rllib=not args.no_rllib, say=say)
+    return _report(args, "tape bench env: the RL environments", result)
 
 
 def _report(args: argparse.Namespace, title: str, result: dict[str, object]) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from config import Settings
+from policies.registry import ModelError
 
 from ..log import open_log
 from ..topology import SpecMissingError
@@ -62,6 +63,11 @@ async def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
             progress.done()
             print(f"tape replay: {log.location}: {exc}", file=sys.stderr)
             return 1
+        except ModelError as exc:
+            progress.done()
+            print(f"tape replay: {log.location}: a model the session loaded cannot be: {exc} (the replay needs the "
+                  "same model versions: restore that version directory)", file=sys.stderr)
+            return 1
     progress.done()
     derived = sum(report.derived.values())
     if args.json:
@@ -98,6 +104,11 @@ async def run_cmd(args: argparse.Namespace, settings: Settings) -> int:
         except SpecMissingError as exc:
             progress.done()
             print(f"tape replay: {log.location}: {exc}", file=sys.stderr)
+            return 1
+        except ModelError as exc:
+            progress.done()
+            print(f"tape replay: {log.location}: a model the session loaded cannot be: {exc} (the replay needs the "
+                  "same model versions: restore that version directory)", file=sys.stderr)
             return 1
         location = log.location
     progress.done()

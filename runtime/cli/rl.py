@@ -61,6 +61,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="learner actors (default 0: learn in this process)")
     t.add_argument("--num-gpus-per-learner", type=float, default=0.0, metavar="G",
                    help="GPUs per learner (default 0: CPU; 1 puts the learner on a GPU)")
+    t.add_argument("--envs-per-runner", type=int, default=8, metavar="E",
+                   help="environments each env runner steps together, one batched inference for all (default 8)")
     t.add_argument("--seed", type=int, default=0, metavar="S", help="seed of everything (default 0)")
     t.add_argument("--train-batch", type=int, default=4_000, metavar="STEPS", help="env steps per iteration (default 4000)")
     t.add_argument("--minibatch", type=int, default=500, metavar="STEPS", help="SGD minibatch (default 500)")
@@ -136,7 +138,7 @@ async def run_train(args: argparse.Namespace, settings: Settings) -> int:
             data=tuple(args.data), env=args.env, roles=roles, frozen=args.frozen, iterations=args.iterations,
             seed=args.seed, num_env_runners=args.num_env_runners, num_learners=args.num_learners,
             num_gpus_per_learner=args.num_gpus_per_learner, train_batch=args.train_batch, minibatch=args.minibatch,
-            epochs=args.epochs, lr=args.lr,
+            epochs=args.epochs, lr=args.lr, envs_per_runner=args.envs_per_runner,
             env_config={"cash": round(args.cash * MONEY_SCALE), "lot": args.lot * 100, "latency_ms": args.latency_ms,
                         "curriculum": args.curriculum, "max_steps": args.max_steps})
         _check(config)
@@ -144,6 +146,7 @@ async def run_train(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(str(exc)) from None
     tapes = await _tapes(args.data, args.markets)
     _ray()
+    _check_gpus(config)
     status = Status()
     say = (lambda line: status.line(line)) if not args.json else (lambda line: print(line, file=sys.stderr))
     started = time.perf_counter()
@@ -159,14 +162,29 @@ async def run_train(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _check_gpus(config) -> None:
+    """RLlib waits forever for a GPU the cluster does not have: refuse instead."""
+    import ray
+
+    from . import UsageError
+
+    wanted = config.num_gpus_per_learner * max(1, config.num_learners)
+    have = ray.cluster_resources().get("GPU", 0)
+    if wanted > have:
+        raise UsageError(f"--num-gpus-per-learner {config.num_gpus_per_learner:g} x {max(1, config.num_learners)} "
+                         f"learner(s) needs {wanted:g} GPU(s); the Ray cluster has {have:g} (train on CPU with 0)")
+
+
 def _check(config) -> None:
     from policies.base import ROLES
 
     unknown = [r for r in config.roles if r not in ROLES]
     if unknown or not config.roles:
         raise ValueError(f"--roles: choose among {ROLES_TEXT}, got {','.join(config.roles) or 'none'}")
-    if config.iterations < 1 or config.train_batch < 1 or config.num_env_runners < 0 or config.num_learners < 0:
-        raise ValueError("--iterations and --train-batch must be >= 1, --num-env-runners and --num-learners >= 0")
+    if (config.iterations < 1 or config.train_batch < 1 or config.num_env_runners < 0 or config.num_learners < 0
+            or config.envs_per_runner < 1):
+        raise ValueError("--iterations, --train-batch and --envs-per-runner must be >= 1, --num-env-runners and "
+                         "--num-learners >= 0")
     if config.num_gpus_per_learner < 0:
         raise ValueError("--num-gpus-per-learner must be >= 0")
     if config.frozen != "rule" and not config.frozen.startswith("random"):

@@ -114,6 +114,18 @@ def test_activity_leaves_the_window_as_event_time_passes():
     assert (f["updates"], f["trades"], f["traded_volume"]) == (0.0, 1.0, 1.0)
 
 
+def test_signed_flow_is_yes_takers_minus_no_takers_in_the_window():
+    """The informed trade ahead of the makers: the direction of the flow, in contracts and as a share."""
+    no = PublicTrade(market=M, trade_id="n", yes_price=4_000, count=100, taker_side="no")
+    t = tracker((0, snap(yes=[(4_000, 100)])), (S, trade(700)), (6 * S, trade(250)), (7 * S, no), (8 * S, trade(150)),
+                spec=FeatureSpec(window_ns=4 * S))
+    f = features(t, 8 * S)  # the trade at 1 s is out of the window
+    assert (f["signed_volume"], f["flow_imbalance"]) == (pytest.approx(3.0), pytest.approx(3.0 / 5.0))
+    assert (features(t, 20 * S)["signed_volume"], features(t, 20 * S)["flow_imbalance"]) == (0.0, 0.0)
+    restored = FeatureTracker.restore(t.snapshot(), t.book)
+    assert np.array_equal(restored.observe(0, 0, 8 * S), t.observe(0, 0, 8 * S))
+
+
 def test_other_markets_do_not_count():
     """Trades and updates of another market are not this market's activity."""
     t = tracker((0, snap(yes=[(4_000, 100)])), (S, trade(500, market="KXOTHER")))

@@ -150,6 +150,10 @@ async def test_hot_reload_in_a_paper_session_replays_with_the_same_models(models
         if type(r.event) is PolicyDecided and r.event.role == "signal":
             expected = models["v1"].version if r.event.cause_seq < switch else models["v2"].version
             assert r.event.version == expected
+    shutil.rmtree(registry / models["v2"].version)  # the replay needs the very versions the session loaded
+    done = subprocess.run([TAPE, "replay", "verify", str(tmp_path / session_id)], capture_output=True, text=True,
+                          env=ENV, timeout=120)
+    assert done.returncode == 1 and "a model the session loaded cannot be" in done.stderr, done.stderr
 
 
 def test_evaluation_compares_policy_sets_on_the_same_tapes(models):
@@ -177,12 +181,18 @@ def test_tape_train_and_eval_commands(tmp_path):
                                str(seed), "--log", str(tmp_path / where)], capture_output=True, text=True,
                               env={**ENV, **env}, timeout=120)
         assert done.returncode == 0, done.stderr
-    done = tape("train", "--data", "train", "--iterations", "1", "--train-batch", "300", "--minibatch", "150",
-                "--epochs", "1", "--out", "models/m", "--json", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
-    assert report["version"].startswith("ppo@") and report["device"] == "cpu"
-    assert "iteration 1/1" in done.stderr
+    versions = []
+    for hash_seed in ("1", "2"):  # two processes whose str hashes differ: still the same weights
+        done = subprocess.run([TAPE, "train", "--data", "train", "--iterations", "1", "--train-batch", "300",
+                               "--minibatch", "150", "--epochs", "1", "--envs-per-runner", "2", "--out", "models/m",
+                               "--json"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                              env={**ENV, "PYTHONHASHSEED": hash_seed})
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["version"].startswith("ppo@") and report["device"] == "cpu"
+        assert "iteration 1/1" in done.stderr
+        versions.append(report["version"])
+    assert versions[0] == versions[1]
     done = tape("eval", "--data", "heldout", "train", "--policies", "rule,random,models/m", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
@@ -196,6 +206,7 @@ def test_tape_train_and_eval_commands(tmp_path):
     (["train", "--data", "nowhere"], "nowhere: no such log"),
     (["train", "--data", ".", "--roles", "signal,timing"], "--roles: choose among"),
     (["train", "--data", ".", "--frozen", "models/x"], "--frozen: rule or random"),
+    (["train", "--data", ".", "--envs-per-runner", "0"], "--envs-per-runner must be >= 1"),
     (["eval", "--data", ".", "--policies", "models/none"], "--policies models/none"),
 ])
 def test_bad_arguments_exit_2_naming_them(tmp_path, args, needle):
@@ -208,6 +219,16 @@ def test_help_is_complete(tmp_path):
     for command in ("train", "eval"):
         done = tape(command, "--help", cwd=tmp_path)
         assert done.returncode == 0 and "usage: tape" in done.stdout and "examples:" in done.stdout
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_asking_for_a_gpu_the_cluster_lacks_is_refused_not_a_hang(tmp_path):
+    env = {**ENV, "TAPE__SYNTH__TIGHT_SHARE": "1.0"}
+    done = subprocess.run([TAPE, "synth", "--sessions", "1", "--markets", "2", "--duration", "300", "--log", "d"],
+                          capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    done = tape("train", "--data", "d", "--num-gpus-per-learner", "1", cwd=tmp_path, timeout=120)
+    assert done.returncode == 2 and "needs 1 GPU(s); the Ray cluster has 0" in done.stderr, done.stderr
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA GPU on this machine")
