@@ -121,21 +121,16 @@ class Sequencer:
             records = [Record(seq, ts, event) for seq, (ts, event) in zip(range(rng.first, rng.last + 1), entries,
                                                                          strict=True)]
             written = await self._enqueue(entries)  # a batch the log refuses raises here: nothing is fanned out
+            durable = asyncio.ensure_future(self._written(written, rng, records))  # on_durable as soon as it is
             try:  # the fan-out runs while the batch is written: neither waits for the other
                 derived = await self.runner.handle(records)
             except BaseException as exc:
                 self._stopped = exc
-                await asyncio.wait([written])  # the batch's fate is settled before the error is raised
-                if not written.cancelled():
-                    written.exception()  # (retrieved: the fan-out's error is the one raised)
+                await asyncio.wait([durable])  # the batch's fate is settled before the error is raised
+                if not durable.cancelled():
+                    durable.exception()  # (retrieved: the fan-out's error is the one raised)
                 raise SequencerStopped(f"fan-out of seqs {rng.first}..{rng.last} failed: {exc!r}") from exc
-            await self._written(written, rng)  # raises if the log failed: nothing derived is appended then
-            if self.on_durable is not None:
-                try:
-                    self.on_durable(records)
-                except BaseException as exc:
-                    self._stopped = exc
-                    raise SequencerStopped(f"on_durable failed on seqs {rng.first}..{rng.last}: {exc!r}") from exc
+            await durable  # raises if the log failed: nothing derived is appended then
             entries = self._stamp(derived, records, rng)
             if entries:
                 self.rounds += 1
@@ -150,7 +145,8 @@ class Sequencer:
             self._stopped = exc
             raise SequencerStopped(f"{self.log.location}: append failed, trading stops: {exc}") from exc
 
-    async def _written(self, written: asyncio.Future[SeqRange], expected: SeqRange) -> None:
+    async def _written(self, written: asyncio.Future[SeqRange], expected: SeqRange, records: list[Record]) -> None:
+        """Wait until the batch is durable, then show it to ``on_durable`` (while the fan-out may still run)."""
         try:
             rng = await written
         except BaseException as exc:
@@ -160,6 +156,12 @@ class Sequencer:
             self._stopped = RuntimeError(f"the log gave seqs {rng.first}..{rng.last}, not {expected.first}..{expected.last}")
             raise SequencerStopped(f"{self.log.location}: the log gave seqs {rng.first}..{rng.last} to a batch the "
                                    f"machines handled as {expected.first}..{expected.last}: another writer?")
+        if self.on_durable is not None:
+            try:
+                self.on_durable(records)
+            except BaseException as exc:
+                self._stopped = exc
+                raise SequencerStopped(f"on_durable failed on seqs {rng.first}..{rng.last}: {exc!r}") from exc
 
     def _stamp(self, derived: list[Event], records: list[Record], rng: SeqRange) -> list[Entry]:
         """Derived events with their cause's ``ts_ns``; a cause outside the batch is a machine's bug."""
