@@ -97,6 +97,34 @@ def test_inference_is_deterministic_and_means_what_the_env_means(models):
     assert policy.decide(obs).direction in ("hold", "buy_yes", "buy_no")
 
 
+def test_a_single_agent_model_trades_live_exactly_as_it_acted_in_training(models):
+    """No second implementation: the env stepped with the model's argmax actions and a live episode with the
+    model's policies give the same records (but for the version each decision names)."""
+    import msgspec
+
+    from policies.episode import Episode
+    from policies.registry import _act
+
+    model = load_model(models["root"] / "single")
+    tape = models["tapes"][1]
+    env = TradingEnv(EnvConfig(lot=model.manifest.lot), tapes=[tape], record=True)
+    obs, _ = env.reset(seed=0)
+    while True:
+        obs, _, terminated, truncated, _ = env.step(_act(model.modules["default_policy"], obs)[0])
+        if terminated or truncated:
+            break
+    live = Episode(tape, model.policies(), cash=env.config.cash)
+    live.log = []
+    live.run()
+
+    def plain(records):
+        return [msgspec.structs.replace(r.event, version="-") if type(r.event) is PolicyDecided else r.event
+                for batch in records for r in batch]
+
+    assert plain(env.episode.log) == plain(live.log)  # type: ignore[union-attr]
+    assert any(type(e) is PolicyDecided for e in plain(live.log))
+
+
 def test_a_changed_checkpoint_or_a_wrong_path_is_refused(models, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(models["v1_dir"], copy)
