@@ -177,6 +177,8 @@ class TradingEnv(gym.Env):
         return self.tapes[int(self.np_random.integers(n))]
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        if seed is None and self._np_random is None:  # never seeded: from the config, not from the OS
+            seed = self.config.seed
         super().reset(seed=seed)
         for _ in range(10 * len(self.tapes)):
             tape = self._tape()

@@ -85,7 +85,7 @@ class MultiRoleEnv(MultiAgentEnv):
         spaces = {r: role_spaces(r) for r in self.roles}
         self.observation_spaces = {r: s[0] for r, s in spaces.items()}
         self.action_spaces = {r: s[1] for r, s in spaces.items()}
-        self._rng = np.random.default_rng()
+        self._rng = np.random.default_rng(self.config.seed)  # until reset(seed=...): from the config, not the OS
         self.episodes = 0
         self.episode: Episode | None = None
         self._steps: Any = None

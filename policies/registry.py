@@ -52,8 +52,8 @@ from .base import OBSERVATION_NAMES, ROLES, Policy
 from .data import Tape
 from .roles import ROLE_ACTIONS, decision, random_policies
 
-__all__ = ["MODEL_FILE", "Model", "ModelError", "ModelPolicy", "ModelSource", "load_model", "load_policies", "loader",
-           "model_events", "resolve", "save_model"]
+__all__ = ["MODEL_FILE", "Model", "ModelError", "ModelPolicy", "ModelSource", "base_policy", "is_named", "load_model",
+           "load_policies", "loader", "model_events", "resolve", "save_model"]
 
 MODEL_FILE = "model.json"
 LATEST = "latest"
@@ -154,7 +154,8 @@ def _save(algo: Any, staging: Path, config: Any, tapes: Sequence[Tape], kind: st
     module_dir = Path("checkpoint") / "learner_group" / "learner" / "rl_module"
     manifest = Manifest(
         format=FORMAT, version=version, hash=digest, kind=kind, roles=tuple(config.roles) if kind == "roles" else ROLES,
-        frozen=config.frozen if kind == "roles" else "", modules={mid: str(module_dir / mid) for mid in ids},
+        frozen=_frozen_name(config.frozen) if kind == "roles" else "",
+        modules={mid: str(module_dir / mid) for mid in ids},
         lot=int(config.env_config.get("lot", 1_000)) if kind == "single" else 0,
         train=msgspec.to_builtins(config), data=_data_description(tapes, config.data),
         software={"tape": code_version(), "ray": str(ray.__version__), "torch": str(torch.__version__)})
@@ -164,6 +165,17 @@ def _save(algo: Any, staging: Path, config: Any, tapes: Sequence[Tape], kind: st
                              f"(this Ray version lays checkpoints out differently)")
     (staging / MODEL_FILE).write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
     return manifest
+
+
+def is_named(name: str) -> bool:
+    """Whether ``name`` is a built-in policy name (``rule``, ``random[:SEED]``) rather than a model path."""
+    return name == "rule" or name == "random" or name.startswith("random:")
+
+
+def _frozen_name(name: str) -> str:
+    """A model's ``frozen``: a built-in name, or the version directory a path names now (a registry's latest may
+    move on; the version the model was trained beside may not)."""
+    return name if is_named(name) else str(resolve(name))
 
 
 class _StateOnly:
@@ -271,12 +283,23 @@ def load_policies(name: str | Path) -> dict[Role, Policy]:
 
 
 def model_events(path: str | Path) -> list[ModelLoaded]:
-    """The ``ModelLoaded`` inputs that put the model at ``path`` into a session, one per role it decides."""
+    """The ``ModelLoaded`` inputs that put the model at ``path`` into a session, one per role it decides; a model
+    whose untrained roles are another model's (``frozen`` a path) brings that model's events first."""
     model = load_model(path)
     m = model.manifest
     roles = ROLES if m.kind == "single" else m.roles
-    return [ModelLoaded(role=role, model_id=m.version, version_hash=m.hash, source=str(model.directory))
-            for role in roles]
+    before = [] if not m.frozen or is_named(m.frozen) else [e for e in model_events(m.frozen) if e.role not in roles]
+    return before + [ModelLoaded(role=role, model_id=m.version, version_hash=m.hash, source=str(model.directory))
+                     for role in roles]
+
+
+def base_policy(path: str | Path) -> str:
+    """The built-in policies a session using the model at ``path`` starts from (its roles' models are loaded over
+    them): the innermost ``frozen`` name, or ``rule``."""
+    m = load_model(path).manifest
+    if not m.frozen:
+        return "rule"
+    return m.frozen if is_named(m.frozen) else base_policy(m.frozen)
 
 
 class ModelSource:

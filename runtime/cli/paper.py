@@ -159,7 +159,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _policies(name: str):
     """``(the spec's base policies, the model to follow or None)`` for ``--policies``; a bad name is a usage error."""
-    from policies.registry import ModelError, ModelSource, load_model, load_policies
+    from policies.registry import ModelError, ModelSource, base_policy, load_model, load_policies
 
     from . import UsageError
 
@@ -173,13 +173,10 @@ def _policies(name: str):
         model = load_model(name)  # checked now, before anything is started or logged
     except ModelError as exc:
         raise UsageError(f"--policies {name}: {exc}") from None
-    frozen = model.manifest.frozen or "rule"
-    if frozen != "rule" and not frozen.startswith("random"):
-        raise UsageError(f"--policies {name}: its untrained roles use {frozen!r}; only rule or random can be the base "
-                         "of a live session")
+    base = base_policy(name)
     print(f"policies: model {model.version} ({model.manifest.kind}: {', '.join(model.manifest.roles)}; others "
-          f"{frozen}) from {model.directory}", file=sys.stderr)
-    return frozen, ModelSource(name)
+          f"{model.manifest.frozen or base}) from {model.directory}", file=sys.stderr)
+    return base, ModelSource(name)
 
 
 async def _runner(kind: str, spec: SessionSpec, log):

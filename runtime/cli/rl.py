@@ -50,8 +50,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="roles: the four roles as agents (default); single: one agent for everything")
     t.add_argument("--roles", default=ROLES_TEXT, metavar="R1,R2",
                    help=f"(--env roles) the roles that learn (default {ROLES_TEXT})")
-    t.add_argument("--frozen", default="rule", metavar="rule|random",
-                   help="(--env roles) the policies of the roles that do not learn (default rule)")
+    t.add_argument("--frozen", default="rule", metavar="rule|random|DIR",
+                   help="(--env roles) the policies of the roles that do not learn: the rule baselines (default), "
+                   "random, or a model trained before (its roles keep its weights)")
     t.add_argument("--iterations", type=int, default=20, metavar="N", help="PPO iterations (default 20)")
     t.add_argument("--out", default="models/tape", metavar="DIR",
                    help="registry directory the new version is saved under (default models/tape)")
@@ -187,8 +188,13 @@ def _check(config) -> None:
                          "--num-learners >= 0")
     if config.num_gpus_per_learner < 0:
         raise ValueError("--num-gpus-per-learner must be >= 0")
-    if config.frozen != "rule" and not config.frozen.startswith("random"):
-        raise ValueError(f"--frozen: rule or random[:SEED], got {config.frozen!r}")
+    from policies.registry import ModelError, is_named, load_model
+
+    if not is_named(config.frozen):
+        try:
+            load_model(config.frozen)
+        except ModelError as exc:
+            raise ValueError(f"--frozen: rule, random[:SEED] or a model, got {config.frozen!r}: {exc}") from None
     from policies.env import env_config
 
     env_config(config.env_config)  # its own checks (cash, lot…)

@@ -88,6 +88,22 @@ def test_models_load_as_policies_without_an_algorithm(models):
     assert {e.model_id for e in events} == {models["v1"].version}
 
 
+def test_a_model_trained_beside_a_frozen_model_brings_it_along(models, tmp_path):
+    from policies.registry import base_policy
+
+    report = train(tiny(3, roles=("entry",), frozen=str(models["root"] / "roles")), tmp_path / "entry",
+                   tapes=models["tapes"])
+    model = load_model(tmp_path / "entry")
+    assert model.manifest.frozen == str((models["root"] / "roles" / models["v2"].version).resolve())
+    versions = {role: p.version for role, p in model.policies().items()}
+    assert versions == {"signal": models["v2"].version, "sizing": versions["sizing"], "entry": report.version,
+                        "exit": models["v2"].version} and versions["sizing"].startswith("confidence_sizing@")
+    events = model_events(tmp_path / "entry")
+    assert [(e.role, e.model_id) for e in events] == [("signal", models["v2"].version), ("exit", models["v2"].version),
+                                                      ("entry", report.version)]
+    assert base_policy(tmp_path / "entry") == "rule"
+
+
 def test_inference_is_deterministic_and_means_what_the_env_means(models):
     env = TradingEnv(EnvConfig(), tapes=models["tapes"], record=True)
     env.reset(seed=0)
@@ -233,7 +249,7 @@ def test_tape_train_and_eval_commands(tmp_path):
 @pytest.mark.parametrize(("args", "needle"), [
     (["train", "--data", "nowhere"], "nowhere: no such log"),
     (["train", "--data", ".", "--roles", "signal,timing"], "--roles: choose among"),
-    (["train", "--data", ".", "--frozen", "models/x"], "--frozen: rule or random"),
+    (["train", "--data", ".", "--frozen", "models/x"], "--frozen: rule, random[:SEED] or a model"),
     (["train", "--data", ".", "--envs-per-runner", "0"], "--envs-per-runner must be >= 1"),
     (["eval", "--data", ".", "--policies", "models/none"], "--policies models/none"),
 ])

@@ -32,7 +32,8 @@ def demo_run(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("command", [
     [], ["demo"], ["log"], ["log", "info"], ["log", "list"], ["log", "cat"], ["log", "verify"], ["log", "repair"],
-    ["log", "export"], ["bench"], ["bench", "log"], ["bench", "book"], ["bench", "venue"], ["synth"],
+    ["log", "export"], ["bench"], ["bench", "log"], ["bench", "book"], ["bench", "venue"], ["bench", "env"], ["synth"],
+    ["train"], ["eval"],
 ])
 def test_every_command_has_complete_help(command):
     done = tape(*command, "--help")
