@@ -299,9 +299,16 @@ class Orchestrator:
     # -- the fold -------------------------------------------------------------------------------
     def handle(self, seq: int, ts_ns: int, event: Event) -> Sequence[Event]:
         """Fold one event; the decisions it makes due are made here with ``self.policies``."""
-        out: list[Event] = []
-        due = self.fold(seq, ts_ns, event, out)
-        for market in due:
+        kind = type(event)
+        if kind is BookDelta or kind is BookSnapshot:  # the hot path: most book updates make nothing due
+            market = self._book_updated(seq, ts_ns, event)  # type: ignore[arg-type]
+            if market is None:
+                return NOTHING
+            out: list[Event] = []
+            run(self.decision(seq, ts_ns, market, out), self.policies)
+            return out or NOTHING
+        out = []
+        for market in self.fold(seq, ts_ns, event, out):
             run(self.decision(seq, ts_ns, market, out), self.policies)
         return out or NOTHING
 
@@ -310,19 +317,9 @@ class Orchestrator:
         fold itself derives (a ``halt``'s cancels) are appended to ``out``. ``handle`` is ``fold``, then each
         due market's :meth:`decision` run with ``self.policies``; a training environment runs them itself."""
         kind = type(event)
-        if kind is BookDelta or kind is BookSnapshot:  # the hot path (a book update), inlined
-            market = event.market  # type: ignore[union-attr]
-            book = self._books.get(market)
-            if book is None:
-                return ()
-            book.handle(seq, ts_ns, event)  # a BookInconsistent it returns is the book actor's to log
-            if book.last_update_seq != seq:  # not applied (stale, or inconsistent): the tracker ignores it too
-                return ()
-            self._trackers[market].book_updated(ts_ns)
-            last = self._markets[market].last_decided_ns
-            if last is not None and ts_ns - last < self._every_ns:
-                return ()
-            return (market,) if self._can_decide(market) else ()
+        if kind is BookDelta or kind is BookSnapshot:
+            market = self._book_updated(seq, ts_ns, event)  # type: ignore[arg-type]
+            return () if market is None else (market,)
         if isinstance(event, _CASH_EVENTS):
             self._cash.handle(seq, ts_ns, event)
         if kind is PublicTrade:
@@ -356,6 +353,22 @@ class Orchestrator:
         elif kind is TimerFired and event.name == self.config.timer:  # type: ignore[union-attr]
             return [m for m in self.config.markets if self._can_decide(m)]
         return ()
+
+    def _book_updated(self, seq: int, ts_ns: int, event: BookDelta | BookSnapshot) -> str | None:
+        """Fold a book update; its market if that makes the market's decision due (the hot path)."""
+        market = event.market
+        book = self._books.get(market)
+        if book is None:
+            return None
+        book.handle(seq, ts_ns, event)  # a BookInconsistent it returns is the book actor's to log
+        if book.last_update_seq != seq:  # not applied (stale, or inconsistent): the tracker ignores it too
+            return None
+        self._trackers[market].book_updated(ts_ns)
+        state = self._markets[market]
+        last = state.last_decided_ns
+        if last is not None and ts_ns - last < self._every_ns:
+            return None
+        return None if self._halted or state.closed or book.stale else market
 
     def _placed(self, ts_ns: int, intent: OrderIntent) -> None:
         self._pending.pop(intent.client_order_id, None)
