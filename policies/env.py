@@ -56,7 +56,7 @@ from .base import (
 from .data import Tape, load_tapes
 from .episode import Episode
 
-__all__ = ["ACTIONS", "EnvConfig", "TradingEnv", "agent_observation", "decision_for"]
+__all__ = ["ACTIONS", "EnvConfig", "TradingEnv", "agent_observation", "decision_for", "sample_tape"]
 
 ACTIONS: tuple[str, ...] = ("hold", "buy_yes_passive", "buy_yes_cross", "buy_no_passive", "buy_no_cross", "close")
 OBS_SIZE = len(OBSERVATION_NAMES["exit"])
@@ -117,6 +117,15 @@ def tapes_for(config: EnvConfig) -> list[Tape]:
     return _CACHE[key]
 
 
+def sample_tape(tapes: Sequence[Tape], rng: np.random.Generator, episodes: int, curriculum: int) -> Tape:
+    """An episode's tape, drawn with ``rng`` from ``tapes`` (easiest first): all of them, or with a ``curriculum``
+    the easiest quarter opening to all over that many ``episodes``."""
+    n = len(tapes)
+    if curriculum:
+        n = max(1, math.ceil(n * min(1.0, 0.25 + 0.75 * episodes / curriculum)))
+    return tapes[int(rng.integers(n))]
+
+
 def agent_observation(role: Role, obs: Any) -> np.ndarray:
     """The single agent's observation for a signal or exit decision (module docstring)."""
     if role == "exit":
@@ -170,11 +179,7 @@ class TradingEnv(gym.Env):
         self._count = 0
 
     def _tape(self) -> Tape:
-        n = len(self.tapes)
-        if self.config.curriculum:
-            share = min(1.0, 0.25 + 0.75 * self.episodes / self.config.curriculum)
-            n = max(1, math.ceil(n * share))
-        return self.tapes[int(self.np_random.integers(n))]
+        return sample_tape(self.tapes, self.np_random, self.episodes, self.config.curriculum)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         if seed is None and self._np_random is None:  # never seeded: from the config, not from the OS

@@ -21,7 +21,6 @@ and ``frozen``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,7 +33,7 @@ from runtime.units import MONEY_SCALE
 
 from .base import ROLES, Policy
 from .data import Tape
-from .env import EnvConfig, env_config, tapes_for
+from .env import EnvConfig, env_config, sample_tape, tapes_for
 from .episode import Episode
 from .roles import ACTION_COUNTS, decision, observation_size
 
@@ -98,10 +97,7 @@ class MultiRoleEnv(MultiAgentEnv):
         self._count = 0
 
     def _tape(self) -> Tape:
-        n = len(self.tapes)
-        if self.config.curriculum:
-            n = max(1, math.ceil(n * min(1.0, 0.25 + 0.75 * self.episodes / self.config.curriculum)))
-        return self.tapes[int(self._rng.integers(n))]
+        return sample_tape(self.tapes, self._rng, self.episodes, self.config.curriculum)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         if seed is not None:

@@ -196,4 +196,4 @@ def _learner_device(algo: Any) -> str:
     group = algo.learner_group
     if getattr(group, "_learner", None) is not None:
         return device(group._learner)
-    return str(group.foreach_learner(device)[0].get())
+    return str(next(iter(group.foreach_learner(device))).get())  # RemoteCallResults: one result per learner

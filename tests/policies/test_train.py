@@ -64,6 +64,14 @@ def test_the_same_seed_on_cpu_gives_the_same_weights(models, tmp_path):
     assert len(models["v1"].returns) == 2 and models["v1"].env_steps >= 800
 
 
+def test_a_remote_learner_saves_a_model_that_loads_and_checks(models, tmp_path):
+    """--num-learners 1 (the cluster set-up): the weights come back from the learner actor and hash alike."""
+    report = train(tiny(1, num_learners=1), tmp_path / "remote", tapes=models["tapes"])
+    model = load_model(tmp_path / "remote")
+    assert model.version == report.version and report.device == "cpu"
+    assert set(model.policies()) == {"signal", "sizing", "entry", "exit"}
+
+
 def test_a_version_is_saved_with_its_manifest_and_latest_names_the_newest(models):
     root = models["root"] / "roles"
     assert (root / LATEST).read_text().strip() == models["v2"].version
