@@ -159,11 +159,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _policies(name: str):
     """``(the spec's base policies, the model to follow or None)`` for ``--policies``; a bad name is a usage error."""
-    from policies.registry import ModelError, ModelSource, base_policy, load_model, load_policies
+    from policies.registry import ModelError, ModelSource, base_policy, is_named, load_model, load_policies
 
     from . import UsageError
 
-    if name == "rule" or name == "random" or name.startswith("random:"):
+    if is_named(name):
         try:
             load_policies(name)
         except ModelError as exc:

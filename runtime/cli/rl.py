@@ -202,7 +202,7 @@ def _check(config) -> None:
 
 async def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     from policies.evaluate import evaluate
-    from policies.registry import ModelError, load_model, load_policies
+    from policies.registry import ModelError, is_named, load_model, load_policies
 
     from . import UsageError
 
@@ -213,7 +213,7 @@ async def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     trained_on: dict[str, set[str]] = {}
     for name in names:
         try:
-            if name == "rule" or name.startswith("random"):
+            if is_named(name):
                 sets[name] = load_policies(name)
             else:
                 model = load_model(name)
