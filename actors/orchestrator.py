@@ -518,13 +518,13 @@ class Orchestrator:
 
     def _exit(self, d: _Decision, now: int, orders: list[OwnOrder]) -> Decision:
         market, free = d.market, self.free_cash
-        held = self._positions.get(market)
+        position, cost_basis, _ = self._positions.marks(market)  # (no copy of the lots)
         entry = orders[-1] if orders else None
-        view = self._view(market, now, held.position, free)
+        view = self._view(market, now, position, free)
         opened = self._markets[market].opened_ns
         obs = ExitObservation(
-            view=view, features=self._trackers[market].observe(held.position, free, now, top=_top(view)),
-            cost_basis=held.cost_basis,
+            view=view, features=self._trackers[market].observe(position, free, now, top=_top(view)),
+            cost_basis=cost_basis,
             held_ns=0 if opened is None else now - opened,
             entry_order=None if entry is None else WorkingOrder(
                 client_order_id=entry.client_order_id, side=entry.side, price=entry.price, count=entry.count,
@@ -536,12 +536,12 @@ class Orchestrator:
             return
         cancels = [CancelRequested(cause_seq=d.seq, client_order_id=o.client_order_id, order_id=o.order_id)
                    for o in orders if not o.cancel_requested]
-        if decision.action == "cancel" or not held.position:
+        if decision.action == "cancel" or not position:
             d.log("exit", decision.label, version)
             d.orders.extend(cancels)
             return
-        side: Literal["bid", "ask"] = "ask" if held.position > 0 else "bid"
-        price, count = obs.exit_price, abs(held.position)
+        side: Literal["bid", "ask"] = "ask" if position > 0 else "bid"
+        price, count = obs.exit_price, abs(position)
         refusal = self._refusal(market, side, price, count, free)
         d.log("exit", refusal or decision.label, version, size=count, price=price)
         d.orders.extend(cancels)
