@@ -111,12 +111,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="env_sps: the single-agent trading environment's steps per second in this process (seeded random "
         "actions, synthetic tapes: 8 tight markets x 600 s, episodes reset as they end); ma_env_sps: the same for the "
         "multi-agent environment with the four roles training (agent steps). rllib_sps_trading / rllib_sps_trivial: "
-        "RLlib PPO's env-runner sampling throughput (env steps/s, the local env runner stepping 8 environments "
-        "together as tape train does, the default model) on the "
+        "RLlib PPO's env-runner sampling throughput (env steps/s, the local env runner with one environment, "
+        "RLlib's default; the default model) on the "
         "trading environment and on a trivial one with the same spaces and episode length, side by side in one run; "
-        "rllib_overhead = 1 - trading/trivial. policies/bench.py says exactly what is timed.",
+        "rllib_overhead = 1 - trading/trivial; rllib8_*: the same with 8 environments per env runner, as tape train "
+        "samples by default. policies/bench.py says exactly what is timed.",
         epilog="keys of --json: env_sps, env_episodes, ma_env_sps, ma_env_episodes, rllib_sps_trading,\n"
-        "rllib_sps_trivial, rllib_overhead, episode_steps, machine\n\nexample:\n  tape bench env --json")
+        "rllib_sps_trivial, rllib_overhead, rllib8_sps_trading, rllib8_sps_trivial, rllib8_overhead,\n"
+        "episode_steps, machine\n\nexample:\n  tape bench env --json")
     e.add_argument("--seconds", type=float, default=3.0, metavar="S", help="length of each in-process run (default 3)")
     e.add_argument("--rllib-steps", type=int, default=4_000, metavar="N",
                    help="env steps RLlib samples per environment (default 4,000)")
