@@ -59,15 +59,8 @@ async def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
         progress = Progress("replay", total)
         try:
             report = await verify(log, progress)
-        except SpecMissingError as exc:
-            progress.done()
-            print(f"tape replay: {log.location}: {exc}", file=sys.stderr)
-            return 1
-        except ModelError as exc:
-            progress.done()
-            print(f"tape replay: {log.location}: a model the session loaded cannot be: {exc} (the replay needs the "
-                  "same model versions: restore that version directory)", file=sys.stderr)
-            return 1
+        except (SpecMissingError, ModelError) as exc:
+            return _cannot(log.location, progress, exc)
     progress.done()
     derived = sum(report.derived.values())
     if args.json:
@@ -93,6 +86,17 @@ async def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cannot(location: str, progress: Progress, exc: Exception) -> int:
+    """A log that cannot be replayed: say why (exit status 1)."""
+    progress.done()
+    if isinstance(exc, ModelError):
+        print(f"tape replay: {location}: a model the session loaded cannot be: {exc} (the replay needs the same model "
+              "versions: restore that version directory)", file=sys.stderr)
+    else:
+        print(f"tape replay: {location}: {exc}", file=sys.stderr)
+    return 1
+
+
 async def run_cmd(args: argparse.Namespace, settings: Settings) -> int:
     from replay.verify import rebuild
 
@@ -101,15 +105,8 @@ async def run_cmd(args: argparse.Namespace, settings: Settings) -> int:
         progress = Progress("replay", last)
         try:
             state = await rebuild(log, args.last, progress)
-        except SpecMissingError as exc:
-            progress.done()
-            print(f"tape replay: {log.location}: {exc}", file=sys.stderr)
-            return 1
-        except ModelError as exc:
-            progress.done()
-            print(f"tape replay: {log.location}: a model the session loaded cannot be: {exc} (the replay needs the "
-                  "same model versions: restore that version directory)", file=sys.stderr)
-            return 1
+        except (SpecMissingError, ModelError) as exc:
+            return _cannot(log.location, progress, exc)
         location = log.location
     progress.done()
     summary = _summary(state)
