@@ -85,6 +85,12 @@ class Positions:
         b = self._books.get(market)
         return (0, 0, 0) if b is None else (b.position, b.cost_basis, b.realized_pnl - b.fees)
 
+    def value2(self, market: str, mid2: int | None) -> int:
+        """Twice ``market``'s PnL net of fees with the open position marked at the mid (``mid2`` = bid + ask, so
+        a mid between ticks stays exact; at cost without one): what ``tape paper``, training and evaluation mark."""
+        position, cost_basis, net = self.marks(market)
+        return 2 * net + (0 if mid2 is None or not position else position * mid2 - 2 * cost_basis)
+
     def unrealized(self, market: str, mid: int) -> int:
         """The open position's PnL marked at ``mid`` (YES price units), in micro-dollars."""
         b = self._books.get(market)

@@ -91,9 +91,7 @@ class Episode:
 
     def value2(self) -> int:
         """Twice :meth:`value`, exact."""
-        position, cost_basis, net = self.positions.marks(self.tape.market)
-        mid2 = self.book.mid2() if position else None
-        return 2 * net + (0 if mid2 is None else position * mid2 - 2 * cost_basis)
+        return self.positions.value2(self.tape.market, self.book.mid2())
 
     @property
     def position(self) -> int:

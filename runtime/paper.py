@@ -188,19 +188,11 @@ class Watch:
         self.peak = max(self.peak, pnl)
         self.max_drawdown = max(self.max_drawdown, self.peak - pnl)
 
-    def mid(self, market: str) -> int | None:
-        twice = self.books[market].mid2()
-        return None if twice is None else twice // 2
-
     def pnl(self) -> int:
-        """Realized + unrealized at the mid (or at cost where a book has no mid), net of fees."""
-        total = 0
-        for market in self.spec.markets:
-            p = self.positions.get(market)
-            mid = self.mid(market)
-            unrealized = 0 if mid is None or p.position == 0 else self.positions.unrealized(market, mid)
-            total += p.realized_pnl + unrealized - p.fees
-        return total
+        """Realized + unrealized at the mid (or at cost where a book has no mid), net of fees (``Positions.value2``,
+        exact, rounded down to the micro-dollar once for the whole session)."""
+        positions, books = self.positions, self.books
+        return sum(positions.value2(m, books[m].mid2()) for m in self.spec.markets) // 2
 
     def summary(self, reason: str, seconds: float, *, venue: str = "sim", reconciled_fills: int = 0,
                 gateway: dict[str, int] | None = None) -> Summary:

@@ -209,3 +209,11 @@ class PositionsMachine(RuleBasedStateMachine):
 
 PositionsMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 TestPositionsInvariants = PositionsMachine.TestCase
+
+
+def test_value2_marks_the_open_position_at_the_exact_mid_net_of_fees():
+    """+3 at $0.40 with $0.051 of fees, mid $0.405 (bid 0.40 + ask 0.41): 2 × (3 × 0.005 − 0.051); flat or no mid: net."""
+    machine, _ = fold(fill("t1", "bid", 4_000, 300, fee=51_000))
+    assert machine.value2(M, 4_000 + 4_100) == 2 * (3 * 50 * 100 - 51_000)
+    assert machine.value2(M, None) == -2 * 51_000
+    assert machine.value2("KXNONE", 8_000) == 0
