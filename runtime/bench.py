@@ -3,10 +3,11 @@
 * ``latency_p50_ms`` / ``latency_p99_ms`` — tick to order: a book update received from the venue (its
   receive stamp at the edge) to the order intent it caused being durable in the log, measured by the paper
   driver's watch; ``decision_latency_*`` the same for every policy decision a book update caused (the same
-  path, many more samples: the rule policies place few orders); ``*_inprocess_*`` the same with the
-  machines in the driver's process, to show what the Ray hop costs. A real paper session: the local exchange over loopback (every market quoted tight, so the
-  rule policies trade often), our feed, the sequencer and the topology on Ray actors, a file log with
-  fsync per batch.
+  path, more samples); ``*_inprocess_*`` the same with the machines in the driver's process, to show what
+  hosting them on Ray actors costs. A real paper session: the local exchange over loopback (every market
+  quoted tight), our feed, the sequencer and the topology on Ray actors (batches over their channels:
+  :mod:`actors.channel`), a file log with fsync per batch, the seeded ``random`` baseline policies (an order
+  on most decisions: many samples).
 * ``throughput_eps_10`` / ``throughput_eps_300`` — the whole runtime's sustained rate: a synthetic session's
   market events (prebuilt) submitted as fast as the sequencer takes them, in batches of ``batch``, with every
   node on Ray actors and the log fsynced per batch; records per second including the derived ones.
@@ -107,9 +108,11 @@ async def measure_replay(markets: int, events: int, *, batch: int = 1_000) -> di
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-async def measure_latency(markets: int = 10, seconds: float = 15.0, *, speed: float = 50.0,
-                          runner: str = "ray") -> dict[str, float]:
-    """Tick-to-order latency in a real paper session, on Ray or in-process (see the module docstring)."""
+async def measure_latency(markets: int = 10, seconds: float = 15.0, *, speed: float = 50.0, runner: str = "ray",
+                          policy: str = "random:3") -> dict[str, float]:
+    """Tick-to-order latency in a real paper session, on Ray or in-process (see the module docstring). The seeded
+    ``random`` baselines place an order on most decisions, so the figure has tens of samples a run (the ``rule``
+    baselines place a few per run); the path from a book update to its intent is the same code either way."""
     from actors.shell import RayRunner
 
     from .paper import PaperSession
@@ -120,7 +123,7 @@ async def measure_latency(markets: int = 10, seconds: float = 15.0, *, speed: fl
     if runner == "ray":
         _ray()
     exchange = Exchange(markets, 3, config=TIGHT, start_ns=time.time_ns(), session_s=max(3_600.0, seconds * speed * 2))
-    spec = SessionSpec(markets=exchange.tickers, starting_cash=CASH, seed=3)
+    spec = SessionSpec(markets=exchange.tickers, starting_cash=CASH, seed=3, policy=policy)
     scratch = Path(tempfile.mkdtemp(prefix="tape-bench-lat-"))
     meta = SessionMeta(session_id=new_session_id("bench"), mode="bench", venue="sim", seed=3,
                        created_ns=time.time_ns())

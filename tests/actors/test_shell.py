@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from actors import shell
+from actors.channel import Channel, ChannelClosed, ChannelServer, ShellFailed
 from actors.shell import RayRunner, Shell
 from replay.verify import verify
 from runtime.log import open_log
@@ -37,15 +40,18 @@ async def test_a_shell_folds_a_batch_like_its_machine_and_round_trips_its_snapsh
 
 async def _logs(tmp_path: Path, spec, inputs, **kw) -> tuple[bytes, bytes]:
     await write_session(tmp_path / "local", spec, inputs)
-    await write_session(tmp_path / "ray", spec, inputs, runner=lambda log: RayRunner(topology(spec), log), **kw)
+    await write_session(tmp_path / "ray", spec, inputs, **kw)
     return encode(await read_all(tmp_path / "local" / "run")), encode(await read_all(tmp_path / "ray" / "run"))
 
 
 @pytest.mark.slow
-async def test_the_ray_runner_writes_the_same_log_as_the_in_process_runner(ray_session, tmp_path):
-    """Same inputs, same batching: the records are identical byte for byte, and so are the segment files."""
+@pytest.mark.parametrize("channels", [True, False], ids=["channels", "ray-calls"])
+async def test_the_ray_runner_writes_the_same_log_as_the_in_process_runner(ray_session, tmp_path, channels):
+    """Same inputs, same batching: the records are identical byte for byte, and so are the segment files; over the
+    shells' channels or (the fallback) through Ray calls alone."""
     spec, inputs = paper_inputs(markets=3, duration_s=600)
-    local, on_ray = await _logs(tmp_path, spec, inputs)
+    local, on_ray = await _logs(tmp_path, spec, inputs, runner=lambda log: RayRunner(topology(spec), log,
+                                                                                      channels=channels))
     assert local == on_ray
     segments = sorted((tmp_path / "local" / "run").glob("*.seg"))
     assert segments and [p.read_bytes() for p in segments] == [
@@ -84,6 +90,54 @@ async def test_a_killed_shell_is_rebuilt_and_the_session_goes_on_unchanged(ray_s
     assert encode(await read_all(tmp_path / "ray" / "run")) == encode(await read_all(tmp_path / "local" / "run"))
     async with await open_log(tmp_path / "ray" / "run") as log:
         assert (await verify(log)).ok
+
+
+@pytest.mark.slow
+async def test_a_shell_lost_without_closing_its_channel_is_found_by_the_probe(ray_session, tmp_path, monkeypatch):
+    """A lost node closes no connection: the batch waits, the probe asks Ray, Ray says the shell is dead, and it is
+    rebuilt; the log is still the in-process runner's."""
+    monkeypatch.setattr(shell, "PROBE_S", 0.3)
+    spec, inputs = paper_inputs(markets=2, duration_s=120)
+    silent = ChannelServer(lambda _: threading.Event().wait() or b"", "127.0.0.1")  # takes a batch, never answers
+    runners: list[RayRunner] = []
+
+    def make(log):
+        runners.append(RayRunner(topology(spec), log))
+        return runners[-1]
+
+    async def lose(n: int) -> None:
+        if n == 5:
+            runner = runners[0]
+            runner.channels[-1] = await Channel.open("orchestrator", silent.address, silent.token)
+            ray_session.kill(runner.actors[-1])
+
+    await write_session(tmp_path / "local", spec, inputs)
+    await write_session(tmp_path / "ray", spec, inputs, runner=make, between=lose)
+    silent.close()
+    assert runners[0].restarts == 1
+    assert encode(await read_all(tmp_path / "ray" / "run")) == encode(await read_all(tmp_path / "local" / "run"))
+
+
+async def test_a_machine_that_raises_reaches_the_driver_naming_its_node():
+    """Over the channel, a handler's exception comes back as ShellFailed with the node and the remote traceback."""
+    def handler(payload: bytes) -> bytes:
+        if payload == b"bad":
+            raise ValueError("no such market")
+        return payload[::-1]
+
+    server = ChannelServer(handler, "127.0.0.1")
+    channel = await Channel.open("book:X", server.address, server.token)
+    channel.send(b"abc")
+    assert await channel.receive() == b"cba"
+    channel.send(b"bad")
+    with pytest.raises(ShellFailed, match=r"(?s)book:X failed.*ValueError: no such market"):
+        await channel.receive()
+    channel.send(b"still served")
+    assert await channel.receive() == b"devres llits"
+    channel.close()
+    with pytest.raises(ChannelClosed):  # a wrong token: the shell closes the connection
+        await Channel.open("book:X", server.address, b"guess")
+    server.close()
 
 
 def test_the_in_process_runner_is_the_reference(tmp_path):
