@@ -18,7 +18,7 @@ sequencer round (so every tick-to-order) waits for the slowest node it touched. 
 reach a shell's address (a Ray Client driver outside the cluster), that shell's batches go through Ray
 calls instead, with a warning: slower, the same log.
 
-**Restart.** Every ``snapshot_every`` seqs the runner takes every shell's snapshot. A shell that died
+**Restart.** At every checkpoint (:mod:`runtime.sequencer`) the runner keeps every shell's snapshot. A shell that died
 (``ray.kill``, a crashed worker: its channel closes; a lost node: the watchdog's probe through Ray fails)
 is rebuilt from its last snapshot (from scratch if none), then fed the records routed to it from the log
 between that snapshot and the batch in hand (their outputs are already in the log and are dropped), and
@@ -121,18 +121,15 @@ class RayRunner:
     """One :class:`Shell` actor per node on the connected Ray cluster (module docstring). ``channels=False``
     sends every batch through Ray calls (the fallback path, for comparison and tests)."""
 
-    def __init__(self, nodes: Sequence[Node], log: EventLog, *, snapshot_every: int | None = 100_000,
-                 channels: bool = True) -> None:
+    def __init__(self, nodes: Sequence[Node], log: EventLog, *, channels: bool = True) -> None:
         self.nodes = tuple(nodes)
         self.log = log
         self.routes = Routes(self.nodes)
-        self.snapshot_every = snapshot_every
         self.use_channels = channels
         self.actors = [_actor_class().remote(node) for node in self.nodes]
         self.channels: list[Channel | None] = [None] * len(self.nodes)
-        self.snapshots: list[tuple[int, bytes] | None] = [None] * len(self.nodes)
+        self.kept: list[tuple[int, bytes] | None] = [None] * len(self.nodes)  # (seq, snapshot) for restarts
         self.restarts = 0
-        self._since_snapshot = 0
         self._last_seq = 0
         self._ready = False
 
@@ -172,10 +169,7 @@ class RayRunner:
                 raise answer
             out.extend(_EVENTS.decode(answer))
         out.sort(key=_cause)  # stable: node order, then emission order, within one cause
-        self._since_snapshot += len(records)
         self._last_seq = records[-1].seq
-        if self.snapshot_every is not None and self._since_snapshot >= self.snapshot_every:
-            await self.take_snapshots()
         return out
 
     async def _call(self, nodes: list[int], payloads: dict[int, bytes]) -> list[bytes | BaseException]:
@@ -217,8 +211,8 @@ class RayRunner:
             except TimeoutError:
                 pass  # Ray itself is slow to answer: wait on
 
-    async def take_snapshots(self) -> None:
-        """Every shell's snapshot, kept for restarts (a shell found dead is rebuilt first)."""
+    async def snapshots(self) -> list[bytes]:
+        """Every shell's snapshot, kept for restarts too (a shell found dead is rebuilt first)."""
         from ray.exceptions import RayActorError
 
         answers = await asyncio.gather(*(a.snapshot.remote() for a in self.actors), return_exceptions=True)
@@ -228,15 +222,15 @@ class RayRunner:
                 answer = await self.actors[i].snapshot.remote()
             elif isinstance(answer, BaseException):
                 raise answer
-            self.snapshots[i] = answer
-        self._since_snapshot = 0
+            self.kept[i] = answer
+        return [data for _, data in self.kept]  # type: ignore[misc]
 
     async def _restart(self, i: int, upto: int) -> None:
         """A new shell for node ``i`` from its last snapshot and the log's records after it, through ``upto``."""
         if self.channels[i] is not None:
             self.channels[i].close()  # type: ignore[union-attr]
             self.channels[i] = None
-        kept = self.snapshots[i]
+        kept = self.kept[i]
         after = 0 if kept is None else kept[0]
         actor = _actor_class().remote(self.nodes[i], None if kept is None else kept[1], after)
         tail: list[Record] = []

@@ -27,6 +27,15 @@ holds its pending intents' cash).
 events in round order``: :class:`InProcessRunner` calls them directly (replay, tests, training); the Ray
 runner (:class:`actors.shell.RayRunner`) hosts one actor per node. Both give the same log byte for byte.
 
+**Checkpoints.** After a ``submit`` (no round in flight: every machine has seen exactly the log's records),
+once ``checkpoint_every`` records have been logged since the last one (or a sixteenth of the log, whichever is
+more, so they cost a bounded share of the log however long it runs), the sequencer asks the runner for every
+machine's snapshot and stores them as one :class:`Checkpoint` beside the records
+(:meth:`~runtime.log.EventLog.put_checkpoint`). A restarted actor resumes from the latest one plus the log's
+tail, and replay verifies the segments between checkpoints in parallel, each checked to end in exactly the
+next checkpoint (:mod:`replay.verify`). A checkpoint that cannot be stored is a warning, not a stop: it is a
+cache, and the records are the session.
+
 **Failure.** If an append raises, the log cannot be trusted to hold what the machines have seen (they may
 have handled the batch that failed): the sequencer stops, raises :class:`SequencerStopped` (chained to the
 log's error), appends nothing the batch derived, and refuses every later ``submit``. Trading stops rather
@@ -39,11 +48,26 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+import msgspec
+
 from .events import Event, Record, is_derived
 from .log import Entry, EventLog, SeqRange
-from .topology import Node, Routes
+from .logger import get_logger
+from .topology import Node, Routes, snapshot_bytes
 
-__all__ = ["InProcessRunner", "Runner", "Sequencer", "SequencerStopped"]
+__all__ = ["CHECKPOINT_EVERY", "Checkpoint", "InProcessRunner", "Runner", "Sequencer", "SequencerStopped"]
+
+CHECKPOINT_EVERY = 25_000
+"""records between two checkpoints, at least (module docstring)"""
+CHECKPOINT_SHARE = 16
+"""and at least this fraction (1/16) of the log so far"""
+
+
+class Checkpoint(msgspec.Struct, frozen=True):
+    """Every machine's snapshot (msgpack, as ``Node.restore`` takes it) as of ``seq``, in topology order."""
+
+    seq: int
+    nodes: tuple[tuple[str, bytes], ...]
 
 
 class SequencerStopped(RuntimeError):
@@ -51,8 +75,14 @@ class SequencerStopped(RuntimeError):
 
 
 class Runner(Protocol):
+    nodes: tuple[Node, ...]
+
     async def handle(self, records: list[Record]) -> list[Event]:
         """Fan ``records`` (consecutive, in seq order) out; their derived events, in round order."""
+        ...
+
+    async def snapshots(self) -> list[bytes]:
+        """Every machine's snapshot (msgpack), in node order, as of the last record handled."""
         ...
 
     async def close(self) -> None:
@@ -87,6 +117,9 @@ class InProcessRunner:
         self.feed(records, out)
         return out
 
+    async def snapshots(self) -> list[bytes]:
+        return [snapshot_bytes(m) for m in self.machines]
+
     async def close(self) -> None:
         return None
 
@@ -95,9 +128,13 @@ class Sequencer:
     """Appends inputs and the rounds of derived events they cause (module docstring); the log's one writer."""
 
     def __init__(self, log: EventLog, runner: Runner, *,
-                 on_durable: Callable[[list[Record]], None] | None = None) -> None:
+                 on_durable: Callable[[list[Record]], None] | None = None,
+                 checkpoint_every: int | None = CHECKPOINT_EVERY) -> None:
         self.log = log
         self.runner = runner
+        self.checkpoint_every = checkpoint_every
+        """records between checkpoints, at least (None: none are taken)"""
+        self.checkpointed = log.last_seq  # the seq of the last checkpoint taken (or where this sequencer began)
         self.on_durable = on_durable
         """called with every batch (inputs, then each round) once it is durable, in seq order: what may act on
         the log (a status display, an order gateway) sees it there, never before"""
@@ -136,7 +173,23 @@ class Sequencer:
                 self.rounds += 1
                 self.derived += len(entries)
         assert first is not None
-        return SeqRange(first, self.log.last_seq)
+        last = self.log.last_seq
+        if self.checkpoint_every is not None and last - self.checkpointed >= max(self.checkpoint_every,
+                                                                                 last // CHECKPOINT_SHARE):
+            await self.checkpoint()
+        return SeqRange(first, last)
+
+    async def checkpoint(self) -> None:
+        """Store every machine's snapshot as the checkpoint at the log's last seq (module docstring)."""
+        seq = self.log.last_seq
+        blobs = await self.runner.snapshots()
+        data = msgspec.msgpack.encode(Checkpoint(seq, tuple((n.name, b) for n, b in zip(self.runner.nodes, blobs,
+                                                                                         strict=True))))
+        try:
+            await self.log.put_checkpoint(seq, data)
+        except Exception as exc:  # a cache: the session goes on without it
+            get_logger("sequencer").warning("checkpoint not stored", seq=seq, log=self.log.location, error=repr(exc))
+        self.checkpointed = seq
 
     async def _enqueue(self, entries: list[Entry]) -> asyncio.Future[SeqRange]:
         try:

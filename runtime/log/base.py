@@ -335,6 +335,34 @@ class EventLog(ABC):
     async def _sync(self) -> None:
         """Make every written batch durable (for a policy that defers syncing)."""
 
+    # -- checkpoints --------------------------------------------------------------------------
+    async def put_checkpoint(self, seq: int, data: bytes) -> None:
+        """Keep ``data`` beside the records as the checkpoint at ``seq`` (durable already): every machine's state
+        as of that seq (:mod:`runtime.sequencer`). A checkpoint is a cache, never the truth: the records alone are
+        the session, and replay trusts a checkpoint only after regenerating it from the records before it."""
+        if not self.writable:
+            raise LogError(f"{self.location}: opened read-only; open it with mode='a' to add a checkpoint")
+        if not 0 < seq <= self.last_seq:
+            raise LogError(f"{self.location}: a checkpoint must be at a durable seq (1..{self.last_seq}), not {seq}")
+        await self._put_checkpoint(seq, data)
+
+    @abstractmethod
+    async def _put_checkpoint(self, seq: int, data: bytes) -> None:
+        """Store a checkpoint durably (a second one at the same seq changes nothing)."""
+
+    @abstractmethod
+    async def checkpoints(self) -> list[int]:
+        """The seqs that have a checkpoint, ascending."""
+
+    @abstractmethod
+    async def get_checkpoint(self, seq: int) -> bytes:
+        """The checkpoint at ``seq``: ``LogError`` if there is none, ``CorruptLogError`` if it is damaged."""
+
+    @property
+    @abstractmethod
+    def target(self) -> tuple[str, str | None]:
+        """``(target, session)`` that :func:`runtime.log.open_log` opens this log with (from another process)."""
+
     # -- session status and closing -----------------------------------------------------------
     @abstractmethod
     async def mark(self, status: SessionStatus, reason: str | None = None) -> None:

@@ -121,6 +121,14 @@ def _write_atomic(path: Path, data: bytes) -> None:
     fsync_path(path.parent)
 
 
+CHECKPOINTS = "checkpoints"
+_CKPT_MAGIC = b"TCKP"
+
+
+def _checkpoint_path(root: Path, seq: int) -> Path:
+    return root / CHECKPOINTS / f"{seq:020d}.ckpt"
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -572,6 +580,44 @@ class FileLog(EventLog):
             self._last_sync = time.monotonic()
 
     # -- status and closing -------------------------------------------------------------------
+    # -- checkpoints: checkpoints/<seq>.ckpt, each "TCKP", CRC-32 of the data, the data -------------
+    async def _put_checkpoint(self, seq: int, data: bytes) -> None:
+        path = _checkpoint_path(self.root, seq)
+        blob = _CKPT_MAGIC + zlib.crc32(data).to_bytes(4, "little") + data
+        await asyncio.to_thread(self._write_checkpoint, path, blob)
+
+    def _write_checkpoint(self, path: Path, blob: bytes) -> None:
+        if not path.parent.is_dir():
+            path.parent.mkdir()
+            fsync_path(self.root)
+        if self.settings.sync == "none":
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(blob)
+            os.replace(tmp, path)
+        else:
+            _write_atomic(path, blob)
+
+    async def checkpoints(self) -> list[int]:
+        folder = self.root / CHECKPOINTS
+        if not folder.is_dir():
+            return []
+        return sorted(int(p.stem) for p in folder.iterdir() if p.suffix == ".ckpt" and p.stem.isdigit())
+
+    async def get_checkpoint(self, seq: int) -> bytes:
+        path = _checkpoint_path(self.root, seq)
+        try:
+            blob = await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            raise LogError(f"{self.root}: no checkpoint at seq {seq}") from None
+        data = blob[8:]
+        if blob[:4] != _CKPT_MAGIC or int.from_bytes(blob[4:8], "little") != zlib.crc32(data):
+            raise CorruptLogError(str(path), None, "checkpoint fails its checksum (replay without it: --jobs 1)")
+        return data
+
+    @property
+    def target(self) -> tuple[str, str | None]:
+        return str(self.root), None
+
     async def mark(self, status: SessionStatus, reason: str | None = None) -> None:
         if not self.writable:
             raise LogError(f"{self.root}: opened read-only; cannot change the session status")

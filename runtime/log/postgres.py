@@ -101,6 +101,17 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         );
         """,
     ),
+    (
+        "checkpoints",
+        """
+        CREATE TABLE tape_checkpoints (
+            session_id text   COLLATE "C" NOT NULL,
+            seq        bigint NOT NULL,
+            data       bytea  NOT NULL,
+            PRIMARY KEY (session_id, seq)
+        );
+        """,
+    ),
 )
 
 _VERSION_TABLE = """
@@ -300,6 +311,7 @@ async def drop_session(dsn: str, session_id: str, settings: LogSettings) -> int:
                     "WITH gone AS (DELETE FROM tape_events WHERE session_id = $1 RETURNING 1) SELECT count(*) FROM gone",
                     session_id,
                 )
+                await conn.execute("DELETE FROM tape_checkpoints WHERE session_id = $1", session_id)
                 if await conn.execute("DELETE FROM tape_sessions WHERE session_id = $1", session_id) == "DELETE 0":
                     raise NotALogError(f"{_location(dsn, session_id)}: no such session")
             finally:
@@ -657,6 +669,34 @@ class PgLog(EventLog):
             raise
         self._conn = conn
         return stored
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    async def _put_checkpoint(self, seq: int, data: bytes) -> None:
+        sql = "INSERT INTO tape_checkpoints (session_id, seq, data) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+
+        async def work(conn: asyncpg.Connection) -> None:
+            await conn.execute(sql, self.session_id, seq, data)
+
+        async def took_effect(_stored: int) -> bool:
+            return False  # the insert is idempotent: do it again
+
+        await self._on_writer(work, took_effect, f"storing the checkpoint at seq {seq}")
+
+    async def checkpoints(self) -> list[int]:
+        rows = await self._read_query("fetch", "SELECT seq FROM tape_checkpoints WHERE session_id = $1 ORDER BY seq",
+                                      self.session_id)
+        return [row[0] for row in rows]
+
+    async def get_checkpoint(self, seq: int) -> bytes:
+        data = await self._read_query("fetchval", "SELECT data FROM tape_checkpoints WHERE session_id = $1 AND seq = $2",
+                                      self.session_id, seq)
+        if data is None:
+            raise LogError(f"{self.location}: no checkpoint at seq {seq}")
+        return bytes(data)
+
+    @property
+    def target(self) -> tuple[str, str | None]:
+        return self.dsn, self.session_id
 
     async def _sync(self) -> None:
         """Under ``sync="interval"``, a synchronous no-op commit flushes every earlier asynchronous one."""

@@ -60,31 +60,31 @@ async def test_the_ray_runner_writes_the_same_log_as_the_in_process_runner(ray_s
 
 @pytest.mark.slow
 async def test_a_killed_shell_is_rebuilt_and_the_session_goes_on_unchanged(ray_session, tmp_path):
-    """Mid-session the orchestrator's shell (after a snapshot), two books' and the cash pool's are killed: each is rebuilt
-    from its snapshot (or from scratch) and the log's tail, the session goes on, the log is the in-process
+    """Mid-session the orchestrator's shell (after a checkpoint), two books' and the cash pool's are killed: each is
+    rebuilt from its snapshot at the last checkpoint (or from scratch) and the log's tail, the session goes on, the log is the in-process
     runner's, and it verifies."""
     spec, inputs = paper_inputs(markets=3, duration_s=600)
     runners: list[RayRunner] = []
 
     def make(log):
-        runners.append(RayRunner(topology(spec), log, snapshot_every=400))
+        runners.append(RayRunner(topology(spec), log))
         return runners[-1]
 
     def kill(n: int) -> None:
         runner = runners[0]
         if n == 12:
-            assert runner.snapshots[-1] is not None
+            assert runner.kept[-1] is not None
             ray_session.kill(runner.actors[-1])  # the orchestrator: restored from its snapshot + tail
         elif n == 20:
             ray_session.kill(runner.actors[0])  # book:KXSIM-000
         elif n == 21:
-            runner.snapshots[1] = None
+            runner.kept[1] = None
             ray_session.kill(runner.actors[1])  # book:KXSIM-001, rebuilt from scratch + the whole log
-        elif n == 30:
-            ray_session.kill(runner.actors[3])  # the cash pool, mid-trading: reservations rebuilt exactly
+        elif n == 23:
+            ray_session.kill(runner.actors[3])  # the cash pool, before an order: its reservation made by the rebuilt one
 
     await write_session(tmp_path / "local", spec, inputs)
-    await write_session(tmp_path / "ray", spec, inputs, runner=make, between=kill)
+    await write_session(tmp_path / "ray", spec, inputs, runner=make, between=kill, checkpoint_every=400)
     assert [n.name for n in runners[0].nodes][3] == "cash"
     assert runners[0].restarts == 4
     assert encode(await read_all(tmp_path / "ray" / "run")) == encode(await read_all(tmp_path / "local" / "run"))

@@ -272,3 +272,29 @@ class LogContract:
             assert isinstance(done[3], asyncio.CancelledError)
             assert await log.append(entries(5, 100)) == (16, 20)
             assert [r.seq for r in await read_all(log)] == list(range(1, 21))
+
+    async def test_checkpoints_are_kept_beside_the_records_and_read_back_from_another_handle(self, target):
+        """A checkpoint at a durable seq is stored, listed in seq order and read back exactly; a second one at the
+        same seq changes nothing; one past the durable end, or on a read-only handle, is refused."""
+        async with await self.new_log(target) as log:
+            await log.append(entries(30))
+            assert await log.checkpoints() == []
+            await log.put_checkpoint(20, b"state at 20")
+            await log.put_checkpoint(10, b"\x00" * 100_000)
+            await log.put_checkpoint(20, b"state at 20")
+            with pytest.raises(LogError, match="durable seq"):
+                await log.put_checkpoint(31, b"too far")
+            assert await log.checkpoints() == [10, 20]
+            reader = await self.reopen(target, log)
+            assert await reader.checkpoints() == [10, 20]
+            assert await reader.get_checkpoint(10) == b"\x00" * 100_000
+            assert await reader.get_checkpoint(20) == b"state at 20"
+            with pytest.raises(LogError, match="no checkpoint at seq 15"):
+                await reader.get_checkpoint(15)
+            with pytest.raises(LogError, match="read-only"):
+                await reader.put_checkpoint(10, b"x")
+            target_, session = reader.target
+            again = await open_log(target_, session=session, settings=self.settings)
+            assert await again.get_checkpoint(20) == b"state at 20" and again.last_seq == 30
+            await again.close()
+            await reader.close()

@@ -342,3 +342,21 @@ async def test_a_reader_probing_the_lock_does_not_refuse_a_recovering_writer(tmp
     log = await open_log(run, mode="a")
     assert log.last_seq == 100
     await log.close()
+
+
+async def test_a_damaged_checkpoint_is_named_and_the_records_are_untouched(tmp_path):
+    """A checkpoint is checksummed: a flipped byte is a CorruptLogError naming its file; the log still opens and
+    verifies (a checkpoint is a cache beside the records, never part of them)."""
+    log = await create_log(tmp_path, SessionMeta(session_id="run"), SMALL)
+    await log.append(entries(10))
+    await log.put_checkpoint(10, b"every machine's state")
+    await log.close()
+    (path,) = (tmp_path / "run" / "checkpoints").glob("*.ckpt")
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    async with await open_log(tmp_path / "run") as reader:
+        with pytest.raises(CorruptLogError, match=f"{path.name}.*checksum"):
+            await reader.get_checkpoint(10)
+        assert len(await read_all(reader)) == 10
+        assert (await verify_log(reader)).ok

@@ -27,8 +27,8 @@ from runtime.events import (
     is_derived,
 )
 from runtime.log import EventLog, SessionMeta, create_log, open_log
-from runtime.sequencer import InProcessRunner, Runner, Sequencer, SequencerStopped
-from runtime.topology import SessionSpec, topology
+from runtime.sequencer import CHECKPOINT_EVERY, Checkpoint, InProcessRunner, Runner, Sequencer, SequencerStopped
+from runtime.topology import SessionSpec, snapshot_bytes, topology
 
 S = 1_000_000_000
 SCRATCH = LogSettings(sync="none")
@@ -36,11 +36,13 @@ SCRATCH = LogSettings(sync="none")
 
 async def write_session(target: str | Path, spec: SessionSpec, inputs: list[tuple[int, Event]], *,
                         runner: Callable[[EventLog], Runner] | None = None, batch: int = 50,
-                        session_id: str = "run", between: Callable[[int], object] | None = None) -> EventLog:
+                        session_id: str = "run", between: Callable[[int], object] | None = None,
+                        checkpoint_every: int | None = CHECKPOINT_EVERY) -> EventLog:
     """Sequence ``inputs`` in batches of ``batch`` into a new log at ``target``; returns the closed log.
     ``between(n)`` is called before the n-th batch (a test's hook to kill an actor mid-session)."""
     log = await create_log(target, SessionMeta(session_id=session_id, mode="paper", seed=spec.seed), SCRATCH)
-    sequencer = Sequencer(log, (runner or (lambda _: InProcessRunner(topology(spec))))(log))
+    sequencer = Sequencer(log, (runner or (lambda _: InProcessRunner(topology(spec))))(log),
+                          checkpoint_every=checkpoint_every)
     try:
         await sequencer.submit(inputs[:2])  # the session inputs: one batch of their own
         for n, start in enumerate(range(2, len(inputs), batch)):
@@ -170,3 +172,24 @@ async def test_a_batch_the_log_refuses_stops_the_sequencer_too(tmp_path):
         await sequencer.submit([(-1, snapshot)])
     assert msgspec.msgpack.encode([m.snapshot() for m in runner.machines]) == before
     await log.close()
+
+
+async def test_checkpoints_hold_every_machine_at_submit_boundaries_and_thin_out_as_the_log_grows(tmp_path):
+    """A checkpoint is taken after a submit once checkpoint_every records (or a sixteenth of the log) have passed;
+    it holds every node's snapshot, in topology order, equal to a fresh in-process fold of the records up to it."""
+    spec, inputs = paper_inputs(markets=2, duration_s=600)
+    await write_session(tmp_path, spec, inputs, checkpoint_every=150)
+    async with await open_log(tmp_path / "run") as log:
+        seqs = await log.checkpoints()
+        records = [r async for batch in log.read() for r in batch]
+        assert len(seqs) >= 4 and seqs[-1] <= log.last_seq
+        for before, seq in zip([0, *seqs], seqs, strict=False):
+            assert seq - before >= max(150, seq // 16)
+        for seq in (seqs[0], seqs[-1]):
+            checkpoint = msgspec.msgpack.decode(await log.get_checkpoint(seq), type=Checkpoint)
+            fold = InProcessRunner(topology(spec))
+            fold.feed(records[:seq], [])
+            assert checkpoint.seq == seq
+            assert checkpoint.nodes == tuple((n.name, snapshot_bytes(m)) for n, m in zip(fold.nodes, fold.machines,
+                                                                                         strict=True))
+            assert seq == len(records) or not is_derived(records[seq].event)  # an input comes next: no round cut
