@@ -18,26 +18,39 @@ reported as ``(seq, kind, expected, got)``:
 * ``unexpected`` — the log holds a derived event ``got`` that the replay did not produce (the record
   after it is the one expected, or no round was due at all).
 
+**In parallel.** A log holds checkpoints (:mod:`runtime.sequencer`): every machine's snapshot at the end
+of a submit, where no round is in flight. With ``jobs > 1`` the log is cut at checkpoints into segments of
+about equal size and each is replayed in its own process: the first from scratch, each other from the
+machines restored from the checkpoint it starts at. A segment that replays exactly must also *end* in
+exactly the checkpoint it stops at, every machine's snapshot byte for byte (else the divergence is of kind
+``state``, naming the node): so every checkpoint used is proven by the records before it, by induction
+from the empty session, and a parallel replay proves what a serial one does. A log without checkpoints
+(or ``jobs == 1``) replays serially.
+
 :func:`rebuild` folds the log (or a prefix) without checking and returns every node's final snapshot, for
 ``tape replay run``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Literal
 
 import msgspec
 
+from actors.machine import StateMachine
 from runtime.events import Event, Record
-from runtime.log import EventLog
-from runtime.sequencer import InProcessRunner
-from runtime.topology import SessionSpec, spec_from_log, topology
+from runtime.log import EventLog, LogError, open_log
+from runtime.sequencer import Checkpoint, InProcessRunner
+from runtime.topology import Node, Routes, SessionSpec, snapshot_bytes, spec_from_log, topology
 
 __all__ = ["Divergence", "VerifyReport", "rebuild", "verify"]
 
-DivergenceKind = Literal["differs", "missing", "unexpected"]
+DivergenceKind = Literal["differs", "missing", "unexpected", "state"]
 
 
 class Divergence(msgspec.Struct, frozen=True):
@@ -47,8 +60,13 @@ class Divergence(msgspec.Struct, frozen=True):
     kind: DivergenceKind
     expected: Event | None
     got: Event | None
+    node: str | None = None
+    """``state``: the node whose state differs from the checkpoint at ``seq``"""
 
     def __str__(self) -> str:
+        if self.kind == "state":
+            return (f"seq {self.seq}: the replay's {self.node} differs from the checkpoint stored at this seq (the "
+                    "checkpoint does not follow from the records before it: replay with --jobs 1, which needs none)")
         if self.kind == "differs":
             return f"seq {self.seq}: the log holds {self.got!r}, the replay derives {self.expected!r}"
         if self.kind == "missing":
@@ -67,6 +85,10 @@ class VerifyReport(msgspec.Struct, kw_only=True):
     derived: dict[str, int] = {}
     seconds: float = 0.0
     divergence: Divergence | None = None
+    segments: int = 1
+    """how many segments were replayed (in parallel when more than one)"""
+    jobs: int = 1
+    """processes that replayed them"""
 
     @property
     def ok(self) -> bool:
@@ -85,22 +107,154 @@ async def _spec(log: EventLog) -> SessionSpec:
     return spec_from_log(head)
 
 
-async def verify(log: EventLog, progress: Callable[[int], None] | None = None) -> VerifyReport:
-    """Replay ``log`` through its topology and compare every derived record (module docstring)."""
+async def verify(log: EventLog, progress: Callable[[int], None] | None = None, *, jobs: int = 1) -> VerifyReport:
+    """Replay ``log`` through its topology and compare every derived record (module docstring); with ``jobs > 1``
+    and checkpoints in the log, in segments on ``jobs`` processes."""
     spec = await _spec(log)
-    runner = InProcessRunner(topology(spec))
-    handlers = [m.handle for m in runner.machines]
-    targets = runner.routes.targets
-    report = VerifyReport(location=log.location, spec=spec)
+    started = time.perf_counter()
+    bounds = _segments(await log.checkpoints(), log.last_seq, jobs) if jobs > 1 else [(0, None)]
+    if len(bounds) == 1:
+        runner = InProcessRunner(topology(spec))
+        part = await _walk(log, runner.nodes, runner.machines, 1, None, progress)
+    else:
+        part = await _parallel(log, bounds, jobs, progress)
+    report = VerifyReport(location=log.location, spec=spec, records=part.last, inputs=part.inputs,
+                          divergence=part.divergence, segments=len(bounds), jobs=min(jobs, len(bounds)),
+                          seconds=time.perf_counter() - started)
+    report.derived = dict(sorted(part.derived.items()))
+    return report
+
+
+class _Part(msgspec.Struct):
+    """What replaying one segment found: the last seq it checked, its counts, its first divergence."""
+
+    last: int = 0
+    inputs: int = 0
+    derived: dict[str, int] = {}
+    divergence: Divergence | None = None
+
+
+def _segments(checkpoints: Sequence[int], last_seq: int, jobs: int) -> list[tuple[int, int | None]]:
+    """Cut ``1..last_seq`` at checkpoints into at most ``2 * jobs`` segments of about equal length (a few more than
+    processes, so a slow one does not hold up the end): ``(starting checkpoint or 0, ending checkpoint or None)``."""
+    usable = [c for c in checkpoints if 0 < c < last_seq]
+    cuts: list[int] = []
+    pieces = 2 * jobs
+    for k in range(1, pieces):
+        want = last_seq * k // pieces
+        best = min(usable, key=lambda c: (abs(c - want), c), default=None)
+        if best is not None and (not cuts or best > cuts[-1]):
+            cuts.append(best)
+    return list(zip([0, *cuts], [*cuts, None], strict=True))
+
+
+async def _parallel(log: EventLog, bounds: list[tuple[int, int | None]], jobs: int,
+                    progress: Callable[[int], None] | None) -> _Part:
+    """The segments on ``jobs`` workers (module docstring): this process (a thread of it, from the first segment,
+    which needs no restore, while the others start) and ``jobs - 1`` processes, each taking the next segment
+    when it is free. The first divergence in seq order wins."""
+    target, session = log.target
+    loop = asyncio.get_running_loop()
+    context = multiprocessing.get_context("forkserver")  # not fork: this process has threads
+    context.set_forkserver_preload(["replay.verify"])
+    parts: list[_Part | None] = [None] * len(bounds)
+    queue = list(range(len(bounds)))
+    done = 0
+
+    async def worker(pool: ProcessPoolExecutor | None) -> None:
+        nonlocal done
+        while queue:
+            k = queue.pop(0)
+            start, end = bounds[k]
+            if pool is None:
+                part = await asyncio.to_thread(_segment_in_process, target, session, start, end)
+            else:
+                part = await loop.run_in_executor(pool, _segment_in_process, target, session, start, end)
+            parts[k] = part
+            done += part.last - start
+            if progress is not None:
+                progress(done)
+
+    with ProcessPoolExecutor(max_workers=jobs - 1, mp_context=context) as pool:
+        await asyncio.gather(worker(None), *(worker(pool) for _ in range(min(jobs, len(bounds)) - 1)))
+    total = _Part()
+    for part in parts:
+        assert part is not None
+        total.last, total.inputs = part.last, total.inputs + part.inputs
+        for kind, n in part.derived.items():
+            total.derived[kind] = total.derived.get(kind, 0) + n
+        if part.divergence is not None:
+            total.divergence = part.divergence
+            break
+    return total
+
+
+def _segment_in_process(target: str, session: str | None, start: int, end: int | None) -> _Part:
+    try:
+        return asyncio.run(_segment(target, session, start, end))
+    except LogError as exc:  # (some LogErrors take other arguments than their message: they would not unpickle)
+        raise LogError(str(exc)) from None
+
+
+async def _segment(target: str, session: str | None, start: int, end: int | None) -> _Part:
+    """Replay seqs ``start + 1 .. end`` from the machines of the checkpoint at ``start`` (fresh ones at 0) and check
+    that they end in the checkpoint at ``end`` (None: the log's end)."""
+    async with await open_log(target, session=session) as log:
+        nodes = topology(await _spec(log))
+        if start:
+            machines = _restore(nodes, await _checkpoint(log, start))
+            if isinstance(machines, Divergence):
+                return _Part(last=start, divergence=machines)
+        else:
+            machines = [node.build() for node in nodes]
+        part = await _walk(log, nodes, machines, start + 1, end, None)
+        if part.divergence is None and end is not None:
+            checkpoint = await _checkpoint(log, end)
+            for node, machine, (name, data) in zip(nodes, machines, checkpoint.nodes, strict=False):
+                if name != node.name or snapshot_bytes(machine) != data:
+                    part.divergence = Divergence(end, "state", None, None, node=node.name)
+                    break
+            else:
+                if len(checkpoint.nodes) != len(nodes):
+                    part.divergence = Divergence(end, "state", None, None, node=nodes[-1].name)
+        return part
+
+
+async def _checkpoint(log: EventLog, seq: int) -> Checkpoint:
+    try:
+        checkpoint = msgspec.msgpack.decode(await log.get_checkpoint(seq), type=Checkpoint)
+    except msgspec.DecodeError as exc:
+        raise LogError(f"{log.location}: the checkpoint at seq {seq} cannot be read ({exc}); replay with --jobs 1, "
+                       "which needs none") from None
+    if checkpoint.seq != seq:
+        raise LogError(f"{log.location}: the checkpoint stored at seq {seq} says it is of seq {checkpoint.seq}")
+    return checkpoint
+
+
+def _restore(nodes: Sequence[Node], checkpoint: Checkpoint) -> list[StateMachine] | Divergence:
+    """The machines of a checkpoint, or a ``state`` divergence if it is not of this topology."""
+    names = [name for name, _ in checkpoint.nodes]
+    for i, node in enumerate(nodes):
+        if i >= len(names) or names[i] != node.name:
+            return Divergence(checkpoint.seq, "state", None, None, node=node.name)
+    return [node.restore(data) for node, (_, data) in zip(nodes, checkpoint.nodes, strict=False)]
+
+
+async def _walk(log: EventLog, nodes: Sequence[Node], machines: Sequence[StateMachine], first: int, last: int | None,
+                progress: Callable[[int], None] | None) -> _Part:
+    """Replay records ``first..last`` through ``machines`` (the state as of ``first - 1``, at a submit boundary), and
+    compare each derived record with what they derive (module docstring)."""
+    handlers = [m.handle for m in machines]
+    targets = Routes(nodes).targets
     counts: dict[type, int] = {}
     expected: list[Event] = []  # the derived events the log must hold next, in order
     pos = 0  # how many of them it held so far
     produced: list[Event] = []  # what the records since the current round began derived: the next round
-    inputs = last = 0
+    inputs = 0
+    done = first - 1
     ambiguous: tuple[Record, Event] | None = None  # a mismatch that the next record classifies
     divergence: Divergence | None = None
-    started = time.perf_counter()
-    async for batch in log.read():
+    async for batch in log.read(first, last):
         for r in batch:
             event = r.event
             if ambiguous is not None:
@@ -126,7 +280,7 @@ async def verify(log: EventLog, progress: Callable[[int], None] | None = None) -
                 break
             else:
                 inputs += 1
-            seq = last = r.seq
+            seq = done = r.seq
             ts = r.ts_ns
             for i in targets(event):
                 out = handlers[i](seq, ts, event)
@@ -137,17 +291,15 @@ async def verify(log: EventLog, progress: Callable[[int], None] | None = None) -
         if divergence is not None:
             break
         if progress is not None:
-            progress(last)
+            progress(done)
     if divergence is None and ambiguous is not None:
         divergence = Divergence(ambiguous[0].seq, "differs", ambiguous[1], ambiguous[0].event)
     if divergence is None and pos < len(expected):
-        divergence = Divergence(last + 1, "missing", expected[pos], None)
+        divergence = Divergence(done + 1, "missing", expected[pos], None)
     if divergence is None and produced:
-        divergence = Divergence(last + 1, "missing", produced[0], None)
-    report.seconds = time.perf_counter() - started
-    report.records, report.inputs, report.divergence = last, inputs, divergence
-    report.derived = dict(sorted((t.__struct_config__.tag, n) for t, n in counts.items()))  # type: ignore[attr-defined]
-    return report
+        divergence = Divergence(done + 1, "missing", produced[0], None)
+    derived_counts = {t.__struct_config__.tag: n for t, n in counts.items()}  # type: ignore[attr-defined]
+    return _Part(last=done, inputs=inputs, derived=derived_counts, divergence=divergence)
 
 
 def _after(want: Event, r: Record, expected: list[Event], pos: int, produced: list[Event],

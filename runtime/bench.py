@@ -11,12 +11,15 @@
 * ``throughput_eps_10`` / ``throughput_eps_300`` — the whole runtime's sustained rate: a synthetic session's
   market events (prebuilt) submitted as fast as the sequencer takes them, in batches of ``batch``, with every
   node on Ray actors and the log fsynced per batch; records per second including the derived ones.
-* ``replay_eps`` — ``tape replay verify`` on the 300-market session just written: records per second.
+* ``replay_eps`` — ``tape replay verify`` on the 300-market session just written: records per second, its
+  segments (between the checkpoints the sequencer stored) replayed on every core (``replay_jobs``
+  processes); ``replay_eps_serial`` the same on one process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import statistics
 import tempfile
@@ -92,18 +95,23 @@ async def measure_throughput(markets: int, events: int, *, batch: int = 1_000, r
             "seconds": seconds, "nodes": len(topology(spec))}
 
 
-async def measure_replay(markets: int, events: int, *, batch: int = 1_000) -> dict[str, float]:
-    """``tape replay verify``'s records per second on a session written in-process (same machines)."""
+async def measure_replay(markets: int, events: int, *, batch: int = 1_000, jobs: int | None = None) -> dict[str, float]:
+    """``tape replay verify``'s records per second on a session written in-process (same machines): in parallel on
+    ``jobs`` processes (default: every core) over the session's checkpoints, and serially."""
     from replay.verify import verify
 
     scratch = Path(tempfile.mkdtemp(prefix="tape-bench-replay-"))
+    jobs = jobs or os.cpu_count() or 1
     try:
         await measure_throughput(markets, events, batch=batch, runner="inprocess", root=scratch)
         (run,) = [p for p in scratch.iterdir() if p.is_dir()]
-        async with await open_log(run, settings=_SETTINGS) as log:
-            report = await verify(log)
-        assert report.ok, report.divergence
-        return {"eps": report.rate, "records": report.records}
+        out: dict[str, float] = {}
+        for name, n in (("serial", 1), ("parallel", jobs)):
+            async with await open_log(run, settings=_SETTINGS) as log:
+                report = await verify(log, jobs=n)
+            assert report.ok, report.divergence
+            out |= {f"{name}_eps": report.rate, f"{name}_segments": report.segments, f"{name}_jobs": report.jobs}
+        return {"eps": out["parallel_eps"], "records": report.records, **out}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -200,8 +208,12 @@ async def run_runtime_bench(*, events: int = 100_000, latency_s: float = 15.0, b
         figures = await measure_throughput(markets, events, batch=batch)
         result[f"throughput_eps_{markets}"] = round(figures["eps"])
         result[f"nodes_{markets}"] = figures["nodes"]
-    say(f"replay: tape replay verify on {events:,} events over 300 markets …")
-    result["replay_eps"] = round((await measure_replay(300, events, batch=batch))["eps"])
+    say(f"replay: tape replay verify on {events:,} events over 300 markets, serially and on every core …")
+    replay = await measure_replay(300, events, batch=batch)
+    result["replay_eps"] = round(replay["eps"])
+    result["replay_eps_serial"] = round(replay["serial_eps"])
+    result["replay_jobs"] = replay["parallel_jobs"]
+    result["replay_segments"] = replay["parallel_segments"]
     with contextlib.suppress(Exception):
         import ray
 

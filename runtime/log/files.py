@@ -587,6 +587,8 @@ class FileLog(EventLog):
         await asyncio.to_thread(self._write_checkpoint, path, blob)
 
     def _write_checkpoint(self, path: Path, blob: bytes) -> None:
+        if path.exists():  # the checkpoint at a seq is a function of the records before it: keep the first
+            return
         if not path.parent.is_dir():
             path.parent.mkdir()
             fsync_path(self.root)

@@ -526,18 +526,37 @@ async def test_marking_the_session_ended_wakes_a_waiting_follower(pg_schema_dsn)
 async def test_migrations_are_versioned_and_rerunning_them_changes_nothing(pg_schema_dsn):
     """The schema records each applied step; migrating an up-to-date schema is a no-op."""
     async with admin(pg_schema_dsn) as conn:
-        assert await migrate(conn, "here") == len(MIGRATIONS) == 1
-        assert await migrate(conn, "here") == 1
+        assert await migrate(conn, "here") == len(MIGRATIONS) == 2
+        assert await migrate(conn, "here") == 2
         rows = await conn.fetch("SELECT version, description FROM tape_schema_version ORDER BY version")
-        assert [tuple(r) for r in rows] == [(1, "sessions and events")]
+        assert [tuple(r) for r in rows] == [(1, "sessions and events"), (2, "checkpoints")]
+
+
+@pytest.mark.postgres
+async def test_a_schema_of_an_earlier_tape_is_brought_up_to_date_and_its_sessions_kept(pg_schema_dsn):
+    """A database written by a tape without checkpoints (schema 1) gets the checkpoints table on first use; its
+    sessions read as before and can take checkpoints."""
+    async with admin(pg_schema_dsn) as conn:
+        await conn.execute("CREATE TABLE tape_schema_version (version integer PRIMARY KEY, description text NOT NULL, "
+                           "applied_at timestamptz NOT NULL DEFAULT now())")
+        await conn.execute(MIGRATIONS[0][1])
+        await conn.execute("INSERT INTO tape_schema_version (version, description) VALUES (1, 'sessions and events')")
+    old = await create_log(pg_schema_dsn, SessionMeta(session_id="old"), SETTINGS)
+    await old.append(entries(5))
+    await old.put_checkpoint(5, b"state")
+    await old.close()
+    async with admin(pg_schema_dsn) as conn:
+        assert await conn.fetchval("SELECT max(version) FROM tape_schema_version") == 2
+    async with await open_log(pg_schema_dsn, session="old", settings=SETTINGS) as log:
+        assert (log.last_seq, await log.checkpoints(), await log.get_checkpoint(5)) == (5, [5], b"state")
 
 
 @pytest.mark.postgres
 async def test_concurrent_migrations_apply_each_step_once(pg_schema_dsn):
     """Two processes migrating an empty schema at once both succeed, and each step is applied once."""
     async with admin(pg_schema_dsn) as a, admin(pg_schema_dsn) as b:
-        assert await asyncio.gather(migrate(a, "a"), migrate(b, "b")) == [1, 1]
-        assert await a.fetchval("SELECT count(*) FROM tape_schema_version") == 1
+        assert await asyncio.gather(migrate(a, "a"), migrate(b, "b")) == [2, 2]
+        assert await a.fetchval("SELECT count(*) FROM tape_schema_version") == 2
 
 
 @pytest.mark.postgres
@@ -545,8 +564,8 @@ async def test_a_schema_newer_than_this_tape_is_refused(pg_schema_dsn):
     """Tables migrated by a newer tape are refused with a clear message instead of being misread."""
     async with admin(pg_schema_dsn) as conn:
         await migrate(conn, "here")
-        await conn.execute("INSERT INTO tape_schema_version (version, description) VALUES (2, 'from the future')")
-    with pytest.raises(NotALogError, match="the tape tables are at schema version 2, newer than this tape's 1; upgrade tape to use them"):
+        await conn.execute("INSERT INTO tape_schema_version (version, description) VALUES (3, 'from the future')")
+    with pytest.raises(NotALogError, match="the tape tables are at schema version 3, newer than this tape's 2; upgrade tape to use them"):
         await list_sessions(pg_schema_dsn, SETTINGS)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from actors.book import BookState
 from actors.cash import CashSnapshot
-from replay.verify import rebuild, verify
+from replay.verify import _segments, rebuild, verify
 from runtime.events import (
     CashReserved,
     OrderFilled,
@@ -162,3 +162,81 @@ async def read_records_count(target: str, session: str) -> int:
     return len(await read_all(target, session=session))
 
 
+
+
+@pytest.fixture(scope="module")
+def checkpointed(tmp_path_factory) -> tuple[Path, list[Record], list[int]]:
+    """The same kind of session with a checkpoint every 200 records or so, its records and checkpoint seqs."""
+    import asyncio
+
+    root = tmp_path_factory.mktemp("checkpointed")
+    spec, inputs = paper_inputs()
+    asyncio.run(write_session(root, spec, inputs, checkpoint_every=200))
+
+    async def seqs() -> list[int]:
+        async with await open_log(root / "run") as log:
+            return await log.checkpoints()
+
+    return root / "run", asyncio.run(read_all(root / "run")), asyncio.run(seqs())
+
+
+async def test_a_parallel_replay_proves_what_a_serial_one_does(checkpointed):
+    """Segments between checkpoints replayed on two processes: the same records, inputs and derived counts."""
+    path, records, seqs = checkpointed
+    assert len(seqs) >= 4
+    async with await open_log(path) as log:
+        serial = await verify(log, jobs=1)
+        parallel = await verify(log, jobs=2)
+    assert serial.ok and parallel.ok and serial.segments == 1 and parallel.segments == 4 and parallel.jobs == 2
+    assert (parallel.records, parallel.inputs, parallel.derived) == (serial.records, serial.inputs, serial.derived)
+    assert parallel.records == len(records)
+
+
+async def test_a_checkpoint_that_does_not_follow_from_the_records_is_a_state_divergence(checkpointed, tmp_path):
+    """The cash pool's snapshot in a checkpoint is changed (a dollar more): the segment before it ends in another
+    state, and the parallel replay says so at that seq, naming the cash pool."""
+    import shutil
+
+    from runtime.sequencer import Checkpoint
+
+    path, _, _ = checkpointed
+    copy = tmp_path / "run"
+    shutil.copytree(path, copy)
+    async with await open_log(copy) as log:
+        seq = _segments(await log.checkpoints(), log.last_seq, 2)[2][0]  # where the third segment starts
+        checkpoint = msgspec.msgpack.decode(await log.get_checkpoint(seq), type=Checkpoint)
+    nodes = dict(checkpoint.nodes)
+    cash = msgspec.msgpack.decode(nodes["cash"], type=CashSnapshot)
+    nodes["cash"] = msgspec.msgpack.encode(msgspec.structs.replace(cash, cash=cash.cash + 1_000_000))
+    data = msgspec.msgpack.encode(Checkpoint(seq, tuple(nodes.items())))
+    for stored in (copy / "checkpoints").glob(f"{seq:020d}.ckpt"):
+        stored.unlink()
+    async with await open_log(copy, mode="a") as log:
+        await log.put_checkpoint(seq, data)
+    async with await open_log(copy) as log:
+        report = await verify(log, jobs=2)
+        assert (await verify(log, jobs=1)).ok  # serially the records alone are the truth: no checkpoint is used
+    d = report.divergence
+    assert d is not None and (d.kind, d.seq, d.node) == ("state", seq, "cash")
+    assert "cash differs from the checkpoint stored at this seq" in str(d)
+
+
+async def test_a_tampered_record_in_a_later_segment_is_found_where_the_serial_replay_finds_it(checkpointed, tmp_path):
+    """A fill near the end is altered (the checkpoints copied along): the parallel replay reports the divergence the
+    serial one does, at the same seq."""
+    import shutil
+
+    path, records, seqs = checkpointed
+    i = max(k for k, r in enumerate(records) if type(r.event) is OrderFilled)
+    assert i + 1 > seqs[len(seqs) // 2]  # in a later segment
+
+    def alter(rs: list[Record]) -> list[Record]:
+        rs[i] = Record(rs[i].seq, rs[i].ts_ns, msgspec.structs.replace(rs[i].event, count=rs[i].event.count + 1))
+        return rs
+
+    copy = await copy_with(records, tmp_path, alter)
+    shutil.copytree(path / "checkpoints", copy / "checkpoints")
+    async with await open_log(copy) as log:
+        serial, parallel = await verify(log, jobs=1), await verify(log, jobs=2)
+    assert serial.divergence is not None and parallel.segments > 1
+    assert parallel.divergence == serial.divergence and serial.divergence.seq == i + 1

@@ -42,6 +42,23 @@ def test_verify_prints_the_counts_and_exits_0(run):
     assert report["records"] == report["inputs"] + sum(report["derived"].values())
 
 
+def test_verify_replays_the_segments_between_checkpoints_on_several_processes(tmp_path):
+    """A session with checkpoints: --jobs 2 replays it in segments (said in the output), --jobs 1 serially, and a
+    --jobs that is no whole number >= 1 is refused."""
+    spec, inputs = paper_inputs()
+    asyncio.run(write_session(tmp_path, spec, inputs, checkpoint_every=300))
+    done = tape("replay", "verify", str(tmp_path / "run"), "--jobs", "2")
+    assert done.returncode == 0, done.stderr
+    assert "segments on 2 processes)" in done.stdout and "ok: every derived event replays exactly" in done.stdout
+    serial = json.loads(tape("replay", "verify", str(tmp_path / "run"), "--jobs", "1", "--json").stdout)
+    parallel = json.loads(tape("replay", "verify", str(tmp_path / "run"), "--jobs", "2", "--json").stdout)
+    assert (serial["segments"], serial["jobs"], parallel["jobs"]) == (1, 1, 2) and parallel["segments"] > 2
+    assert {k: parallel[k] for k in ("ok", "records", "inputs", "derived")} == {
+        k: serial[k] for k in ("ok", "records", "inputs", "derived")}
+    refused = tape("replay", "verify", str(tmp_path / "run"), "--jobs", "0")
+    assert refused.returncode == 2 and "--jobs must be a whole number >= 1" in refused.stderr
+
+
 def test_verify_names_the_first_divergence_and_exits_1(run, tmp_path):
     records = asyncio.run(read_all(run))
     i = next(n for n, r in enumerate(records) if type(r.event) is OrderFilled)
