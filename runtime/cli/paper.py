@@ -147,7 +147,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     reader = await (open_log(target, session=session_id, settings=settings.log) if is_postgres(target)
                     else open_log(where, settings=settings.log))
     async with reader:
-        report = await verify(reader)
+        report = await verify(reader, jobs=os.cpu_count() or 1)
     if report.ok:
         print(f"replay verify: ok — {report.records:,} records, {sum(report.derived.values()):,} derived events "
               f"regenerated identically ({report.rate:,.0f} records/s)")
