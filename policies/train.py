@@ -65,12 +65,15 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 
 def seed_everything(seed: int) -> None:
-    """The process-wide settings that make CPU training repeatable: deterministic torch kernels, one thread."""
+    """The process-wide settings that make CPU training repeatable: deterministic torch kernels, one thread. (On a
+    GPU, cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG`` for deterministic kernels: set here unless the user set it.)"""
+    import os
     import random
 
     import numpy as np
     import torch
 
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     torch.manual_seed(seed)
