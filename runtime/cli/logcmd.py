@@ -145,6 +145,7 @@ async def info(args: argparse.Namespace, settings: Settings) -> int:
         out: dict[str, object] = {"log": log.location, **msgspec.to_builtins(meta)}
         out["first_ts_ns"] = first.ts_ns if first else None
         out["last_ts_ns"] = last.ts_ns if last else None
+        out["checkpoints"] = await log.checkpoints()
         if isinstance(log, FileLog):
             files = sorted(Path(log.location).glob("*.seg"))
             out["segments"] = len(files)
@@ -176,6 +177,10 @@ async def info(args: argparse.Namespace, settings: Settings) -> int:
     ]
     if "segments" in out:
         lines.append(f"storage        {out['segments']} segment(s), {out['bytes']:,} bytes")
+    checkpoints: list[int] = out["checkpoints"]  # type: ignore[assignment]
+    lines.append(f"checkpoints    {len(checkpoints)}" + (f" (seq {', '.join(f'{c:,}' for c in checkpoints[:3])}"
+                                                      f"{', …' if len(checkpoints) > 3 else ''}; "
+                                                      "tape replay verify --jobs N uses them)" if checkpoints else ""))
     if "damage" in out:
         lines.append(f"DAMAGE         {out['damage']}")
     if "types" in out:

@@ -55,6 +55,9 @@ def test_verify_replays_the_segments_between_checkpoints_on_several_processes(tm
     assert (serial["segments"], serial["jobs"], parallel["jobs"]) == (1, 1, 2) and parallel["segments"] > 2
     assert {k: parallel[k] for k in ("ok", "records", "inputs", "derived")} == {
         k: serial[k] for k in ("ok", "records", "inputs", "derived")}
+    info = tape("log", "info", str(tmp_path / "run"))
+    assert info.returncode == 0 and "tape replay verify --jobs N uses them" in info.stdout
+    assert json.loads(tape("log", "info", str(tmp_path / "run"), "--json").stdout)["checkpoints"][0] >= 300
     refused = tape("replay", "verify", str(tmp_path / "run"), "--jobs", "0")
     assert refused.returncode == 2 and "--jobs must be a whole number >= 1" in refused.stderr
 
