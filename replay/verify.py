@@ -155,8 +155,11 @@ async def _parallel(log: EventLog, bounds: list[tuple[int, int | None]], jobs: i
     when it is free. The first divergence in seq order wins."""
     target, session = log.target
     loop = asyncio.get_running_loop()
-    context = multiprocessing.get_context("forkserver")  # not fork: this process has threads
-    context.set_forkserver_preload(["replay.verify"])
+    if "forkserver" in multiprocessing.get_all_start_methods():  # not fork: this process has threads
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["replay.verify"])
+    else:  # Windows
+        context = multiprocessing.get_context("spawn")
     parts: list[_Part | None] = [None] * len(bounds)
     queue = list(range(len(bounds)))
     done = 0
