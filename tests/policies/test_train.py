@@ -259,6 +259,7 @@ def test_tape_train_and_eval_commands(tmp_path):
     (["train", "--data", ".", "--roles", "signal,timing"], "--roles: choose among"),
     (["train", "--data", ".", "--frozen", "models/x"], "--frozen: rule, random[:SEED] or a model"),
     (["train", "--data", ".", "--envs-per-runner", "0"], "--envs-per-runner must be >= 1"),
+    (["train", "--data", ".", "--hidden", "64,0"], "--hidden takes layer sizes >= 1"),
     (["eval", "--data", ".", "--policies", "models/none"], "--policies models/none"),
 ])
 def test_bad_arguments_exit_2_naming_them(tmp_path, args, needle):
