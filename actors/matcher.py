@@ -155,7 +155,9 @@ class PaperMatcher:
             return out or NOTHING
         match event:
             case BookSnapshot(market=market):
-                book = self.books.setdefault(market, OrderBook(market))
+                book = self.books.get(market)
+                if book is None:  # (not setdefault: that would build a book, 160 KB, on every snapshot)
+                    book = self.books[market] = OrderBook(market)
                 book.handle(seq, ts_ns, event)
                 self._book_replaced(market, seq, out)
             case PublicTrade():

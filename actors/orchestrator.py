@@ -209,11 +209,6 @@ class OrchestratorSnapshot(msgspec.Struct, frozen=True):
     halted: bool = False
 
 
-def _top(view: MarketView) -> tuple[int | None, int | None, int, int]:
-    """What ``FeatureTracker.observe`` reads from the book, as the view read it a moment before."""
-    return view.best_bid, view.best_ask, view.bid_depth, view.ask_depth
-
-
 class _Decision:
     """One decision being made for one market: its PolicyDecided events, then its order events.
 
@@ -267,6 +262,11 @@ class Orchestrator:
         self._held: dict[str, int] = {}  # market -> position, as self._positions says (a cache: see position())
         self._orders: dict[str, OwnOrder] = {}  # working, in the order they were logged
         self._pending: dict[str, tuple[str, int]] = {}  # emitted, not yet logged: cid -> (market, cost)
+        # indexes of the two above, so that a decision need not scan them: per market, how many of the orders
+        # and of the pending intents are its; the pending intents' total cost
+        self._orders_in: dict[str, int] = {}
+        self._pending_in: dict[str, int] = {}
+        self._pending_cost = 0
         self._halted = False
         self._models: dict[Role, ModelLoaded] = {}
 
@@ -274,8 +274,7 @@ class Orchestrator:
     @property
     def free_cash(self) -> int:
         """Cash available to a new order: the pool's available cash less what pending intents will reserve."""
-        pending = self._pending
-        return self._cash.available - sum(cost for _, cost in pending.values()) if pending else self._cash.available
+        return self._cash.available - self._pending_cost
 
     def position(self, market: str) -> int:
         held = self._held.get(market)
@@ -289,12 +288,40 @@ class Orchestrator:
 
     def flat(self, market: str) -> bool:
         """No position, no working order and no intent on its way to the log in ``market``."""
-        return (not self.position(market) and not any(o.market == market for o in self._orders.values())
-                and not any(m == market for m, _ in self._pending.values()))
+        return not (self.position(market) or self._orders_in.get(market) or self._pending_in.get(market))
 
     def working(self, market: str) -> list[OwnOrder]:
         """Our working orders in ``market``, in the order they were logged."""
-        return [o for o in self._orders.values() if o.market == market] if self._orders else []
+        return [o for o in self._orders.values() if o.market == market] if self._orders_in.get(market) else []
+
+    # -- the two indexed collections: every change goes through these ----------------------------
+    def _add_order(self, order: OwnOrder) -> None:
+        if order.client_order_id not in self._orders:
+            self._orders_in[order.market] = self._orders_in.get(order.market, 0) + 1
+        self._orders[order.client_order_id] = order
+
+    def _drop_order(self, client_order_id: str) -> OwnOrder | None:
+        order = self._orders.pop(client_order_id, None)
+        if order is not None:
+            self._orders_in[order.market] -= 1
+        return order
+
+    def _add_pending(self, client_order_id: str, market: str, cost: int) -> None:
+        replaced = self._pending.get(client_order_id)
+        if replaced is not None:
+            self._unindex_pending(*replaced)
+        self._pending[client_order_id] = (market, cost)
+        self._pending_in[market] = self._pending_in.get(market, 0) + 1
+        self._pending_cost += cost
+
+    def _drop_pending(self, client_order_id: str) -> None:
+        pending = self._pending.pop(client_order_id, None)
+        if pending is not None:
+            self._unindex_pending(*pending)
+
+    def _unindex_pending(self, market: str, cost: int) -> None:
+        self._pending_in[market] -= 1
+        self._pending_cost -= cost
 
     # -- the fold -------------------------------------------------------------------------------
     def handle(self, seq: int, ts_ns: int, event: Event) -> Sequence[Event]:
@@ -320,13 +347,14 @@ class Orchestrator:
         if kind is BookDelta or kind is BookSnapshot:
             market = self._book_updated(seq, ts_ns, event)  # type: ignore[arg-type]
             return () if market is None else (market,)
-        if isinstance(event, _CASH_EVENTS):
-            self._cash.handle(seq, ts_ns, event)
-        if kind is PublicTrade:
+        if kind is PublicTrade:  # the next most frequent (not a cash event)
             tracker = self._trackers.get(event.market)  # type: ignore[union-attr]
             if tracker is not None:
                 tracker.handle(seq, ts_ns, event)
-        elif kind is OrderIntent:
+            return ()
+        if isinstance(event, _CASH_EVENTS):
+            self._cash.handle(seq, ts_ns, event)
+        if kind is OrderIntent:
             self._placed(ts_ns, event)  # type: ignore[arg-type]
         elif kind is OrderFilled:
             self._filled(seq, ts_ns, event)  # type: ignore[arg-type]
@@ -371,11 +399,10 @@ class Orchestrator:
         return None if self._halted or state.closed or book.stale else market
 
     def _placed(self, ts_ns: int, intent: OrderIntent) -> None:
-        self._pending.pop(intent.client_order_id, None)
+        self._drop_pending(intent.client_order_id)
         if intent.client_order_id.startswith(self._mine):
-            self._orders[intent.client_order_id] = OwnOrder(
-                intent.client_order_id, intent.market, "exit" if intent.reduce_only else "entry", intent.side,
-                intent.price, intent.count, ts_ns)
+            self._add_order(OwnOrder(intent.client_order_id, intent.market, "exit" if intent.reduce_only else "entry",
+                                     intent.side, intent.price, intent.count, ts_ns))
 
     def _filled(self, seq: int, ts_ns: int, fill: OrderFilled) -> None:
         before = self.position(fill.market)
@@ -390,10 +417,10 @@ class Orchestrator:
         order.filled += fill.count
         order.trades = (*order.trades, fill.trade_id)
         if order.filled >= order.count:
-            del self._orders[fill.client_order_id]
+            self._drop_order(fill.client_order_id)
 
     def _done(self, ts_ns: int, client_order_id: str) -> None:
-        order = self._orders.pop(client_order_id, None)
+        order = self._drop_order(client_order_id)
         if order is not None and order.purpose == "exit":  # it ended short of closing the position: back off
             self._markets[order.market].exit_retry_ns = ts_ns + self.config.exit_retry_ms * _MS
 
@@ -449,7 +476,7 @@ class Orchestrator:
         the same code either way."""
         state = self._markets[market]
         state.last_decided_ns = now
-        if self._pending and any(m == market for m, _ in self._pending.values()):
+        if self._pending_in.get(market):
             return
         orders = self.working(market)
         if orders and any(o.purpose == "exit" for o in orders):
@@ -470,24 +497,24 @@ class Orchestrator:
         state.last_outcome = outcome
         for event in decision.orders:
             if type(event) is OrderIntent:
-                self._pending[event.client_order_id] = (market, self._cost(event.side, event.price, event.count, market))
+                self._add_pending(event.client_order_id, market, self._cost(event.side, event.price, event.count, market))
             elif type(event) is CancelRequested:
                 self._orders[event.client_order_id].cancel_requested = True
 
-    def _view(self, market: str, now: int, position: int, free: int) -> MarketView:
-        book, state = self._books[market], self._markets[market]
-        bid, ask = book.best_bid(), book.best_ask()
-        bid_depth, ask_depth = book.depth(self.config.features.levels)
-        return MarketView(market=market, now_ns=now, best_bid=bid, best_ask=ask,
-                          bid_size=0 if bid is None else book.bid_size(bid),
-                          ask_size=0 if ask is None else book.ask_size(ask), bid_depth=bid_depth, ask_depth=ask_depth,
-                          position=position, free_cash=free,
-                          close_ns=None if state.close_ts_ms is None else state.close_ts_ms * _MS)
+    def _view(self, market: str, now: int, position: int, free: int,
+              ) -> tuple[MarketView, tuple[int | None, int | None, int, int]]:
+        """The market's view, and what ``FeatureTracker.observe`` reads from the book (``top``): read once for both."""
+        bid, ask, bid_size, ask_size, bid_depth, ask_depth = self._books[market].top(self.config.features.levels)
+        close = self._markets[market].close_ts_ms
+        view = MarketView(market=market, now_ns=now, best_bid=bid, best_ask=ask, bid_size=bid_size, ask_size=ask_size,
+                          bid_depth=bid_depth, ask_depth=ask_depth, position=position, free_cash=free,
+                          close_ns=None if close is None else close * _MS)
+        return view, (bid, ask, bid_depth, ask_depth)
 
     def _enter(self, d: _Decision, now: int) -> Decision:
         market, free = d.market, self.free_cash
-        view = self._view(market, now, 0, free)
-        features = self._trackers[market].observe(0, free, now, top=_top(view))
+        view, top = self._view(market, now, 0, free)
+        features = self._trackers[market].observe(0, free, now, top=top)
         signal: SignalDecision = yield "signal", SignalObservation(view=view, features=features)
         d.log("signal", signal.direction, self.policies["signal"].version, score=signal.confidence)
         if signal.direction == "hold":
@@ -520,10 +547,10 @@ class Orchestrator:
         market, free = d.market, self.free_cash
         position, cost_basis, _ = self._positions.marks(market)  # (no copy of the lots)
         entry = orders[-1] if orders else None
-        view = self._view(market, now, position, free)
+        view, top = self._view(market, now, position, free)
         opened = self._markets[market].opened_ns
         obs = ExitObservation(
-            view=view, features=self._trackers[market].observe(position, free, now, top=_top(view)),
+            view=view, features=self._trackers[market].observe(position, free, now, top=top),
             cost_basis=cost_basis,
             held_ns=0 if opened is None else now - opened,
             entry_order=None if entry is None else WorkingOrder(
@@ -598,8 +625,10 @@ class Orchestrator:
         machine._cash = CashPool.restore(snap.cash, fees, precision=config.precision)
         machine._positions = Positions.restore(snap.positions)
         machine._held = {}
-        machine._orders = {o.client_order_id: msgspec.structs.replace(o) for o in snap.orders}
-        machine._pending = {cid: (market, cost) for cid, market, cost in snap.pending}
+        for order in snap.orders:
+            machine._add_order(msgspec.structs.replace(order))
+        for cid, market, cost in snap.pending:
+            machine._add_pending(cid, market, cost)
         machine._halted = snap.halted
         for event in snap.models:
             machine._load(event)

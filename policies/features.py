@@ -173,8 +173,7 @@ class FeatureTracker:
         """
         book, spec = self.book, self.spec
         if top is None:
-            bid, ask = book.best_bid(), book.best_ask()
-            bid_depth, ask_depth = book.depth(spec.levels)
+            bid, ask, _, _, bid_depth, ask_depth = book.top(spec.levels)
         else:
             bid, ask, bid_depth, ask_depth = top
         bid_p = 0 if bid is None else bid
@@ -188,13 +187,15 @@ class FeatureTracker:
         window = self._updates
         if not window.descents:  # ascending: the window is one slice (see _Window)
             times, head = window.times, window.head
-            updates = bisect_right(times, now_ns, head) - bisect_right(times, edge, head)
+            later = len(times) if not times or times[-1] <= now_ns else bisect_right(times, now_ns, head)
+            updates = later - bisect_right(times, edge, head)
         else:
             updates = window.span(edge, now_ns)[0]
         window = self._trades
         if not window.descents:
             times, head = window.times, window.head
-            first_trade, later = bisect_right(times, edge, head), bisect_right(times, now_ns, head)
+            later = len(times) if not times or times[-1] <= now_ns else bisect_right(times, now_ns, head)
+            first_trade = bisect_right(times, edge, head)
             count = later - first_trade
         else:
             count, first_trade, later = window.span(edge, now_ns)
@@ -209,14 +210,14 @@ class FeatureTracker:
         since = 0.0 if last_update is None else max(0, now_ns - last_update) / _NS
         close = self._close_ts_ms
         to_close = 0.0 if close is None else max(0, close * 1_000_000 - now_ns) / _NS
-        return np.array([
-            float(book.stale), float(bid is not None), float(ask is not None),
+        return np.fromiter([
+            1.0 if book.stale else 0.0, 0.0 if bid is None else 1.0, 0.0 if ask is None else 1.0,
             bid_p / PRICE_SCALE, ask_p / PRICE_SCALE, (ask_p - bid_p) / PRICE_SCALE, (ask_p + bid_p) / (2 * PRICE_SCALE),
             bid_depth / COUNT_SCALE, ask_depth / COUNT_SCALE, (bid_depth - ask_depth) / total if total else 0.0,
             momentum, float(updates), float(count), volume / COUNT_SCALE, since,
-            float(close is not None), to_close, position / COUNT_SCALE, cash / MONEY_SCALE,
+            0.0 if close is None else 1.0, to_close, position / COUNT_SCALE, cash / MONEY_SCALE,
             signed / COUNT_SCALE, signed / volume if volume else 0.0,
-        ], dtype=np.float32)
+        ], np.float32, len(FEATURE_NAMES))
 
     def snapshot(self) -> TrackerState:
         """The tracker's whole state (not its book's)."""

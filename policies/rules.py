@@ -124,15 +124,15 @@ class ImbalanceMomentum:
         """Both sides present, spread in (0, max_spread], at least min_touch and min_depth on each side."""
         p, v = self.params, obs.view
         spread = v.spread
-        return (spread is not None and 0 < spread <= p.max_spread and min(v.bid_size, v.ask_size) >= p.min_touch
-                and min(v.bid_depth, v.ask_depth) >= p.min_depth)
+        return (spread is not None and 0 < spread <= p.max_spread and v.bid_size >= p.min_touch
+                and v.ask_size >= p.min_touch and v.bid_depth >= p.min_depth and v.ask_depth >= p.min_depth)
 
     def decide(self, obs: SignalObservation) -> SignalDecision:
         if not self.liquid(obs):
             return _HOLD
         p = self.params
-        score = (p.imbalance_weight * float(obs.features[_IMBALANCE])
-                 + p.momentum_weight * float(obs.features[_MOMENTUM]) / p.momentum_scale)
+        score = (p.imbalance_weight * obs.features.item(_IMBALANCE)
+                 + p.momentum_weight * obs.features.item(_MOMENTUM) / p.momentum_scale)
         if abs(score) < p.threshold:
             return _HOLD
         return SignalDecision("buy_yes" if score > 0 else "buy_no", min(1.0, abs(score)))

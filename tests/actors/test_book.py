@@ -304,6 +304,21 @@ def test_depth_sums_the_top_n_levels_of_each_side(Book):
     assert (book.depth(2), book.depth(), book.depth(0), book.depth(9)) == ((5, 9), (6, 15), (0, 0), (6, 15))
 
 
+def test_top_is_the_touch_its_sizes_and_the_depth_in_one_read():
+    """``top(n)`` is (best bid, best ask, size at each, depth(n)) as the separate reads give them; an empty side
+    reads None and zeros; fewer than one level is a bug, said plainly."""
+    full = given(OrderBook, snap(yes=[(3800, 1), (3900, 2), (4000, 3)], no=[(5700, 4), (5600, 5), (5500, 6)]))
+    one_sided = given(OrderBook, snap(no=[(5700, 4)]))
+    for book in (full, one_sided, OrderBook(M)):
+        for n in (1, 2, 3, 9):
+            bid, ask = book.best_bid(), book.best_ask()
+            assert book.top(n) == (bid, ask, 0 if bid is None else book.bid_size(bid),
+                                   0 if ask is None else book.ask_size(ask), *book.depth(n))
+    assert full.top(2) == (4000, 4300, 3, 4, 5, 9)
+    with pytest.raises(ValueError, match=r"number of levels must be >= 1, got 0"):
+        full.top(0)
+
+
 def test_imbalance_compares_bid_and_ask_depth(Book):
     """(bid - ask) / (bid + ask) over the top ``n`` levels."""
     book = given(Book, snap(yes=[(3900, 100), (4000, 300)], no=[(5700, 100)]))

@@ -483,6 +483,21 @@ def test_restoring_from_a_snapshot_midway_derives_the_same_log():
         assert run(inputs, restore_at=n).log == fold.log
 
 
+def test_free_cash_flat_and_working_agree_with_the_orders_and_intents_of_the_snapshot():
+    """What a decision reads per market (kept in indexes, so as not to scan every order and intent) is, after every
+    event of a trading session, what the snapshot's orders, pending intents and cash say."""
+    fold = Fold(orchestrator(markets=tickers()), paper=True)
+    for ts, event in synthetic(4):
+        fold.feed(ts, event)
+        orch, snap = fold.orch, fold.orch.snapshot()
+        available = snap.cash.cash - sum(r.hold for r in snap.cash.reservations)
+        assert orch.free_cash == available - sum(cost for _, _, cost in snap.pending)
+        for m in tickers():
+            mine = [o for o in snap.orders if o.market == m]
+            assert orch.working(m) == mine
+            assert orch.flat(m) == (not orch.position(m) and not mine and not any(pm == m for _, pm, _ in snap.pending))
+
+
 def test_the_derived_log_does_not_depend_on_the_process_hash_seed():
     """Set and dict order over strings changes with PYTHONHASHSEED: three processes must agree byte for byte."""
     import hashlib
@@ -518,6 +533,7 @@ def test_a_snapshot_round_trips_through_msgpack_with_an_intent_pending():
     assert copy == snap
     restored = Orchestrator.restore(copy, RULES, fees=FEES)
     assert restored.snapshot() == snap and restored.free_cash == orch.free_cash
+    assert [(restored.flat(m), restored.working(m)) for m in (M, N)] == [(orch.flat(m), orch.working(m)) for m in (M, N)]
     for machine in (orch, restored):
         machine.handle(seq + 2, ts, intent)
         machine.handle(seq + 3, ts + S, timer(ts + S))
