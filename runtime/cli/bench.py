@@ -87,15 +87,18 @@ def register(commands: argparse._SubParsersAction) -> None:
         "runtime", help="the runtime: tick-to-order latency, event throughput at 10 and 300 markets, replay rate",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="latency_p50_ms / latency_p99_ms: a real paper session (the local exchange on loopback, every "
-        "market tight, 10 markets, the topology on Ray actors, fsync per batch): a book update's receive stamp to the "
+        "market tight, 10 markets, the topology on Ray actors taking batches over their channels, fsync per batch, the "
+        "seeded random baseline policies so that most decisions place an order): a book update's receive stamp to the "
         "order intent it caused being durable in the log; decision_latency_* the same for every policy decision a "
         "book update caused (more samples); *_inprocess_* the same with the machines in process. "
         "throughput_eps_10 / throughput_eps_300: --events prebuilt market events submitted as fast as the sequencer "
         "takes them, in batches of --batch, through every node on Ray (records/s, derived included). replay_eps: "
-        "tape replay verify on the 300-market session. runtime/bench.py says exactly what is timed.",
+        "tape replay verify on the 300-market session, its segments between checkpoints on every core (replay_jobs "
+        "processes, replay_segments segments); replay_eps_serial: on one. runtime/bench.py says exactly what is timed.",
         epilog="keys of --json: events, batch, latency_p50_ms, latency_p99_ms, latency_samples,\n"
         "decision_latency_p50_ms, decision_latency_p99_ms, decision_latency_samples, the same with _inprocess,\n"
-        "throughput_eps_10, nodes_10, throughput_eps_300, nodes_300, replay_eps, machine\n\n"
+        "throughput_eps_10, nodes_10, throughput_eps_300, nodes_300, replay_eps, replay_eps_serial, replay_jobs,\n"
+        "replay_segments, machine\n\n"
         "example:\n  tape bench runtime --json")
     r.add_argument("--events", type=int, default=100_000, metavar="N",
                    help="market events per throughput run (default 100,000)")
