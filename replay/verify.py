@@ -178,8 +178,9 @@ async def _parallel(log: EventLog, bounds: list[tuple[int, int | None]], jobs: i
             if progress is not None:
                 progress(done)
 
-    with ProcessPoolExecutor(max_workers=jobs - 1, mp_context=context) as pool:
-        await asyncio.gather(worker(None), *(worker(pool) for _ in range(min(jobs, len(bounds)) - 1)))
+    processes = min(jobs, len(bounds)) - 1
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+        await asyncio.gather(worker(None), *(worker(pool) for _ in range(processes)))
     total = _Part()
     for part in parts:
         assert part is not None
@@ -212,14 +213,8 @@ async def _segment(target: str, session: str | None, start: int, end: int | None
             machines = [node.build() for node in nodes]
         part = await _walk(log, nodes, machines, start + 1, end, None)
         if part.divergence is None and end is not None:
-            checkpoint = await _checkpoint(log, end)
-            for node, machine, (name, data) in zip(nodes, machines, checkpoint.nodes, strict=False):
-                if name != node.name or snapshot_bytes(machine) != data:
-                    part.divergence = Divergence(end, "state", None, None, node=node.name)
-                    break
-            else:
-                if len(checkpoint.nodes) != len(nodes):
-                    part.divergence = Divergence(end, "state", None, None, node=nodes[-1].name)
+            ours = [(node.name, snapshot_bytes(m)) for node, m in zip(nodes, machines, strict=True)]
+            part.divergence = _differs(nodes, ours, (await _checkpoint(log, end)).nodes, end)
         return part
 
 
@@ -237,10 +232,17 @@ async def _checkpoint(log: EventLog, seq: int) -> Checkpoint:
 def _restore(nodes: Sequence[Node], checkpoint: Checkpoint) -> list[StateMachine] | Divergence:
     """The machines of a checkpoint, or a ``state`` divergence if it is not of this topology."""
     names = [name for name, _ in checkpoint.nodes]
-    for i, node in enumerate(nodes):
-        if i >= len(names) or names[i] != node.name:
-            return Divergence(checkpoint.seq, "state", None, None, node=node.name)
-    return [node.restore(data) for node, (_, data) in zip(nodes, checkpoint.nodes, strict=False)]
+    return (_differs(nodes, [node.name for node in nodes], names, checkpoint.seq)
+            or [node.restore(data) for node, (_, data) in zip(nodes, checkpoint.nodes, strict=True)])
+
+
+def _differs(nodes: Sequence[Node], ours: Sequence[Any], theirs: Sequence[Any], seq: int) -> Divergence | None:
+    """A ``state`` divergence at ``seq`` naming the first node whose entry in ``ours`` differs from the checkpoint's
+    (``theirs``, in node order), or that one of them lacks; None if they agree."""
+    if list(ours) == list(theirs):
+        return None
+    k = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b), min(len(ours), len(theirs)))
+    return Divergence(seq, "state", None, None, node=nodes[min(k, len(nodes) - 1)].name)
 
 
 async def _walk(log: EventLog, nodes: Sequence[Node], machines: Sequence[StateMachine], first: int, last: int | None,

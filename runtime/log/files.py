@@ -111,14 +111,17 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _write_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Replace ``path`` with ``data`` all at once (a temporary file renamed over it), fsynced unless ``sync`` is off."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
-    fsync_path(path.parent)
+    if sync:
+        fsync_path(path.parent)
 
 
 CHECKPOINTS = "checkpoints"
@@ -589,15 +592,12 @@ class FileLog(EventLog):
     def _write_checkpoint(self, path: Path, blob: bytes) -> None:
         if path.exists():  # the checkpoint at a seq is a function of the records before it: keep the first
             return
+        sync = self.settings.sync != "none"
         if not path.parent.is_dir():
             path.parent.mkdir()
-            fsync_path(self.root)
-        if self.settings.sync == "none":
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(blob)
-            os.replace(tmp, path)
-        else:
-            _write_atomic(path, blob)
+            if sync:
+                fsync_path(self.root)
+        _write_atomic(path, blob, sync=sync)
 
     async def checkpoints(self) -> list[int]:
         folder = self.root / CHECKPOINTS
