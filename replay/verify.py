@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -155,11 +157,7 @@ async def _parallel(log: EventLog, bounds: list[tuple[int, int | None]], jobs: i
     when it is free. The first divergence in seq order wins."""
     target, session = log.target
     loop = asyncio.get_running_loop()
-    if "forkserver" in multiprocessing.get_all_start_methods():  # not fork: this process has threads
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["replay.verify"])
-    else:  # Windows
-        context = multiprocessing.get_context("spawn")
+    context = _context()
     parts: list[_Part | None] = [None] * len(bounds)
     queue = list(range(len(bounds)))
     done = 0
@@ -180,7 +178,8 @@ async def _parallel(log: EventLog, bounds: list[tuple[int, int | None]], jobs: i
 
     processes = min(jobs, len(bounds)) - 1
     with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
-        await asyncio.gather(worker(None), *(worker(pool) for _ in range(processes)))
+        # the processes first: a forking pool starts them all at its first task, before this process's thread
+        await asyncio.gather(*(worker(pool) for _ in range(processes)), worker(None))
     total = _Part()
     for part in parts:
         assert part is not None
@@ -191,6 +190,23 @@ async def _parallel(log: EventLog, bounds: list[tuple[int, int | None]], jobs: i
             total.divergence = part.divergence
             break
     return total
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """How the segment processes start. ``fork`` (a few ms, every module already loaded) where it is safe: on Linux, in
+    a process that runs no other thread: none of Python's, no Ray worker, no torch (their threads are outside
+    Python's view, and a forked child inherits their locks but not them). Otherwise ``forkserver`` (about half a
+    second: a fresh interpreter imports the replay once), or ``spawn`` where there is neither (Windows)."""
+    methods = multiprocessing.get_all_start_methods()
+    ray = sys.modules.get("ray")
+    if (sys.platform == "linux" and "fork" in methods and threading.active_count() == 1 and "torch" not in sys.modules
+            and not (ray is not None and getattr(ray, "is_initialized", lambda: True)())):
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["replay.verify"])
+        return context
+    return multiprocessing.get_context("spawn")
 
 
 def _segment_in_process(target: str, session: str | None, start: int, end: int | None) -> _Part:

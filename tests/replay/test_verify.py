@@ -180,16 +180,56 @@ def checkpointed(tmp_path_factory) -> tuple[Path, list[Record], list[int]]:
     return root / "run", asyncio.run(read_all(root / "run")), asyncio.run(seqs())
 
 
-async def test_a_parallel_replay_proves_what_a_serial_one_does(checkpointed):
-    """Segments between checkpoints replayed on two processes: the same records, inputs and derived counts."""
+async def test_a_parallel_replay_proves_what_a_serial_one_does(checkpointed, monkeypatch):
+    """Segments between checkpoints replayed on two processes, started from a fork server (as in a process with
+    threads: this one may have Ray's): the same records, inputs and derived counts."""
+    import multiprocessing
+
+    import replay.verify
+
     path, records, seqs = checkpointed
     assert len(seqs) >= 4
+    monkeypatch.setattr(replay.verify, "_context", lambda: multiprocessing.get_context("forkserver"))
     async with await open_log(path) as log:
         serial = await verify(log, jobs=1)
         parallel = await verify(log, jobs=2)
     assert serial.ok and parallel.ok and serial.segments == 1 and parallel.segments == 4 and parallel.jobs == 2
     assert (parallel.records, parallel.inputs, parallel.derived) == (serial.records, serial.inputs, serial.derived)
     assert parallel.records == len(records)
+
+
+def test_segment_processes_fork_only_where_no_other_thread_runs(checkpointed):
+    """``tape replay verify`` in a fresh interpreter forks its segment processes (milliseconds, the replay already
+    imported) and proves what the serial replay does; a process running another thread (as a Ray driver or torch
+    does) starts them from a fork server instead."""
+    import subprocess
+    import sys
+    import textwrap
+
+    path, records, _ = checkpointed
+    code = textwrap.dedent(f"""
+        import asyncio, threading
+        from runtime.log import open_log
+        from replay.verify import _context, verify
+
+        async def main():
+            async with await open_log({str(path)!r}) as log:
+                print(_context().get_start_method())
+                serial, parallel = await verify(log, jobs=1), await verify(log, jobs=2)
+            print(serial.ok, parallel.ok, parallel.segments, serial.records == parallel.records,
+                  serial.derived == parallel.derived, parallel.records)
+            stop = threading.Event()
+            threading.Thread(target=stop.wait, daemon=True).start()
+            print(_context().get_start_method())
+            stop.set()
+
+        if __name__ == "__main__":
+            asyncio.run(main())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+                         cwd=Path(__file__).parents[2]).stdout.split()
+    assert out[1:6] == ["True", "True", "4", "True", "True"] and out[6] == str(len(records))
+    assert (out[0], out[7]) == (("fork", "forkserver") if sys.platform == "linux" else (out[0], out[0]))
 
 
 async def test_a_checkpoint_that_does_not_follow_from_the_records_is_a_state_divergence(checkpointed, tmp_path):
