@@ -28,11 +28,13 @@ deterministic), or a path: a version directory, or a registry directory (its ``l
 **In the log** a model enters a session as one ``ModelLoaded`` per role (``model_id`` = the version,
 ``version_hash`` = the hash, ``source`` = the version directory), logged as an input; the orchestrator's
 loader (:func:`loader`) loads it when the event is folded, live and in replay alike, so a replay uses the
-same model from the same seq on.
+same model from the same seq on: from ``source``, or, if the model has moved since, from where :data:`MODELS_ENV`
+(``tape replay --models DIR``) says it is now, found by its version and checked by its hash (:func:`locate`).
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -52,10 +54,12 @@ from .base import OBSERVATION_NAMES, ROLES, Policy
 from .data import Tape
 from .roles import ROLE_ACTIONS, decision, random_policies
 
-__all__ = ["MODEL_FILE", "Model", "ModelError", "ModelPolicy", "ModelSource", "base_policy", "is_named", "load_model",
-           "load_policies", "loader", "model_events", "resolve", "save_model"]
+__all__ = ["MODELS_ENV", "MODEL_FILE", "Model", "ModelError", "ModelPolicy", "ModelSource", "base_policy", "is_named", "load_model",
+           "load_policies", "loader", "locate", "model_events", "resolve", "save_model"]
 
 MODEL_FILE = "model.json"
+MODELS_ENV = "TAPE_MODELS"
+"""where a replay also looks for the models a log names (:func:`locate`): directories, separated by ``os.pathsep``"""
 LATEST = "latest"
 FORMAT = 1
 SINGLE_MODULE = "default_policy"
@@ -321,8 +325,31 @@ class ModelSource:
 
 
 def loader(event: ModelLoaded) -> Policy:
-    """The orchestrator's loader: the policy ``event`` names, from its source, checked against its hash."""
-    return _load(str(Path(event.source)), event.version_hash).policies()[event.role]
+    """The orchestrator's loader: the policy ``event`` names, from where it is now (:func:`locate`), checked against
+    its hash."""
+    return _load(str(locate(event)), event.version_hash).policies()[event.role]
+
+
+def locate(event: ModelLoaded) -> Path:
+    """The version directory holding the model ``event`` names: its recorded ``source`` if that still holds the
+    version (its manifest's hash is the event's), else the first that does of, for each directory of
+    :data:`MODELS_ENV` in order, the directory itself, its subdirectory named as the version, and that name one level
+    further down (a directory of registries). So a log replays after its models moved, to another machine or an
+    archive: ``tape replay verify LOG --models DIR``."""
+    places = [Path(event.source)] if event.source else []
+    roots = [Path(r) for r in os.environ.get(MODELS_ENV, "").split(os.pathsep) if r]
+    for root in roots:
+        places += [root, root / event.model_id, *sorted(root.glob(f"*/{glob.escape(event.model_id)}"))]
+    for place in places:
+        try:
+            if (place / MODEL_FILE).is_file() and read_manifest(place).hash == event.version_hash:
+                return place
+        except (ModelError, OSError):
+            continue
+    where = os.pathsep.join(map(str, roots)) if roots else "not set"
+    raise ModelError(f"model {event.model_id} (hash {event.version_hash[:12]}, the {event.role} role) is neither at "
+                     f"{event.source or '(no path recorded)'}, where the session loaded it, nor under {MODELS_ENV} "
+                     f"({where})")
 
 
 # --- inference -------------------------------------------------------------------------------------------

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from config import Settings
-from policies.registry import ModelError
+from policies.registry import MODELS_ENV, ModelError
 
 from ..log import open_log
 from ..topology import SpecMissingError
@@ -44,6 +45,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N",
                    help="processes replaying segments at once (default: this machine's %(default)s cores; 1: serial)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    _models_option(p)
     p.set_defaults(handler=verify_cmd)
 
     p = sub.add_parser(
@@ -55,12 +57,30 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("log", metavar="LOG", help=LOG_HELP)
     p.add_argument("--to", dest="last", type=_seq, default=None, metavar="SEQ", help="last seq (default: the end)")
     p.add_argument("--json", action="store_true", help="print the state as one JSON object (exact integer units)")
+    _models_option(p)
     p.set_defaults(handler=run_cmd)
+
+
+def _models_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", action="append", default=[], metavar="DIR",
+                   help="where the session's models are now, if they moved since it ran (repeatable): a model "
+                   "version directory, a registry (tape train --out DIR), or a directory of registries. A model "
+                   "the log names is looked for where it was loaded from, then here, by its version's name, and "
+                   f"checked by its hash. Also read from ${MODELS_ENV}.")
+
+
+def _use_models(args: argparse.Namespace) -> None:
+    """``--models``, before the replay's machines (and its processes) are built: the loader reads it from the
+    environment."""
+    if args.models:
+        before = [d for d in os.environ.get(MODELS_ENV, "").split(os.pathsep) if d]
+        os.environ[MODELS_ENV] = os.pathsep.join([str(Path(d).resolve()) for d in args.models] + before)
 
 
 async def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
     from replay.verify import verify
 
+    _use_models(args)
     async with await open_log(args.log, settings=settings.log) as log:
         total = (await log.meta()).last_seq
         progress = Progress("replay", total)
@@ -110,8 +130,8 @@ def _cannot(location: str, progress: Progress, exc: Exception) -> int:
     """A log that cannot be replayed: say why (exit status 1)."""
     progress.done()
     if isinstance(exc, ModelError):
-        print(f"tape replay: {location}: a model the session loaded cannot be: {exc} (the replay needs the same model "
-              "versions: restore that version directory)", file=sys.stderr)
+        print(f"tape replay: {location}: a model the session loaded cannot be: {exc} (the replay needs the very "
+              "versions the session loaded: restore that directory, or pass --models DIR naming where it is now)", file=sys.stderr)
     else:
         print(f"tape replay: {location}: {exc}", file=sys.stderr)
     return 1
@@ -120,6 +140,7 @@ def _cannot(location: str, progress: Progress, exc: Exception) -> int:
 async def run_cmd(args: argparse.Namespace, settings: Settings) -> int:
     from replay.verify import rebuild
 
+    _use_models(args)
     async with await open_log(args.log, settings=settings.log) as log:
         last = (await log.meta()).last_seq if args.last is None else args.last
         progress = Progress("replay", last)

@@ -206,6 +206,13 @@ async def test_hot_reload_in_a_paper_session_replays_with_the_same_models(models
     done = subprocess.run([TAPE, "replay", "verify", str(tmp_path / session_id)], capture_output=True, text=True,
                           env=ENV, timeout=120)
     assert done.returncode == 1 and "a model the session loaded cannot be" in done.stderr, done.stderr
+    assert models["v2"].version in done.stderr and "--models DIR" in done.stderr
+    # the versions are elsewhere now: named on the command line (a registry), or in TAPE_MODELS (a directory of them)
+    for extra, env in (([f"--models={tmp_path / 'nowhere'}", f"--models={models['root'] / 'roles'}"], ENV),
+                       ([], {**ENV, "TAPE_MODELS": str(models["root"])})):
+        done = subprocess.run([TAPE, "replay", "verify", str(tmp_path / session_id), "--jobs", "1", *extra],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0 and "ok: every derived event replays exactly" in done.stdout, done.stderr
 
 
 def test_evaluation_compares_policy_sets_on_the_same_tapes(models):
