@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -97,9 +98,9 @@ async def measure_throughput(markets: int, events: int, *, batch: int = 1_000, r
 
 async def measure_replay(markets: int, events: int, *, batch: int = 1_000, jobs: int | None = None) -> dict[str, float]:
     """``tape replay verify``'s records per second on a session written in-process (same machines): in parallel on
-    ``jobs`` processes (default: every core) over the session's checkpoints, and serially."""
-    from replay.verify import verify
-
+    ``jobs`` processes (default: every core) over the session's checkpoints, and serially. Each replay is the command
+    itself, in a fresh process, as a user runs it (this one may hold Ray's threads, which change how the segment
+    processes start: :func:`replay.verify._context`)."""
     scratch = Path(tempfile.mkdtemp(prefix="tape-bench-replay-"))
     jobs = jobs or os.cpu_count() or 1
     try:
@@ -107,13 +108,27 @@ async def measure_replay(markets: int, events: int, *, batch: int = 1_000, jobs:
         (run,) = [p for p in scratch.iterdir() if p.is_dir()]
         out: dict[str, float] = {}
         for name, n in (("serial", 1), ("parallel", jobs)):
-            async with await open_log(run, settings=_SETTINGS) as log:
-                report = await verify(log, jobs=n)
-            assert report.ok, report.divergence
-            out |= {f"{name}_eps": report.rate, f"{name}_segments": report.segments, f"{name}_jobs": report.jobs}
-        return {"eps": out["parallel_eps"], "records": report.records, **out}
+            report = await _replay_command(run, n)
+            if not report["ok"]:
+                raise RuntimeError(f"the benchmark's session did not replay: {report['divergence']}")
+            out |= {f"{name}_eps": report["records_per_s"], f"{name}_segments": report["segments"],
+                    f"{name}_jobs": report["jobs"]}
+        return {"eps": out["parallel_eps"], "records": report["records"], **out}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def _replay_command(run: Path, jobs: int) -> dict:
+    """``tape replay verify RUN --jobs N --json`` in a new process: its report."""
+    import json
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "runtime.cli", "replay", "verify", str(run), "--jobs", str(jobs), "--json"]
+    done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True)
+    if done.returncode not in (0, 1):
+        raise RuntimeError(f"{' '.join(command)} failed (exit {done.returncode}):\n{done.stderr[-2_000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 async def measure_latency(markets: int = 10, seconds: float = 15.0, *, speed: float = 50.0, runner: str = "ray",
