@@ -25,7 +25,8 @@ machines restored from the checkpoint it starts at. A segment that replays exact
 exactly the checkpoint it stops at, every machine's snapshot byte for byte (else the divergence is of kind
 ``state``, naming the node): so every checkpoint used is proven by the records before it, by induction
 from the empty session, and a parallel replay proves what a serial one does. A log without checkpoints
-(or ``jobs == 1``) replays serially.
+(or ``jobs == 1``) replays serially. The segments run in this process and ``jobs - 1`` others on this machine
+(:func:`_context` says how those start), or, ``on_ray``, as Ray tasks on the cluster this process is connected to.
 
 :func:`rebuild` folds the log (or a prefix) without checking and returns every node's final snapshot, for
 ``tape replay run``.
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import sys
 import threading
 import time
@@ -109,17 +111,21 @@ async def _spec(log: EventLog) -> SessionSpec:
     return spec_from_log(head)
 
 
-async def verify(log: EventLog, progress: Callable[[int], None] | None = None, *, jobs: int = 1) -> VerifyReport:
+async def verify(log: EventLog, progress: Callable[[int], None] | None = None, *, jobs: int = 1,
+                 on_ray: bool = False) -> VerifyReport:
     """Replay ``log`` through its topology and compare every derived record (module docstring); with ``jobs > 1``
-    and checkpoints in the log, in segments on ``jobs`` processes."""
+    and checkpoints in the log, in segments on ``jobs`` processes, or (``on_ray``) as Ray tasks on the cluster this
+    process is connected to, ``jobs`` of them at a time."""
     spec = await _spec(log)
     started = time.perf_counter()
     bounds = _segments(await log.checkpoints(), log.last_seq, jobs) if jobs > 1 else [(0, None)]
     if len(bounds) == 1:
         runner = InProcessRunner(topology(spec))
         part = await _walk(log, runner.nodes, runner.machines, 1, None, progress)
+    elif on_ray:
+        part = _merge(await _on_ray(log, bounds, jobs, progress))
     else:
-        part = await _parallel(log, bounds, jobs, progress)
+        part = _merge(await _parallel(log, bounds, jobs, progress))
     report = VerifyReport(location=log.location, spec=spec, records=part.last, inputs=part.inputs,
                           divergence=part.divergence, segments=len(bounds), jobs=min(jobs, len(bounds)),
                           seconds=time.perf_counter() - started)
@@ -151,7 +157,7 @@ def _segments(checkpoints: Sequence[int], last_seq: int, jobs: int) -> list[tupl
 
 
 async def _parallel(log: EventLog, bounds: list[tuple[int, int | None]], jobs: int,
-                    progress: Callable[[int], None] | None) -> _Part:
+                    progress: Callable[[int], None] | None) -> list[_Part]:
     """The segments on ``jobs`` workers (module docstring): this process (a thread of it, from the first segment,
     which needs no restore, while the others start) and ``jobs - 1`` processes, each taking the next segment
     when it is free. The first divergence in seq order wins."""
@@ -180,6 +186,47 @@ async def _parallel(log: EventLog, bounds: list[tuple[int, int | None]], jobs: i
     with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
         # the processes first: a forking pool starts them all at its first task, before this process's thread
         await asyncio.gather(*(worker(pool) for _ in range(processes)), worker(None))
+    return parts  # type: ignore[return-value]
+
+
+async def _on_ray(log: EventLog, bounds: list[tuple[int, int | None]], jobs: int,
+                  progress: Callable[[int], None] | None) -> list[_Part]:
+    """The segments as Ray tasks (one CPU each), at most ``jobs`` running at once: on a cluster, replay runs at the
+    speed of all its cores. Each task reads its segment from the log itself: a PostgreSQL log, or a run directory on
+    a filesystem every node sees."""
+    import ray
+    from ray.exceptions import RayTaskError
+
+    from policies.registry import MODELS_ENV
+
+    models = os.environ.get(MODELS_ENV)  # where the models are (--models): the workers look there too
+    task = ray.remote(num_cpus=1, max_retries=0)(_segment_on_node).options(
+        **({"runtime_env": {"env_vars": {MODELS_ENV: models}}} if models else {}))
+    target, session = log.target
+    parts: list[_Part | None] = [None] * len(bounds)
+    queue = list(range(len(bounds)))
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        while queue:
+            k = queue.pop(0)
+            start, end = bounds[k]
+            try:
+                part = await task.remote(target, session, start, end)
+            except RayTaskError as exc:  # the task's own error (a log it cannot read, a model it cannot load)
+                raise (exc.cause if isinstance(exc.cause, LogError | ValueError) else exc) from None
+            parts[k] = part
+            done += part.last - start
+            if progress is not None:
+                progress(done)
+
+    await asyncio.gather(*(worker() for _ in range(min(jobs, len(bounds)))))
+    return parts  # type: ignore[return-value]
+
+
+def _merge(parts: list[_Part]) -> _Part:
+    """The segments' findings as one: counts summed, the first divergence in seq order."""
     total = _Part()
     for part in parts:
         assert part is not None
@@ -207,6 +254,19 @@ def _context() -> multiprocessing.context.BaseContext:
         context.set_forkserver_preload(["replay.verify"])
         return context
     return multiprocessing.get_context("spawn")
+
+
+def _segment_on_node(target: str, session: str | None, start: int, end: int | None) -> _Part:
+    """A Ray task's segment: a log this node cannot open says so, naming the node."""
+    try:
+        return _segment_in_process(target, session, start, end)
+    except LogError as exc:
+        import ray
+
+        node = ray.util.get_node_ip_address()
+        raise LogError(f"{exc} (on the Ray node at {node}: each replays its segments from the log itself, so the log "
+                       "must be one every node reaches: a PostgreSQL log, or a run directory on a shared filesystem)"
+                       ) from None
 
 
 def _segment_in_process(target: str, session: str | None, start: int, end: int | None) -> _Part:

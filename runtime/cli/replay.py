@@ -38,12 +38,18 @@ def register(commands: argparse._SubParsersAction) -> None:
         "A log with checkpoints (every machine's state, stored by the sequencer every 25,000 records or so)\n"
         "is cut into segments replayed on --jobs processes at once; each segment must end in exactly the\n"
         "next checkpoint (else the divergence is of kind 'state', naming the machine), so the parallel\n"
-        "replay proves what a serial one does.",
+        "replay proves what a serial one does. With --ray the segments run on a Ray cluster's cores.",
         epilog="examples:\n  tape replay verify runs/<id>\n"
-        "  tape replay verify 'postgresql://postgres@127.0.0.1/test?session=<id>' --json")
+        "  tape replay verify 'postgresql://postgres@127.0.0.1/test?session=<id>' --json\n"
+        "  RAY_ADDRESS=auto tape replay verify 'postgresql://…?session=<id>' --ray")
     p.add_argument("log", metavar="LOG", help=LOG_HELP)
-    p.add_argument("--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N",
-                   help="processes replaying segments at once (default: this machine's %(default)s cores; 1: serial)")
+    p.add_argument("--jobs", type=_jobs, default=None, metavar="N",
+                   help=f"segments replayed at once (default: this machine's {os.cpu_count() or 1} cores, or with --ray "
+                   "the cluster's; 1: serially, in this process)")
+    p.add_argument("--ray", action="store_true",
+                   help="replay the segments as Ray tasks on the cluster named by $RAY_ADDRESS (`ray up`), or on a "
+                   "local Ray instance: every node reads the log itself, so it must be a PostgreSQL log or a run "
+                   "directory on a filesystem the nodes share")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     _models_option(p)
     p.set_defaults(handler=verify_cmd)
@@ -81,11 +87,13 @@ async def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
     from replay.verify import verify
 
     _use_models(args)
+    cores = _ray_cpus() if args.ray else os.cpu_count() or 1
+    jobs = args.jobs or cores
     async with await open_log(args.log, settings=settings.log) as log:
         total = (await log.meta()).last_seq
         progress = Progress("replay", total)
         try:
-            report = await verify(log, progress, jobs=args.jobs)
+            report = await verify(log, progress, jobs=jobs, on_ray=args.ray)
         except (SpecMissingError, ModelError) as exc:
             return _cannot(log.location, progress, exc)
     progress.done()
@@ -103,7 +111,8 @@ async def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
         return 0 if report.ok else 1
     print(f"{report.location}: {report.records:,} records replayed ({report.inputs:,} inputs, {derived:,} derived) "
           f"in {report.seconds:.2f} s ({report.rate:,.0f} records/s"
-          + (f"; {report.segments} segments on {report.jobs} processes)" if report.segments > 1 else ")"))
+          + (f"; {report.segments} segments on {report.jobs} {'Ray workers' if args.ray else 'processes'})"
+             if report.segments > 1 else ")"))
     if report.derived:
         print("derived: " + ", ".join(f"{k} {v:,}" for k, v in report.derived.items()))
     if report.divergence is not None:
@@ -114,6 +123,16 @@ async def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     print("ok: every derived event replays exactly")
     return 0
+
+
+def _ray_cpus() -> int:
+    """Connect to the cluster ($RAY_ADDRESS, else a local instance of our own): its CPUs."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def _jobs(text: str) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from actors.book import BookState
 from actors.cash import CashSnapshot
-from replay.verify import _segments, rebuild, verify
+from replay.verify import _segment_on_node, _segments, rebuild, verify
 from runtime.events import (
     CashReserved,
     OrderFilled,
@@ -196,6 +196,36 @@ async def test_a_parallel_replay_proves_what_a_serial_one_does(checkpointed, mon
     assert serial.ok and parallel.ok and serial.segments == 1 and parallel.segments == 4 and parallel.jobs == 2
     assert (parallel.records, parallel.inputs, parallel.derived) == (serial.records, serial.inputs, serial.derived)
     assert parallel.records == len(records)
+
+
+async def test_a_replay_on_ray_proves_what_a_serial_one_does(checkpointed, ray_session, tmp_path):
+    """The segments as Ray tasks: the same counts; a tampered record is found at the seq the serial replay finds it;
+    a log a task cannot open is an error naming the Ray node and what to use instead."""
+    import shutil
+
+    from runtime.log import LogError
+
+    path, records, _ = checkpointed
+    async with await open_log(path) as log:
+        serial, on_ray = await verify(log, jobs=1), await verify(log, jobs=2, on_ray=True)
+    assert on_ray.ok and on_ray.segments == 4 and on_ray.jobs == 2
+    assert (on_ray.records, on_ray.inputs, on_ray.derived) == (serial.records, serial.inputs, serial.derived)
+
+    i = max(k for k, r in enumerate(records) if type(r.event) is OrderFilled)
+
+    def alter(rs: list[Record]) -> list[Record]:
+        rs[i] = Record(rs[i].seq, rs[i].ts_ns, msgspec.structs.replace(rs[i].event, count=rs[i].event.count + 1))
+        return rs
+
+    copy = await copy_with(records, tmp_path / "tampered", alter)
+    shutil.copytree(path / "checkpoints", copy / "checkpoints")
+    async with await open_log(copy) as log:
+        serial, on_ray = await verify(log, jobs=1), await verify(log, jobs=2, on_ray=True)
+    assert serial.divergence is not None and on_ray.divergence == serial.divergence
+
+    task = ray_session.remote(num_cpus=1, max_retries=0)(_segment_on_node)  # what each segment's task runs
+    with pytest.raises(LogError, match="on the Ray node at .*PostgreSQL log, or a run directory on a shared"):
+        ray_session.get(task.remote(str(tmp_path / "not-on-this-node"), None, 0, None))
 
 
 def test_segment_processes_fork_only_where_no_other_thread_runs(checkpointed):
