@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,9 @@ async def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
             report = await verify(log, progress, jobs=jobs, on_ray=args.ray)
         except (SpecMissingError, ModelError) as exc:
             return _cannot(log.location, progress, exc)
+        except BrokenProcessPool as exc:  # a segment's process died (killed, out of memory)
+            return _cannot(log.location, progress, RuntimeError(
+                f"a replay process died ({exc}); replay with --jobs 1 (serially, in this process) to see why"))
     progress.done()
     derived = sum(report.derived.values())
     if args.json:
