@@ -11,12 +11,14 @@ with ``num_cpus=0`` (they wait far more than they run, so hundreds share two cor
 per batch, only to the nodes that receive a record of it, all in flight at once; the answers merged in
 round order (cause seq, node order, emission order: a stable sort of the concatenation in node order).
 
-**The data plane.** Ray creates, places and supervises the shells, and carries the cold calls (snapshots,
-a restarted shell's catch-up). The batches go over a direct TCP channel to each shell
-(:mod:`actors.channel`): a Ray actor call costs about 1 ms here, a channel round trip 0.13 ms, and every
-sequencer round (so every tick-to-order) waits for the slowest node it touched. Where the driver cannot
-reach a shell's address (a Ray Client driver outside the cluster), that shell's batches go through Ray
-calls instead, with a warning: slower, the same log.
+**The data plane.** Ray creates, places and supervises the shells, and carries the cold calls (a restarted
+shell's catch-up, the liveness probe). The batches, and the snapshots a checkpoint takes (an empty frame asks
+for one), go over a direct TCP channel to each shell (:mod:`actors.channel`): a Ray actor call costs about
+1 ms here, a channel round trip 0.13 ms, and every sequencer round (so every tick-to-order) waits for the
+slowest node it touched, as does the submit that takes a checkpoint (8–14 ms over the channels at 300
+markets, 22–38 ms through Ray calls). Where the driver cannot reach a shell's address (a Ray Client driver
+outside the cluster), that shell's batches and snapshots go through Ray calls instead, with a warning:
+slower, the same log.
 
 **Restart.** At every checkpoint (:mod:`runtime.sequencer`) the runner keeps every shell's snapshot. A shell that died
 (``ray.kill``, a crashed worker: its channel closes; a lost node: the watchdog's probe through Ray fails)
@@ -48,6 +50,8 @@ __all__ = ["RayRunner", "Shell"]
 _encode = msgspec.msgpack.Encoder().encode
 _RECORDS = msgspec.msgpack.Decoder(list[Record])
 _EVENTS = msgspec.msgpack.Decoder(list[Event])
+_SNAPSHOT = msgspec.msgpack.Decoder(tuple[int, bytes])
+_SNAPSHOT_REQUEST = b""  # on a channel: a snapshot (a batch is never empty: an empty list is one byte of msgpack)
 _TAIL_BATCH = 10_000  # records per call while a restarted shell catches up
 PROBE_S = 10.0
 """a batch unanswered this long: ask Ray whether its shell is still alive (a lost node closes no connection)"""
@@ -83,8 +87,12 @@ class Shell:
         if self._channel is None:
             import ray
 
-            self._channel = ChannelServer(self.handle_batch, ray.util.get_node_ip_address())
+            self._channel = ChannelServer(self._serve, ray.util.get_node_ip_address())
         return (*self._channel.address, self._channel.token)
+
+    def _serve(self, frame: bytes) -> bytes:
+        """A channel's request: a batch, or (empty) a snapshot, as msgpack ``(last seq, snapshot)``."""
+        return _encode(self.snapshot()) if frame == _SNAPSHOT_REQUEST else self.handle_batch(frame)
 
     def snapshot(self) -> tuple[int, bytes]:
         """``(last seq handled, the machine's snapshot as msgpack)``."""
@@ -212,12 +220,22 @@ class RayRunner:
                 pass  # Ray itself is slow to answer: wait on
 
     async def snapshots(self) -> list[bytes]:
-        """Every shell's snapshot, kept for restarts too (a shell found dead is rebuilt first)."""
+        """Every shell's snapshot (over its channel, else through Ray), kept for restarts too (a shell found dead is
+        rebuilt first)."""
         from ray.exceptions import RayActorError
 
-        answers = await asyncio.gather(*(a.snapshot.remote() for a in self.actors), return_exceptions=True)
+        await self.ready()
+
+        async def one(i: int) -> tuple[int, bytes]:
+            channel = self.channels[i]
+            if channel is None:
+                return await self.actors[i].snapshot.remote()
+            channel.send(_SNAPSHOT_REQUEST)
+            return _SNAPSHOT.decode(await channel.receive())
+
+        answers = await asyncio.gather(*(one(i) for i in range(len(self.actors))), return_exceptions=True)
         for i, answer in enumerate(answers):
-            if isinstance(answer, RayActorError):
+            if isinstance(answer, RayActorError | ChannelClosed):
                 await self._restart(i, self._last_seq)
                 answer = await self.actors[i].snapshot.remote()
             elif isinstance(answer, BaseException):

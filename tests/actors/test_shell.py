@@ -38,24 +38,25 @@ async def test_a_shell_folds_a_batch_like_its_machine_and_round_trips_its_snapsh
     assert (copy.last_seq(), copy.snapshot()) == (last, (last, data))
 
 
-async def _logs(tmp_path: Path, spec, inputs, **kw) -> tuple[bytes, bytes]:
-    await write_session(tmp_path / "local", spec, inputs)
-    await write_session(tmp_path / "ray", spec, inputs, **kw)
+async def _logs(tmp_path: Path, spec, inputs, checkpoint_every: int | None = None, **kw) -> tuple[bytes, bytes]:
+    await write_session(tmp_path / "local", spec, inputs, checkpoint_every=checkpoint_every)
+    await write_session(tmp_path / "ray", spec, inputs, checkpoint_every=checkpoint_every, **kw)
     return encode(await read_all(tmp_path / "local" / "run")), encode(await read_all(tmp_path / "ray" / "run"))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("channels", [True, False], ids=["channels", "ray-calls"])
 async def test_the_ray_runner_writes_the_same_log_as_the_in_process_runner(ray_session, tmp_path, channels):
-    """Same inputs, same batching: the records are identical byte for byte, and so are the segment files; over the
-    shells' channels or (the fallback) through Ray calls alone."""
+    """Same inputs, same batching: the records are identical byte for byte, and so are the segment files and the
+    checkpoints (every machine's snapshot); over the shells' channels or (the fallback) through Ray calls alone."""
     spec, inputs = paper_inputs(markets=3, duration_s=600)
-    local, on_ray = await _logs(tmp_path, spec, inputs, runner=lambda log: RayRunner(topology(spec), log,
-                                                                                      channels=channels))
+    local, on_ray = await _logs(tmp_path, spec, inputs, checkpoint_every=300,
+                                runner=lambda log: RayRunner(topology(spec), log, channels=channels))
     assert local == on_ray
-    segments = sorted((tmp_path / "local" / "run").glob("*.seg"))
-    assert segments and [p.read_bytes() for p in segments] == [
-        (tmp_path / "ray" / "run" / p.name).read_bytes() for p in segments]
+    for pattern, least in (("*.seg", 1), ("checkpoints/*.ckpt", 2)):
+        files = sorted((tmp_path / "local" / "run").glob(pattern))
+        assert len(files) >= least and [p.read_bytes() for p in files] == [
+            (tmp_path / "ray" / "run" / p.relative_to(tmp_path / "local" / "run")).read_bytes() for p in files]
 
 
 @pytest.mark.slow
