@@ -40,7 +40,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Literal
 
@@ -123,9 +123,9 @@ async def verify(log: EventLog, progress: Callable[[int], None] | None = None, *
         runner = InProcessRunner(topology(spec))
         part = await _walk(log, runner.nodes, runner.machines, 1, None, progress)
     elif on_ray:
-        part = _merge(await _on_ray(log, bounds, jobs, progress))
+        part = await _on_ray(log, bounds, jobs, progress)
     else:
-        part = _merge(await _parallel(log, bounds, jobs, progress))
+        part = await _parallel(log, bounds, jobs, progress)
     report = VerifyReport(location=log.location, spec=spec, records=part.last, inputs=part.inputs,
                           divergence=part.divergence, segments=len(bounds), jobs=min(jobs, len(bounds)),
                           seconds=time.perf_counter() - started)
@@ -156,41 +156,62 @@ def _segments(checkpoints: Sequence[int], last_seq: int, jobs: int) -> list[tupl
     return list(zip([0, *cuts], [*cuts, None], strict=True))
 
 
-async def _parallel(log: EventLog, bounds: list[tuple[int, int | None]], jobs: int,
-                    progress: Callable[[int], None] | None) -> list[_Part]:
-    """The segments on ``jobs`` workers (module docstring): this process (a thread of it, from the first segment,
-    which needs no restore, while the others start) and ``jobs - 1`` processes, each taking the next segment
-    when it is free. The first divergence in seq order wins."""
-    target, session = log.target
-    loop = asyncio.get_running_loop()
-    context = _context()
+Segment = Callable[[int, int | None], Awaitable["_Part"]]
+"""a worker: replays the segment from the checkpoint at ``start`` to the one at ``end`` (None: the log's end)"""
+
+
+async def _share(bounds: list[tuple[int, int | None]], workers: Sequence[Segment],
+                 progress: Callable[[int], None] | None) -> _Part:
+    """The segments shared among ``workers``, each taking the next one when it is free (the first worker starts
+    first); their findings merged: counts summed, the first divergence in seq order."""
     parts: list[_Part | None] = [None] * len(bounds)
     queue = list(range(len(bounds)))
     done = 0
 
-    async def worker(pool: ProcessPoolExecutor | None) -> None:
+    async def work(segment: Segment) -> None:
         nonlocal done
         while queue:
             k = queue.pop(0)
             start, end = bounds[k]
-            if pool is None:
-                part = await asyncio.to_thread(_segment_in_process, target, session, start, end)
-            else:
-                part = await loop.run_in_executor(pool, _segment_in_process, target, session, start, end)
-            parts[k] = part
+            part = parts[k] = await segment(start, end)
             done += part.last - start
             if progress is not None:
                 progress(done)
 
+    await asyncio.gather(*(work(w) for w in workers))
+    total = _Part()
+    for part in parts:
+        assert part is not None
+        total.last, total.inputs = part.last, total.inputs + part.inputs
+        for kind, n in part.derived.items():
+            total.derived[kind] = total.derived.get(kind, 0) + n
+        if part.divergence is not None:
+            total.divergence = part.divergence
+            break
+    return total
+
+
+async def _parallel(log: EventLog, bounds: list[tuple[int, int | None]], jobs: int,
+                    progress: Callable[[int], None] | None) -> _Part:
+    """The segments on ``jobs`` workers (module docstring): ``jobs - 1`` processes and this process (a thread of it,
+    from the first segment, which needs no restore, while the others start)."""
+    target, session = log.target
+    loop = asyncio.get_running_loop()
     processes = min(jobs, len(bounds)) - 1
-    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=processes, mp_context=_context()) as pool:
+
+        async def in_pool(start: int, end: int | None) -> _Part:
+            return await loop.run_in_executor(pool, _segment_in_process, target, session, start, end)
+
+        async def here(start: int, end: int | None) -> _Part:
+            return await asyncio.to_thread(_segment_in_process, target, session, start, end)
+
         # the processes first: a forking pool starts them all at its first task, before this process's thread
-        await asyncio.gather(*(worker(pool) for _ in range(processes)), worker(None))
-    return parts  # type: ignore[return-value]
+        return await _share(bounds, [*([in_pool] * processes), here], progress)
 
 
 async def _on_ray(log: EventLog, bounds: list[tuple[int, int | None]], jobs: int,
-                  progress: Callable[[int], None] | None) -> list[_Part]:
+                  progress: Callable[[int], None] | None) -> _Part:
     """The segments as Ray tasks (one CPU each), at most ``jobs`` running at once: on a cluster, replay runs at the
     speed of all its cores. Each task reads its segment from the log itself: a PostgreSQL log, or a run directory on
     a filesystem every node sees."""
@@ -203,40 +224,14 @@ async def _on_ray(log: EventLog, bounds: list[tuple[int, int | None]], jobs: int
     task = ray.remote(num_cpus=1, max_retries=0)(_segment_on_node).options(
         **({"runtime_env": {"env_vars": {MODELS_ENV: models}}} if models else {}))
     target, session = log.target
-    parts: list[_Part | None] = [None] * len(bounds)
-    queue = list(range(len(bounds)))
-    done = 0
 
-    async def worker() -> None:
-        nonlocal done
-        while queue:
-            k = queue.pop(0)
-            start, end = bounds[k]
-            try:
-                part = await task.remote(target, session, start, end)
-            except RayTaskError as exc:  # the task's own error (a log it cannot read, a model it cannot load)
-                raise (exc.cause if isinstance(exc.cause, LogError | ValueError) else exc) from None
-            parts[k] = part
-            done += part.last - start
-            if progress is not None:
-                progress(done)
+    async def on_ray(start: int, end: int | None) -> _Part:
+        try:
+            return await task.remote(target, session, start, end)
+        except RayTaskError as exc:  # the task's own error (a log it cannot read, a model it cannot load)
+            raise (exc.cause if isinstance(exc.cause, LogError | ValueError) else exc) from None
 
-    await asyncio.gather(*(worker() for _ in range(min(jobs, len(bounds)))))
-    return parts  # type: ignore[return-value]
-
-
-def _merge(parts: list[_Part]) -> _Part:
-    """The segments' findings as one: counts summed, the first divergence in seq order."""
-    total = _Part()
-    for part in parts:
-        assert part is not None
-        total.last, total.inputs = part.last, total.inputs + part.inputs
-        for kind, n in part.derived.items():
-            total.derived[kind] = total.derived.get(kind, 0) + n
-        if part.divergence is not None:
-            total.divergence = part.divergence
-            break
-    return total
+    return await _share(bounds, [on_ray] * min(jobs, len(bounds)), progress)
 
 
 def _context() -> multiprocessing.context.BaseContext:
