@@ -32,7 +32,7 @@ from config import LogSettings
 from replay.bench import TIGHT
 
 from .ids import new_session_id
-from .log import SessionMeta, create_log, open_log
+from .log import SessionMeta, create_log
 from .sequencer import InProcessRunner, Sequencer
 from .topology import SessionSpec, session_inputs, topology
 from .venues.sim.session import EPOCH_NS, SynthSession
