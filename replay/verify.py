@@ -242,7 +242,7 @@ def _context() -> multiprocessing.context.BaseContext:
     methods = multiprocessing.get_all_start_methods()
     ray = sys.modules.get("ray")
     if (sys.platform == "linux" and "fork" in methods and threading.active_count() == 1 and "torch" not in sys.modules
-            and not (ray is not None and getattr(ray, "is_initialized", lambda: True)())):
+            and not (ray is not None and ray.is_initialized())):
         return multiprocessing.get_context("fork")
     if "forkserver" in methods:
         context = multiprocessing.get_context("forkserver")

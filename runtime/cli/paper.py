@@ -184,13 +184,11 @@ async def _runner(kind: str, spec: SessionSpec, log):
 
     if kind == "inprocess":
         return None
-    import ray
-
     from actors.shell import RayRunner
 
-    if not ray.is_initialized():  # a cluster named by RAY_ADDRESS (`ray up`), else a local instance of our own
-        address = os.environ.get("RAY_ADDRESS") or "local"
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    from .cluster import connect
+
+    connect()
     runner = RayRunner(topology(spec), log)
     await runner.ready()  # every actor up before the feed subscribes: no backlog of stale market data
     return runner

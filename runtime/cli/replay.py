@@ -17,6 +17,7 @@ from policies.registry import MODELS_ENV, ModelError
 from ..log import open_log
 from ..topology import SpecMissingError
 from ..units import PRICE_MAX, format_count, format_money, format_price
+from .cluster import connect
 from .logcmd import LOG_HELP, Progress, _seq
 
 
@@ -130,12 +131,10 @@ async def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ray_cpus() -> int:
-    """Connect to the cluster ($RAY_ADDRESS, else a local instance of our own): its CPUs."""
+    """Connect to the cluster (:func:`.cluster.connect`): its CPUs."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+    connect()
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
@@ -13,6 +12,7 @@ import msgspec
 from config import Settings
 
 from ..units import MONEY_SCALE
+from .cluster import connect
 from .progress import Status
 
 ROLES_TEXT = "signal,sizing,entry,exit"
@@ -123,14 +123,6 @@ async def _tapes(data: list[str], markets: str | None):
     return tapes
 
 
-def _ray() -> None:
-    import ray
-
-    if not ray.is_initialized():  # a cluster (RAY_ADDRESS, or inside a Ray job), else a local instance of our own
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
-
-
 def _sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(part) for part in text.split(","))
@@ -159,7 +151,7 @@ async def run_train(args: argparse.Namespace, settings: Settings) -> int:
     except (ValueError, msgspec.ValidationError) as exc:
         raise UsageError(str(exc)) from None
     tapes = await _tapes(args.data, args.markets)
-    _ray()
+    connect()
     _check_gpus(config)
     status = Status()
     say = (lambda line: status.line(line)) if not args.json else (lambda line: print(line, file=sys.stderr))
