@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -50,7 +51,7 @@ class SessionSettings(_Settings):
     """What every session records about itself."""
 
     seed: Annotated[int, Meta(ge=0, le=2**63 - 1)] = 0
-    venue: str = "sim"
+    venue: Literal["sim", "kalshi-demo", "kalshi"] = "sim"
 
 
 class PaperSettings(_Settings):
@@ -149,7 +150,21 @@ def _explain(exc: msgspec.ValidationError, data: dict[str, Any], source: str) ->
     if not path:
         return f"{source}: {reason}"
     value = _lookup(data, path)
+    choices = _choices(Settings, path)
+    if choices is not None:
+        reason += f" (valid values: {', '.join(map(repr, choices))})"
     return f"{source}: {key} = {value!r}: {reason}"
+
+
+def _choices(struct: type, path: list[str]) -> tuple[Any, ...] | None:
+    """The values a ``Literal`` setting at ``path`` may take (None if it is not one)."""
+    hint: Any = struct
+    for part in path:
+        try:
+            hint = typing.get_type_hints(hint)[part]
+        except (KeyError, TypeError):
+            return None
+    return typing.get_args(hint) if typing.get_origin(hint) is Literal else None
 
 
 def settings_hash(settings: Settings) -> str:
