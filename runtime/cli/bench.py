@@ -185,14 +185,17 @@ async def _read_run(open_reader: Callable[[], Awaitable[EventLog]]) -> tuple[flo
 
 
 async def bench_log(args: argparse.Namespace, settings: Settings) -> int:
-    from . import UsageError
+    from . import UsageError, new_directory
 
     if args.events < BATCH:
         raise UsageError(f"--events must be at least {BATCH:,}")
+    _check_repeat(args.repeat)
     if args.log and Path(args.log).exists():
         raise UsageError(f"--log {args.log} already exists; name a new run directory")
+    if args.log:
+        new_directory(args.log, "--log")
     say = (lambda *a: print(*a, file=sys.stderr)) if not args.json else (lambda *a: None)
-    n, repeat = args.events, max(1, args.repeat)
+    n, repeat = args.events, args.repeat
     say(f"generating {n:,} synthetic market events …")
     entries = market_events(n, markets=16, seed=1, start_ns=EPOCH_NS)
     records = [(i + 1, ts, ev) for i, (ts, ev) in enumerate(entries)]
@@ -269,6 +272,7 @@ def bench_book(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.deltas < 1:
         raise UsageError("--deltas must be at least 1")
+    _check_repeat(args.repeat)
     say = (lambda m: print(m, file=sys.stderr)) if not args.json else (lambda m: None)
     result = run_book_bench(args.deltas, repeat=args.repeat, say=say, measures={"matcher_ops": matcher_ops})
     return _report(args, f"tape bench book: {args.deltas:,} deltas, median of {result['repeat']} run(s)", result)
@@ -281,6 +285,7 @@ async def bench_venue(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.messages < 1:
         raise UsageError("--messages must be at least 1")
+    _check_repeat(args.repeat)
     if args.server_seconds < 0:
         raise UsageError(f"--server-seconds must be >= 0, got {args.server_seconds}")
     say = (lambda m: print(m, file=sys.stderr)) if not args.json else (lambda m: None)
@@ -337,6 +342,13 @@ async def bench_env(args: argparse.Namespace, settings: Settings) -> int:
     say = (lambda m: print(m, file=sys.stderr)) if not args.json else (lambda m: None)
     result = run_env_bench(seconds=args.seconds, rllib_steps=args.rllib_steps, rllib=not args.no_rllib, say=say)
     return _report(args, "tape bench env: the RL environments", result)
+
+
+def _check_repeat(repeat: int) -> None:
+    from . import UsageError
+
+    if repeat < 1:
+        raise UsageError(f"--repeat must be at least 1, got {repeat}")
 
 
 def _report(args: argparse.Namespace, title: str, result: dict[str, object]) -> int:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from config import Settings, settings_hash
 
-from ..events import SessionEnded, SessionStarted
+from ..events import SessionEnded, SessionStarted, event_type
 from ..ids import new_session_id
 from ..log import SessionMeta, create_log, is_postgres, open_log
 from ..log.tools import verify_log
@@ -23,9 +22,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="An end-to-end tour of the event log on the embedded defaults: record a seeded synthetic "
         "market-data session into a new run directory (file log, fsync per batch), reopen it, verify every "
-        "checksum and seq, replay it to count what it holds, and export it to Parquet. Prints the commands to "
-        "look further.",
-        epilog="example:\n  tape demo --events 200000 --markets 8 --seed 7")
+        "checksum and seq, read it back to count what it holds (by event type, as tape log cat --type names "
+        "them), and export it to Parquet. Prints the commands to look further. The session holds market data "
+        "only, no decisions: tape paper trades on market data and proves its run with tape replay verify.",
+        epilog="examples:\n  tape demo --events 200000 --markets 8 --seed 7\n"
+        "  tape demo --runs /tmp/runs --no-export\n"
+        "then: tape log info runs/demo-20261122T185900Z-3fa9c1, and the main job: tape paper")
     p.add_argument("--runs", default=None, metavar="DIR", help="directory for the run (default: [log] target, 'runs')")
     p.add_argument("--events", type=int, default=50_000, metavar="N", help="market events to record (default 50,000)")
     p.add_argument("--markets", type=int, default=4, metavar="M", help="markets in the session (default 4)")
@@ -35,13 +37,13 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    from . import UsageError
+    from . import UsageError, new_directory
 
     if args.events < 1 or args.markets < 1:
         raise UsageError("--events and --markets must be at least 1")
     if is_postgres(args.runs or settings.log.target):
         raise UsageError("the demo writes a file log; pass --runs DIR")
-    runs = Path(args.runs or settings.log.target)
+    runs = new_directory(args.runs or settings.log.target, "--runs" if args.runs else "[log] target")
     seed = settings.session.seed if args.seed is None else args.seed
     session_id = new_session_id("demo")
     meta = SessionMeta(session_id=session_id, mode="demo", venue="synthetic", seed=seed,
@@ -69,11 +71,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         counts: dict[str, int] = {}
         async for batch in reader.read():
             for record in batch:
-                name = type(record.event).__name__
+                name = event_type(record.event)
                 counts[name] = counts.get(name, 0) + 1
         print(f"verified: {'ok' if report.ok else 'DAMAGED'} ({report.records:,} records, {report.frames} frames, "
               f"{report.segments} segment(s))")
-        print("replayed: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
+        print("read back: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
         if not args.no_export:
             from replay.export import export_parquet
 
@@ -83,5 +85,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     print("\nlook further:\n"
           f"  tape log info {where}\n"
           f"  tape log cat {where} --type public_trade --to 200\n"
-          f"  tape log verify {where}")
+          f"  tape log verify {where}\n"
+          "then the main job, trading on market data like this and proving the run by replay:\n"
+          "  tape paper")
     return 0 if report.ok else 1

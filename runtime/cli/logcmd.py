@@ -25,10 +25,12 @@ from ..log import (
     split_target,
 )
 from ..log.tools import repair_log, verify_log
+from . import UsageError, log_target, new_directory
 from .progress import Progress
 from .render import render
 
 LOG_HELP = "a run directory, or postgresql://…?session=ID"
+RUN = "runs/paper-20261122T185900Z-3fa9c1"  # the examples' run directory: an id as tape paper makes them
 
 
 def _seq(text: str) -> int:
@@ -52,8 +54,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                        description="Show a session's metadata (status, seed, config hash, code version), its "
                        "seq range and time span, and for a file log its segments and any torn tail or damage. "
                        "Given a directory of runs or a DSN without ?session=, list the sessions instead.",
-                       epilog="examples:\n  tape log info runs/20261122T185900Z-3fa9c1\n"
-                       "  tape log info --types runs/20261122T185900Z-3fa9c1   (also counts events by type)\n"
+                       epilog=f"examples:\n  tape log info {RUN}\n"
+                       f"  {f'tape log info --types {RUN}':<58} (also counts events by type)\n"
+                       f"  {'tape log info runs':<58} (a directory of runs: lists its sessions)\n"
                        "  tape log info postgresql://postgres@127.0.0.1/test")
     p.add_argument("log", metavar="LOG", help=LOG_HELP + " (or a directory of runs / a DSN to list sessions)")
     p.add_argument("--types", action="store_true", help="also count the events by type (reads the whole log)")
@@ -73,8 +76,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                        description="Print a session's records in seq order: one line each, prices in dollars "
                        "and counts in contracts, or (--json) one JSON object per line with the exact integer "
                        "units (prices in 1/10,000 $, counts in 1/100 contract, money in micro-dollars).",
-                       epilog="examples:\n  tape log cat runs/<id> --from 100 --to 200\n"
-                       "  tape log cat runs/<id> --type public_trade,order_filled --json | jq .\n\n"
+                       epilog=f"examples:\n  tape log cat {RUN} --from 100 --to 200\n"
+                       f"  tape log cat {RUN} --type public_trade,order_filled --json | jq .\n\n"
                        "event types: " + ", ".join(sorted(EVENT_TYPES)))
     p.add_argument("log", metavar="LOG", help=LOG_HELP)
     p.add_argument("--from", dest="first", type=_seq, default=1, metavar="SEQ", help="first seq (default 1)")
@@ -91,7 +94,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                        "checksum, every record's schema, seq continuity from 1. Exits 0 if sound, 1 if damaged "
                        "(with the segment and byte offset of the first damage). A torn tail (an append that was "
                        "never acknowledged) is reported but is not damage.",
-                       epilog="example:\n  tape log verify runs/<id> && echo sound")
+                       epilog=f"example:\n  tape log verify {RUN} && echo sound")
     p.add_argument("log", metavar="LOG", help=LOG_HELP)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(handler=verify)
@@ -100,7 +103,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                        formatter_class=fmt,
                        description="Copy every record before the first damage into a new, valid log with the "
                        "same session metadata. The damaged log is left untouched.",
-                       epilog="example:\n  tape log repair runs/<id> --out runs/<id>-repaired")
+                       epilog=f"example:\n  tape log repair {RUN} --out {RUN}-repaired")
     p.add_argument("log", metavar="LOG", help=LOG_HELP)
     p.add_argument("--out", required=True, metavar="NEW",
                    help="the new run directory (must not exist), or a postgresql:// DSN")
@@ -111,14 +114,14 @@ def register(commands: argparse._SubParsersAction) -> None:
                        description="Write one Parquet file with a row per record: seq, ts_ns, type, and a "
                        "column per event field (exact integer units). Read it with pandas.read_parquet, "
                        "polars.read_parquet or ray.data.read_parquet.",
-                       epilog="example:\n  tape log export runs/<id> --parquet session.parquet")
+                       epilog=f"example:\n  tape log export {RUN} --parquet session.parquet")
     p.add_argument("log", metavar="LOG", help=LOG_HELP)
     p.add_argument("--parquet", required=True, metavar="OUT", help="the Parquet file to write")
     p.set_defaults(handler=export)
 
 
 async def _open(target: str, settings: Settings) -> EventLog:
-    return await open_log(target, settings=settings.log)
+    return await open_log(log_target(target), settings=settings.log)
 
 
 def _time(ns: int | None) -> str:
@@ -128,7 +131,7 @@ def _time(ns: int | None) -> str:
 
 
 async def info(args: argparse.Namespace, settings: Settings) -> int:
-    target = args.log
+    target = log_target(args.log)
     if (is_postgres(target) and split_target(target)[1] is None) or (
         not is_postgres(target) and Path(target).is_dir() and not is_file_log(Path(target))
         and any(is_file_log(p) for p in Path(target).iterdir())
@@ -196,6 +199,7 @@ async def _sessions(target: str, settings: Settings) -> tuple[list[SessionMeta],
 
 
 async def list_cmd(args: argparse.Namespace, settings: Settings) -> int:
+    log_target(args.target)
     metas, damaged = await _sessions(args.target, settings)
     if args.json:
         for meta in metas:
@@ -221,16 +225,12 @@ def _types(values: list[str]) -> set[str] | None:
     wanted = {t.strip() for v in values for t in v.split(",") if t.strip()}
     unknown = sorted(wanted - EVENT_TYPES.keys())
     if unknown:
-        from . import UsageError
-
         raise UsageError(f"unknown event type(s) {', '.join(unknown)}; known: {', '.join(sorted(EVENT_TYPES))}")
     return wanted or None
 
 
 async def cat(args: argparse.Namespace, settings: Settings) -> int:
     if args.last is not None and args.last < args.first:
-        from . import UsageError
-
         raise UsageError(f"--to {args.last} is before --from {args.first}")
     wanted = _types(args.types)
     out = sys.stdout
@@ -275,10 +275,10 @@ async def verify(args: argparse.Namespace, settings: Settings) -> int:
 
 async def repair(args: argparse.Namespace, settings: Settings) -> int:
     out = args.out
-    if not is_postgres(out) and Path(out).exists():
-        from . import UsageError
-
-        raise UsageError(f"--out {out} already exists; name a new run directory")
+    if not is_postgres(out):
+        if Path(out).exists():
+            raise UsageError(f"--out {out} already exists; name a new run directory")
+        new_directory(out, "--out")
 
     async def create(meta: SessionMeta) -> EventLog:
         if is_postgres(out):
@@ -299,8 +299,6 @@ async def repair(args: argparse.Namespace, settings: Settings) -> int:
 
 async def export(args: argparse.Namespace, settings: Settings) -> int:
     from replay.export import ExportError, export_parquet
-
-    from . import UsageError
 
     out = Path(args.parquet)
     if out.is_dir():

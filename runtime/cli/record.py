@@ -39,7 +39,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "  tape exchange serve --port 8765 &  tape record --url ws://127.0.0.1:8765/trade-api/ws/v2 --markets 4\n"
         "  KALSHI_API_KEY_ID=… KALSHI_PRIVATE_KEY_PATH=key.pem tape record --venue kalshi-demo \\\n"
         "      --markets KXHIGHNY-26NOV23-B50,KXHIGHNY-26NOV23-B52 --duration 3600\n"
-        "then: tape log info runs/<id>")
+        "then: tape log info runs/record-20261122T185900Z-3fa9c1")
     p.add_argument("--venue", choices=VENUES, default="sim", help="where the data comes from (default sim)")
     p.add_argument("--markets", default="8", metavar="N|T1,T2",
                    help="a number of markets (the N most liquid open ones: narrowest spread) or comma-separated tickers "
@@ -57,12 +57,15 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    from . import UsageError
+    from . import UsageError, new_directory
 
     if not args.duration > 0:
         raise UsageError(f"--duration must be positive, got {args.duration}")
     if not args.speed > 0:
         raise UsageError(f"--speed must be positive, got {args.speed}")
+    target = args.log or settings.log.target
+    if not is_postgres(target):  # checked before a venue is reached
+        new_directory(target, "--log" if args.log else "[log] target")
     count, tickers = parse_markets(args.markets)
     seed = settings.session.seed if args.seed is None else args.seed
     signer = venue_signer(args.venue)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 
@@ -17,8 +16,9 @@ from policies.registry import MODELS_ENV, ModelError
 from ..log import open_log
 from ..topology import SpecMissingError
 from ..units import PRICE_MAX, format_count, format_money, format_price
+from . import BadDataError, log_target
 from .cluster import connect
-from .logcmd import LOG_HELP, Progress, _seq
+from .logcmd import LOG_HELP, RUN, Progress, _seq
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -41,9 +41,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "is cut into segments replayed on --jobs processes at once; each segment must end in exactly the\n"
         "next checkpoint (else the divergence is of kind 'state', naming the machine), so the parallel\n"
         "replay proves what a serial one does. With --ray the segments run on a Ray cluster's cores.",
-        epilog="examples:\n  tape replay verify runs/<id>\n"
-        "  tape replay verify 'postgresql://postgres@127.0.0.1/test?session=<id>' --json\n"
-        "  RAY_ADDRESS=auto tape replay verify 'postgresql://…?session=<id>' --ray")
+        epilog=f"examples:\n  tape replay verify {RUN}\n"
+        "  tape replay verify 'postgresql://postgres@127.0.0.1/test?session=paper-20261122T185900Z-3fa9c1' --json\n"
+        "  RAY_ADDRESS=auto tape replay verify 'postgresql://…?session=paper-20261122T185900Z-3fa9c1' --ray\n\n"
+        "A log of market data alone (tape demo, tape record, tape synth) holds no decisions to replay: it is\n"
+        "refused (exit 1). Check such a log with tape log verify.")
     p.add_argument("log", metavar="LOG", help=LOG_HELP)
     p.add_argument("--jobs", type=_jobs, default=None, metavar="N",
                    help=f"segments replayed at once (default: this machine's {os.cpu_count() or 1} cores, or with --ray "
@@ -61,7 +63,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Fold the log (through --to SEQ, or all of it) through the machines, without checking, and\n"
         "print the final state: cash, reserved and available; position, cost, realized PnL, fees and PnL\n"
         "marked at the mid per market; the books' best bid and ask; the orders still open at the venue.",
-        epilog="examples:\n  tape replay run runs/<id>\n  tape replay run runs/<id> --to 5000 --json")
+        epilog=f"examples:\n  tape replay run {RUN}\n  tape replay run {RUN} --to 5000 --json")
     p.add_argument("log", metavar="LOG", help=LOG_HELP)
     p.add_argument("--to", dest="last", type=_seq, default=None, metavar="SEQ", help="last seq (default: the end)")
     p.add_argument("--json", action="store_true", help="print the state as one JSON object (exact integer units)")
@@ -91,15 +93,15 @@ async def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
     _use_models(args)
     cores = _ray_cpus() if args.ray else os.cpu_count() or 1
     jobs = args.jobs or cores
-    async with await open_log(args.log, settings=settings.log) as log:
-        total = (await log.meta()).last_seq
-        progress = Progress("replay", total)
+    async with await open_log(log_target(args.log), settings=settings.log) as log:
+        meta = await log.meta()
+        progress = Progress("replay", meta.last_seq)
         try:
             report = await verify(log, progress, jobs=jobs, on_ray=args.ray)
         except (SpecMissingError, ModelError) as exc:
-            return _cannot(log.location, progress, exc)
+            _cannot(log.location, meta.mode, progress, exc)
         except BrokenProcessPool as exc:  # a segment's process died (killed, out of memory)
-            return _cannot(log.location, progress, RuntimeError(
+            _cannot(log.location, meta.mode, progress, RuntimeError(
                 f"a replay process died ({exc}); replay with --jobs 1 (serially, in this process) to see why"))
     progress.done()
     derived = sum(report.derived.values())
@@ -148,28 +150,35 @@ def _jobs(text: str) -> int:
     return n
 
 
-def _cannot(location: str, progress: Progress, exc: Exception) -> int:
-    """A log that cannot be replayed: say why (exit status 1)."""
+MARKET_DATA_MODES = ("demo", "record", "synth")  # sessions of market data alone: nothing was decided in them
+
+
+def _cannot(location: str, mode: str, progress: Progress, exc: Exception) -> NoReturn:
+    """A log that cannot be replayed: say why (a :class:`BadDataError`, exit status 1)."""
     progress.done()
     if isinstance(exc, ModelError):
-        print(f"tape replay: {location}: a model the session loaded cannot be: {exc} (the replay needs the very "
-              "versions the session loaded: restore that directory, or pass --models DIR naming where it is now)", file=sys.stderr)
-    else:
-        print(f"tape replay: {location}: {exc}", file=sys.stderr)
-    return 1
+        raise BadDataError(f"{location}: a model the session loaded cannot be: {exc} (the replay needs the very "
+                           "versions the session loaded: restore that directory, or pass --models DIR naming where it "
+                           "is now)")
+    if isinstance(exc, SpecMissingError) and mode in MARKET_DATA_MODES:
+        raise BadDataError(f"{location}: a {mode} session holds market data only, no decisions to replay (tape "
+                           f"replay replays sessions of tape paper; `tape log verify {location}` checks this one): "
+                           f"{exc}")
+    raise BadDataError(f"{location}: {exc}")
 
 
 async def run_cmd(args: argparse.Namespace, settings: Settings) -> int:
     from replay.verify import rebuild
 
     _use_models(args)
-    async with await open_log(args.log, settings=settings.log) as log:
-        last = (await log.meta()).last_seq if args.last is None else args.last
+    async with await open_log(log_target(args.log), settings=settings.log) as log:
+        meta = await log.meta()
+        last = meta.last_seq if args.last is None else args.last
         progress = Progress("replay", last)
         try:
             state = await rebuild(log, args.last, progress)
         except (SpecMissingError, ModelError) as exc:
-            return _cannot(log.location, progress, exc)
+            _cannot(log.location, meta.mode, progress, exc)
         location = log.location
     progress.done()
     summary = _summary(state)

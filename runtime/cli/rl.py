@@ -16,6 +16,7 @@ from .cluster import connect
 from .progress import Status
 
 ROLES_TEXT = "signal,sizing,entry,exit"
+POLICIES_TEXT = "rule, random[:SEED] or a model directory saved by tape train"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -94,7 +95,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "held-out sessions (another tape synth --seed, or other recordings).",
         epilog="examples:\n"
         "  tape eval --data data/heldout --policies rule,random,models/kxsim\n"
-        "  tape eval --data runs/ --policies models/kxsim/ppo@3f2a9c81d0e4 --json")
+        "  tape eval --data runs/ --policies models/kxsim/ppo@3f2a9c81d0e4 --json\n"
+        "  tape eval --data runs/paper-20261122T185900Z-3fa9c1 --policies rule,random:7")
     e.add_argument("--data", nargs="+", required=True, metavar="LOG_OR_DIR", help="held-out sessions")
     e.add_argument("--policies", default="rule,random", metavar="P1,P2",
                    help="comma-separated: rule, random[:SEED], or model paths (default rule,random)")
@@ -105,17 +107,64 @@ def register(commands: argparse._SubParsersAction) -> None:
     e.set_defaults(handler=run_eval)
 
 
-async def _tapes(data: list[str], markets: str | None):
+def _check_data(data: list[str]) -> None:
+    """``--data``: each source that is a path must be a directory or a Parquet export (a usage mistake otherwise);
+    what the sources hold is checked as they load."""
+    from pathlib import Path
+
+    from ..log import is_postgres
+    from . import UsageError
+
+    for source in data:
+        path = Path(source)
+        if is_postgres(source) or path.is_dir() or (path.is_file() and path.suffix == ".parquet"):
+            continue
+        if not path.exists():
+            raise UsageError(f"--data {source}: no such log, directory of runs, Parquet file or postgresql:// URL")
+        raise UsageError(f"--data {source}: not a directory (a run directory or a directory of runs), nor a .parquet "
+                         "export")
+
+
+def _check_play(cash: float, latency_ms: int) -> None:
+    """``--cash`` and ``--latency-ms``, as the paper session of every tape takes them."""
+    from . import UsageError
+
+    if not cash > 0:
+        raise UsageError(f"--cash must be a positive number of dollars, got {cash:g}")
+    if latency_ms < 0:
+        raise UsageError(f"--latency-ms must be >= 0, got {latency_ms}")
+
+
+async def _check_markets(data: list[str], markets: str) -> None:
+    """When no tape of ``--markets`` loads: a usage mistake listing the markets ``--data`` has, if it has some."""
     from policies.data import DataError, load_tapes
 
     from . import UsageError
 
+    try:
+        found = sorted({t.market for t in await load_tapes(data)})
+    except DataError:
+        return
+    raise UsageError(f"--markets {markets}: no such market in --data; its markets are {', '.join(found[:20])}"
+                     + (f" … ({len(found)} in all)" if len(found) > 20 else ""))
+
+
+async def _tapes(data: list[str], markets: str | None):
+    """The market tapes of ``--data`` (a source whose data cannot be used is a :class:`BadDataError`, exit 1)."""
+    from policies.data import DataError, load_tapes
+
+    from . import BadDataError
+
+    _check_data(data)
     status = Status()
     try:
         tapes = await load_tapes(data, markets=markets.split(",") if markets else None,
                                  progress=lambda s, n: status.show(f"loading {s}: {n} tapes") if status.due() else None)
     except DataError as exc:
-        raise UsageError(str(exc)) from None
+        status.clear()
+        if markets:
+            await _check_markets(data, markets)
+        raise BadDataError(f"--data: {exc}") from None
     status.clear()
     sessions = len({t.session for t in tapes})
     print(f"data: {len(tapes)} market tapes from {sessions} session(s), {sum(len(t.events) for t in tapes):,} "
@@ -136,8 +185,15 @@ def _sizes(text: str) -> tuple[int, ...]:
 async def run_train(args: argparse.Namespace, settings: Settings) -> int:
     from policies.train import TrainConfig, train
 
-    from . import UsageError
+    from . import UsageError, new_directory
 
+    _check_data(args.data)
+    _check_play(args.cash, args.latency_ms)
+    if args.lot < 1:
+        raise UsageError(f"--lot must be at least 1 contract, got {args.lot}")
+    if args.max_steps < 0 or args.curriculum < 0:
+        raise UsageError(f"--max-steps and --curriculum must be >= 0, got {args.max_steps} and {args.curriculum}")
+    new_directory(args.out, "--out")  # before hours of training, not after
     roles = tuple(r for r in args.roles.split(",") if r)
     try:
         config = TrainConfig(
@@ -193,13 +249,15 @@ def _check(config) -> None:
                          "--num-learners >= 0")
     if config.num_gpus_per_learner < 0:
         raise ValueError("--num-gpus-per-learner must be >= 0")
-    from policies.registry import ModelError, is_named, load_model
+    from policies.registry import ModelError, is_named, load_model, load_policies
 
-    if not is_named(config.frozen):
-        try:
+    try:
+        if is_named(config.frozen):
+            load_policies(config.frozen)
+        else:
             load_model(config.frozen)
-        except ModelError as exc:
-            raise ValueError(f"--frozen: rule, random[:SEED] or a model, got {config.frozen!r}: {exc}") from None
+    except ModelError as exc:
+        raise ValueError(f"--frozen: rule, random[:SEED] or a model, got {config.frozen!r}: {exc}") from None
     from policies.env import env_config
 
     env_config(config.env_config)  # its own checks (cash, lot…)
@@ -213,7 +271,9 @@ async def run_eval(args: argparse.Namespace, settings: Settings) -> int:
 
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
     if not names:
-        raise UsageError("--policies: name at least one (rule, random, or a model path)")
+        raise UsageError(f"--policies: name at least one ({POLICIES_TEXT})")
+    _check_data(args.data)
+    _check_play(args.cash, args.latency_ms)
     sets = {}
     trained_on: dict[str, set[str]] = {}
     for name in names:
@@ -225,7 +285,7 @@ async def run_eval(args: argparse.Namespace, settings: Settings) -> int:
                 sets[model.version] = model.policies()
                 trained_on[model.version] = set(model.manifest.data.get("sessions", []))
         except ModelError as exc:
-            raise UsageError(f"--policies {name}: {exc}") from None
+            raise UsageError(f"--policies {name}: {exc}; --policies takes {POLICIES_TEXT}") from None
     tapes = await _tapes(args.data, args.markets)
     for version, sessions in trained_on.items():
         seen = sorted(sessions & {t.session for t in tapes})

@@ -53,7 +53,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    from . import UsageError
+    from . import UsageError, new_directory
 
     if args.sessions < 1 or args.markets < 1 or args.jobs < 1:
         raise UsageError("--sessions, --markets and --jobs must be at least 1")
@@ -65,7 +65,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     root = args.log or settings.log.target
     if is_postgres(root):
         raise UsageError("tape synth writes file logs; pass --log DIR")
-    root = Path(root)
+    root = new_directory(root, "--log" if args.log else "[log] target")
     plans = [_Plan(root, f"synth-{seed}-{k:04d}", derive_seed(seed, "session", k), args.markets, args.duration)
              for k in range(args.sessions)]
     taken = [p.session_id for p in plans if (root / p.session_id).exists()]
