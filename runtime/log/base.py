@@ -162,8 +162,8 @@ def check_entries(entries: Sequence[Entry]) -> None:
             try:
                 _ENTRY_ENCODER.encode(event)
             except (msgspec.EncodeError, TypeError, OverflowError) as exc:
-                raise ValueError(f"append: entry {i} ({event.__struct_config__.tag}): {exc}") from None
-    raise ValueError(f"append: {_explain(error, entries)}") from None
+                raise ValueError(f"append: entry {i} ({event.__struct_config__.tag}): {exc}") from exc
+    raise ValueError(f"append: {_explain(error, entries)}") from error
 
 
 def _explain(error: Exception, entries: Sequence[Entry]) -> str:

@@ -498,7 +498,7 @@ class PgLog(EventLog):
                 try:
                     return await getattr(self._rconn, method)(sql, *args)
                 except asyncpg.exceptions.QueryCanceledError as exc:
-                    raise self._cancelled(exc, "reading") from None
+                    raise self._cancelled(exc, "reading") from exc
                 except Exception as exc:
                     if attempt == 2 or not _lost(self._rconn, exc):
                         raise
@@ -624,7 +624,7 @@ class PgLog(EventLog):
                 except LogError:
                     raise
                 except asyncpg.exceptions.QueryCanceledError as exc:
-                    raise self._cancelled(exc, f"{what}, so none of it was written") from None
+                    raise self._cancelled(exc, f"{what}, so none of it was written") from exc
                 except Exception as exc:
                     if not _lost(self._conn, exc):
                         raise

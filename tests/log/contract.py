@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+import msgspec
 import pytest
 
 from config import LogSettings
@@ -23,6 +24,7 @@ from runtime.log import (
     open_log,
 )
 from tests.samples import one_of_each
+from tests.wording import words_of
 
 _ids = itertools.count()
 
@@ -229,10 +231,14 @@ class LogContract:
         async with await self.new_log(target) as log:
             await log.append(entries(1))
             bad = BookDelta(market="KX", side="maybe", price=1, delta=1)  # type: ignore[arg-type]
-            with pytest.raises(ValueError, match=r"^append: entry 1 \(book_delta\) field side: Invalid enum value 'maybe'$"):
+            with pytest.raises(ValueError) as side:
                 await log.append([(1, delta(1)), (2, bad)])
-            with pytest.raises(ValueError, match=r"^append: entry 0 \(book_delta\) field price: Expected `int` <= 10000$"):
+            with pytest.raises(ValueError) as price:
                 await log.append([(1, BookDelta(market="KX", side="yes", price=20_000, delta=1))])
+            for refused, ours in ((side, "append: entry 1 (book_delta) field side"),
+                                  (price, "append: entry 0 (book_delta) field price")):
+                assert isinstance(refused.value.__cause__, msgspec.ValidationError)  # msgspec's reason is carried
+                assert str(refused.value) == f"{ours}: {words_of(refused.value.__cause__)}"
             with pytest.raises(TypeError, match=r"entry 0 has ts_ns 9223372036854775808"):
                 await log.append([(2**63, delta(1))])
             assert await log.append(entries(2, 1)) == (2, 3)

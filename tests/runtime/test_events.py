@@ -41,14 +41,17 @@ def test_derived_events_name_their_cause():
 
 
 def test_decoding_validates_units_and_names_the_field():
+    """msgspec refuses the price at the place of the field (its words for why are its own)."""
     bad = msgspec.msgpack.encode([1, 0, ["book_delta", "KX", "yes", 10_001, 5]])
-    with pytest.raises(msgspec.ValidationError, match=r"Expected `int` <= 10000 - at `\$\[2\]\[3\]`"):
+    with pytest.raises(msgspec.ValidationError, match=r"\$\[2\]\[3\]"):
         msgspec.msgpack.decode(bad, type=ev.Record)
+    edge = msgspec.msgpack.encode([1, 0, ["book_delta", "KX", "yes", 10_000, 5]])
+    assert msgspec.msgpack.decode(edge, type=ev.Record).event.price == 10_000
 
 
 def test_an_unknown_event_type_is_an_error_naming_the_tag():
     bad = msgspec.msgpack.encode([1, 0, ["book_exploded", "KX"]])
-    with pytest.raises(msgspec.ValidationError, match="Invalid value 'book_exploded'"):
+    with pytest.raises(msgspec.ValidationError, match="'book_exploded'"):
         msgspec.msgpack.decode(bad, type=ev.Record)
 
 

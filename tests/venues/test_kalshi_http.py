@@ -11,6 +11,7 @@ import io
 import socket
 import time
 
+import aiohttp
 import msgspec
 import pytest
 import structlog
@@ -33,6 +34,7 @@ from runtime.venues.kalshi.http import (
     KalshiUnavailable,
 )
 from runtime.venues.kalshi.rest import ApiError, CancelAck, OrderAck
+from tests.wording import said_by
 
 KEY_ID = "rest-key-0001"
 BASE = "/trade-api/v2"
@@ -392,15 +394,22 @@ async def test_5xx_on_every_attempt_gives_up_saying_so():
         "again, and reuse that id if you do")
 
 
+def names_a_client_error(reason: str) -> bool:
+    """The reason carries aiohttp's failure (``ClientConnectorError: …``), whatever aiohttp calls it."""
+    kind = getattr(aiohttp, reason.partition(":")[0], None)
+    return isinstance(kind, type) and issubclass(kind, aiohttp.ClientError)
+
+
 async def test_an_order_that_could_not_even_connect_is_known_not_to_exist():
     """No connection was made, so nothing was sent: the plain hint, not "it may have reached the venue"."""
     with socket.socket() as s:  # a port where nothing listens
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     async with KalshiRest(f"http://127.0.0.1:{port}{BASE}", max_attempts=2, backoff_s=0.001) as kalshi:
-        with pytest.raises(KalshiUnavailable, match=r"no reply after 2 attempts \(last: ClientConnectorError.*\) — "
-                                                    r"check the network and the base URL, or raise max_attempts$"):
+        with pytest.raises(KalshiUnavailable, match=r"no reply after 2 attempts \(last: .+\) — "
+                                                    r"check the network and the base URL, or raise max_attempts$") as info:
             await kalshi.create_order(intent())
+    assert names_a_client_error(info.value.reason)
 
 
 async def test_an_order_whose_connection_broke_after_sending_says_it_may_exist():
@@ -420,7 +429,8 @@ async def test_no_reply_at_all_is_retried_then_reported_without_key_material(sig
         with pytest.raises(KalshiUnavailable) as info:
             await kalshi.balance()
     text = str(info.value) + repr(kalshi) + captured_logs.getvalue()
-    assert str(info.value).startswith("GET /portfolio/balance: no reply after 3 attempts (last: ClientConnectorError")
+    assert str(info.value).startswith(f"GET /portfolio/balance: no reply after 3 attempts (last: {info.value.reason}) — ")
+    assert names_a_client_error(info.value.reason)
     assert captured_logs.getvalue().count("request retried") == 2
     assert not [s for s in secrets_of(pem) if s in text]
 
@@ -457,10 +467,9 @@ async def test_a_malformed_reply_is_an_error_naming_what_could_not_be_read_never
     async with Exchange() as exchange, client(exchange) as kalshi:
         with pytest.raises(KalshiMalformedReply) as info:
             await kalshi.orderbook("KXBAD-1")
-    assert str(info.value) == ("GET /markets/KXBAD-1/orderbook: the reply could not be read: invalid JSON: JSON is "
-                               "malformed: invalid character (byte 0)")
-    assert info.value.event == ev.MalformedInput(source="kalshi.rest", raw=b"<html>oops</html>",
-                                                 error="invalid JSON: JSON is malformed: invalid character (byte 0)")
+    error = f"invalid JSON: {said_by(lambda: msgspec.json.decode(b'<html>oops</html>'))}"
+    assert str(info.value) == f"GET /markets/KXBAD-1/orderbook: the reply could not be read: {error}"
+    assert info.value.event == ev.MalformedInput(source="kalshi.rest", raw=b"<html>oops</html>", error=error)
     assert info.value.__cause__ is None and info.value.__context__ is None
 
 

@@ -268,7 +268,7 @@ def test_a_config_with_inconsistent_ranges_is_refused_with_what_is_wrong():
 
 def test_a_config_decodes_from_plain_data_and_refuses_unknown_or_out_of_range_fields():
     assert msgspec.convert({"jump_rate": 0.01}, FlowConfig).jump_rate == 0.01
-    with pytest.raises(msgspec.ValidationError, match="unknown field `jump_rat`"):
+    with pytest.raises(msgspec.ValidationError, match="jump_rat"):
         msgspec.convert({"jump_rat": 0.01}, FlowConfig)
     with pytest.raises(msgspec.ValidationError, match="tight_share"):
         msgspec.convert({"tight_share": 1.5}, FlowConfig)

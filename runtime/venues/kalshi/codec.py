@@ -74,6 +74,10 @@ TERMINAL_ERRORS: Final = frozenset({CHANNEL_ERROR, BUFFER_OVERFLOW})
 
 MAX_ERROR_CHARS: Final = 1_000  # an error message quoting a huge value is cut here
 
+# What decoding bad input raises: msgspec's DecodeError (a ValueError only from msgspec 0.21 on), the
+# UnicodeDecodeError that msgspec up to 0.22 raises on bytes that are not UTF-8, and RecursionError.
+DECODE_ERRORS: Final = (msgspec.DecodeError, ValueError, RecursionError)
+
 _ENCODER = msgspec.json.Encoder()
 _NO_EVENTS: tuple[Event, ...] = ()
 _TAGS: dict[type, str] = {cls: cls.__struct_config__.tag for cls in m.WsMessage.__args__}  # type: ignore[attr-defined]
@@ -143,7 +147,7 @@ class WsDecoder:
         """One text frame -> its events and envelope; bad input becomes a ``MalformedInput`` event."""
         try:
             frame = m.WS_MESSAGES.decode(raw)
-        except (ValueError, RecursionError) as exc:  # msgspec's errors and UnicodeDecodeError are ValueErrors
+        except DECODE_ERRORS as exc:
             return self._undecodable(raw, received_ns, exc)
         kind = frame.__class__
         tag = _TAGS[kind]
@@ -161,7 +165,7 @@ class WsDecoder:
         tag = sid = seq = None
         try:
             env = m.ENVELOPE.decode(raw)
-        except (ValueError, RecursionError):
+        except DECODE_ERRORS:
             pass
         else:
             tag = env.type if type(env.type) is str else None
@@ -170,7 +174,7 @@ class WsDecoder:
         if tag is not None and tag not in m.WS_TYPES:
             error = f"frame.type: unknown message type {tag!r}"
         else:
-            error = describe(exc, tag or "frame")
+            error = describe(exc, tag or "frame", raw)
         event = MalformedInput(source=self.source, raw=_bytes(raw), error=clip(error))
         return WsFrame(received_ns, (event,), tag, sid, seq, None)
 
@@ -188,8 +192,11 @@ def decode_ws(raw: bytes | str, received_ns: int, source: str = SOURCE, *, legac
     return decoder.decode(raw, received_ns)
 
 
-def describe(exc: BaseException, prefix: str) -> str:
-    """A decode error as ``prefix.path: reason`` (msgspec's ``- at `$.path``` moved to the front)."""
+def describe(exc: BaseException, prefix: str, raw: bytes | str) -> str:
+    """A decode error of ``raw`` as ``prefix.path: reason`` (msgspec's ``- at `$.path``` moved to the front),
+    or as ``invalid JSON: …`` carrying msgspec's words. Bytes that are not UTF-8 are named by their offset in
+    ``raw`` (``invalid JSON: not UTF-8 at byte 42 (…)``): msgspec's words for them name no offset in the
+    input, and change between its versions."""
     if isinstance(exc, RecursionError):
         return "invalid JSON: nested too deeply"
     if isinstance(exc, msgspec.ValidationError):
@@ -197,6 +204,10 @@ def describe(exc: BaseException, prefix: str) -> str:
         if sep:
             return f"{prefix}{at.rstrip('`').removeprefix('$')}: {reason}"
         return f"{prefix}: {exc}"
+    try:
+        _bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return f"invalid JSON: not UTF-8 at byte {bad.start} ({exc})"
     return f"invalid JSON: {exc}"
 
 
@@ -285,16 +296,16 @@ def decode_command(raw: bytes | str) -> m.WsCommand | BadCommand:
     """A client's command, or a :class:`BadCommand` naming what is wrong (never an exception)."""
     try:
         return m.WS_COMMANDS.decode(raw)
-    except (ValueError, RecursionError) as exc:
+    except DECODE_ERRORS as exc:
         failure: BaseException = exc
     cid = cmd = None
     try:
         env = _COMMAND_ENVELOPE.decode(raw)
-    except (ValueError, RecursionError):
+    except DECODE_ERRORS:
         pass
     else:
         cid = env.id if type(env.id) is int else None
         cmd = env.cmd if type(env.cmd) is str else None
     if cmd is not None and cmd not in _COMMANDS:
         return BadCommand(id=cid, error=clip(f"command.cmd: unknown command {cmd!r}"))
-    return BadCommand(id=cid, error=clip(describe(failure, cmd or "command")))
+    return BadCommand(id=cid, error=clip(describe(failure, cmd or "command", raw)))

@@ -42,7 +42,7 @@ from runtime.units import MONEY_SCALE, PRICE_MAX, UnitError, format_count, forma
 
 from . import convert as cv
 from . import messages as m
-from .codec import clip, describe
+from .codec import DECODE_ERRORS, clip, describe
 
 __all__ = [
     "SOURCE",
@@ -91,8 +91,8 @@ def decode_body(raw: bytes | str, kind: type[T], source: str = SOURCE) -> T | Ma
     """A reply body as its wire Struct (``kind``, from :mod:`.messages`), or ``MalformedInput``."""
     try:
         return _decoder(kind).decode(raw)
-    except (ValueError, RecursionError) as exc:
-        return _malformed(raw, source, describe(exc, _snake(kind.__name__)))
+    except DECODE_ERRORS as exc:
+        return _malformed(raw, source, describe(exc, _snake(kind.__name__), raw))
 
 
 def _decoder(kind: type) -> msgspec.json.Decoder:
@@ -323,10 +323,14 @@ def _page(raw: bytes | str, page: type, key: str, item: type[T], convert: Callab
     for i, blob in enumerate(getattr(body, key)):
         where = f"{key}[{i}]"
         try:
-            out.append(convert(_decoder(item).decode(blob), where))
-        except (ValueError, RecursionError) as exc:
-            error = describe(exc, where) if isinstance(exc, (msgspec.DecodeError, RecursionError)) else str(exc)
-            out.append(_malformed(bytes(blob), source, error))
+            decoded = _decoder(item).decode(blob)
+        except DECODE_ERRORS as exc:
+            out.append(_malformed(bytes(blob), source, describe(exc, where, bytes(blob))))
+            continue
+        try:
+            out.append(convert(decoded, where))
+        except ValueError as exc:  # WireError and UnitError name the field
+            out.append(_malformed(bytes(blob), source, str(exc)))
     return Page(out, body.cursor)
 
 

@@ -376,7 +376,7 @@ def _bad_command_code(raw: str | bytes) -> int:
     """The Kalshi error code for a command the codec could not read (see :mod:`.server`'s docstring)."""
     try:
         loose = _LOOSE.decode(raw)
-    except (ValueError, RecursionError):
+    except codec.DECODE_ERRORS:
         return UNABLE_TO_PROCESS
     if loose.cmd not in _COMMANDS:
         return UNKNOWN_COMMAND
