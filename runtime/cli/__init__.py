@@ -18,10 +18,10 @@ from pathlib import Path
 
 from config import ConfigError, Settings, load_settings
 
-from ..log import LogError, is_postgres
+from ..log import EventLog, LogError, is_postgres
 from ..logger import configure_logging
 
-__all__ = ["BadDataError", "UsageError", "existing_directory", "log_target", "main", "new_directory"]
+__all__ = ["BadDataError", "UsageError", "existing_directory", "log_target", "main", "new_directory", "open_log_target"]
 
 EXIT_STATUSES = """\
 exit status:
@@ -89,6 +89,26 @@ def log_target(target: str) -> str:
     if not is_postgres(target):
         existing_directory(target)
     return target
+
+
+async def open_log_target(target: str, settings: Settings) -> EventLog:
+    """Open the session a LOG argument names, read-only. A LOG that names no session is a usage mistake: a path
+    that does not exist or is a file (:func:`log_target`), a DSN without ``?session=ID``, or one naming a session
+    the database does not hold."""
+    from ..log import NotALogError, list_sessions, open_log, split_target
+
+    try:
+        return await open_log(log_target(target), settings=settings.log)
+    except NotALogError as exc:
+        if not is_postgres(target):
+            raise
+        dsn, session = split_target(target)
+        if session is None:
+            raise UsageError(str(exc)) from None
+        if session not in {m.session_id for m in await list_sessions(dsn, settings.log)}:
+            raise UsageError(f"?session={session}: no such session in the database (tape log list DSN names those "
+                             "stored)") from None
+        raise
 
 
 def _global_options(parser: argparse.ArgumentParser, default: object) -> None:

@@ -21,11 +21,10 @@ from ..log import (
     is_file_log,
     is_postgres,
     list_sessions,
-    open_log,
     split_target,
 )
 from ..log.tools import repair_log, verify_log
-from . import UsageError, log_target, new_directory
+from . import UsageError, log_target, new_directory, open_log_target
 from .progress import Progress
 from .render import render
 
@@ -120,10 +119,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=export)
 
 
-async def _open(target: str, settings: Settings) -> EventLog:
-    return await open_log(log_target(target), settings=settings.log)
-
-
 def _time(ns: int | None) -> str:
     if not ns:
         return "-"
@@ -137,7 +132,7 @@ async def info(args: argparse.Namespace, settings: Settings) -> int:
         and any(is_file_log(p) for p in Path(target).iterdir())
     ):
         return await list_cmd(argparse.Namespace(target=target, json=args.json), settings)
-    async with await _open(target, settings) as log:
+    async with await open_log_target(target, settings) as log:
         meta = await log.meta()
         first = last = None
         async for batch in log.read(1, 1):
@@ -235,7 +230,7 @@ async def cat(args: argparse.Namespace, settings: Settings) -> int:
     wanted = _types(args.types)
     out = sys.stdout
     encode = msgspec.json.Encoder().encode
-    async with await _open(args.log, settings) as log:
+    async with await open_log_target(args.log, settings) as log:
         batches = log.follow(args.first) if args.follow else log.read(args.first, args.last)
         async for batch in batches:
             lines = []
@@ -253,7 +248,7 @@ async def cat(args: argparse.Namespace, settings: Settings) -> int:
 
 async def verify(args: argparse.Namespace, settings: Settings) -> int:
     progress = Progress("verify")
-    async with await _open(args.log, settings) as log:
+    async with await open_log_target(args.log, settings) as log:
         report = await verify_log(log, progress)
     progress.done()
     if args.json:
@@ -286,7 +281,7 @@ async def repair(args: argparse.Namespace, settings: Settings) -> int:
         return FileLog.create(Path(out), meta, settings.log)
 
     progress = Progress("repair")
-    async with await _open(args.log, settings) as src:
+    async with await open_log_target(args.log, settings) as src:
         report = await repair_log(src, create, progress)
     progress.done()
     print(f"salvaged {report.salvaged:,} records (seq 1..{report.salvaged}) into {report.destination}")
@@ -305,7 +300,7 @@ async def export(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"--parquet {out} is a directory; name the Parquet file to write, e.g. {out / 'session.parquet'}")
     if not out.parent.is_dir():
         raise UsageError(f"--parquet {out}: the directory {out.parent} does not exist; create it first")
-    async with await _open(args.log, settings) as log:
+    async with await open_log_target(args.log, settings) as log:
         total = (await log.meta()).last_seq
         progress = Progress("export", total)
         try:

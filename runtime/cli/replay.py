@@ -13,10 +13,9 @@ import msgspec
 from config import Settings
 from policies.registry import MODELS_ENV, ModelError
 
-from ..log import open_log
 from ..topology import SpecMissingError
 from ..units import PRICE_MAX, format_count, format_money, format_price
-from . import BadDataError, log_target
+from . import BadDataError, open_log_target
 from .cluster import connect
 from .logcmd import LOG_HELP, RUN, Progress, _seq
 
@@ -93,7 +92,7 @@ async def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
     _use_models(args)
     cores = _ray_cpus() if args.ray else os.cpu_count() or 1
     jobs = args.jobs or cores
-    async with await open_log(log_target(args.log), settings=settings.log) as log:
+    async with await open_log_target(args.log, settings) as log:
         meta = await log.meta()
         progress = Progress("replay", meta.last_seq)
         try:
@@ -171,7 +170,7 @@ async def run_cmd(args: argparse.Namespace, settings: Settings) -> int:
     from replay.verify import rebuild
 
     _use_models(args)
-    async with await open_log(log_target(args.log), settings=settings.log) as log:
+    async with await open_log_target(args.log, settings) as log:
         meta = await log.meta()
         last = meta.last_seq if args.last is None else args.last
         progress = Progress("replay", last)

@@ -481,3 +481,14 @@ def test_python_m_runtime_cli_takes_config_after_the_command_and_exits_2_on_a_fi
     done = subprocess.run([*run, "replay", "verify", str(config)], capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=120)
     assert (done.returncode, done.stderr) == (2, f"tape replay: {config}: not a directory\n")
+
+
+@pytest.mark.postgres
+def test_a_dsn_that_names_no_stored_session_is_a_usage_mistake(capsys, pg_schema_dsn):
+    for argv in (["log", "verify", pg_schema_dsn], ["replay", "verify", pg_schema_dsn]):
+        status, _, err = run_main(capsys, *argv)
+        assert status == 2 and err.startswith(f"tape {argv[0]}: ") and "name a session with ?session=ID (latest: " in err
+    for argv in (["log", "cat", f"{pg_schema_dsn}&session=nope"], ["replay", "run", f"{pg_schema_dsn}&session=nope"]):
+        status, _, err = run_main(capsys, *argv)
+        assert (status, err) == (2, f"tape {argv[0]}: ?session=nope: no such session in the database (tape log list "
+                                    "DSN names those stored)\n")
