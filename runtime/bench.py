@@ -195,10 +195,10 @@ class _DecisionWatch:
                 for r in records:
                     event = r.event
                     if type(event) is PolicyDecided and event.cause_seq not in self._seen:
-                        received = self._received.get(event.cause_seq)
-                        if received is not None:
+                        cause = self._received.get(event.cause_seq)
+                        if cause is not None:
                             self._seen.add(event.cause_seq)
-                            self.decision_ms.append((now - received) / 1e6)
+                            self.decision_ms.append((now - cause[0]) / 1e6)
 
         return DecisionWatch(spec)
 

@@ -23,8 +23,9 @@ sequencer (:mod:`runtime.sequencer`) with inputs from the edge and watches what 
 * **The watch**: every record, once durable (inputs and every derived round: the sequencer's
   ``on_durable``), is folded by a :class:`Watch` — the same book, cash and position machines (and, trading on the venue, the router), in
   this process — for the live status and the summary: cash, reserved, positions, fills, fees, PnL marked at
-  the mid, its maximum drawdown, and the tick-to-order latency (a book update received -> the order intent
-  it caused, durable in the log).
+  the mid, its maximum drawdown, and the **input-to-order latency** of every order intent: from the wall time the
+  input whose handling caused the decision was received at the edge (a venue message, or a ``decide`` timer
+  tick) to the intent being durable in the log, counted per kind of cause (``Summary.latency_causes``).
 * **Models**: with ``models`` (a :class:`~policies.registry.ModelSource`), the version it names is logged as
   ``ModelLoaded`` inputs right after the session's first batch, before any market data; every
   ``reload_every_s`` it is asked again, and a newer version (``tape train --out`` into the same registry
@@ -69,6 +70,7 @@ from .events import (
     SessionMode,
     TimerFired,
     VenueError,
+    event_type,
 )
 from .log import EventLog
 from .logger import get_logger
@@ -103,7 +105,7 @@ class Summary(msgspec.Struct, kw_only=True):
     pnl: int  # realized + unrealized at the mid, net of fees
     max_drawdown: int
     positions: dict[str, int]
-    latency_ms: list[float]  # tick-to-order samples
+    latency_ms: list[float]  # input-to-order samples, one per order intent whose cause was received in this session
     execution: str = "paper"  # SessionSpec.execution: who filled our orders
     venue: str = "sim"
     venue_fills: int = 0  # fills logged as inputs: reported by the venue (0 on paper)
@@ -111,6 +113,7 @@ class Summary(msgspec.Struct, kw_only=True):
     gateway: dict[str, int] = {}  # OrderGateway.stats: creates, cancels, accepted, rejected, ...
     venue_positions: dict[str, int] | None = None  # the venue's final word on our markets (venue execution)
     models: list[str] = []  # every model version loaded during the session, in order ("role=version")
+    latency_causes: dict[str, int] = {}  # the latency samples by the kind of input that caused them ("book_delta", ...)
 
 
 def session_mode(spec: SessionSpec, venue: str) -> SessionMode:
@@ -133,7 +136,8 @@ class Watch:
         self.fills = self.fees = self.intents = self.decisions = 0
         self.peak = self.max_drawdown = 0
         self.latency_ms: list[float] = []
-        self._received: dict[int, int] = {}  # seq of a book update -> its wall receive time (ns), for latency
+        self.latency_causes: dict[str, int] = {}  # event type of the cause -> samples
+        self._received: dict[int, tuple[int, str]] = {}  # seq of an input -> (its wall receive time (ns), its type)
         # venue execution: the router the gateway reads (the execution actor's twin), and what the end checks
         self.router: Router | None = Router() if spec.execution == "venue" else None
         self.trade_ids: set[str] = set()  # every fill logged (not a duplicate)
@@ -150,18 +154,19 @@ class Watch:
             event, kind = r.event, type(r.event)
             if getattr(event, "cause_seq", None) is None:
                 self.inputs += 1
+                self._received[r.seq] = (r.ts_ns, event_type(event))  # stamped at the edge when it was received
             else:
                 self.derived += 1
             if kind is BookDelta or kind is BookSnapshot:
                 book = self.books.get(event.market)  # type: ignore[union-attr]
                 if book is not None:
                     book.handle(r.seq, r.ts_ns, event)
-                    self._received[r.seq] = r.ts_ns
             elif kind is OrderIntent:
                 self.intents += 1
-                received = self._received.get(event.cause_seq)  # type: ignore[union-attr]
-                if received is not None:
-                    self.latency_ms.append((now - received) / 1e6)
+                cause = self._received.get(event.cause_seq)  # type: ignore[union-attr]
+                if cause is not None:
+                    self.latency_ms.append((now - cause[0]) / 1e6)
+                    self.latency_causes[cause[1]] = self.latency_causes.get(cause[1], 0) + 1
                 self.ours.add(event.client_order_id)  # type: ignore[union-attr]
             elif kind is PolicyDecided:
                 self.decisions += 1
@@ -181,7 +186,7 @@ class Watch:
                 self.trade_ids.add(event.trade_id)  # type: ignore[union-attr]
                 if event.cause_seq is None:  # type: ignore[union-attr]
                     self.venue_fills += 1
-        if len(self._received) > 100_000:  # only recent book updates can still cause an intent
+        if len(self._received) > 100_000:  # only recent inputs can still cause an intent
             keep = sorted(self._received)[-10_000:]
             self._received = {s: self._received[s] for s in keep}
         pnl = self.pnl()
@@ -206,7 +211,8 @@ class Watch:
                        positions={m: self.positions.get(m).position for m in self.spec.markets},
                        latency_ms=self.latency_ms, execution=self.spec.execution, venue=venue,
                        venue_fills=self.venue_fills, reconciled_fills=reconciled_fills, gateway=dict(gateway or {}),
-                       venue_positions=venue_positions, models=list(self.models))
+                       venue_positions=venue_positions, models=list(self.models),
+                       latency_causes=dict(sorted(self.latency_causes.items())))
 
 
 class PaperSession:

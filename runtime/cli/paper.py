@@ -17,7 +17,7 @@ from ..ids import new_session_id
 from ..log import SessionMeta, create_log, is_postgres, open_log
 from ..paper import PaperSession, Summary, Watch, session_mode
 from ..topology import SessionSpec
-from ..units import MONEY_SCALE, format_count, format_price
+from ..units import COUNT_SCALE, MONEY_SCALE, PRICE_MAX, format_count, format_price
 from ..venues.kalshi.http import HOSTS, KalshiRest
 from ..venues.kalshi.tracker import PRIVATE_CHANNELS
 from ..venues.kalshi.ws import KalshiFeed
@@ -28,6 +28,7 @@ from .venue import VENUES, parse_markets, resolve_markets, venue_signer, venue_u
 CHANNELS = ("orderbook_delta", "trade", "market_lifecycle_v2")
 LIVE_CHANNELS = (*CHANNELS, *sorted(PRIVATE_CHANNELS))  # with --live-orders: our fills, orders and positions too
 ACKNOWLEDGE = "--i-understand-real-orders"
+TICK = 100  # a whole cent, valid on every market
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -47,7 +48,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "A live status shows books, positions, cash, reserved cash, PnL, fills and the event rate. At the end "
         "(after --duration, or Ctrl-C) every working order is canceled (with --live-orders, at the venue: the "
         "session waits for the cancels to be acknowledged), the log is flushed and the session marked ended; then "
-        "the summary (PnL, fills and where they came from, fees, max drawdown, tick-to-order latency) and `tape "
+        "the summary (PnL, fills and where they came from, fees, max drawdown, input-to-order latency of every order) and `tape "
         "replay verify` of the log are printed. Exit status 1 if the replay diverges.",
         epilog="examples:\n"
         "  tape paper                                     4 local markets for 60 s, log in ./runs/<id>/\n"
@@ -74,8 +75,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                    "directory (then the session follows it: a newer version saved there is loaded during the "
                    "session, and logged, so the replay loads it at the same point)")
     p.add_argument("--cash", type=float, default=1_000.0, metavar="DOLLARS", help="starting cash (default 1000)")
-    p.add_argument("--speed", type=float, default=10.0, metavar="X",
-                   help="the local exchange's event time per wall second (default 10: a busier market to watch)")
+    p.add_argument("--speed", type=float, default=30.0, metavar="X",
+                   help="the local exchange's event time per wall second (default 30: a market busy enough to trade within seconds)")
     p.add_argument("--url", default=None, metavar="WS_URL", help="a running local exchange's WebSocket URL")
     p.add_argument("--runner", choices=("ray", "inprocess"), default="ray",
                    help="host the state machines on Ray actors (default) or in this process")
@@ -97,6 +98,10 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     base, models = _policies(args.policies)
     if not 0 < args.cash < 1e9:
         raise UsageError(f"--cash must be a positive number of dollars, got {args.cash}")
+    if round(args.cash * MONEY_SCALE) < (one := _one_contract()):
+        raise UsageError(f"--cash {args.cash:g}: less than one contract can cost ({_usd(one)}: one contract "
+                         f"at ${format_price(PRICE_MAX - TICK)} with its fee and the cash pool's rounding allowance); "
+                         "the cash pool would refuse every order")
     if args.live_orders and args.venue == "kalshi" and not args.acknowledged:
         raise UsageError(f"--venue kalshi --live-orders sends real orders with real money to Kalshi production: "
                          f"add {ACKNOWLEDGE} to confirm (or try --venue kalshi-demo, or --venue sim)")
@@ -104,7 +109,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     seed = settings.session.seed if args.seed is None else args.seed
     signer = venue_signer(args.venue)
     if args.live_orders:
-        print(_live_warning(args.venue, args.url, args.cash), file=sys.stderr)
+        print(_live_warning(args.venue, args.url, args.cash), flush=True)
     session_id = new_session_id("paper")
     async with venue_urls(args.venue, args.url, count or 4, seed, span_s=args.duration * args.speed,
                           speed=args.speed) as (rest_url, ws_url):
@@ -122,9 +127,10 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         where = f"{target}{'&' if '?' in target else '?'}session={session_id}" if is_postgres(target) \
             else f"{target.rstrip('/')}/{session_id}"
         orders = "REAL ORDERS to the venue" if args.live_orders else "orders on paper"
-        print(f"paper session {session_id}: {len(tickers)} market(s) on {args.venue}, ${args.cash:,.2f}, "
+        shown = ", ".join(tickers[:6]) + (f", … ({len(tickers)} in all)" if len(tickers) > 6 else "")
+        print(f"paper session {session_id}: trading {shown} on {args.venue}, ${args.cash:,.2f}, "
               f"{args.duration:g} s, {orders}, machines {'on Ray' if args.runner == 'ray' else 'in process'}; "
-              f"log {where}", file=sys.stderr)
+              f"log {where}", flush=True)
         status = _Status(spec)
         live = args.live_orders
         async with log, KalshiRest(rest_url, signer=signer) as rest, \
@@ -175,7 +181,7 @@ def _policies(name: str):
         raise UsageError(f"--policies {name}: {exc}") from None
     base = base_policy(name)
     print(f"policies: model {model.version} ({model.manifest.kind}: {', '.join(model.manifest.roles)}; others "
-          f"{model.manifest.frozen or base}) from {model.directory}", file=sys.stderr)
+          f"{model.manifest.frozen or base}) from {model.directory}", flush=True)
     return base, ModelSource(name)
 
 
@@ -198,7 +204,7 @@ class _Status(Status):
     """The live view: one line per market (best bid/ask, position) and a totals line."""
 
     def __init__(self, spec: SessionSpec) -> None:
-        super().__init__(every_s=10.0)
+        super().__init__(every_s=10.0, human=sys.stdout)
         self.spec = spec
         self.last: Watch | None = None
         self._lines = 0
@@ -207,9 +213,9 @@ class _Status(Status):
         self.last = watch
         if not self.due():
             return
-        totals = (f"{elapsed:5.0f} s  {watch.records / max(elapsed, 1e-9):8,.0f} ev/s  fills {watch.fills}  "
-                  f"cash ${_usd(watch.cash.cash)}  reserved ${_usd(watch.cash.reserved)}  "
-                  f"PnL ${_usd(watch.pnl())}")
+        totals = (f"{elapsed:5.0f} s  {watch.records / max(elapsed, 1e-9):8,.0f} ev/s  orders {watch.intents}  fills {watch.fills}  "
+                  f"cash {_usd(watch.cash.cash)}  reserved {_usd(watch.cash.reserved)}  "
+                  f"PnL {_usd(watch.pnl())}")
         if not self.live:
             self.show(totals)
             return
@@ -229,9 +235,18 @@ class _Status(Status):
         self._shown = time.perf_counter()
 
 
+def _one_contract() -> int:
+    """The least ``--cash``: what the cash pool reserves for one contract at the highest whole-cent price."""
+    from actors.fees import KalshiFees
+    from actors.orchestrator import worst_case_cost
+
+    return worst_case_cost(KalshiFees(), "", "bid", PRICE_MAX - TICK, COUNT_SCALE)
+
+
 def _usd(micros: int) -> str:
-    """Micro-dollars shown to the cent (exact rounding, display only)."""
-    return f"{Decimal(micros) / MONEY_SCALE:,.2f}"
+    """Micro-dollars shown to the cent, sign first (``-$0.29``; exact rounding, display only)."""
+    sign = "-" if micros < 0 else ""
+    return f"{sign}${Decimal(abs(micros)) / MONEY_SCALE:,.2f}"
 
 
 def _live_warning(venue: str, url: str | None, cash: float) -> str:
@@ -248,12 +263,12 @@ def _live_warning(venue: str, url: str | None, cash: float) -> str:
 
 def _print_summary(s: Summary, spec: SessionSpec, watch: Watch | None) -> None:
     lat = sorted(s.latency_ms)
-    p50 = f"{statistics.median(lat):.1f}" if lat else "-"
-    p99 = f"{lat[min(len(lat) - 1, int(len(lat) * 0.99))]:.1f}" if lat else "-"
+    p50 = f"{statistics.median(lat):.1f}" if lat else ""
+    p99 = f"{lat[min(len(lat) - 1, int(len(lat) * 0.99))]:.1f}" if lat else ""
     print(f"paper session {s.reason} after {s.seconds:.1f} s: {s.records:,} records ({s.inputs:,} inputs, "
           f"{s.derived:,} derived, {s.records / max(s.seconds, 1e-9):,.0f}/s)")
-    print(f"  PnL ${_usd(s.pnl)} (net of fees, marked at the mid)   max drawdown ${_usd(s.max_drawdown)}")
-    print(f"  fills {s.fills}   fees ${_usd(s.fees)}   order intents {s.intents}   decisions {s.decisions}")
+    print(f"  PnL {_usd(s.pnl)} (net of fees, marked at the mid)   max drawdown {_usd(s.max_drawdown)}")
+    print(f"  fills {s.fills}   fees {_usd(s.fees)}   order intents {s.intents}   decisions {s.decisions}")
     if s.execution == "venue":
         g = s.gateway
         print(f"  fills from the venue ({s.venue}): {s.venue_fills} reported on its fill channel and REST "
@@ -273,9 +288,14 @@ def _print_summary(s: Summary, spec: SessionSpec, watch: Watch | None) -> None:
                   "check it there")
     else:
         print("  fills from the paper matcher (simulated: no order was sent to the venue)")
-    print(f"  cash ${_usd(s.cash)} (started ${_usd(spec.starting_cash)})   reserved "
-          f"${_usd(s.reserved)}")
-    print(f"  tick-to-order latency: p50 {p50} ms, p99 {p99} ms over {len(lat)} order(s)")
+    print(f"  cash {_usd(s.cash)} (started {_usd(spec.starting_cash)})   reserved "
+          f"{_usd(s.reserved)}")
+    if lat:
+        causes = ", ".join(f"{n} after {kind}" for kind, n in s.latency_causes.items())
+        print(f"  input-to-order latency (the input that caused the decision received -> its order durable in the log): "
+              f"p50 {p50} ms, p99 {p99} ms over {len(lat)} order(s): {causes}")
+    else:
+        print("  input-to-order latency: no order was placed")
     if s.models:
         print("  models loaded: " + ", ".join(s.models))
     held = {m: p for m, p in s.positions.items() if p}

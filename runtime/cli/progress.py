@@ -1,11 +1,16 @@
-"""Progress on stderr while long work runs: one status line, rewritten in place on a terminal (at most
-four times a second) or, when stderr is not a terminal, printed as its own line every ``every_s`` seconds
-(never, when ``every_s`` is None), so logs of unattended runs still show that work goes on."""
+"""Progress while long work runs: on a terminal, one status line on stderr, rewritten in place (at most four
+times a second). Off a terminal nothing is rewritten and no plain text is mixed into the diagnostics: every
+``every_s`` seconds (never, when ``every_s`` is None) the status is a ``progress`` record of the structlog
+diagnostics on stderr (JSON there) — or, for a command whose stdout is all for people (``tape paper``), a
+line of its own on stdout — so logs of unattended runs still show that work goes on."""
 
 from __future__ import annotations
 
 import sys
 import time
+from typing import TextIO
+
+from ..logger import get_logger
 
 __all__ = ["Progress", "Status"]
 
@@ -13,11 +18,13 @@ _LIVE_INTERVAL_S = 0.25
 
 
 class Status:
-    """A throttled status line (see the module docstring); :meth:`line` prints a line that stays."""
+    """A throttled status line (see the module docstring); :meth:`line` prints a line that stays. ``human`` is
+    the stream off-terminal status lines go to instead of the diagnostics (``sys.stdout`` for ``tape paper``)."""
 
-    def __init__(self, every_s: float | None = None) -> None:
+    def __init__(self, every_s: float | None = None, *, human: TextIO | None = None) -> None:
         self.live = sys.stderr.isatty()
         self.every_s = every_s
+        self.human = human
         self.started = time.perf_counter()
         self._shown = 0.0 if self.live else self.started
         self._width = 0
@@ -40,10 +47,13 @@ class Status:
             self._width = len(text)
             print(f"\r{text}{pad}", end="", file=sys.stderr, flush=True)
         else:
-            print(text, file=sys.stderr, flush=True)
+            self._off_terminal(text)
 
     def line(self, text: str) -> None:
         """A line that stays (the live status, if any, is replaced by it)."""
+        if not self.live:
+            self._off_terminal(text)
+            return
         self.clear()
         print(text, file=sys.stderr, flush=True)
 
@@ -51,6 +61,12 @@ class Status:
         if self.live and self._width:
             print("\r" + " " * self._width + "\r", end="", file=sys.stderr, flush=True)
             self._width = 0
+
+    def _off_terminal(self, text: str) -> None:
+        if self.human is not None:
+            print(text, file=self.human, flush=True)
+        else:
+            get_logger("progress").info(text.strip(), elapsed_s=round(self.elapsed(), 1))
 
 
 class Progress(Status):

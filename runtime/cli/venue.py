@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -64,9 +63,16 @@ async def venue_urls(venue: str, url: str | None, markets: int, seed: int, *, sp
 
     exchange = Exchange(markets * SIM_MARKETS_PER_PICK, seed, session_s=max(3_600.0, span_s * 2), start_ns=time.time_ns())
     async with ExchangeServer(exchange, speed=speed) as server:
-        print(f"local exchange (seed {seed}, {markets} markets, speed {speed:g}x) on {server.ws_url}",
-              file=sys.stderr)
+        print(f"local exchange on {server.ws_url}: {_span(exchange.tickers)} (seed {seed}, speed {speed:g}x)",
+              flush=True)
         yield server.rest_url, server.ws_url
+
+
+def _span(tickers: tuple[str, ...]) -> str:
+    """``16 markets KXSIM-000 … KXSIM-015``: what an exchange hosts, in a few words."""
+    if len(tickers) <= 3:
+        return f"{len(tickers)} market(s) {', '.join(tickers)}"
+    return f"{len(tickers)} markets {tickers[0]} … {tickers[-1]}"
 
 
 async def _most_liquid(rest: KalshiRest, tickers: list[str], count: int) -> list[str]:
@@ -113,6 +119,20 @@ async def resolve_markets(rest_url: str, signer: Signer | None, count: int | Non
             try:
                 await rest.market(ticker)
             except KalshiApiError as exc:
+                hint = await _some_open(rest) if exc.error.status == 404 else ""
                 raise UsageError(f"--markets: {ticker} on {venue}: {exc.error.message} "
-                                 f"(HTTP {exc.error.status})") from None
+                                 f"(HTTP {exc.error.status}){hint}") from None
         return tickers
+
+
+async def _some_open(rest: KalshiRest, few: int = 5) -> str:
+    """``; open markets there include A, B, C, … (N in all)``, for an error about an unknown ticker (empty if the
+    venue cannot list them)."""
+    try:
+        found = [m.ticker for m in await rest.markets(status="open")]
+    except KalshiApiError:
+        return ""
+    if not found:
+        return "; the venue lists no open market"
+    more = ", …" if len(found) > few else ""
+    return f"; open markets there include {', '.join(found[:few])}{more} ({len(found)} in all)"

@@ -94,7 +94,7 @@ def test_tape_paper_runs_verifies_and_summarises(tmp_path):
                 "--log", str(tmp_path))
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    for needle in ("paper session completed", "PnL $", "max drawdown $", "fills ", "fees $", "replay verify: ok",
+    for needle in ("paper session completed", "PnL ", "max drawdown $", "fills ", "fees $", "replay verify: ok",
                    "tape replay run", "fills from the paper matcher"):
         assert needle in out, out
     (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
@@ -133,10 +133,20 @@ def test_ctrl_c_halts_flushes_ends_and_still_verifies(tmp_path):
     (["--cash", "-5"], "--cash"),
     (["--policies", "model.ckpt"], "--policies"),
     (["--markets", "0"], "--markets"),
+    (["--cash", "0.5"], "tape paper: --cash 0.5: less than one contract can cost ($1.01: one contract at $0.9900 "
+                        "with its fee and the cash pool's rounding allowance); the cash pool would refuse every order"),
 ])
 def test_bad_arguments_exit_2_naming_the_argument(tmp_path, args, needle):
     done = tape("paper", "--log", str(tmp_path), *args, timeout=60)
     assert done.returncode == 2 and needle in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unknown_ticker_is_refused_with_a_few_valid_ones(tmp_path):
+    done = tape("paper", "--runner", "inprocess", "--markets", "KXNOPE-1", "--log", str(tmp_path), timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert ("tape paper: --markets: KXNOPE-1 on sim: market 'KXNOPE-1' not found (HTTP 404); open markets there "
+            "include KXSIM-000, KXSIM-001, KXSIM-002, KXSIM-003, KXSIM-004, … (16 in all)\n") in done.stderr
+    assert not any(tmp_path.iterdir()), "nothing is logged for a session that cannot start"
 
 
 def test_help_is_complete():
