@@ -47,6 +47,9 @@ def _ray() -> None:
     import ray
 
     if not ray.is_initialized():
+        from .cli.cluster import quiet_ray_notices
+
+        quiet_ray_notices()
         ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 

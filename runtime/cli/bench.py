@@ -7,7 +7,6 @@ import os
 import platform
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,7 @@ from ..log import segments as fmt
 from ..synthetic import market_events
 from ..venues.sim.session import EPOCH_NS
 from ..version import code_version
+from .progress import Status
 
 BATCH = 10_000
 
@@ -194,7 +194,7 @@ async def bench_log(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"--log {args.log} already exists; name a new run directory")
     if args.log:
         new_directory(args.log, "--log")
-    say = (lambda *a: print(*a, file=sys.stderr)) if not args.json else (lambda *a: None)
+    say = Status().line if not args.json else (lambda *a: None)
     n, repeat = args.events, args.repeat
     say(f"generating {n:,} synthetic market events …")
     entries = market_events(n, markets=16, seed=1, start_ns=EPOCH_NS)
@@ -273,7 +273,7 @@ def bench_book(args: argparse.Namespace, settings: Settings) -> int:
     if args.deltas < 1:
         raise UsageError("--deltas must be at least 1")
     _check_repeat(args.repeat)
-    say = (lambda m: print(m, file=sys.stderr)) if not args.json else (lambda m: None)
+    say = Status().line if not args.json else (lambda m: None)
     result = run_book_bench(args.deltas, repeat=args.repeat, say=say, measures={"matcher_ops": matcher_ops})
     return _report(args, f"tape bench book: {args.deltas:,} deltas, median of {result['repeat']} run(s)", result)
 
@@ -288,7 +288,7 @@ async def bench_venue(args: argparse.Namespace, settings: Settings) -> int:
     _check_repeat(args.repeat)
     if args.server_seconds < 0:
         raise UsageError(f"--server-seconds must be >= 0, got {args.server_seconds}")
-    say = (lambda m: print(m, file=sys.stderr)) if not args.json else (lambda m: None)
+    say = Status().line if not args.json else (lambda m: None)
     result = run_codec_bench(args.messages, repeat=args.repeat, say=say)
     if args.server_seconds > 0:
         say(f"local exchange server: counting frames to one client for {args.server_seconds:g} s …")
@@ -304,7 +304,7 @@ def bench_sim(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.ops < 1 or args.markets < 1 or not args.duration > 0:
         raise UsageError("--ops and --markets must be at least 1 and --duration positive")
-    say = (lambda m: print(m, file=sys.stderr)) if not args.json else (lambda m: None)
+    say = Status().line if not args.json else (lambda m: None)
     say(f"matching engine: {args.ops:,} commands …")
     ops_per_s = bench_engine(args.ops)
     say(f"order-flow model: {args.markets} markets x {args.duration:g} s …")
@@ -321,7 +321,7 @@ async def bench_runtime(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.events < 2 * args.batch or args.batch < 1 or not args.latency_seconds > 0:
         raise UsageError("--events must be at least twice --batch (>= 1), and --latency-seconds positive")
-    say = (lambda m: print(m, file=sys.stderr)) if not args.json else (lambda m: None)
+    say = Status().line if not args.json else (lambda m: None)
     result = await run_runtime_bench(events=args.events, latency_s=args.latency_seconds, batch=args.batch, say=say)
     return _report(args, f"tape bench runtime: {args.events:,} events per throughput run, batches of {args.batch:,}",
                    result)
@@ -339,7 +339,7 @@ async def bench_env(args: argparse.Namespace, settings: Settings) -> int:
 
         if not ray.is_initialized():
             ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
-    say = (lambda m: print(m, file=sys.stderr)) if not args.json else (lambda m: None)
+    say = Status().line if not args.json else (lambda m: None)
     result = run_env_bench(seconds=args.seconds, rllib_steps=args.rllib_steps, rllib=not args.no_rllib, say=say)
     return _report(args, "tape bench env: the RL environments", result)
 

@@ -7,10 +7,11 @@ import argparse
 import asyncio
 import contextlib
 import signal
-import sys
 import time
 
 from config import Settings
+
+from ..logger import get_logger
 
 EPILOG = """\
 examples:
@@ -117,8 +118,8 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as exc:
         raise UsageError(f"--host/--port: cannot listen on {args.host}:{args.port} ({exc.strerror or exc})") from None
     if verifier is None:
-        print("tape exchange: WARNING: trust mode — requests are not authenticated (pass --public-key PEM_PATH to "
-              "require Kalshi signatures)", file=sys.stderr, flush=True)
+        get_logger("exchange").warning("trust mode: requests are not authenticated (pass --public-key PEM_PATH to "
+                                       "require Kalshi signatures)")
     print(f"tape exchange: {args.markets} market(s), seed {seed}, speed {args.speed:g}x, session {args.session_s:g} s, "
           f"{'signed requests' if verifier else 'trust mode'}{f', faults {faults}' if faults.any else ''}\n"
           f"  REST       {server.rest_url}\n"
@@ -136,5 +137,5 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
         await server.stop()
-    print("tape exchange: stopped", file=sys.stderr, flush=True)
+    print("tape exchange: stopped", flush=True)
     return 0

@@ -23,6 +23,7 @@ from ..venues.kalshi.tracker import PRIVATE_CHANNELS
 from ..venues.kalshi.ws import KalshiFeed
 from ..version import code_version
 from .progress import Status
+from .rl import POLICIES_TEXT
 from .venue import VENUES, parse_markets, resolve_markets, venue_signer, venue_urls
 
 CHANNELS = ("orderbook_delta", "trade", "market_lifecycle_v2")
@@ -51,7 +52,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "the summary (PnL, fills and where they came from, fees, max drawdown, input-to-order latency of every order) and `tape "
         "replay verify` of the log are printed. Exit status 1 if the replay diverges.",
         epilog="examples:\n"
-        "  tape paper                                     4 local markets for 60 s, log in ./runs/<id>/\n"
+        "  tape paper                                     4 local markets for 60 s, log in ./runs/paper-20261122T185900Z-3fa9c1/\n"
         "  tape paper --markets 10 --duration 300 --speed 5 --cash 5000\n"
         "  tape paper --runner inprocess --log postgresql://postgres@127.0.0.1/test\n"
         "  tape paper --policies models/kxsim              the latest model tape train saved there (hot reload)\n"
@@ -59,7 +60,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "  tape paper --live-orders --duration 30          real orders to the local exchange (loopback, no risk)\n"
         "  KALSHI_API_KEY_ID=… KALSHI_PRIVATE_KEY_PATH=key.pem tape paper --venue kalshi-demo --live-orders\n"
         f"  … tape paper --venue kalshi --live-orders {ACKNOWLEDGE} --cash 20   production: real money\n"
-        "then: tape replay run runs/<id>     tape log cat runs/<id> --type order_filled")
+        "then: tape replay run runs/paper-20261122T185900Z-3fa9c1\n"
+        "      tape log cat runs/paper-20261122T185900Z-3fa9c1 --type order_filled\n"
+        "exit status: 0 done and verified, 1 the replay diverged, 2 used wrongly (see tape --help)")
     p.add_argument("--venue", choices=VENUES, default="sim", help="where market data comes from (default sim)")
     p.add_argument("--markets", default="4", metavar="N|T1,T2",
                    help="a number of markets (the N most liquid open ones: narrowest spread) or comma-separated "
@@ -91,7 +94,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    from . import UsageError
+    from . import UsageError, new_directory
 
     if not args.duration > 0 or not args.speed > 0:
         raise UsageError("--duration and --speed must be positive")
@@ -107,6 +110,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                          f"add {ACKNOWLEDGE} to confirm (or try --venue kalshi-demo, or --venue sim)")
     count, tickers = parse_markets(args.markets)
     seed = settings.session.seed if args.seed is None else args.seed
+    target = str(args.log or settings.log.target)
+    if not is_postgres(target):
+        new_directory(target, "--log")  # before the exchange starts: a file in the way is named at once
     signer = venue_signer(args.venue)
     if args.live_orders:
         print(_live_warning(args.venue, args.url, args.cash), flush=True)
@@ -118,7 +124,6 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                            latency_ms=settings.paper.latency_ms, queue_model=settings.paper.queue_model, seed=seed,
                            prefix=session_id.rsplit("-", 1)[-1], execution="venue" if args.live_orders else "paper",
                            policy=base)
-        target = str(args.log or settings.log.target)
         config_hash, version = settings_hash(settings), code_version()
         meta = SessionMeta(session_id=session_id, mode=session_mode(spec, args.venue), venue=args.venue, seed=seed,
                            config_hash=config_hash, code_version=version, created_ns=time.time_ns())
@@ -173,12 +178,12 @@ def _policies(name: str):
         try:
             load_policies(name)
         except ModelError as exc:
-            raise UsageError(f"--policies: {exc}") from None
+            raise UsageError(f"--policies: {exc}; --policies takes {POLICIES_TEXT}") from None
         return name, None
     try:
         model = load_model(name)  # checked now, before anything is started or logged
     except ModelError as exc:
-        raise UsageError(f"--policies {name}: {exc}") from None
+        raise UsageError(f"--policies {name}: {exc}; --policies takes {POLICIES_TEXT}") from None
     base = base_policy(name)
     print(f"policies: model {model.version} ({model.manifest.kind}: {', '.join(model.manifest.roles)}; others "
           f"{model.manifest.frozen or base}) from {model.directory}", flush=True)

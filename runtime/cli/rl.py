@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
 import msgspec
 
 from config import Settings
 
+from ..logger import get_logger
 from ..units import MONEY_SCALE
 from .cluster import connect
 from .progress import Status
@@ -167,8 +167,8 @@ async def _tapes(data: list[str], markets: str | None):
         raise BadDataError(f"--data: {exc}") from None
     status.clear()
     sessions = len({t.session for t in tapes})
-    print(f"data: {len(tapes)} market tapes from {sessions} session(s), {sum(len(t.events) for t in tapes):,} "
-          "market events", file=sys.stderr)
+    status.line(f"data: {len(tapes)} market tapes from {sessions} session(s), {sum(len(t.events) for t in tapes):,} "
+                "market events")
     return tapes
 
 
@@ -210,7 +210,7 @@ async def run_train(args: argparse.Namespace, settings: Settings) -> int:
     connect()
     _check_gpus(config)
     status = Status()
-    say = (lambda line: status.line(line)) if not args.json else (lambda line: print(line, file=sys.stderr))
+    say = status.line
     started = time.perf_counter()
     report = train(config, args.out, tapes=tapes, say=say)
     if args.json:
@@ -290,8 +290,8 @@ async def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     for version, sessions in trained_on.items():
         seen = sorted(sessions & {t.session for t in tapes})
         if seen:
-            print(f"WARNING: {version} was trained on {len(seen)} of these sessions ({', '.join(seen[:3])}…): not "
-                  "held out", file=sys.stderr)
+            get_logger("eval").warning(f"{version} was trained on {len(seen)} of these sessions "
+                                       f"({', '.join(seen[:3])}…): not held out")
     status = Status()
     results = evaluate(sets, tapes, cash=round(args.cash * MONEY_SCALE), latency_ms=args.latency_ms,
                        say=lambda line: status.line(line) if not args.json else None)

@@ -76,10 +76,11 @@ async def start(*args: str) -> tuple[asyncio.subprocess.Process, dict[str, str]]
     return proc, printed
 
 
-async def stop(proc: asyncio.subprocess.Process) -> tuple[int, str]:
+async def stop(proc: asyncio.subprocess.Process) -> tuple[int, str, str]:
+    """Ctrl-C ``proc``; its exit status, the rest of its stdout, and its stderr."""
     proc.send_signal(signal.SIGINT)
-    _, err = await asyncio.wait_for(proc.communicate(), 20)
-    return proc.returncode, err.decode()  # type: ignore[return-value]
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    return proc.returncode, out.decode(), err.decode()  # type: ignore[return-value]
 
 
 async def test_serve_prints_its_urls_serves_a_snapshot_and_stops_cleanly_on_ctrl_c():
@@ -96,9 +97,11 @@ async def test_serve_prints_its_urls_serves_a_snapshot_and_stops_cleanly_on_ctrl
         assert replies[1]["type"] == "orderbook_snapshot" and replies[1]["msg"]["market_ticker"] == "KXSIM-000"
         assert replies[1]["msg"]["yes_dollars_fp"]
     finally:
-        code, err = await stop(proc)
+        code, out, err = await stop(proc)
     assert code == 0, err
-    assert "WARNING: trust mode" in err and "tape exchange: stopped" in err
+    assert out.endswith("tape exchange: stopped\n"), out
+    (warning,) = [json.loads(line) for line in err.splitlines()]  # the diagnostics: JSON off a terminal
+    assert warning["level"] == "warning" and warning["event"].startswith("trust mode: requests are not authenticated")
 
 
 async def test_with_a_public_key_unsigned_requests_are_refused(tmp_path):
@@ -111,5 +114,5 @@ async def test_with_a_public_key_unsigned_requests_are_refused(tmp_path):
             reply = await http.get(printed["REST"] + "/markets")
             assert reply.status == 401 and (await reply.json())["code"] == "unauthorized"
     finally:
-        code, err = await stop(proc)
+        code, _, err = await stop(proc)
     assert code == 0 and "trust mode" not in err, err
