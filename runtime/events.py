@@ -391,6 +391,22 @@ class PolicyDecided(_Event, **_tag("policy_decided")):
     price: Price | None = None
 
 
+# --- appended after schema version 1's first release (new types go at the end of the union) ----------
+class EventLifecycle(_Event, **_tag("event_lifecycle")):
+    """A venue *event* — Kalshi's group of markets, such as one election — was created (Kalshi's
+    ``event_lifecycle`` message, on the ``market_lifecycle_v2`` channel). Kept for the record; no state
+    machine acts on it. ``strike_date_ms`` is the date the event is about, in Unix ms."""
+
+    event_ticker: str
+    series_ticker: str = ""
+    title: str = ""
+    subtitle: str = ""
+    collateral_return_type: str = ""
+    strike_date_ms: int | None = None
+    strike_period: str | None = None
+    venue_ts_ms: int | None = None
+
+
 Event: TypeAlias = Union[  # noqa: UP007 - msgspec needs a runtime Union of the tagged Structs
     BookSnapshot,
     BookDelta,
@@ -425,6 +441,7 @@ Event: TypeAlias = Union[  # noqa: UP007 - msgspec needs a runtime Union of the 
     PositionReported,
     ModelLoaded,
     PolicyDecided,
+    EventLifecycle,
 ]
 
 

@@ -40,6 +40,7 @@ def one_of_each() -> list[ev.Event]:
         ev.PositionReported(market="KXA-1", position=-300, cost=2_403_000, realized_pnl=-12_000, fees_paid=16_800, venue_ts_ms=12),
         ev.ModelLoaded(role="entry", model_id="ppo-entry", version_hash="f00d" * 8, source="models/entry"),
         ev.PolicyDecided(cause_seq=5, role="signal", market="KXA-1", action="long", version="rule-1", score=0.25, size=500, price=801),
+        ev.EventLifecycle(event_ticker="KXA", series_ticker="KX", title="A?", subtitle="on Jan 1", collateral_return_type="MECNET", strike_date_ms=1_694_721_600_000, strike_period="day", venue_ts_ms=13),
     ]
     assert {type(e) for e in samples} == set(ev.EVENT_TYPES.values()), "add the new event type to one_of_each()"
     return samples

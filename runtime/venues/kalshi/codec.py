@@ -9,6 +9,17 @@ grid``). An ``error`` reply becomes a ``VenueError`` event (and stays in ``messa
 ``subscribed`` / ``ok`` / ``unsubscribed`` carry no event. :func:`subscribe` and friends encode our
 commands, always with ``use_yes_price`` explicit.
 
+Every data shape Kalshi documents or has been seen sending decodes (see :mod:`.convert` for the rules):
+the venue time from ``ts_ms``, ``ts`` in Unix seconds or ``ts`` as an ISO-8601 string; transition-era
+frames carrying integer cents beside ``_dollars`` / ``_fp`` (which win; the two must agree);
+``client_order_id`` on a delta our own order caused (kept on ``BookDelta``); ``event_lifecycle`` on the
+``market_lifecycle_v2`` channel (an ``EventLifecycle`` event); ``market_lifecycle_v2`` with
+``price_level_structure_updated`` or ``metadata_updated`` (no event: no state the runtime tracks changes).
+A ``ticker`` frame is checked — every value must read exactly — and gives **no event**: the runtime does
+not subscribe to that channel, and what it carries (top of book, last price, volume) is derived from the
+book and the trades the log already holds; a client that subscribes finds the typed message in
+:attr:`WsFrame.message`.
+
 Exchange side: :func:`decode_command` reads a client's command (a :class:`BadCommand` instead of an
 exception), :func:`encode_event` writes the data frame of a tape event for one subscription, and
 :func:`encode` writes any wire Struct of :mod:`.messages` (replies: ``Subscribed``, ``Ok``, ...).
@@ -30,6 +41,7 @@ from runtime.events import (
     BookDelta,
     BookSnapshot,
     Event,
+    EventLifecycle,
     MalformedInput,
     MarketLifecycle,
     OrderFilled,
@@ -127,7 +139,9 @@ class WsDecoder:
             m.Fill: lambda f: (cv.fill_event(f.msg, "fill.msg", legacy=legacy),),
             m.UserOrder: lambda f: (cv.order_event(f.msg, "user_order.msg", legacy=legacy),),
             m.MarketPosition: lambda f: (cv.position_event(f.msg, "market_position.msg", legacy=legacy),),
-            m.MarketLifecycleV2: lambda f: (cv.lifecycle_event(f, legacy=legacy),),
+            m.MarketLifecycleV2: self._lifecycle,
+            m.EventLifecycle: lambda f: (cv.event_lifecycle_event(f),),
+            m.Ticker: self._ticker,
             m.Error: lambda f: (VenueError(where=source, message=f.msg.msg, code=f.msg.code),),
             m.Subscribed: lambda f: _NO_EVENTS,
             m.Ok: lambda f: _NO_EVENTS,
@@ -142,6 +156,15 @@ class WsDecoder:
 
     def _snapshot(self, f: m.OrderbookSnapshot) -> tuple[Event, ...]:
         return (cv.snapshot_event(f, legacy=self.legacy, use_yes_price=self.use_yes_price),)
+
+    def _lifecycle(self, f: m.MarketLifecycleV2) -> tuple[Event, ...]:
+        event = cv.lifecycle_event(f, legacy=self.legacy)
+        return _NO_EVENTS if event is None else (event,)
+
+    @staticmethod
+    def _ticker(f: m.Ticker) -> tuple[Event, ...]:
+        cv.check_ticker(f)
+        return _NO_EVENTS
 
     def decode(self, raw: bytes | str, received_ns: int) -> WsFrame:
         """One text frame -> its events and envelope; bad input becomes a ``MalformedInput`` event."""
@@ -247,6 +270,8 @@ def encode_event(event: Event, *, sid: int, seq: int | None = None, use_yes_pric
         frame = m.MarketPosition(sid=sid, msg=cv.position_msg(event))  # type: ignore[arg-type]
     elif kind is MarketLifecycle:
         frame = cv.lifecycle_frame(event, sid=sid)  # type: ignore[arg-type]
+    elif kind is EventLifecycle:
+        frame = cv.event_lifecycle_frame(event, sid=sid)  # type: ignore[arg-type]
     else:
         raise TypeError(f"no Kalshi WebSocket frame carries a {event_type(event)} event")
     return _ENCODER.encode(frame)

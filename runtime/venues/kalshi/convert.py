@@ -33,17 +33,28 @@ Mappings (``kalshi-protocol.md``):
   ``client_order_id`` gets ``""``. Check these against recorded demo traffic (``tape record``).
 * **legacy** (only when asked): integer cents for prices (``yes_price``, ``price``, ``[[cents, qty]]``,
   integer ``settlement_value``) and integer counts under the old names (``count``, ``delta``, ...).
+* **transition-era frames** carry both shapes at once: the ``_dollars`` / ``_fp`` value wins and the legacy
+  twin must equal it, whatever ``legacy`` says (``orderbook_delta.msg.price_dollars: '0.4200' disagrees with
+  orderbook_delta.msg.price 41``); a frame with only the legacy shape is read only with ``legacy=True``
+  (Kalshi stopped sending it on 2026-03-12).
+* **venue time** (:func:`venue_ms`): ``ts_ms`` (Unix ms) wins; else ``ts`` as Unix seconds (an int) or as an
+  ISO-8601 string with ``Z`` or an offset and any fraction of a second. It is kept in Unix milliseconds,
+  the unit of the events' ``venue_ts_ms``, by integer arithmetic: digits below the millisecond are dropped
+  (floor), never rounded through a float. A string without a zone, or not a time, names the field.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
+from datetime import date
 from functools import lru_cache
 from typing import Any, get_args
 
 from runtime.events import (
     BookDelta,
     BookSnapshot,
+    EventLifecycle,
     Level,
     MarketLifecycle,
     MarketResult,
@@ -146,6 +157,13 @@ def _missing(what: str, legacy_name: str | None = None, legacy_value: object = N
     return WireError(f"{what}: missing")
 
 
+def agree(units: int, value: object, what: str, legacy_value: object, legacy_what: str,
+          parse_legacy: Callable[[object, str], int]) -> None:
+    """A transition-era frame's legacy twin must say what the fixed-point field says."""
+    if parse_legacy(legacy_value, legacy_what) != units:
+        raise WireError(f"{what}: {value!r} disagrees with {legacy_what} {legacy_value!r}")
+
+
 def pick(
     value: object,
     what: str,
@@ -155,9 +173,13 @@ def pick(
     legacy_what: str = "",
     parse_legacy: Callable[[object, str], int] = count,
 ) -> int:
-    """The current field if present, else its legacy twin when ``legacy``; else a :class:`WireError`."""
+    """The current field if present (its legacy twin, if also present, must agree), else the legacy twin
+    when ``legacy``; else a :class:`WireError`."""
     if value is not None:
-        return parse(value, what)
+        units = parse(value, what)
+        if legacy_value is not None:
+            agree(units, value, what, legacy_value, legacy_what, parse_legacy)
+        return units
     if legacy and legacy_value is not None:
         return parse_legacy(legacy_value, legacy_what)
     raise _missing(what, legacy_what.rpartition(".")[2] or None, legacy_value)
@@ -186,6 +208,59 @@ def _money(units: int | None) -> str | None:
     return None if units is None else format_money(units)
 
 
+# --- venue time ---------------------------------------------------------------------------------------
+_ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:(Z)|([+-])(\d{2}):?(\d{2}))",
+                  re.ASCII)
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
+
+
+def iso_ms(value: str, what: str) -> int:
+    """An ISO-8601 time with a zone (``2025-03-01T18:26:53.361842Z``, ``...+01:00``) -> Unix ms, exactly
+    (the fraction below the millisecond is dropped)."""
+    match = _ISO.fullmatch(value)
+    if match is None:
+        raise WireError(f"{what}: {value!r} is not an ISO-8601 time with a zone (like 2025-03-01T18:26:53.361842Z)")
+    y, mo, d, h, mi, s, frac, _, sign, oh, om = match.groups()
+    try:
+        day = date(int(y), int(mo), int(d)).toordinal() - _EPOCH_DAY
+    except ValueError:
+        raise WireError(f"{what}: {value!r} is not a date of the calendar") from None
+    hour, minute, second = int(h), int(mi), int(s)
+    if hour > 23 or minute > 59 or second > 59 or (sign is not None and (int(oh) > 23 or int(om) > 59)):
+        raise WireError(f"{what}: {value!r} is not a time of day")
+    ms = (((day * 24 + hour) * 60 + minute) * 60 + second) * 1000 + (int(frac[:3].ljust(3, "0")) if frac else 0)
+    if sign is not None:
+        offset_ms = (int(oh) * 60 + int(om)) * 60_000
+        ms = ms - offset_ms if sign == "+" else ms + offset_ms
+    return ms
+
+
+def ts_ms_of(value: object, what: str) -> int:
+    """A ``ts``: Unix seconds (an int) or an ISO-8601 string -> Unix ms."""
+    if value.__class__ is int:
+        return value * 1000  # type: ignore[operator]  # the wire type bounds it to the int64 range in ms
+    if value.__class__ is str:
+        return iso_ms(value, what)  # type: ignore[arg-type]
+    raise WireError(f"{what}: {value!r} is not a Unix time in seconds or an ISO-8601 string")
+
+
+def venue_ms(ts_ms: int | None, ts: object, what: str) -> int | None:
+    """The venue's time of a message in Unix ms: ``ts_ms`` if sent, else its ``ts`` (``what`` names it)."""
+    if ts_ms is not None:
+        return ts_ms
+    return None if ts is None else ts_ms_of(ts, what)
+
+
+def iso_of_ms(ms: int) -> str:
+    """Unix ms -> the ISO-8601 string with microseconds that Kalshi has been seen sending as ``ts``."""
+    days, rest = divmod(ms, 86_400_000)
+    d = date.fromordinal(_EPOCH_DAY + days)
+    seconds, milli = divmod(rest, 1000)
+    hour, seconds = divmod(seconds, 3600)
+    minute, second = divmod(seconds, 60)
+    return f"{d.isoformat()}T{hour:02d}:{minute:02d}:{second:02d}.{milli:03d}000Z"
+
+
 # --- book ---------------------------------------------------------------------------------------------
 def snapshot_levels(
     yes_fp: Sequence[Any] | None,
@@ -204,8 +279,13 @@ def snapshot_levels(
             raise WireError(f"{where}.{names[0]}: missing (the legacy `yes`/`no` cent levels are read only with legacy=True)")
         return (_levels(yes_legacy or (), f"{where}.yes", False, cents),
                 _levels(no_legacy or (), f"{where}.no", use_yes_price, cents))
-    return (_levels(yes_fp or (), f"{where}.{names[0]}", False, price),
-            _levels(no_fp or (), f"{where}.{names[1]}", use_yes_price, price))
+    yes = _levels(yes_fp or (), f"{where}.{names[0]}", False, price)
+    no = _levels(no_fp or (), f"{where}.{names[1]}", use_yes_price, price)
+    for levels, fp, old, name, old_name, flip in ((yes, yes_fp, yes_legacy, names[0], "yes", False),
+                                                  (no, no_fp, no_legacy, names[1], "no", use_yes_price)):
+        if old is not None and sorted(_levels(old, f"{where}.{old_name}", flip, cents)) != sorted(levels):
+            raise WireError(f"{where}.{name}: {fp!r} disagrees with {where}.{old_name} {old!r}")
+    return yes, no
 
 
 def snapshot_event(f: m.OrderbookSnapshot, *, legacy: bool, use_yes_price: bool) -> BookSnapshot:
@@ -217,7 +297,7 @@ def snapshot_event(f: m.OrderbookSnapshot, *, legacy: bool, use_yes_price: bool)
     yes, no = snapshot_levels(yes_fp, no_fp, b.yes, b.no, "orderbook_snapshot.msg", names, legacy=legacy,
                               use_yes_price=use_yes_price)
     return BookSnapshot(market=b.market_ticker, yes_bids=yes, no_bids=no, sid=f.sid, venue_seq=f.seq,
-                        venue_ts_ms=b.ts_ms)
+                        venue_ts_ms=b.ts_ms if b.ts is None else venue_ms(b.ts_ms, b.ts, "orderbook_snapshot.msg.ts"))
 
 
 def snapshot_frame(e: BookSnapshot, *, sid: int, seq: int | None, use_yes_price: bool,
@@ -230,22 +310,30 @@ def snapshot_frame(e: BookSnapshot, *, sid: int, seq: int | None, use_yes_price:
 def delta_event(f: m.OrderbookDelta, *, legacy: bool, use_yes_price: bool) -> BookDelta:
     b = f.msg  # the hot path: the field paths are constants, the common case has no call to pick()
     p, d = b.price_dollars, b.delta_fp
-    units = price(p, "orderbook_delta.msg.price_dollars") if p is not None else pick(
-        p, "orderbook_delta.msg.price_dollars", price, legacy, b.price, "orderbook_delta.msg.price", cents)
+    if p is not None and b.price is None:
+        units = price(p, "orderbook_delta.msg.price_dollars")
+    else:
+        units = pick(p, "orderbook_delta.msg.price_dollars", price, legacy, b.price, "orderbook_delta.msg.price", cents)
     if use_yes_price and b.side == "no":
         units = PRICE_MAX - units
-    delta = signed_count(d, "orderbook_delta.msg.delta_fp") if d is not None else pick(
-        d, "orderbook_delta.msg.delta_fp", signed_count, legacy, b.delta, "orderbook_delta.msg.delta", signed_count)
+    if d is not None and b.delta is None:
+        delta = signed_count(d, "orderbook_delta.msg.delta_fp")
+    else:
+        delta = pick(d, "orderbook_delta.msg.delta_fp", signed_count, legacy, b.delta, "orderbook_delta.msg.delta",
+                     signed_count)
+    ts = b.ts_ms if b.ts is None else venue_ms(b.ts_ms, b.ts, "orderbook_delta.msg.ts")
     return BookDelta(market=b.market_ticker, side=b.side, price=units, delta=delta, sid=f.sid, venue_seq=f.seq,
-                     client_order_id=b.client_order_id, venue_ts_ms=b.ts_ms)
+                     client_order_id=b.client_order_id, venue_ts_ms=ts)
 
 
 def delta_frame(e: BookDelta, *, sid: int, seq: int | None, use_yes_price: bool,
                 market_id: str | None = None) -> m.OrderbookDelta:
+    """The delta frame; ``ts_ms`` and, as Kalshi has been seen sending it, ``ts`` as an ISO-8601 string."""
     units = PRICE_MAX - e.price if use_yes_price and e.side == "no" else e.price
+    ts = e.venue_ts_ms
     msg = m.OrderbookDeltaMsg(market_ticker=e.market, market_id=market_id, price_dollars=format_price(units),
                               delta_fp=format_count(e.delta), side=e.side, client_order_id=e.client_order_id,
-                              ts_ms=e.venue_ts_ms)
+                              ts_ms=ts, ts=None if ts is None else iso_of_ms(ts))
     return m.OrderbookDelta(sid=sid, seq=seq, msg=msg)
 
 
@@ -273,10 +361,14 @@ def trade_event(f: m.Trade, *, legacy: bool) -> PublicTrade:
     b = f.msg
     where = "trade.msg"
     if b.yes_price_dollars is None and b.no_price_dollars is not None:
-        yes_price = PRICE_MAX - price(b.no_price_dollars, f"{where}.no_price_dollars")
+        yes_price = PRICE_MAX - pick(b.no_price_dollars, f"{where}.no_price_dollars", price, legacy, b.no_price,
+                                     f"{where}.no_price", cents)
     else:
         yes_price = pick(b.yes_price_dollars, f"{where}.yes_price_dollars", price, legacy, b.yes_price,
                          f"{where}.yes_price", cents)
+        if b.no_price is not None and b.no_price_dollars is not None:
+            agree(price(b.no_price_dollars, f"{where}.no_price_dollars"), b.no_price_dollars,
+                  f"{where}.no_price_dollars", b.no_price, f"{where}.no_price", cents)
     n = pick(b.count_fp, f"{where}.count_fp", count, legacy, b.count, f"{where}.count")
     if b.taker_outcome_side is not None:
         taker = b.taker_outcome_side
@@ -287,14 +379,16 @@ def trade_event(f: m.Trade, *, legacy: bool) -> PublicTrade:
     else:
         raise WireError(f"{where}.taker_outcome_side: missing (and no taker_book_side or taker_side)")
     return PublicTrade(market=b.market_ticker, trade_id=b.trade_id, yes_price=yes_price, count=n, taker_side=taker,
-                       sid=f.sid, venue_seq=f.seq, venue_ts_ms=b.ts_ms)
+                       sid=f.sid, venue_seq=f.seq, venue_ts_ms=venue_ms(b.ts_ms, b.ts, f"{where}.ts"))
 
 
 def trade_frame(e: PublicTrade, *, sid: int, seq: int | None) -> m.Trade:
+    """The trade frame, with ``ts_ms`` and the deprecated ``ts`` in Unix seconds, as Kalshi sends them."""
+    ts = e.venue_ts_ms
     msg = m.TradeMsg(trade_id=e.trade_id, market_ticker=e.market, yes_price_dollars=format_price(e.yes_price),
                      no_price_dollars=format_price(PRICE_MAX - e.yes_price), count_fp=format_count(e.count),
                      taker_outcome_side=e.taker_side, taker_book_side="bid" if e.taker_side == "yes" else "ask",
-                     taker_side=e.taker_side, ts_ms=e.venue_ts_ms)
+                     taker_side=e.taker_side, ts_ms=ts, ts=None if ts is None else ts // 1000)
     return m.Trade(sid=sid, seq=seq, msg=msg)
 
 
@@ -321,14 +415,15 @@ def fill_event(b: m.FillMsg, where: str, *, legacy: bool) -> OrderFilled:
     else:
         raise _missing(f"{where}.fee_cost")
     if b.post_position_fp is not None:
-        post: int | None = signed_count(b.post_position_fp, f"{where}.post_position_fp")
+        post: int | None = pick(b.post_position_fp, f"{where}.post_position_fp", signed_count, legacy,
+                                b.post_position, f"{where}.post_position", signed_count)
     elif legacy and b.post_position is not None:
         post = signed_count(b.post_position, f"{where}.post_position")
     else:
         post = None
     return OrderFilled(trade_id=b.trade_id, order_id=b.order_id, client_order_id=b.client_order_id or "",
                        market=market, side=side, price=yes_price, count=n, fee=fee, is_taker=b.is_taker,
-                       post_position=post, venue_ts_ms=b.ts_ms)
+                       post_position=post, venue_ts_ms=venue_ms(b.ts_ms, b.ts, f"{where}.ts"))
 
 
 def fill_msg(e: OrderFilled, *, rest: bool = False) -> m.FillMsg:
@@ -369,7 +464,7 @@ def order_report(b: m.UserOrderMsg, where: str, *, legacy: bool) -> OrderStatusR
         raise WireError(f"{where}.fill_count_fp: {format_count(filled)} exceeds the initial count {format_count(initial)}")
     return OrderStatusReported(client_order_id=b.client_order_id or "", order_id=b.order_id, market=market,
                                status=b.status, side=side, price=yes_price, fill_count=filled, remaining_count=remaining,
-                               initial_count=initial, venue_ts_ms=b.ts_ms)
+                               initial_count=initial, venue_ts_ms=venue_ms(b.ts_ms, b.ts, f"{where}.ts"))
 
 
 def order_event(b: m.UserOrderMsg, where: str, *, legacy: bool) -> OrderAccepted | OrderCanceled | OrderStatusReported:
@@ -410,7 +505,7 @@ def position_event(b: m.MarketPositionMsg, where: str, *, legacy: bool) -> Posit
     pnl = None if b.realized_pnl_dollars is None else money(b.realized_pnl_dollars, f"{where}.realized_pnl_dollars")
     fees = None if b.fees_paid_dollars is None else money(b.fees_paid_dollars, f"{where}.fees_paid_dollars")
     return PositionReported(market=market, position=pos, cost=cost, realized_pnl=pnl, fees_paid=fees,
-                            venue_ts_ms=b.ts_ms)
+                            venue_ts_ms=venue_ms(b.ts_ms, b.ts, f"{where}.ts"))
 
 
 def position_msg(e: PositionReported, *, rest: bool = False) -> m.MarketPositionMsg:
@@ -423,22 +518,85 @@ def position_msg(e: PositionReported, *, rest: bool = False) -> m.MarketPosition
 
 
 # --- lifecycle ------------------------------------------------------------------------------------------
-def lifecycle_event(f: m.MarketLifecycleV2, *, legacy: bool) -> MarketLifecycle:
+def lifecycle_event(f: m.MarketLifecycleV2, *, legacy: bool) -> MarketLifecycle | None:
+    """The market's transition; None for ``price_level_structure_updated`` / ``metadata_updated``, which
+    change no state the runtime tracks (their values are still checked)."""
     b = f.msg
     where = "market_lifecycle_v2.msg"
     result = b.result or None
     if result is not None and result not in _RESULTS:
         raise WireError(f"{where}.result: {result!r} is not one of {', '.join(sorted(_RESULTS))}")
     value: int | None = None
+    raw = b.settlement_value
+    int_cents = raw.__class__ is int
     if b.settlement_value_dollars is not None:
-        value = price(b.settlement_value_dollars, f"{where}.settlement_value_dollars")
-    elif b.settlement_value is not None:
-        raw = b.settlement_value
-        legacy_cents = legacy and isinstance(raw, int) and not isinstance(raw, bool)
-        value = cents(raw, f"{where}.settlement_value") if legacy_cents else price(raw, f"{where}.settlement_value")
+        what = f"{where}.settlement_value_dollars"
+        value = price(b.settlement_value_dollars, what)
+        if raw is not None:  # a transition-era twin: cents if an int, else dollars
+            agree(value, b.settlement_value_dollars, what, raw, f"{where}.settlement_value", cents if int_cents else price)
+    elif raw is not None:
+        value = cents(raw, f"{where}.settlement_value") if legacy and int_cents else price(raw, f"{where}.settlement_value")
     close_ms = b.close_ts_ms if b.close_ts_ms is not None else None if b.close_ts is None else b.close_ts * 1000
+    ts = venue_ms(b.ts_ms, b.ts, f"{where}.ts")
+    if b.event_type not in m.MARKET_TRANSITIONS:
+        return None
     return MarketLifecycle(market=b.market_ticker, kind=b.event_type, result=result,  # type: ignore[arg-type]
-                           settlement_value=value, close_ts_ms=close_ms, venue_ts_ms=b.ts_ms)
+                           settlement_value=value, close_ts_ms=close_ms, venue_ts_ms=ts)
+
+
+def event_lifecycle_event(f: m.EventLifecycle) -> EventLifecycle:
+    """An ``event_lifecycle`` message -> ``EventLifecycle`` (``strike_date`` in Unix ms)."""
+    b = f.msg
+    where = "event_lifecycle.msg"
+    strike = None if b.strike_date is None else ts_ms_of(b.strike_date, f"{where}.strike_date")
+    subtitle = b.subtitle if b.subtitle is not None else b.sub_title or ""
+    return EventLifecycle(event_ticker=b.event_ticker, series_ticker=b.series_ticker, title=b.title,
+                          subtitle=subtitle, collateral_return_type=b.collateral_return_type,
+                          strike_date_ms=strike, strike_period=b.strike_period,
+                          venue_ts_ms=venue_ms(b.ts_ms, b.ts, f"{where}.ts"))
+
+
+def event_lifecycle_frame(e: EventLifecycle, *, sid: int) -> m.EventLifecycle:
+    """The frame of an ``EventLifecycle``, as Kalshi's example writes it (``strike_date`` in Unix seconds)."""
+    msg = m.EventLifecycleMsg(event_ticker=e.event_ticker, series_ticker=e.series_ticker, title=e.title,
+                              subtitle=e.subtitle, collateral_return_type=e.collateral_return_type,
+                              strike_date=None if e.strike_date_ms is None else e.strike_date_ms // 1000,
+                              strike_period=e.strike_period, ts_ms=e.venue_ts_ms)
+    return m.EventLifecycle(sid=sid, msg=msg)
+
+
+# --- ticker ---------------------------------------------------------------------------------------------
+def check_ticker(f: m.Ticker) -> None:
+    """Every value of a ``ticker`` message must be readable exactly (else a :class:`WireError` naming it),
+    a transition-era legacy twin agreeing; nothing is kept (see :mod:`.codec` for why)."""
+    b = f.msg
+    where = "ticker.msg"
+    for value, name, parse, old, old_name, parse_old in (
+            (b.price_dollars, "price_dollars", price, b.price, "price", cents),
+            (b.yes_bid_dollars, "yes_bid_dollars", price, b.yes_bid, "yes_bid", cents),
+            (b.yes_ask_dollars, "yes_ask_dollars", price, b.yes_ask, "yes_ask", cents),
+            (b.volume_fp, "volume_fp", count, b.volume, "volume", count),
+            (b.open_interest_fp, "open_interest_fp", count, b.open_interest, "open_interest", count),
+            (b.yes_bid_size_fp, "yes_bid_size_fp", count, None, "", count),
+            (b.yes_ask_size_fp, "yes_ask_size_fp", count, None, "", count),
+            (b.last_trade_size_fp, "last_trade_size_fp", count, None, "", count)):
+        if value is not None:
+            pick(value, f"{where}.{name}", parse, False, old, f"{where}.{old_name}", parse_old)
+        elif old is not None:
+            parse_old(old, f"{where}.{old_name}")
+    venue_ms(b.ts_ms, b.ts, f"{where}.ts")
+
+
+def ticker_frame(market: str, *, sid: int, last_price: int | None, yes_bid: int | None, yes_ask: int | None,
+                 yes_bid_size: int, yes_ask_size: int, volume: int, ts_ms: int,
+                 market_id: str | None = None) -> m.Ticker:
+    """A ``ticker`` frame (the local exchange's): prices in 1/10,000 dollar, counts in 1/100 contract;
+    ``ts`` in Unix seconds beside ``ts_ms``, as Kalshi sends it."""
+    msg = m.TickerMsg(market_ticker=market, market_id=market_id, price_dollars=_dollars(last_price),
+                      yes_bid_dollars=_dollars(yes_bid), yes_ask_dollars=_dollars(yes_ask),
+                      yes_bid_size_fp=format_count(yes_bid_size), yes_ask_size_fp=format_count(yes_ask_size),
+                      volume_fp=format_count(volume), ts_ms=ts_ms, ts=ts_ms // 1000)
+    return m.Ticker(sid=sid, msg=msg)
 
 
 def lifecycle_frame(e: MarketLifecycle, *, sid: int) -> m.MarketLifecycleV2:

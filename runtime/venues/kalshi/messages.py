@@ -7,7 +7,12 @@ numbers where the spec says strings) and is turned into exact integers only by t
 may omit is optional here, and the conversion says which ones it needs.
 
 Fields of the legacy format (integer cents ``yes_price`` / ``price`` / ``[[cents, qty]]`` and integer
-counts without ``_fp``) are declared too, and used only when a decoder is built with ``legacy=True``.
+counts without ``_fp``) are declared too: a frame that carries only them is read when a decoder is built
+with ``legacy=True``; a transition-era frame that carries them beside the ``_dollars`` / ``_fp`` ones is
+read always, the fixed-point fields winning and the legacy ones checked against them.
+
+Timestamps: every data message reads ``ts_ms`` (Unix ms) and ``ts`` (:data:`Ts`: Unix seconds, or an
+ISO-8601 string); :mod:`.convert` turns either into the venue time, ``ts_ms`` winning.
 
 Encoding: optional fields left at their default are omitted (``omit_defaults``), so what we send has
 exactly the keys we set; ``use_yes_price`` has no default and is always sent.
@@ -31,11 +36,15 @@ __all__ = [
 Num: TypeAlias = str | int | float  # a decimal that may arrive as a string or a JSON number
 Int: TypeAlias = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]  # any integer the log can hold
 Seconds: TypeAlias = Annotated[int, Meta(ge=-(2**63) // 1000, le=(2**63 - 1) // 1000)]  # still an int64 in ms
+Ts: TypeAlias = Seconds | str  # ``ts``: Unix seconds (trade, ticker) or ISO-8601 with a zone (seen on deltas)
 Pair: TypeAlias = tuple[Num, Num]  # [price, count] of one book level
 YesNo = Literal["yes", "no"]
 BidAsk = Literal["bid", "ask"]
 TimeInForceWire = Literal["good_till_canceled", "immediate_or_cancel", "fill_or_kill"]
-LifecycleEvent = Literal["created", "activated", "deactivated", "close_date_updated", "determined", "settled"]
+LifecycleEvent = Literal["created", "activated", "deactivated", "close_date_updated", "determined", "settled",
+                         "price_level_structure_updated", "metadata_updated"]
+MARKET_TRANSITIONS: frozenset[str] = frozenset(  # the lifecycle events that are a tape MarketLifecycle
+    {"created", "activated", "deactivated", "close_date_updated", "determined", "settled"})
 OrderStatusWire = Literal["resting", "canceled", "executed", "pending"]
 
 
@@ -158,6 +167,7 @@ class OrderbookSnapshotMsg(_Body, kw_only=True):
     yes: list[tuple[Int, Int]] | None = None
     no: list[tuple[Int, Int]] | None = None
     ts_ms: Int | None = None
+    ts: Ts | None = None
 
 
 class OrderbookSnapshot(_Frame, tag="orderbook_snapshot", kw_only=True):
@@ -172,10 +182,11 @@ class OrderbookDeltaMsg(_Body, kw_only=True):
     price_dollars: Num | None = None
     delta_fp: Num | None = None
     side: YesNo
-    client_order_id: str | None = None
+    client_order_id: str | None = None  # only on the frames sent to the owner of the order that caused it
     ts_ms: Int | None = None
     price: Int | None = None  # legacy cents
     delta: Int | None = None  # legacy contracts
+    ts: Ts | None = None
 
 
 class OrderbookDelta(_Frame, tag="orderbook_delta", kw_only=True):
@@ -196,6 +207,8 @@ class TradeMsg(_Body, kw_only=True):
     ts_ms: Int | None = None
     yes_price: Int | None = None  # legacy cents
     count: Int | None = None  # legacy contracts
+    ts: Ts | None = None  # deprecated: Unix seconds
+    no_price: Int | None = None  # legacy cents
 
 
 class Trade(_Frame, tag="trade", kw_only=True):
@@ -226,6 +239,7 @@ class FillMsg(_Body, kw_only=True):
     yes_price: Int | None = None  # legacy cents
     count: Int | None = None  # legacy contracts
     post_position: Int | None = None  # legacy contracts
+    ts: Ts | None = None
 
 
 class Fill(_Frame, tag="fill", kw_only=True):
@@ -255,6 +269,7 @@ class UserOrderMsg(_Body, kw_only=True):
     initial_count: Int | None = None  # legacy contracts
     fill_count: Int | None = None  # legacy contracts
     remaining_count: Int | None = None  # legacy contracts
+    ts: Ts | None = None
 
 
 class UserOrder(_Frame, tag="user_order", kw_only=True):
@@ -275,6 +290,7 @@ class MarketPositionMsg(_Body, kw_only=True):
     fees_paid_dollars: Num | None = None
     ts_ms: Int | None = None
     position: Int | None = None  # legacy contracts
+    ts: Ts | None = None
 
 
 class MarketPosition(_Frame, tag="market_position", kw_only=True):
@@ -284,7 +300,8 @@ class MarketPosition(_Frame, tag="market_position", kw_only=True):
 
 class MarketLifecycleMsg(_Body, kw_only=True):
     """``close_ts`` is Unix seconds (Kalshi's lifecycle timestamps are); ``close_ts_ms`` wins if both
-    are present. ``settlement_value`` is dollars (legacy: integer cents)."""
+    are present. ``settlement_value`` is dollars (legacy: integer cents). ``price_level_structure_updated``
+    and ``metadata_updated`` (Kalshi's AsyncAPI spec) change no market state the runtime tracks."""
 
     market_ticker: str
     event_type: LifecycleEvent
@@ -294,11 +311,69 @@ class MarketLifecycleMsg(_Body, kw_only=True):
     close_ts: Seconds | None = None
     close_ts_ms: Int | None = None
     ts_ms: Int | None = None
+    ts: Ts | None = None
 
 
 class MarketLifecycleV2(_Frame, tag="market_lifecycle_v2", kw_only=True):
     sid: Int
+    seq: Int | None = None
     msg: MarketLifecycleMsg
+
+
+class EventLifecycleMsg(_Body, kw_only=True):
+    """A Kalshi *event* (a group of markets) was created; it arrives on the ``market_lifecycle_v2`` channel.
+    The spec names the subtitle ``subtitle``, Kalshi's example ``sub_title``: either is read.
+    ``strike_date`` is Unix seconds in Kalshi's example and an ISO-8601 string in its REST Event."""
+
+    event_ticker: str
+    series_ticker: str = ""
+    title: str = ""
+    subtitle: str | None = None
+    sub_title: str | None = None
+    collateral_return_type: str = ""
+    strike_date: Ts | None = None
+    strike_period: str | None = None
+    ts_ms: Int | None = None
+    ts: Ts | None = None
+
+
+class EventLifecycle(_Frame, tag="event_lifecycle", kw_only=True):
+    sid: Int
+    seq: Int | None = None
+    msg: EventLifecycleMsg
+
+
+class TickerMsg(_Body, kw_only=True):
+    """One market's top of book, last price, volume and open interest (``ticker`` channel). The legacy
+    integer fields (cents, contracts) are the transition-era twins of the ``_dollars`` / ``_fp`` ones."""
+
+    market_ticker: str
+    market_id: str | None = None
+    price_dollars: Num | None = None
+    yes_bid_dollars: Num | None = None
+    yes_ask_dollars: Num | None = None
+    yes_bid_size_fp: Num | None = None
+    yes_ask_size_fp: Num | None = None
+    last_trade_size_fp: Num | None = None
+    volume_fp: Num | None = None
+    open_interest_fp: Num | None = None
+    dollar_volume: Int | None = None
+    dollar_open_interest: Int | None = None
+    ts_ms: Int | None = None
+    ts: Ts | None = None
+    price: Int | None = None  # legacy cents
+    yes_bid: Int | None = None  # legacy cents
+    yes_ask: Int | None = None  # legacy cents
+    volume: Int | None = None  # legacy contracts
+    open_interest: Int | None = None  # legacy contracts
+
+
+class Ticker(_Frame, tag="ticker", kw_only=True):
+    """No ``seq`` (kalshi-protocol.md); read if it comes."""
+
+    sid: Int
+    seq: Int | None = None
+    msg: TickerMsg
 
 
 WsMessage: TypeAlias = Union[  # noqa: UP007 - msgspec needs a runtime Union of the tagged Structs
@@ -309,6 +384,8 @@ WsMessage: TypeAlias = Union[  # noqa: UP007 - msgspec needs a runtime Union of 
     UserOrder,
     MarketPosition,
     MarketLifecycleV2,
+    EventLifecycle,
+    Ticker,
     Subscribed,
     Ok,
     Unsubscribed,
