@@ -11,7 +11,8 @@ Resources are RLlib's: ``num_env_runners`` sampling actors (0 samples in the dri
 learner actors (0: the learner runs in the driver) and ``num_gpus_per_learner`` (a fraction shares one
 GPU; with ``num_learners=0`` and a GPU the driver's learner uses it). Nothing requires a GPU.
 
-:func:`train` runs ``iterations`` PPO iterations, reports each one, and saves a model directory
+:func:`train` runs ``iterations`` PPO iterations, reports each one (:func:`iteration_line`: an iteration in which no
+episode ended has no return, shown as ``-``, and ``null`` in the report's JSON, never ``nan``), and saves a model directory
 (:mod:`policies.registry`): the RLlib checkpoint to resume from, and ``model.json`` with the training
 config, the data description (sources, sessions, tapes, a digest of their events) and the version hash
 of the learned weights. With the same seed and data on CPU, two runs give the same weights
@@ -20,8 +21,9 @@ of the learned weights. With the same seed and data on CPU, two runs give the sa
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +34,8 @@ from runtime.events import Role
 from .base import ROLES
 from .data import Tape
 
-__all__ = ["TrainConfig", "TrainReport", "ppo_config", "seed_everything", "train"]
+__all__ = ["TrainConfig", "TrainReport", "episode_return", "format_return", "iteration_line", "ppo_config",
+           "seed_everything", "train"]
 
 EnvKind = Literal["roles", "single"]
 
@@ -126,11 +129,43 @@ class TrainReport(msgspec.Struct, kw_only=True):
     iterations: int
     env_steps: int
     seconds: float
-    returns: list[float]
+    returns: list[float | None]
     """mean episode return per iteration, in reward units (dollars x reward_scale; roles: the mean over the roles,
-    which share each trade's outcome)"""
+    which share each trade's outcome); None for an iteration in which no episode ended (JSON ``null``)"""
     device: str
     """where the learner's weights lived at the end (``cpu``, ``cuda:0``)"""
+
+
+def _metric(value: Any) -> float | None:
+    """A mean RLlib reports, or None where there is none: absent, or NaN (no episode ended to average)."""
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def episode_return(runners: Mapping[str, Any], env: EnvKind) -> tuple[float | None, dict[str, float | None]]:
+    """An iteration's mean episode return and each module's, from RLlib's ``env_runners`` results; None where no
+    episode ended. Roles: the mean over the roles that have one (they share each trade's outcome: a role's return
+    is the episode's PnL, and the sum over the roles is not)."""
+    per = {str(k): _metric(v) for k, v in (runners.get("module_episode_returns_mean") or {}).items()}
+    known = [v for v in per.values() if v is not None]
+    if env == "roles" and known:
+        return sum(known) / len(known), per
+    return _metric(runners.get("episode_return_mean")), per
+
+
+def format_return(value: float | None, spec: str = "+.3f") -> str:
+    """A return as the progress shows it: ``-`` where there is none (no episode ended), never ``nan``."""
+    return "-" if value is None or math.isnan(value) else format(value, spec)
+
+
+def iteration_line(i: int, iterations: int, steps: int, ret: float | None, per: Mapping[str, float | None],
+                   seconds: float) -> str:
+    """One iteration's progress line (per-role returns for the roles among ``per``)."""
+    roles = " ".join(f"{k}={format_return(v, '+.2f')}" for k, v in sorted(per.items()) if k in ROLES)
+    return (f"iteration {i}/{iterations}: {steps:,} env steps, episode return {format_return(ret)}"
+            f"{' (' + roles + ')' if roles else ''}, {seconds:.0f} s")
 
 
 def _env_class(kind: EnvKind) -> Any:
@@ -164,21 +199,16 @@ def train(config: TrainConfig, out: str | Path, *, tapes: Sequence[Tape] | None 
                       minibatch=config.minibatch, epochs=config.epochs, lr=config.lr, gamma=config.gamma,
                       hidden=config.hidden, envs_per_runner=config.envs_per_runner).build_algo()
     started = time.perf_counter()
-    returns: list[float] = []
+    returns: list[float | None] = []
     steps = 0
     try:
         for i in range(1, config.iterations + 1):
             result = algo.train()
             runners = result.get("env_runners", {})
             steps = int(runners.get("num_env_steps_sampled_lifetime", steps))
-            per = runners.get("module_episode_returns_mean") or {}
-            # roles share each trade's outcome: a role's return is the episode's PnL, the sum over roles is not
-            ret = (sum(float(v) for v in per.values()) / len(per) if config.env == "roles" and per
-                   else float(runners.get("episode_return_mean", float("nan"))))
+            ret, per = episode_return(runners, config.env)
             returns.append(ret)
-            roles = " ".join(f"{k}={float(v):+.2f}" for k, v in sorted(per.items()) if k in ROLES)
-            say(f"iteration {i}/{config.iterations}: {steps:,} env steps, episode return {ret:+.3f}"
-                f"{' (' + roles + ')' if roles else ''}, {time.perf_counter() - started:.0f} s")
+            say(iteration_line(i, config.iterations, steps, ret, per, time.perf_counter() - started))
         device = _learner_device(algo)
         saved = save_model(algo, Path(out), config, tapes)
     finally:

@@ -183,7 +183,7 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 
 async def run_train(args: argparse.Namespace, settings: Settings) -> int:
-    from policies.train import TrainConfig, train
+    from policies.train import TrainConfig, format_return, train
 
     from . import UsageError, new_directory
 
@@ -218,7 +218,7 @@ async def run_train(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     print(f"trained {report.version} in {time.perf_counter() - started:.0f} s: {report.iterations} iterations, "
           f"{report.env_steps:,} env steps, learner on {report.device}; episode return "
-          f"{report.returns[0]:+.3f} -> {report.returns[-1]:+.3f}")
+          f"{format_return(report.returns[0])} -> {format_return(report.returns[-1])}")
     print(f"saved {args.out}/{report.version} (latest)\nthen:\n  tape eval --data HELD_OUT --policies "
           f"rule,random,{args.out}\n  tape paper --policies {args.out}")
     return 0
