@@ -32,6 +32,7 @@ from runtime.topology import Routes, SessionSpec, session_inputs, topology
 
 from .base import ROLES, Policy
 from .data import Tape
+from .registry import PROVIDER
 
 __all__ = ["DECIDE", "AgentSeat", "Episode"]
 
@@ -58,7 +59,7 @@ class Episode:
         self.tape = tape
         self.spec = SessionSpec(markets=(tape.market,), starting_cash=cash, latency_ms=latency_ms, seed=seed,
                                 prefix=prefix)
-        self.nodes = topology(self.spec)
+        self.nodes = topology(self.spec, PROVIDER)
         self.machines = [node.build() for node in self.nodes]
         self.routes = Routes(self.nodes)
         names = [node.name for node in self.nodes]

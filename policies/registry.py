@@ -30,6 +30,9 @@ deterministic), or a path: a version directory, or a registry directory (its ``l
 loader (:func:`loader`) loads it when the event is folded, live and in replay alike, so a replay uses the
 same model from the same seq on: from ``source``, or, if the model has moved since, from where :data:`MODELS_ENV`
 (``tape replay --models DIR``) says it is now, found by its version and checked by its hash (:func:`locate`).
+
+**Into the runtime**: :data:`PROVIDER` is what the kernel's topology is given (it never imports this package):
+:func:`load_policies` for a session's named policies, :func:`loader` for its ``ModelLoaded`` events.
 """
 
 from __future__ import annotations
@@ -49,12 +52,14 @@ import msgspec
 import numpy as np
 
 from runtime.events import ModelLoaded, Role
+from runtime.topology import PolicyProvider
 
 from .base import OBSERVATION_NAMES, ROLES, Policy
 from .data import Tape
 from .roles import ROLE_ACTIONS, decision, random_policies
 
-__all__ = ["MODELS_ENV", "MODEL_FILE", "Model", "ModelError", "ModelPolicy", "ModelSource", "base_policy", "is_named", "load_model",
+__all__ = ["MODELS_ENV", "MODEL_FILE", "PROVIDER", "Model", "ModelError", "ModelPolicy", "ModelSource", "base_policy", "is_named",
+           "load_model",
            "load_policies", "loader", "locate", "model_events", "resolve", "save_model"]
 
 MODEL_FILE = "model.json"
@@ -350,6 +355,10 @@ def locate(event: ModelLoaded) -> Path:
     raise ModelError(f"model {event.model_id} (hash {event.version_hash[:12]}, the {event.role} role) is neither at "
                      f"{event.source or '(no path recorded)'}, where the session loaded it, nor under {MODELS_ENV} "
                      f"({where})")
+
+
+PROVIDER = PolicyProvider(named=load_policies, load=loader, env_vars=(MODELS_ENV,))
+"""the policies a session's topology is built with (:func:`runtime.topology.topology`)"""
 
 
 # --- inference -------------------------------------------------------------------------------------------

@@ -84,7 +84,9 @@ async def _bench(root: Path, markets: int, duration_s: float, seed: int, config:
                  repeat: int) -> BenchResult:
     spec, inputs = paper_inputs(seed, markets, duration_s, config)
     log = await create_log(root, SessionMeta(session_id="bench", mode="paper", seed=seed), LogSettings(sync="none"))
-    sequencer = Sequencer(log, InProcessRunner(topology(spec)))
+    from policies.registry import PROVIDER  # (replay_rate is an entry point: it composes the session's policies)
+
+    sequencer = Sequencer(log, InProcessRunner(topology(spec, PROVIDER)))
     try:
         await sequencer.submit(inputs[:2])  # the session inputs: one batch of their own
         for start in range(2, len(inputs), batch):
@@ -95,7 +97,7 @@ async def _bench(root: Path, markets: int, duration_s: float, seed: int, config:
     best = None
     for _ in range(max(1, repeat)):
         async with await open_log(root / "bench") as replayed:
-            report = await verify(replayed)
+            report = await verify(replayed, policies=PROVIDER)
         assert report.ok, f"the benchmark session does not replay: {report.divergence}"
         if best is None or report.seconds < best.seconds:
             best = report

@@ -1,7 +1,8 @@
 """Replay a session's log through its topology, in-process, and check every derived event (DESIGN §2.3).
 
 :func:`verify` rebuilds the session's :class:`~runtime.topology.SessionSpec` from its first two records,
-builds the topology's machines in this process (no Ray), and walks the log once, in seq order, exactly as
+builds the topology's machines in this process (no Ray; the orchestrator's policies from the
+:class:`~runtime.topology.PolicyProvider` the caller passes: ``policies.registry.PROVIDER``), and walks the log once, in seq order, exactly as
 the sequencer's rounds wrote it (:mod:`runtime.sequencer`):
 
 * every record is handled by the machines it routes to, and what they derive is collected in round order;
@@ -50,7 +51,7 @@ from actors.machine import StateMachine
 from runtime.events import Event, Record
 from runtime.log import EventLog, LogError, open_log
 from runtime.sequencer import Checkpoint, InProcessRunner
-from runtime.topology import Node, Routes, SessionSpec, snapshot_bytes, spec_from_log, topology
+from runtime.topology import Node, PolicyProvider, Routes, SessionSpec, snapshot_bytes, spec_from_log, topology
 
 __all__ = ["Divergence", "VerifyReport", "rebuild", "verify"]
 
@@ -111,21 +112,22 @@ async def _spec(log: EventLog) -> SessionSpec:
     return spec_from_log(head)
 
 
-async def verify(log: EventLog, progress: Callable[[int], None] | None = None, *, jobs: int = 1,
-                 on_ray: bool = False) -> VerifyReport:
-    """Replay ``log`` through its topology and compare every derived record (module docstring); with ``jobs > 1``
+async def verify(log: EventLog, progress: Callable[[int], None] | None = None, *, policies: PolicyProvider,
+                 jobs: int = 1, on_ray: bool = False) -> VerifyReport:
+    """Replay ``log`` through its topology, the orchestrator's policies from ``policies``, and compare every derived
+    record (module docstring); with ``jobs > 1``
     and checkpoints in the log, in segments on ``jobs`` processes, or (``on_ray``) as Ray tasks on the cluster this
     process is connected to, ``jobs`` of them at a time."""
     spec = await _spec(log)
     started = time.perf_counter()
     bounds = _segments(await log.checkpoints(), log.last_seq, jobs) if jobs > 1 else [(0, None)]
     if len(bounds) == 1:
-        runner = InProcessRunner(topology(spec))
+        runner = InProcessRunner(topology(spec, policies))
         part = await _walk(log, runner.nodes, runner.machines, 1, None, progress)
     elif on_ray:
-        part = await _on_ray(log, bounds, jobs, progress)
+        part = await _on_ray(log, bounds, jobs, policies, progress)
     else:
-        part = await _parallel(log, bounds, jobs, progress)
+        part = await _parallel(log, bounds, jobs, policies, progress)
     report = VerifyReport(location=log.location, spec=spec, records=part.last, inputs=part.inputs,
                           divergence=part.divergence, segments=len(bounds), jobs=min(jobs, len(bounds)),
                           seconds=time.perf_counter() - started)
@@ -191,7 +193,7 @@ async def _share(bounds: list[tuple[int, int | None]], workers: Sequence[Segment
     return total
 
 
-async def _parallel(log: EventLog, bounds: list[tuple[int, int | None]], jobs: int,
+async def _parallel(log: EventLog, bounds: list[tuple[int, int | None]], jobs: int, policies: PolicyProvider,
                     progress: Callable[[int], None] | None) -> _Part:
     """The segments on ``jobs`` workers (module docstring): ``jobs - 1`` processes and this process (a thread of it,
     from the first segment, which needs no restore, while the others start)."""
@@ -201,33 +203,32 @@ async def _parallel(log: EventLog, bounds: list[tuple[int, int | None]], jobs: i
     with ProcessPoolExecutor(max_workers=processes, mp_context=_context()) as pool:
 
         async def in_pool(start: int, end: int | None) -> _Part:
-            return await loop.run_in_executor(pool, _segment_in_process, target, session, start, end)
+            return await loop.run_in_executor(pool, _segment_in_process, target, session, start, end, policies)
 
         async def here(start: int, end: int | None) -> _Part:
-            return await asyncio.to_thread(_segment_in_process, target, session, start, end)
+            return await asyncio.to_thread(_segment_in_process, target, session, start, end, policies)
 
         # the processes first: a forking pool starts them all at its first task, before this process's thread
         return await _share(bounds, [*([in_pool] * processes), here], progress)
 
 
-async def _on_ray(log: EventLog, bounds: list[tuple[int, int | None]], jobs: int,
+async def _on_ray(log: EventLog, bounds: list[tuple[int, int | None]], jobs: int, policies: PolicyProvider,
                   progress: Callable[[int], None] | None) -> _Part:
     """The segments as Ray tasks (one CPU each), at most ``jobs`` running at once: on a cluster, replay runs at the
     speed of all its cores. Each task reads its segment from the log itself: a PostgreSQL log, or a run directory on
-    a filesystem every node sees."""
+    a filesystem every node sees. The environment the policies read (``policies.env_vars``: where the models are,
+    ``--models``) is forwarded to the workers, so they look there too."""
     import ray
     from ray.exceptions import RayTaskError
 
-    from policies.registry import MODELS_ENV
-
-    models = os.environ.get(MODELS_ENV)  # where the models are (--models): the workers look there too
+    env = {name: os.environ[name] for name in policies.env_vars if os.environ.get(name)}
     task = ray.remote(num_cpus=1, max_retries=0)(_segment_on_node).options(
-        **({"runtime_env": {"env_vars": {MODELS_ENV: models}}} if models else {}))
+        **({"runtime_env": {"env_vars": env}} if env else {}))
     target, session = log.target
 
     async def on_ray(start: int, end: int | None) -> _Part:
         try:
-            return await task.remote(target, session, start, end)
+            return await task.remote(target, session, start, end, policies)
         except RayTaskError as exc:  # the task's own error (a log it cannot read, a model it cannot load)
             raise (exc.cause if isinstance(exc.cause, LogError | ValueError) else exc) from None
 
@@ -251,10 +252,11 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _segment_on_node(target: str, session: str | None, start: int, end: int | None) -> _Part:
+def _segment_on_node(target: str, session: str | None, start: int, end: int | None,
+                     policies: PolicyProvider) -> _Part:
     """A Ray task's segment: a log this node cannot open says so, naming the node."""
     try:
-        return _segment_in_process(target, session, start, end)
+        return _segment_in_process(target, session, start, end, policies)
     except LogError as exc:
         import ray
 
@@ -264,18 +266,19 @@ def _segment_on_node(target: str, session: str | None, start: int, end: int | No
                        ) from None
 
 
-def _segment_in_process(target: str, session: str | None, start: int, end: int | None) -> _Part:
+def _segment_in_process(target: str, session: str | None, start: int, end: int | None,
+                        policies: PolicyProvider) -> _Part:
     try:
-        return asyncio.run(_segment(target, session, start, end))
+        return asyncio.run(_segment(target, session, start, end, policies))
     except LogError as exc:  # (some LogErrors take other arguments than their message: they would not unpickle)
         raise LogError(str(exc)) from None
 
 
-async def _segment(target: str, session: str | None, start: int, end: int | None) -> _Part:
+async def _segment(target: str, session: str | None, start: int, end: int | None, policies: PolicyProvider) -> _Part:
     """Replay seqs ``start + 1 .. end`` from the machines of the checkpoint at ``start`` (fresh ones at 0) and check
     that they end in the checkpoint at ``end`` (None: the log's end)."""
     async with await open_log(target, session=session) as log:
-        nodes = topology(await _spec(log))
+        nodes = topology(await _spec(log), policies)
         if start:
             machines = _restore(nodes, await _checkpoint(log, start))
             if isinstance(machines, Divergence):
@@ -440,11 +443,12 @@ def _after(want: Event, r: Record, expected: list[Event], pos: int, runs: _Runs)
     return following[0] if following else None
 
 
-async def rebuild(log: EventLog, last: int | None = None,
-                  progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Fold the log (through seq ``last``, or all of it) without checking; every node's final snapshot."""
+async def rebuild(log: EventLog, last: int | None = None, progress: Callable[[int], None] | None = None, *,
+                  policies: PolicyProvider) -> dict[str, Any]:
+    """Fold the log (through seq ``last``, or all of it) without checking, the orchestrator's policies from
+    ``policies``; every node's final snapshot."""
     spec = await _spec(log)
-    runner = InProcessRunner(topology(spec))
+    runner = InProcessRunner(topology(spec, policies))
     done = 0
     async for batch in log.read(1, last):
         runner.feed(batch, [])

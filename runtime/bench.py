@@ -14,6 +14,9 @@
 * ``replay_eps`` — ``tape replay verify`` on the 300-market session just written: records per second, its
   segments (between the checkpoints the sequencer stored) replayed on every core (``replay_jobs``
   processes); ``replay_eps_serial`` the same on one process.
+
+The orchestrator's policies come from the ``policies`` every function takes (the kernel imports no policies:
+``tape bench runtime`` passes ``policies.registry.PROVIDER``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from replay.bench import TIGHT
 from .ids import new_session_id
 from .log import SessionMeta, create_log
 from .sequencer import InProcessRunner, Sequencer
-from .topology import SessionSpec, session_inputs, topology
+from .topology import PolicyProvider, SessionSpec, session_inputs, topology
 from .venues.sim.session import EPOCH_NS, SynthSession
 
 __all__ = ["measure_latency", "measure_replay", "measure_throughput", "run_runtime_bench"]
@@ -64,8 +67,8 @@ def _market_inputs(markets: int, events: int, seed: int = 1) -> tuple[tuple[str,
         duration *= 4
 
 
-async def measure_throughput(markets: int, events: int, *, batch: int = 1_000, runner: str = "ray",
-                             root: Path | None = None) -> dict[str, float]:
+async def measure_throughput(markets: int, events: int, *, policies: PolicyProvider, batch: int = 1_000,
+                             runner: str = "ray", root: Path | None = None) -> dict[str, float]:
     """Records per second through the sequencer and every node (see the module docstring)."""
     tickers, inputs = _market_inputs(markets, events)
     spec = SessionSpec(markets=tickers, starting_cash=CASH, seed=1)
@@ -77,9 +80,9 @@ async def measure_throughput(markets: int, events: int, *, batch: int = 1_000, r
         _ray()
         from actors.shell import RayRunner
 
-        hosts = RayRunner(topology(spec), log)
+        hosts = RayRunner(topology(spec, policies), log)
     else:
-        hosts = InProcessRunner(topology(spec))
+        hosts = InProcessRunner(topology(spec, policies))
     try:
         async with log:
             sequencer = Sequencer(log, hosts)
@@ -96,10 +99,11 @@ async def measure_throughput(markets: int, events: int, *, batch: int = 1_000, r
         if root is None:
             shutil.rmtree(scratch, ignore_errors=True)
     return {"eps": records / max(seconds, 1e-9), "records": records, "inputs": len(inputs) - batch,
-            "seconds": seconds, "nodes": len(topology(spec))}
+            "seconds": seconds, "nodes": len(hosts.nodes)}
 
 
-async def measure_replay(markets: int, events: int, *, batch: int = 1_000, jobs: int | None = None) -> dict[str, float]:
+async def measure_replay(markets: int, events: int, *, policies: PolicyProvider, batch: int = 1_000,
+                         jobs: int | None = None) -> dict[str, float]:
     """``tape replay verify``'s records per second on a session written in-process (same machines): in parallel on
     ``jobs`` processes (default: every core) over the session's checkpoints, and serially. Each replay is the command
     itself, in a fresh process, as a user runs it (this one may hold Ray's threads, which change how the segment
@@ -107,7 +111,7 @@ async def measure_replay(markets: int, events: int, *, batch: int = 1_000, jobs:
     scratch = Path(tempfile.mkdtemp(prefix="tape-bench-replay-"))
     jobs = jobs or os.cpu_count() or 1
     try:
-        await measure_throughput(markets, events, batch=batch, runner="inprocess", root=scratch)
+        await measure_throughput(markets, events, policies=policies, batch=batch, runner="inprocess", root=scratch)
         (run,) = [p for p in scratch.iterdir() if p.is_dir()]
         out: dict[str, float] = {}
         for name, n in (("serial", 1), ("parallel", jobs)):
@@ -134,8 +138,8 @@ async def _replay_command(run: Path, jobs: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-async def measure_latency(markets: int = 10, seconds: float = 15.0, *, speed: float = 50.0, runner: str = "ray",
-                          policy: str = "random:3") -> dict[str, float]:
+async def measure_latency(markets: int = 10, seconds: float = 15.0, *, policies: PolicyProvider, speed: float = 50.0,
+                          runner: str = "ray", policy: str = "random:3") -> dict[str, float]:
     """Tick-to-order latency in a real paper session, on Ray or in-process (see the module docstring). The seeded
     ``random`` baselines place an order on most decisions, so the figure has tens of samples a run (the ``rule``
     baselines place a few per run); the path from a book update to its intent is the same code either way."""
@@ -155,7 +159,8 @@ async def measure_latency(markets: int = 10, seconds: float = 15.0, *, speed: fl
                        created_ns=time.time_ns())
     try:
         log = await create_log(scratch, meta, _SETTINGS)
-        hosts = RayRunner(topology(spec), log) if runner == "ray" else InProcessRunner(topology(spec))
+        nodes = topology(spec, policies)
+        hosts = RayRunner(nodes, log) if runner == "ray" else InProcessRunner(nodes)
         if isinstance(hosts, RayRunner):
             await hosts.ready()  # the actors are up before the first market data arrives
         async with ExchangeServer(exchange, speed=speed) as server, log, \
@@ -206,15 +211,15 @@ class _DecisionWatch:
         return DecisionWatch(spec)
 
 
-async def run_runtime_bench(*, events: int = 100_000, latency_s: float = 15.0, batch: int = 1_000,
-                            say: Callable[[str], None] = lambda _: None) -> dict[str, object]:
-    """Every figure of ``tape bench runtime``."""
+async def run_runtime_bench(*, policies: PolicyProvider, events: int = 100_000, latency_s: float = 15.0,
+                            batch: int = 1_000, say: Callable[[str], None] = lambda _: None) -> dict[str, object]:
+    """Every figure of ``tape bench runtime``, the orchestrator's policies from ``policies``."""
     result: dict[str, object] = {"events": events, "batch": batch}
     nan = float("nan")
     for kind, suffix in (("ray", ""), ("inprocess", "_inprocess")):
         say(f"tick-to-order latency: a {latency_s:g} s paper session, 10 markets, machines "
             f"{'on Ray actors' if kind == 'ray' else 'in process'} …")
-        lat = await measure_latency(10, latency_s, runner=kind)
+        lat = await measure_latency(10, latency_s, policies=policies, runner=kind)
         result.update({f"latency{suffix}_p50_ms": round(lat.get("order_p50", nan), 2),
                        f"latency{suffix}_p99_ms": round(lat.get("order_p99", nan), 2),
                        f"latency{suffix}_samples": lat["order_samples"],
@@ -223,7 +228,7 @@ async def run_runtime_bench(*, events: int = 100_000, latency_s: float = 15.0, b
                        f"decision_latency{suffix}_samples": lat["decision_samples"]})
     for markets in (10, 300):
         say(f"throughput: {events:,} market events over {markets} markets through the runtime on Ray …")
-        figures = await measure_throughput(markets, events, batch=batch)
+        figures = await measure_throughput(markets, events, policies=policies, batch=batch)
         result[f"throughput_eps_{markets}"] = round(figures["eps"])
         result[f"nodes_{markets}"] = figures["nodes"]
     with contextlib.suppress(Exception):  # replay needs no Ray: its processes would share the cores with it
@@ -231,7 +236,7 @@ async def run_runtime_bench(*, events: int = 100_000, latency_s: float = 15.0, b
 
         ray.shutdown()
     say(f"replay: tape replay verify on {events:,} events over 300 markets, serially and on every core …")
-    replay = await measure_replay(300, events, batch=batch)
+    replay = await measure_replay(300, events, policies=policies, batch=batch)
     result["replay_eps"] = round(replay["eps"])
     result["replay_eps_serial"] = round(replay["serial_eps"])
     result["replay_jobs"] = replay["parallel_jobs"]

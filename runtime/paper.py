@@ -26,7 +26,9 @@ sequencer (:mod:`runtime.sequencer`) with inputs from the edge and watches what 
   the mid, its maximum drawdown, and the **input-to-order latency** of every order intent: from the wall time the
   input whose handling caused the decision was received at the edge (a venue message, or a ``decide`` timer
   tick) to the intent being durable in the log, counted per kind of cause (``Summary.latency_causes``).
-* **Models**: with ``models`` (a :class:`~policies.registry.ModelSource`), the version it names is logged as
+* **Policies** come from ``policies`` (a :class:`~runtime.topology.PolicyProvider`: the kernel imports no
+  policies), which builds the default in-process runner's orchestrator; a ``runner`` passed in was built with them.
+* **Models**: with ``models`` (a :class:`ModelFeed`, e.g. ``policies.registry.ModelSource``), the version it names is logged as
   ``ModelLoaded`` inputs right after the session's first batch, before any market data; every
   ``reload_every_s`` it is asked again, and a newer version (``tape train --out`` into the same registry
   directory) is logged the same way: the orchestrator loads it when it folds the event (hot reload), and a
@@ -41,14 +43,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import msgspec
 
 from actors.book import OrderBook
 from actors.cash import CashPool
 from actors.fees import KalshiFees
-from actors.orchestrator import HALT
 from actors.positions import Positions
 from actors.router import Router
 
@@ -75,17 +76,22 @@ from .events import (
 from .log import EventLog
 from .logger import get_logger
 from .sequencer import InProcessRunner, Runner, Sequencer, SequencerStopped
-from .topology import ROUTER_TYPES, SessionSpec, session_inputs, topology
+from .topology import ROUTER_TYPES, PolicyProvider, SessionSpec, session_inputs, topology
 from .venues.kalshi.codec import clip
 from .venues.kalshi.gateway import OrderGateway
 from .venues.kalshi.http import KalshiError, KalshiRest
 
-if TYPE_CHECKING:
-    from policies.registry import ModelSource
-
-__all__ = ["PaperSession", "Summary", "Watch", "session_mode"]
+__all__ = ["ModelFeed", "PaperSession", "Summary", "Watch", "session_mode"]
 
 DECIDE = "decide"
+
+
+class ModelFeed(Protocol):
+    """A model a session follows (module docstring)."""
+
+    def poll(self) -> list[ModelLoaded]:
+        """The ``ModelLoaded`` events of a version not returned before (none: nothing new); called in a thread."""
+        ...
 
 
 class Summary(msgspec.Struct, kw_only=True):
@@ -219,15 +225,15 @@ class PaperSession:
     """One session on ``log`` (see the module docstring). ``feed`` is an async iterable of batches of
     ``(received_ns, Event)`` (a :class:`KalshiFeed` already entered; trading on the venue, one subscribed to
     the private channels too, with ``rest=`` for its reconciliation); ``runner`` hosts the machines
-    (default: in this process); ``rest`` is the venue's REST client, required when
+    (default: in this process, the orchestrator's policies from ``policies``); ``rest`` is the venue's REST client, required when
     ``spec.execution == "venue"`` (the order gateway sends with it); ``watch`` replaces the default
     :class:`Watch` (a subclass that measures more)."""
 
     def __init__(self, log: EventLog, spec: SessionSpec, feed, *, session_id: str, venue: str = "sim",
                  runner: Runner | None = None, decide_every_s: float = 1.0, config_hash: str = "",
                  code_version: str = "", drain_s: float = 5.0, rest: KalshiRest | None = None,
-                 reconcile_margin_s: int = 60, watch: Watch | None = None, models: ModelSource | None = None,
-                 reload_every_s: float = 2.0) -> None:
+                 reconcile_margin_s: int = 60, watch: Watch | None = None, models: ModelFeed | None = None,
+                 reload_every_s: float = 2.0, policies: PolicyProvider | None = None) -> None:
         if spec.execution == "venue" and rest is None:
             raise ValueError("a session that sends its orders to the venue (execution='venue') needs rest=KalshiRest")
         self.log, self.spec, self.feed = log, spec, feed
@@ -236,7 +242,9 @@ class PaperSession:
         self.watch = watch or Watch(spec)
         self.models = models
         self.reload_every_s = reload_every_s
-        self.runner = runner or InProcessRunner(topology(spec))
+        if runner is None and policies is None:
+            raise ValueError("a session needs its runner, or the policies to build one in this process (policies=)")
+        self.runner = runner or InProcessRunner(topology(spec, policies))  # type: ignore[arg-type]
         self.sequencer = Sequencer(log, self.runner, on_durable=self._durable)
         self.gateway: OrderGateway | None = None
         self.decide_every_s = decide_every_s
@@ -352,6 +360,8 @@ class PaperSession:
     async def _drain(self) -> None:
         """Halt, then go on feeding what arrives (on paper, timers too, so the matcher's latency elapses) until no
         cash is reserved — every cancel has landed — and no venue call is in flight, or ``drain_s`` has passed."""
+        from actors.orchestrator import HALT  # (not at the top: importing the orchestrator loads policies.base)
+
         await self._submit([(time.time_ns(), OperatorCommand(command=HALT))])
         deadline = time.perf_counter() + self.drain_s
         while self._draining() and time.perf_counter() < deadline:

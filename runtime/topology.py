@@ -34,14 +34,21 @@ so", it is logged in seq order like every input; only the orchestrator receives 
 it acts on ``halt`` alone, so the spec changes no state.
 :func:`spec_from_log` reads both back at replay time; a field added to the spec later (``books_per_node``,
 ``execution``) is absent from older logs and takes its default, which is what those sessions ran.
+
+**The policies are injected.** The kernel never imports :mod:`policies` (it imports the kernel: the training
+environments fold this very topology). What the orchestrator needs from there — the policies a spec names and the
+loader that turns a ``ModelLoaded`` into a policy — comes in as a :class:`PolicyProvider`, passed by whoever
+composes a session: the command line, the replay, the training environments pass
+``policies.registry.PROVIDER``. It is part of the orchestrator node's ``build`` and ``restore``, so it crosses to
+Ray actors and replay processes with them: its functions are module-level, pickled by reference.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -51,7 +58,6 @@ from actors.cash import CashPool, CashSnapshot
 from actors.fees import KalshiFees
 from actors.machine import StateMachine
 from actors.matcher import MatcherSnapshot, PaperMatcher
-from actors.orchestrator import Orchestrator, OrchestratorSnapshot
 from actors.positions import Positions, PositionsSnapshot
 from actors.router import Router, RouterSnapshot
 from actors.shard import BookShard, BookShardSnapshot
@@ -75,13 +81,17 @@ from runtime.events import (
     OrderStatusReported,
     PublicTrade,
     Record,
+    Role,
     SeqGapDetected,
     SessionMode,
     SessionStarted,
     TimerFired,
 )
 
-__all__ = ["ROUTER_TYPES", "SPEC_COMMAND", "Node", "Routes", "SessionSpec", "SpecMissingError", "session_inputs", "snapshot_bytes",
+if TYPE_CHECKING:
+    from actors.orchestrator import Orchestrator
+
+__all__ = ["ROUTER_TYPES", "SPEC_COMMAND", "Node", "PolicyProvider", "Routes", "SessionSpec", "SpecMissingError", "session_inputs", "snapshot_bytes",
            "spec_from_log", "topology"]
 
 SPEC_COMMAND = "session_spec"
@@ -103,7 +113,7 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     queue_model: Literal["conservative", "proportional"] = "conservative"
     policy: Annotated[str, Meta(pattern=r"^(rule|random(:[0-9]+)?)$")] = "rule"
     """the four policies at the start: ``rule`` = ``policies.rules.baselines()``, ``random[:SEED]`` = uniform random
-    (deterministic); a trained model enters as ``ModelLoaded`` inputs (``policies.registry``)"""
+    (deterministic), as :attr:`PolicyProvider.named` gives them; a trained model enters as ``ModelLoaded`` inputs"""
     seed: Annotated[int, Meta(ge=0, le=2**63 - 1)] = 0
     prefix: str = "t"
     """client order id prefix of our orders, unique per session"""
@@ -151,6 +161,20 @@ def spec_from_log(records: Sequence[Record]) -> SessionSpec:
         raise SpecMissingError(f"seq 2: the {SPEC_COMMAND!r} command does not hold a valid spec: {exc}") from None
 
 
+@dataclass(frozen=True)
+class PolicyProvider:
+    """What the orchestrator needs from the policies, injected (module docstring): picklable, as a node's ``build``
+    is, so its functions must be module-level ones."""
+
+    named: Callable[[str], Mapping[Role, Any]]
+    """the policy per role that a name (``SessionSpec.policy``) stands for"""
+    load: Callable[[ModelLoaded], Any]
+    """the orchestrator's loader: the policy a ``ModelLoaded`` names"""
+    env_vars: tuple[str, ...] = ()
+    """environment variables ``named`` and ``load`` read (where models are): a replay on Ray forwards them to its
+    workers"""
+
+
 # --- nodes ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Node:
@@ -172,8 +196,9 @@ _MARKET_DATA = (BookSnapshot, BookDelta, PublicTrade, MarketLifecycle, SeqGapDet
 _ORDER_EVENTS = (OrderIntent, OrderAccepted, OrderRejected, OrderCanceled, OrderExpired, OrderFilled, CancelRequested)
 
 
-def topology(spec: SessionSpec) -> tuple[Node, ...]:
-    """The nodes of a session, in their fixed order (see the module docstring)."""
+def topology(spec: SessionSpec, policies: PolicyProvider) -> tuple[Node, ...]:
+    """The nodes of a session, in their fixed order (see the module docstring); the orchestrator's policies from
+    ``policies``."""
     book_types = frozenset({BookSnapshot, BookDelta, BookResynced, SeqGapDetected})
     per = books_per_node(spec)
     if per == 1:
@@ -190,7 +215,7 @@ def topology(spec: SessionSpec) -> tuple[Node, ...]:
                         OrderExpired, MarketLifecycle})),
         _execution(spec),
         Node("fills", Positions, _restore_positions, frozenset({OrderFilled, MarketLifecycle})),
-        Node("orchestrator", partial(_orchestrator, spec), partial(_restore_orchestrator, spec),
+        Node("orchestrator", partial(_orchestrator, spec, policies), partial(_restore_orchestrator, spec, policies),
              frozenset({*_MARKET_DATA, *_ORDER_EVENTS, TimerFired, ModelLoaded, SessionStarted, CashDeposited,
                         OperatorCommand})),
     )
@@ -221,10 +246,13 @@ def _matcher(spec: SessionSpec) -> PaperMatcher:
     return PaperMatcher(_fees(spec).trade_fee, latency_ns=spec.latency_ms * _MS, queue_model=spec.queue_model)
 
 
-def _orchestrator(spec: SessionSpec) -> Orchestrator:
-    from policies.registry import load_policies, loader
+def _orchestrator(spec: SessionSpec, policies: PolicyProvider) -> Orchestrator:
+    # (imported here: the orchestrator folds the policies' data types, so importing it loads policies.base; the
+    # kernel's modules load no policies module until a session's orchestrator is built)
+    from actors.orchestrator import Orchestrator
 
-    return Orchestrator(spec.markets, load_policies(spec.policy), fees=_fees(spec), prefix=spec.prefix, loader=loader)
+    return Orchestrator(spec.markets, policies.named(spec.policy), fees=_fees(spec), prefix=spec.prefix,
+                        loader=policies.load)
 
 
 def books_per_node(spec: SessionSpec) -> int:
@@ -261,11 +289,11 @@ def _restore_positions(data: bytes) -> Positions:
     return Positions.restore(msgspec.msgpack.decode(data, type=PositionsSnapshot))
 
 
-def _restore_orchestrator(spec: SessionSpec, data: bytes) -> Orchestrator:
-    from policies.registry import load_policies, loader
+def _restore_orchestrator(spec: SessionSpec, policies: PolicyProvider, data: bytes) -> Orchestrator:
+    from actors.orchestrator import Orchestrator, OrchestratorSnapshot  # (see _orchestrator)
 
-    return Orchestrator.restore(msgspec.msgpack.decode(data, type=OrchestratorSnapshot), load_policies(spec.policy),
-                                fees=_fees(spec), loader=loader)
+    return Orchestrator.restore(msgspec.msgpack.decode(data, type=OrchestratorSnapshot), policies.named(spec.policy),
+                                fees=_fees(spec), loader=policies.load)
 
 
 def snapshot_bytes(machine: StateMachine) -> bytes:

@@ -316,13 +316,16 @@ def bench_sim(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def bench_runtime(args: argparse.Namespace, settings: Settings) -> int:
+    from policies.registry import PROVIDER
+
     from ..bench import run_runtime_bench
     from . import UsageError
 
     if args.events < 2 * args.batch or args.batch < 1 or not args.latency_seconds > 0:
         raise UsageError("--events must be at least twice --batch (>= 1), and --latency-seconds positive")
     say = Status().line if not args.json else (lambda m: None)
-    result = await run_runtime_bench(events=args.events, latency_s=args.latency_seconds, batch=args.batch, say=say)
+    result = await run_runtime_bench(policies=PROVIDER, events=args.events, latency_s=args.latency_seconds,
+                                     batch=args.batch, say=say)
     return _report(args, f"tape bench runtime: {args.events:,} events per throughput run, batches of {args.batch:,}",
                    result)
 

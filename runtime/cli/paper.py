@@ -153,12 +153,13 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             await log.mark("ended", f"paper {summary.reason}")
         status.clear()
     _print_summary(summary, spec, status.last)
+    from policies.registry import PROVIDER
     from replay.verify import verify
 
     reader = await (open_log(target, session=session_id, settings=settings.log) if is_postgres(target)
                     else open_log(where, settings=settings.log))
     async with reader:
-        report = await verify(reader, jobs=os.cpu_count() or 1)
+        report = await verify(reader, policies=PROVIDER, jobs=os.cpu_count() or 1)
     if report.ok:
         print(f"replay verify: ok — {report.records:,} records, {sum(report.derived.values()):,} derived events "
               f"regenerated identically ({report.rate:,.0f} records/s)")
@@ -191,16 +192,20 @@ def _policies(name: str):
 
 
 async def _runner(kind: str, spec: SessionSpec, log):
+    """The machines' host: Ray actors, or this process; the orchestrator's policies are the registry's."""
+    from policies.registry import PROVIDER
+
+    from ..sequencer import InProcessRunner
     from ..topology import topology
 
     if kind == "inprocess":
-        return None
+        return InProcessRunner(topology(spec, PROVIDER))
     from actors.shell import RayRunner
 
     from .cluster import connect
 
     connect()
-    runner = RayRunner(topology(spec), log)
+    runner = RayRunner(topology(spec, PROVIDER), log)
     await runner.ready()  # every actor up before the feed subscribes: no backlog of stale market data
     return runner
 

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 import msgspec
 
 from config import Settings
-from policies.registry import MODELS_ENV, ModelError
+from policies.registry import MODELS_ENV, PROVIDER, ModelError
 
 from ..topology import SpecMissingError
 from ..units import PRICE_MAX, format_count, format_money, format_price
@@ -96,7 +96,7 @@ async def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
         meta = await log.meta()
         progress = Progress("replay", meta.last_seq)
         try:
-            report = await verify(log, progress, jobs=jobs, on_ray=args.ray)
+            report = await verify(log, progress, policies=PROVIDER, jobs=jobs, on_ray=args.ray)
         except (SpecMissingError, ModelError) as exc:
             _cannot(log.location, meta.mode, progress, exc)
         except BrokenProcessPool as exc:  # a segment's process died (killed, out of memory)
@@ -175,7 +175,7 @@ async def run_cmd(args: argparse.Namespace, settings: Settings) -> int:
         last = meta.last_seq if args.last is None else args.last
         progress = Progress("replay", last)
         try:
-            state = await rebuild(log, args.last, progress)
+            state = await rebuild(log, args.last, progress, policies=PROVIDER)
         except (SpecMissingError, ModelError) as exc:
             _cannot(log.location, meta.mode, progress, exc)
         location = log.location

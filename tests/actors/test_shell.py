@@ -11,6 +11,7 @@ import pytest
 from actors import shell
 from actors.channel import Channel, ChannelClosed, ChannelServer, ShellFailed
 from actors.shell import RayRunner, Shell
+from policies.registry import PROVIDER
 from replay.verify import verify
 from runtime.log import open_log
 from runtime.sequencer import InProcessRunner
@@ -26,7 +27,7 @@ async def test_a_shell_folds_a_batch_like_its_machine_and_round_trips_its_snapsh
     spec, inputs = paper_inputs()
     await write_session(tmp_path, spec, inputs)
     records = await read_all(tmp_path / "run")
-    node = topology(spec)[-1]  # the orchestrator
+    node = topology(spec, PROVIDER)[-1]  # the orchestrator
     shell, machine = Shell(node), node.build()
     expected = [d for r in records for d in machine.handle(r.seq, r.ts_ns, r.event)]
     got = msgspec.msgpack.decode(shell.handle_batch(encode(records[:300])), type=list)
@@ -51,7 +52,7 @@ async def test_the_ray_runner_writes_the_same_log_as_the_in_process_runner(ray_s
     checkpoints (every machine's snapshot); over the shells' channels or (the fallback) through Ray calls alone."""
     spec, inputs = paper_inputs(markets=3, duration_s=600)
     local, on_ray = await _logs(tmp_path, spec, inputs, checkpoint_every=300,
-                                runner=lambda log: RayRunner(topology(spec), log, channels=channels))
+                                runner=lambda log: RayRunner(topology(spec, PROVIDER), log, channels=channels))
     assert local == on_ray
     for pattern, least in (("*.seg", 1), ("checkpoints/*.ckpt", 2)):
         files = sorted((tmp_path / "local" / "run").glob(pattern))
@@ -68,7 +69,7 @@ async def test_a_killed_shell_is_rebuilt_and_the_session_goes_on_unchanged(ray_s
     runners: list[RayRunner] = []
 
     def make(log):
-        runners.append(RayRunner(topology(spec), log))
+        runners.append(RayRunner(topology(spec, PROVIDER), log))
         return runners[-1]
 
     def kill(n: int) -> None:
@@ -90,7 +91,7 @@ async def test_a_killed_shell_is_rebuilt_and_the_session_goes_on_unchanged(ray_s
     assert runners[0].restarts == 4
     assert encode(await read_all(tmp_path / "ray" / "run")) == encode(await read_all(tmp_path / "local" / "run"))
     async with await open_log(tmp_path / "ray" / "run") as log:
-        assert (await verify(log)).ok
+        assert (await verify(log, policies=PROVIDER)).ok
 
 
 @pytest.mark.slow
@@ -103,7 +104,7 @@ async def test_a_shell_lost_without_closing_its_channel_is_found_by_the_probe(ra
     runners: list[RayRunner] = []
 
     def make(log):
-        runners.append(RayRunner(topology(spec), log))
+        runners.append(RayRunner(topology(spec, PROVIDER), log))
         return runners[-1]
 
     async def lose(n: int) -> None:
@@ -144,6 +145,6 @@ async def test_a_machine_that_raises_reaches_the_driver_naming_its_node():
 def test_the_in_process_runner_is_the_reference(tmp_path):
     """The in-process runner builds one machine per node, in node order."""
     spec, _ = paper_inputs(markets=2, duration_s=60)
-    runner = InProcessRunner(topology(spec))
+    runner = InProcessRunner(topology(spec, PROVIDER))
     assert [type(m).__name__ for m in runner.machines] == ["OrderBook", "OrderBook", "CashPool", "PaperMatcher",
                                                             "Positions", "Orchestrator"]

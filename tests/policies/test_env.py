@@ -12,6 +12,7 @@ from actors.book import OrderBook
 from policies.data import DataError, Tape, load_tapes, split_tapes, tapes_from
 from policies.env import ACTIONS, EnvConfig, TradingEnv
 from policies.episode import Episode
+from policies.registry import PROVIDER
 from policies.rules import baselines
 from replay.bench import TIGHT
 from replay.export import export_parquet
@@ -111,7 +112,7 @@ async def test_an_episode_is_the_paper_session_of_its_tape(tmp_path):
     assert any(type(r.event) is OrderIntent for r in mine)  # the rule baselines trade this tape
 
     log = await create_log(tmp_path, SessionMeta(session_id="seq"))
-    sequencer = Sequencer(log, InProcessRunner(topology(episode.spec)))
+    sequencer = Sequencer(log, InProcessRunner(topology(episode.spec, PROVIDER)))
     for entry in episode.inputs():
         await sequencer.submit([entry])
     await log.close()
@@ -121,7 +122,7 @@ async def test_an_episode_is_the_paper_session_of_its_tape(tmp_path):
 
     sid = await episode.write(str(tmp_path))
     async with await open_log(tmp_path / sid) as replayed:
-        report = await verify(replayed)
+        report = await verify(replayed, policies=PROVIDER)
     assert report.ok and report.records == len(mine)
 
 

@@ -16,14 +16,24 @@ import sys
 import time
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
 from policies.bench import bench_tapes
 from policies.env import EnvConfig, TradingEnv
 from policies.evaluate import evaluate
-from policies.registry import LATEST, MODEL_FILE, ModelError, ModelSource, load_model, load_policies, model_events
-from policies.train import TrainConfig, train
+from policies.registry import (
+    LATEST,
+    MODEL_FILE,
+    PROVIDER,
+    ModelError,
+    ModelSource,
+    load_model,
+    load_policies,
+    model_events,
+)
+from policies.train import TrainConfig, TrainReport, episode_return, format_return, iteration_line, train
 from replay.bench import TIGHT
 from replay.verify import verify
 from runtime.events import ModelLoaded, PolicyDecided
@@ -55,6 +65,32 @@ def models(tmp_path_factory, ray_session):
     v2 = train(tiny(2, roles=("signal", "exit")), root / "roles", tapes=tapes)
     single = train(tiny(1, env="single"), root / "single", tapes=tapes)
     return {"root": root, "tapes": tapes, "v1": v1, "v1_dir": v1_dir, "v2": v2, "single": single}
+
+
+def test_an_iteration_in_which_no_episode_ended_shows_a_dash_never_nan():
+    """RLlib reports NaN (or nothing) as the mean return of an iteration in which no episode ended: the progress
+    line shows ``-``, the report holds None, and its JSON says null (NaN is not JSON)."""
+    nan = float("nan")
+    none_ended = {"episode_return_mean": nan, "module_episode_returns_mean": {"signal": nan, "exit": nan}}
+    ret, per = episode_return(none_ended, "roles")
+    assert ret is None and per == {"signal": None, "exit": None}
+    assert iteration_line(3, 30, 12_000, ret, per, 41.6) == (
+        "iteration 3/30: 12,000 env steps, episode return - (exit=- signal=-), 42 s")
+    assert episode_return({}, "single") == (None, {})
+    assert iteration_line(1, 2, 400, None, {}, 0.2) == "iteration 1/2: 400 env steps, episode return -, 0 s"
+    assert format_return(nan) == "-" and format_return(None) == "-" and format_return(-0.5) == "-0.500"
+
+    some_ended = {"module_episode_returns_mean": {"signal": 1.5, "sizing": nan, "exit": 0.5}}
+    ret, per = episode_return(some_ended, "roles")
+    assert ret == 1.0
+    assert iteration_line(4, 30, 16_000, ret, per, 55.0) == (
+        "iteration 4/30: 16,000 env steps, episode return +1.000 (exit=+0.50 signal=+1.50 sizing=-), 55 s")
+    assert episode_return({"episode_return_mean": 2.25}, "single") == (2.25, {})
+
+    report = TrainReport(out="m", version="ppo@x", iterations=2, env_steps=800, seconds=1.0, returns=[None, 1.0],
+                         device="cpu")
+    text = json.dumps(msgspec.to_builtins(report))  # as tape train --json prints it
+    assert "NaN" not in text and json.loads(text)["returns"] == [None, 1.0]
 
 
 def test_the_same_seed_on_cpu_gives_the_same_weights(models, tmp_path):
@@ -185,7 +221,7 @@ async def test_hot_reload_in_a_paper_session_replays_with_the_same_models(models
     async with ExchangeServer(exchange, speed=200.0) as server, log, \
             KalshiFeed(server.ws_url, markets, channels=("orderbook_delta", "trade")) as feed:
         session = PaperSession(log, spec, feed, session_id=session_id, decide_every_s=0.2,
-                               models=ModelSource(registry), reload_every_s=0.3)
+                               models=ModelSource(registry), reload_every_s=0.3, policies=PROVIDER)
         publisher = asyncio.create_task(publish_v2())
         summary = await session.run(7.0)
         await publisher
@@ -195,7 +231,7 @@ async def test_hot_reload_in_a_paper_session_replays_with_the_same_models(models
     assert loaded[4:] == [f"{r}={models['v2'].version}" for r in ("signal", "exit")]
     async with await open_log(tmp_path / session_id) as written:
         records = [r async for batch in written.read() for r in batch]
-        report = await verify(written)
+        report = await verify(written, policies=PROVIDER)
     assert report.ok, report.divergence
     switch = next(r.seq for r in records if type(r.event) is ModelLoaded and r.event.model_id == models["v2"].version)
     for r in records:

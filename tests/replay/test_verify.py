@@ -11,6 +11,7 @@ import pytest
 
 from actors.book import BookState
 from actors.cash import CashSnapshot
+from policies.registry import PROVIDER
 from replay.verify import _segment_on_node, _segments, rebuild, verify
 from runtime.events import (
     CashReserved,
@@ -49,7 +50,7 @@ async def copy_with(records: list[Record], where: Path, change: Callable[[list[R
 
 async def verified(path: Path):
     async with await open_log(path) as log:
-        return await verify(log)
+        return await verify(log, policies=PROVIDER)
 
 
 def first(records: list[Record], kind: type, after: int = 0) -> int:
@@ -137,8 +138,8 @@ async def test_rebuild_gives_every_nodes_final_state(session):
     once the session ended with the markets settled."""
     path, records = session
     async with await open_log(path) as log:
-        state = await rebuild(log)
-        midway = await rebuild(log, last=len(records) // 2)
+        state = await rebuild(log, policies=PROVIDER)
+        midway = await rebuild(log, last=len(records) // 2, policies=PROVIDER)
     assert list(state) == ["book:KXSIM-000", "book:KXSIM-001", "book:KXSIM-002", "cash", "execution", "fills",
                            "orchestrator"]
     assert all(type(state[f"book:KXSIM-00{i}"]) is BookState for i in range(3))
@@ -153,7 +154,7 @@ async def test_a_session_sequenced_into_postgresql_verifies(pg_schema_dsn):
     spec, inputs = paper_inputs(markets=2, duration_s=300)
     await write_session(pg_schema_dsn, spec, inputs, session_id="pg-run")
     async with await open_log(pg_schema_dsn, session="pg-run") as log:
-        report = await verify(log)
+        report = await verify(log, policies=PROVIDER)
     assert report.ok, report.divergence
     assert report.records == (await read_records_count(pg_schema_dsn, "pg-run"))
 
@@ -191,8 +192,8 @@ async def test_a_parallel_replay_proves_what_a_serial_one_does(checkpointed, mon
     assert len(seqs) >= 4
     monkeypatch.setattr(replay.verify, "_context", lambda: multiprocessing.get_context("forkserver"))
     async with await open_log(path) as log:
-        serial = await verify(log, jobs=1)
-        parallel = await verify(log, jobs=2)
+        serial = await verify(log, policies=PROVIDER, jobs=1)
+        parallel = await verify(log, policies=PROVIDER, jobs=2)
     assert serial.ok and parallel.ok and serial.segments == 1 and parallel.segments == 4 and parallel.jobs == 2
     assert (parallel.records, parallel.inputs, parallel.derived) == (serial.records, serial.inputs, serial.derived)
     assert parallel.records == len(records)
@@ -207,7 +208,7 @@ async def test_a_replay_on_ray_proves_what_a_serial_one_does(checkpointed, ray_s
 
     path, records, _ = checkpointed
     async with await open_log(path) as log:
-        serial, on_ray = await verify(log, jobs=1), await verify(log, jobs=2, on_ray=True)
+        serial, on_ray = await verify(log, policies=PROVIDER, jobs=1), await verify(log, policies=PROVIDER, jobs=2, on_ray=True)
     assert on_ray.ok and on_ray.segments == 4 and on_ray.jobs == 2
     assert (on_ray.records, on_ray.inputs, on_ray.derived) == (serial.records, serial.inputs, serial.derived)
 
@@ -220,12 +221,12 @@ async def test_a_replay_on_ray_proves_what_a_serial_one_does(checkpointed, ray_s
     copy = await copy_with(records, tmp_path / "tampered", alter)
     shutil.copytree(path / "checkpoints", copy / "checkpoints")
     async with await open_log(copy) as log:
-        serial, on_ray = await verify(log, jobs=1), await verify(log, jobs=2, on_ray=True)
+        serial, on_ray = await verify(log, policies=PROVIDER, jobs=1), await verify(log, policies=PROVIDER, jobs=2, on_ray=True)
     assert serial.divergence is not None and on_ray.divergence == serial.divergence
 
     task = ray_session.remote(num_cpus=1, max_retries=0)(_segment_on_node)  # what each segment's task runs
     with pytest.raises(LogError, match="on the Ray node at .*PostgreSQL log, or a run directory on a shared"):
-        ray_session.get(task.remote(str(tmp_path / "not-on-this-node"), None, 0, None))
+        ray_session.get(task.remote(str(tmp_path / "not-on-this-node"), None, 0, None, PROVIDER))
 
 
 def test_segment_processes_fork_only_where_no_other_thread_runs(checkpointed):
@@ -239,13 +240,15 @@ def test_segment_processes_fork_only_where_no_other_thread_runs(checkpointed):
     path, records, _ = checkpointed
     code = textwrap.dedent(f"""
         import asyncio, threading
+        from policies.registry import PROVIDER
         from runtime.log import open_log
         from replay.verify import _context, verify
 
         async def main():
             async with await open_log({str(path)!r}) as log:
                 print(_context().get_start_method())
-                serial, parallel = await verify(log, jobs=1), await verify(log, jobs=2)
+                serial = await verify(log, policies=PROVIDER, jobs=1)
+                parallel = await verify(log, policies=PROVIDER, jobs=2)
             print(serial.ok, parallel.ok, parallel.segments, serial.records == parallel.records,
                   serial.derived == parallel.derived, parallel.records)
             stop = threading.Event()
@@ -284,8 +287,8 @@ async def test_a_checkpoint_that_does_not_follow_from_the_records_is_a_state_div
     async with await open_log(copy, mode="a") as log:
         await log.put_checkpoint(seq, data)
     async with await open_log(copy) as log:
-        report = await verify(log, jobs=2)
-        assert (await verify(log, jobs=1)).ok  # serially the records alone are the truth: no checkpoint is used
+        report = await verify(log, policies=PROVIDER, jobs=2)
+        assert (await verify(log, policies=PROVIDER, jobs=1)).ok  # serially the records alone are the truth: no checkpoint is used
     d = report.divergence
     assert d is not None and (d.kind, d.seq, d.node) == ("state", seq, "cash")
     assert "cash differs from the checkpoint stored at this seq" in str(d)
@@ -307,6 +310,6 @@ async def test_a_tampered_record_in_a_later_segment_is_found_where_the_serial_re
     copy = await copy_with(records, tmp_path, alter)
     shutil.copytree(path / "checkpoints", copy / "checkpoints")
     async with await open_log(copy) as log:
-        serial, parallel = await verify(log, jobs=1), await verify(log, jobs=2)
+        serial, parallel = await verify(log, policies=PROVIDER, jobs=1), await verify(log, policies=PROVIDER, jobs=2)
     assert serial.divergence is not None and parallel.segments > 1
     assert parallel.divergence == serial.divergence and serial.divergence.seq == i + 1

@@ -22,6 +22,7 @@ from actors.orchestrator import HALT
 from actors.positions import Positions
 from actors.shell import RayRunner
 from config.synth import FlowConfig
+from policies.registry import PROVIDER
 from replay.verify import verify
 from runtime.events import (
     CancelRequested,
@@ -60,12 +61,12 @@ async def run_live(tmp_path: Path, runner_kind: str, seconds: float = 5.0, seed:
     session_id = new_session_id("paper")
     meta = SessionMeta(session_id=session_id, mode="demo", venue="sim", seed=seed, created_ns=time.time_ns())
     log = await create_log(tmp_path, meta)
-    runner = RayRunner(topology(spec), log) if runner_kind == "ray" else None
+    runner = RayRunner(topology(spec, PROVIDER), log) if runner_kind == "ray" else None
     async with ExchangeServer(exchange, speed=speed) as server, log, \
             KalshiRest(server.rest_url, backoff_s=0.01) as rest, \
             KalshiFeed(server.ws_url, MARKETS, channels=CHANNELS, rest=rest, backoff_s=0.01) as feed:
         session = PaperSession(log, spec, feed, session_id=session_id, runner=runner, decide_every_s=0.2,
-                               rest=rest, drain_s=10.0)
+                               rest=rest, drain_s=10.0, policies=PROVIDER)
         summary = await session.run(seconds)
         await log.mark("ended", "test")
         resting = [o for o in exchange.orders(TRUST) if o.status == "resting"]
@@ -133,7 +134,7 @@ async def test_a_venue_session_sends_real_orders_and_its_log_agrees_with_the_exc
 
     # the router derives nothing: the log replays exactly
     async with await open_log(where) as log:
-        report = await verify(log)
+        report = await verify(log, policies=PROVIDER)
     assert report.ok, report.divergence
     assert report.records == summary.records and sum(report.derived.values()) == summary.derived
     assert isinstance(events[0], SessionStarted) and (events[0].mode, events[0].venue) == ("demo", "sim")
@@ -211,7 +212,7 @@ async def test_when_the_log_fails_trading_stops_and_the_venue_orders_are_cancele
             KalshiRest(server.rest_url, backoff_s=0.01) as rest, \
             KalshiFeed(server.ws_url, MARKETS, channels=CHANNELS, rest=rest, backoff_s=0.01) as feed:
         session = PaperSession(log, spec, feed, session_id=meta.session_id, decide_every_s=0.2, rest=rest,
-                               drain_s=5.0)
+                               drain_s=5.0, policies=PROVIDER)
         with pytest.raises(SequencerStopped, match="No space left on device"):
             await session.run(30.0, fill_the_disk_once_an_order_rests)
         monkeypatch.undo()

@@ -20,6 +20,7 @@ import pytest
 from actors.orchestrator import HALT
 from actors.shell import RayRunner
 from config.synth import FlowConfig
+from policies.registry import PROVIDER
 from replay.verify import verify
 from runtime.events import OperatorCommand, SessionEnded, SessionStarted
 from runtime.ids import new_session_id
@@ -57,10 +58,11 @@ async def run_session(tmp_path: Path, runner_kind: str, seconds: float = 4.0):
     session_id = new_session_id("paper")
     meta = SessionMeta(session_id=session_id, mode="paper", venue="sim", seed=5, created_ns=time.time_ns())
     log = await create_log(tmp_path, meta)
-    runner = RayRunner(topology(spec), log) if runner_kind == "ray" else None
+    runner = RayRunner(topology(spec, PROVIDER), log) if runner_kind == "ray" else None
     async with ExchangeServer(exchange, speed=200.0) as server, log, \
             KalshiFeed(server.ws_url, MARKETS, channels=CHANNELS) as feed:
-        session = PaperSession(log, spec, feed, session_id=session_id, runner=runner, decide_every_s=0.2)
+        session = PaperSession(log, spec, feed, session_id=session_id, runner=runner, decide_every_s=0.2,
+                               policies=PROVIDER)
         summary = await session.run(seconds)
         await log.mark("ended", "test")
     return tmp_path / session_id, summary
@@ -75,7 +77,7 @@ async def test_a_paper_session_trades_and_its_log_replays_identically(tmp_path, 
     assert summary.intents >= 1 and summary.decisions >= 1, summary  # the rule policies acted on tight markets
     assert (summary.execution, summary.venue_fills, summary.gateway, summary.venue_positions) == ("paper", 0, {}, None)
     async with await open_log(where) as log:
-        report = await verify(log)
+        report = await verify(log, policies=PROVIDER)
     assert report.ok, report.divergence
     assert report.records == summary.records and sum(report.derived.values()) == summary.derived
     events = await events_of(str(where))
@@ -177,11 +179,12 @@ async def test_a_failing_feed_still_halts_ends_the_session_and_raises(tmp_path):
     meta = SessionMeta(session_id="paper-dies", mode="paper", venue="sim", seed=5, created_ns=time.time_ns())
     log = await create_log(tmp_path, meta)
     async with log:
-        session = PaperSession(log, spec, dying_feed(), session_id="paper-dies", decide_every_s=0.05, drain_s=1.0)
+        session = PaperSession(log, spec, dying_feed(), session_id="paper-dies", decide_every_s=0.05, drain_s=1.0,
+                               policies=PROVIDER)
         with pytest.raises(ConnectionError, match="venue gone"):
             await session.run(30.0)
     events = await events_of(str(tmp_path / "paper-dies"))
     assert OperatorCommand(command=HALT) in events
     assert events[-1] == SessionEnded(reason="failed: ConnectionError: venue gone")
     async with await open_log(tmp_path / "paper-dies") as reader:
-        assert (await verify(reader)).ok
+        assert (await verify(reader, policies=PROVIDER)).ok

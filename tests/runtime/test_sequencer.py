@@ -15,6 +15,7 @@ import msgspec
 import pytest
 
 from config import LogSettings
+from policies.registry import PROVIDER
 from replay.bench import TIGHT, paper_inputs  # noqa: F401 - shared with the other runtime tests
 from replay.verify import verify
 from runtime.events import (
@@ -41,7 +42,7 @@ async def write_session(target: str | Path, spec: SessionSpec, inputs: list[tupl
     """Sequence ``inputs`` in batches of ``batch`` into a new log at ``target``; returns the closed log.
     ``between(n)`` is called before the n-th batch (a test's hook to kill an actor mid-session)."""
     log = await create_log(target, SessionMeta(session_id=session_id, mode="paper", seed=spec.seed), SCRATCH)
-    sequencer = Sequencer(log, (runner or (lambda _: InProcessRunner(topology(spec))))(log),
+    sequencer = Sequencer(log, (runner or (lambda _: InProcessRunner(topology(spec, PROVIDER))))(log),
                           checkpoint_every=checkpoint_every)
     try:
         await sequencer.submit(inputs[:2])  # the session inputs: one batch of their own
@@ -78,7 +79,7 @@ async def test_a_paper_session_sequenced_in_process_replays_and_trades(tmp_path)
     assert sum(type(r.event) is OrderIntent for r in records) >= 2
     assert sum(type(r.event) is OrderFilled for r in records) >= 1
     async with await open_log(tmp_path / "run") as log:
-        report = await verify(log)
+        report = await verify(log, policies=PROVIDER)
     assert report.ok, report.divergence
     assert report.records == len(records) and report.inputs == len(inputs)
 
@@ -128,7 +129,7 @@ async def test_the_same_inputs_and_batching_give_the_same_log(tmp_path):
 async def test_a_derived_event_cannot_be_submitted_as_an_input(tmp_path):
     spec, _ = paper_inputs(markets=1, duration_s=60)
     log = await create_log(tmp_path, SessionMeta(session_id="run"), SCRATCH)
-    sequencer = Sequencer(log, InProcessRunner(topology(spec)))
+    sequencer = Sequencer(log, InProcessRunner(topology(spec, PROVIDER)))
     intent = OrderIntent(cause_seq=1, client_order_id="x", market=spec.markets[0], side="bid", price=100, count=100)
     with pytest.raises(ValueError, match=r"submit: input 0 \(OrderIntent\) names a cause_seq"):
         await sequencer.submit([(0, intent)])
@@ -141,7 +142,7 @@ async def test_a_log_that_cannot_be_written_stops_the_sequencer(tmp_path, monkey
     submit is refused; the log holds exactly what was acknowledged before."""
     spec, inputs = paper_inputs(markets=1, duration_s=120)
     log = await create_log(tmp_path, SessionMeta(session_id="run"), SCRATCH)
-    sequencer = Sequencer(log, InProcessRunner(topology(spec)))
+    sequencer = Sequencer(log, InProcessRunner(topology(spec, PROVIDER)))
     await sequencer.submit(inputs[:2])
     await sequencer.submit(inputs[2:20])
     written = log.last_seq
@@ -163,7 +164,7 @@ async def test_a_batch_the_log_refuses_stops_the_sequencer_too(tmp_path):
     """An input the log refuses (a negative time): nothing of it is fanned out, and the sequencer stops."""
     spec, inputs = paper_inputs(markets=1, duration_s=60)
     log = await create_log(tmp_path, SessionMeta(session_id="run"), SCRATCH)
-    runner = InProcessRunner(topology(spec))
+    runner = InProcessRunner(topology(spec, PROVIDER))
     sequencer = Sequencer(log, runner)
     await sequencer.submit(inputs[:2])
     before = msgspec.msgpack.encode([m.snapshot() for m in runner.machines])
@@ -187,7 +188,7 @@ async def test_checkpoints_hold_every_machine_at_submit_boundaries_and_thin_out_
             assert seq - before >= max(150, seq // 16)
         for seq in (seqs[0], seqs[-1]):
             checkpoint = msgspec.msgpack.decode(await log.get_checkpoint(seq), type=Checkpoint)
-            fold = InProcessRunner(topology(spec))
+            fold = InProcessRunner(topology(spec, PROVIDER))
             fold.feed(records[:seq], [])
             assert checkpoint.seq == seq
             assert checkpoint.nodes == tuple((n.name, snapshot_bytes(m)) for n, m in zip(fold.nodes, fold.machines,

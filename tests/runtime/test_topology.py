@@ -7,11 +7,13 @@ import pickle
 import msgspec
 import pytest
 
+from policies.registry import PROVIDER
 from runtime.events import (
     BookDelta,
     BookSnapshot,
     CancelRequested,
     CashReserved,
+    ModelLoaded,
     OperatorCommand,
     OrderAccepted,
     OrderFilled,
@@ -25,6 +27,7 @@ from runtime.events import (
     TimerFired,
 )
 from runtime.topology import (
+    PolicyProvider,
     Routes,
     SessionSpec,
     SpecMissingError,
@@ -37,7 +40,7 @@ from tests.runtime.test_sequencer import paper_inputs
 
 SPEC = SessionSpec(markets=("KXA-1", "KXB-2"), starting_cash=5_000_000, latency_ms=30, queue_model="proportional",
                    seed=9, prefix="p9")
-NODES = topology(SPEC)
+NODES = topology(SPEC, PROVIDER)
 ROUTES = Routes(NODES)
 
 
@@ -106,7 +109,7 @@ def test_with_venue_execution_the_execution_node_is_the_router_and_derives_nothi
     from actors.router import Router
 
     venue = msgspec.structs.replace(SPEC, execution="venue")
-    nodes = topology(venue)
+    nodes = topology(venue, PROVIDER)
     assert [n.name for n in nodes] == [n.name for n in NODES]
     (execution,) = [n for n in nodes if n.name == "execution"]
     router = execution.build()
@@ -147,7 +150,7 @@ def test_a_log_without_the_spec_is_refused_naming_what_is_missing():
 def test_nodes_cross_process_boundaries_and_restore_what_they_snapshot():
     """Every node pickles (they go to Ray actors), and restore(snapshot) gives an equal machine after a fold."""
     spec, inputs = paper_inputs(markets=2, duration_s=120)
-    nodes = pickle.loads(pickle.dumps(topology(spec)))
+    nodes = pickle.loads(pickle.dumps(topology(spec, PROVIDER)))
     routes = Routes(nodes)
     machines = [n.build() for n in nodes]
     for seq, (ts, event) in enumerate(inputs[:400], start=1):
@@ -159,17 +162,46 @@ def test_nodes_cross_process_boundaries_and_restore_what_they_snapshot():
     assert any(type(e) is BookSnapshot for _, e in inputs[:400])
 
 
+class _Named:
+    """A stand-in policy: what it was named, and which role it plays."""
+
+    def __init__(self, name: str, role: str) -> None:
+        self.name, self.role = name, role
+
+    def decide(self, obs):  # never asked here
+        raise AssertionError("not called")
+
+
+def _named(name: str) -> dict:
+    return {role: _Named(name, role) for role in ("signal", "sizing", "entry", "exit")}
+
+
+def _load(event: ModelLoaded) -> _Named:
+    return _Named(event.model_id, event.role)
+
+
+def test_the_orchestrator_takes_its_policies_and_loader_from_the_provider_it_is_given():
+    """The kernel imports no policies: the orchestrator node builds (and restores) with the injected provider's
+    policies for the spec's name and its loader, and the provider crosses a process boundary with the node."""
+    provider = PolicyProvider(named=_named, load=_load)
+    (orchestrator,) = [n for n in pickle.loads(pickle.dumps(topology(SPEC, provider))) if n.name == "orchestrator"]
+    for machine in (built := orchestrator.build(), orchestrator.restore(snapshot_bytes(built))):
+        assert {r: (p.name, p.role) for r, p in machine.policies.items()} == {
+            r: ("rule", r) for r in ("signal", "sizing", "entry", "exit")}
+        assert machine.loader is _load
+
+
 def test_above_sixteen_markets_books_are_hosted_in_eight_shards_that_derive_what_single_books_do():
     """300 markets would be 300 actors (processes); shards keep the node count small, and a shard derives
     exactly what its books would."""
     markets = tuple(f"KXM-{i:03d}" for i in range(300))
-    nodes = topology(SessionSpec(markets=markets))
+    nodes = topology(SessionSpec(markets=markets), PROVIDER)
     shards = [n for n in nodes if n.name.startswith("books:")]
     assert len(shards) == 8 and sum(len(n.markets) for n in shards) == 300 and len(nodes) == 12
     assert [n.name for n in nodes if not n.name.startswith("books:")] == ["cash", "execution", "fills", "orchestrator"]
-    few = topology(SessionSpec(markets=markets[:16]))
+    few = topology(SessionSpec(markets=markets[:16]), PROVIDER)
     assert sum(n.name.startswith("book:") for n in few) == 16
-    assert len([n for n in topology(SessionSpec(markets=markets[:10], books_per_node=5)) if n.markets]) == 2
+    assert len([n for n in topology(SessionSpec(markets=markets[:10], books_per_node=5), PROVIDER) if n.markets]) == 2
 
     from actors.book import OrderBook
     from actors.shard import BookShard
