@@ -14,6 +14,7 @@ from config import Settings, settings_hash
 
 from ..log import SessionMeta, create_log, is_postgres
 from ..venues.sim import SynthSession, derive_seed
+from ..venues.sim.session import write_fair
 from ..version import code_version
 from .progress import Status
 
@@ -33,6 +34,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "A session holds session_started; per market 'activated' (with its close time) and a book snapshot,\n"
         "then book deltas and public trades; at its close the deltas that empty the book, 'deactivated',\n"
         "'determined' and 'settled' (YES with probability = the final fair value); and session_ended.\n\n"
+        "Beside each log (never in it) the run directory gets fair.msgpack: every market's latent fair-value path,\n"
+        "which only `tape eval --oracle` reads (the ceiling policies are measured against); no policy sees it.\n\n"
         "Session n's own seed is derived from --seed and n and recorded in it. Event time starts at\n"
         "2026-01-01T00:00:00Z, never the wall clock: the same seed, arguments, settings and code give\n"
         "byte-identical segment files, with --jobs or without.",
@@ -101,6 +104,8 @@ class _Plan:
     seed: int
     markets: int
     duration_s: float
+    fair: bool = True
+    """write the fair-value sidecar beside the log"""
 
 
 class _Progress(Status):
@@ -125,9 +130,9 @@ class _Progress(Status):
 
 
 async def _write(plan: _Plan, settings: Settings, progress: _Progress | None = None) -> tuple[int, int]:
-    """Generate and log one session; returns (records, market events)."""
+    """Generate and log one session, then its fair-value sidecar beside the log; returns (records, market events)."""
     config_hash, version = settings_hash(settings), code_version()
-    session = SynthSession(plan.seed, plan.markets, plan.duration_s, config=settings.synth)
+    session = SynthSession(plan.seed, plan.markets, plan.duration_s, config=settings.synth, record_fair=plan.fair)
     meta = SessionMeta(session_id=plan.session_id, mode="synth", venue="sim", seed=plan.seed,
                        config_hash=config_hash, code_version=version, created_ns=time.time_ns())
     events = 0
@@ -141,6 +146,8 @@ async def _write(plan: _Plan, settings: Settings, progress: _Progress | None = N
                 progress.tick(events)
         await log.append([session.ended()])
         await log.mark("ended", "synth complete")
+    if plan.fair:
+        write_fair(plan.root / plan.session_id, session.fair(plan.session_id))
     return log.last_seq, events
 
 

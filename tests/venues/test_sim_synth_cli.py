@@ -138,3 +138,55 @@ async def test_the_synth_settings_reach_the_model(tmp_path):
                 prices += [getattr(event, f) for f in ("price", "yes_price") if hasattr(event, f)]
                 prices += [p for levels in (getattr(event, "yes_bids", ()), getattr(event, "no_bids", ())) for p, _ in levels]
     assert prices and all(p % 500 == 0 for p in prices)
+
+
+# --- the fair-value sidecar ------------------------------------------------------------------------------------
+def test_each_session_gets_its_fair_value_paths_beside_the_log(first_run):
+    """fair.msgpack in each run directory: one path per market, starting at the session's start, times ascending,
+    probabilities in (0, 1); it is not a segment of the log."""
+    from runtime.venues.sim.session import EPOCH_NS, FAIR_FILE, read_fair
+
+    out, _ = first_run
+    for k, run in enumerate(sorted(out.iterdir())):
+        assert (run / FAIR_FILE).is_file()
+        sidecar = read_fair(run)
+        assert sidecar is not None
+        assert (sidecar.session_id, sidecar.seed) == (run.name, derive_seed(5, "session", k))
+        assert [m.market for m in sidecar.markets] == ["KXSIM-000", "KXSIM-001", "KXSIM-002"]
+        for path in sidecar.markets:
+            assert path.ts_ns[0] == EPOCH_NS and path.ts_ns == sorted(path.ts_ns) and len(path.ts_ns) > 10
+            assert all(0 < f < 1 for f in path.fair) and len(set(path.fair)) > 10
+    assert FAIR_FILE not in {Path(name).name for name in segments(out)}
+
+
+async def test_the_log_is_byte_identical_with_and_without_the_sidecar(tmp_path):
+    """The sidecar only records the model's latent path: the segment files are the same bytes when it is not kept."""
+    from config import Settings
+    from runtime.cli.synth import _Plan, _write
+    from runtime.venues.sim.session import FAIR_FILE
+
+    settings = Settings()
+    for name, fair in (("with", True), ("without", False)):
+        (tmp_path / name).mkdir()
+        await _write(_Plan(tmp_path / name, "synth-9-0000", derive_seed(9, "session", 0), 3, 600.0, fair=fair), settings)
+    assert (tmp_path / "with" / "synth-9-0000" / FAIR_FILE).is_file()
+    assert not (tmp_path / "without" / "synth-9-0000" / FAIR_FILE).exists()
+    assert segments(tmp_path / "with") == segments(tmp_path / "without") != {}
+
+
+def test_the_fair_value_at_an_event_time_is_the_last_move_at_or_before_it():
+    from runtime.venues.sim.session import FairPath
+
+    path = FairPath(market="M", ts_ns=[10, 20, 20, 30], fair=[0.5, 0.6, 0.61, 0.4])
+    assert [path.at(t) for t in (5, 10, 19, 20, 29, 30, 99)] == [0.5, 0.5, 0.5, 0.61, 0.61, 0.4, 0.4]
+
+
+def test_the_fair_path_follows_the_model_and_changes_no_event():
+    """A market recorded and one not recorded draw the same events; the recorded path ends at the model's fair value."""
+    from runtime.venues.sim import FlowConfig, MarketFlow
+
+    config = FlowConfig()
+    plain = MarketFlow("M", config, 3, 0, 600 * 10**9)
+    recorded = MarketFlow("M", config, 3, 0, 600 * 10**9, record_fair=True)
+    assert list(plain.steps()) == list(recorded.steps())
+    assert plain.fair_path is None and recorded.fair_path[-1][1] == recorded.fair

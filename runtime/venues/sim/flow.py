@@ -40,6 +40,11 @@ information; its small push on the public estimate fades.
 and the makers learn from their trades like from anyone's; what the participants' orders do to them
 later (fills, the cancel at the close) is kept for the exchange (:meth:`MarketFlow.outside_updates`).
 
+**The latent path**, for evaluation only (``record_fair=True``; ``tape synth`` writes it beside each session,
+never into its log): :attr:`MarketFlow.fair_path` lists ``(ts_ns, fair)`` — the start, then every move of the
+fair value (diffusion at each action, jumps) — so the fair value at any event time is the last entry at or
+before it. Recording draws nothing and changes nothing: the events are the same with it or without.
+
 **Lifecycle**: the market opens at the session start (``activated``, with its close time, then a full
 snapshot) and closes at a scheduled time in ``[close_min, close_max]`` of the session: every resting
 order is canceled (deltas empty the book), then ``deactivated``, ``determined`` and ``settled``.
@@ -125,7 +130,8 @@ class MarketFlow:
     The local exchange drives it one action at a time instead (:meth:`next_due_ns`, :meth:`step`), so
     that orders from outside (:meth:`submit`, :meth:`cancel`) arrive between the actions, in time."""
 
-    def __init__(self, market: str, config: FlowConfig, seed: int, start_ns: int, end_ns: int) -> None:
+    def __init__(self, market: str, config: FlowConfig, seed: int, start_ns: int, end_ns: int, *,
+                 record_fair: bool = False) -> None:
         if end_ns <= start_ns:
             raise ValueError(f"{market}: the session must end after it starts ({start_ns} .. {end_ns})")
         self.market = market
@@ -145,6 +151,7 @@ class MarketFlow:
         close_ns = min(max(close_ns, start_ns + 1), end_ns)
         self.profile = MarketProfile(market, tight, half, activity, n_makers, start_fair, close_ns)
         self._x = _logit(start_fair)  # the fair value's logit
+        self._path: list[tuple[int, float]] | None = [(start_ns, _sigmoid(self._x))] if record_fair else None
         self._public = self._x  # the fair value as the public knows it: its value public_lag_s ago
         self._news: deque[tuple[int, float]] = deque()  # (due ns, logit move) not yet public
         self._lag_ns = round(c.public_lag_s * NS)
@@ -178,6 +185,12 @@ class MarketFlow:
     def fair(self) -> float:
         """The latent fair probability (as of the last action)."""
         return _sigmoid(self._x)
+
+    @property
+    def fair_path(self) -> list[tuple[int, float]] | None:
+        """``(ts_ns, fair)`` at the start and after every move of the fair value, in time order (module
+        docstring); None unless built with ``record_fair``."""
+        return self._path
 
     @property
     def estimate(self) -> float:
@@ -417,6 +430,8 @@ class MarketFlow:
         else:
             self._public += x - self._x
         self._x = x
+        if self._path is not None:
+            self._path.append((t, _sigmoid(x)))
 
     def _learn(self, placed: Placed, t: int) -> None:
         """Makers learn from the trades an order printed, and note their own fills."""

@@ -9,22 +9,80 @@ Per market the stream is: ``activated`` (with the close time), a full :class:`Bo
 :class:`BookDelta` and :class:`PublicTrade` events the engine produces, and at the close the deltas
 that empty the book, ``deactivated``, ``determined`` and ``settled`` (result and settlement value).
 Markets are merged by time; at equal times the lower market index comes first.
+
+**The fair-value sidecar** (evaluation only): built with ``record_fair=True``, a session also keeps each market's
+latent fair-value path (:attr:`MarketFlow.fair_path`), which :meth:`SynthSession.fair` returns as a
+:class:`FairSidecar` once the events have been generated. ``tape synth`` writes it as :data:`FAIR_FILE` in the run
+directory, beside the log and never in it (:func:`write_fair`, :func:`read_fair`): the oracle of ``tape eval
+--oracle`` reads it; no policy does. Recording it changes no event.
 """
 
 from __future__ import annotations
 
 import hashlib
 import heapq
+import os
+from bisect import bisect_right
 from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
 
 from runtime.events import Event, SessionEnded, SessionStarted
 
 from .flow import FlowConfig, MarketFlow
 
-__all__ = ["EPOCH_NS", "SynthSession", "derive_seed"]
+__all__ = ["EPOCH_NS", "FAIR_FILE", "FairPath", "FairSidecar", "SynthSession", "derive_seed", "read_fair", "write_fair"]
 
 EPOCH_NS = 1_767_225_600 * 1_000_000_000  # 2026-01-01T00:00:00Z: synthetic sessions' event time starts here
 _SEED_MASK = (1 << 63) - 1
+FAIR_FILE = "fair.msgpack"
+"""the fair-value sidecar's name in a run directory"""
+FAIR_FORMAT = 1
+
+
+class FairPath(msgspec.Struct, frozen=True, kw_only=True):
+    """One market's latent fair value (the probability it settles YES) over event time: ``fair[i]`` holds from
+    ``ts_ns[i]`` until the next entry (times ascend; several entries may share a time, the last one holds)."""
+
+    market: str
+    ts_ns: list[int]
+    fair: list[float]
+
+    def at(self, ts_ns: int) -> float:
+        """The fair value at event time ``ts_ns`` (after every move at that time); the first before the start."""
+        return self.fair[max(0, bisect_right(self.ts_ns, ts_ns) - 1)]
+
+
+class FairSidecar(msgspec.Struct, frozen=True, kw_only=True):
+    """A session's fair-value paths, one per market (:data:`FAIR_FILE`)."""
+
+    format: int
+    session_id: str
+    seed: int
+    markets: list[FairPath]
+
+
+def write_fair(run_dir: str | Path, sidecar: FairSidecar) -> Path:
+    """Write ``sidecar`` as ``run_dir/`` :data:`FAIR_FILE` (msgpack, atomically); returns its path."""
+    path = Path(run_dir) / FAIR_FILE
+    tmp = path.with_name(f".{FAIR_FILE}.tmp")
+    tmp.write_bytes(msgspec.msgpack.encode(sidecar))
+    os.replace(tmp, path)
+    return path
+
+
+def read_fair(run_dir: str | Path) -> FairSidecar | None:
+    """The sidecar in ``run_dir``, or None if it has none; a damaged one raises ``ValueError`` naming the file."""
+    path = Path(run_dir) / FAIR_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        return msgspec.msgpack.decode(data, type=FairSidecar)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"{path}: not a fair-value sidecar ({exc})") from None
 
 
 def derive_seed(seed: int, *path: str | int) -> int:
@@ -39,10 +97,11 @@ class SynthSession:
 
     ``events()`` yields ``(ts_ns, event)`` in time order, once; ``started()`` and ``ended()`` are the
     session's bracketing events. ``flows`` exposes each market's model (engine, latent state, profile).
+    ``record_fair`` keeps the fair-value paths for :meth:`fair` (module docstring).
     """
 
     def __init__(self, seed: int, markets: int, duration_s: float, *, config: FlowConfig | None = None,
-                 start_ns: int = EPOCH_NS, prefix: str = "KXSIM") -> None:
+                 start_ns: int = EPOCH_NS, prefix: str = "KXSIM", record_fair: bool = False) -> None:
         if markets < 1:
             raise ValueError(f"a session needs at least one market, got {markets}")
         if not duration_s > 0:
@@ -52,7 +111,8 @@ class SynthSession:
         self.start_ns = start_ns
         self.end_ns = start_ns + round(duration_s * 1_000_000_000)
         self.tickers = tuple(f"{prefix}-{i:03d}" for i in range(markets))
-        self.flows = tuple(MarketFlow(ticker, self.config, derive_seed(seed, "market", i), self.start_ns, self.end_ns)
+        self.flows = tuple(MarketFlow(ticker, self.config, derive_seed(seed, "market", i), self.start_ns, self.end_ns,
+                                      record_fair=record_fair)
                            for i, ticker in enumerate(self.tickers))
         self._used = False
 
@@ -63,6 +123,15 @@ class SynthSession:
 
     def ended(self) -> tuple[int, SessionEnded]:
         return self.end_ns, SessionEnded(reason="completed")
+
+    def fair(self, session_id: str) -> FairSidecar:
+        """Every market's fair-value path, once :meth:`events` has run to the end (module docstring)."""
+        paths = [flow.fair_path for flow in self.flows]
+        if any(path is None for path in paths):
+            raise RuntimeError("build the session with record_fair=True to keep the fair-value paths")
+        return FairSidecar(format=FAIR_FORMAT, session_id=session_id, seed=self.seed, markets=[
+            FairPath(market=flow.market, ts_ns=[t for t, _ in path], fair=[f for _, f in path])  # type: ignore[union-attr]
+            for flow, path in zip(self.flows, paths, strict=True)])
 
     def events(self) -> Iterator[tuple[int, Event]]:
         """Every market's events merged in time order (ties: lower market index, then emission order)."""
