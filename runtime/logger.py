@@ -18,10 +18,25 @@ from config import LoggingSettings
 __all__ = ["configure_logging", "get_logger"]
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is when a line is written (a test harness, or a program embedding tape, may swap it
+    after logging was configured; a logger holding the old stream would write to a closed file)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(settings: LoggingSettings | None = None, stream: TextIO | None = None) -> None:
-    """Set the level and the renderer for this process (idempotent; the last call wins)."""
+    """Set the level and the renderer for this process (idempotent; the last call wins). Lines go to ``stream``,
+    by default to the process's stderr as it is at each write."""
     settings = settings or LoggingSettings()
-    stream = stream or sys.stderr
+    stream = stream or _Stderr()  # type: ignore[assignment]
     fmt = settings.format
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"
