@@ -14,6 +14,11 @@ its time. The clock never goes back: a command or advance with an earlier time a
 audience is :data:`PUBLIC` for market data (``BookSnapshot``, ``BookDelta``, ``PublicTrade``,
 ``MarketLifecycle``) or the owner key of the account whose private events they are (``OrderFilled``,
 ``OrderStatusReported``, ``PositionReported``). A synthetic participant's fills are not private events.
+A ``BookDelta`` that an account's order caused — the levels it took from and its resting remainder when
+placed, its removal when canceled or expired — carries that order's ``client_order_id`` (if it has one):
+Kalshi sends it to the owner only, so the server writes it for connections whose owner :meth:`Exchange.owns`
+it (two owners who chose the same id would both see it). :meth:`Exchange.ticker` gives a market's top of
+book, last price and volume (for the ``ticker`` channel).
 
 **Accounts** are keyed by owner (the API key id, or ``"trust"``) and opened on first use with
 ``starting_balance``. An order refused for one of these reasons changes nothing and returns an
@@ -65,6 +70,7 @@ from actors.cash import CashPool
 from actors.fees import FeeSchedule, KalshiFees
 from actors.positions import Positions
 from runtime.events import (
+    BookDelta,
     BookSnapshot,
     CashDeposited,
     Event,
@@ -75,6 +81,7 @@ from runtime.events import (
     OrderRejected,
     OrderStatusReported,
     PositionReported,
+    PublicTrade,
     VenueOrderStatus,
 )
 from runtime.units import MONEY_SCALE, PRICE_MAX, format_count, format_money, format_price
@@ -95,6 +102,7 @@ __all__ = [
     "Exchange",
     "ExchangeError",
     "MarketInfo",
+    "MarketTicker",
 ]
 
 PUBLIC: Final = ""  # the audience of market data
@@ -135,6 +143,19 @@ class MarketInfo(Struct, frozen=True):
     close_ns: int
     result: str | None = None
     settlement_value: int | None = None
+
+
+class MarketTicker(Struct, frozen=True):
+    """A market's ``ticker``: top of book (YES leg, 1/10,000 dollar; sizes in 1/100 contract), the last
+    trade's price and the volume traded since the open."""
+
+    ticker: str
+    yes_bid: int | None
+    yes_ask: int | None
+    yes_bid_size: int
+    yes_ask_size: int
+    last_price: int | None
+    volume: int
 
 
 class AccountView(Struct, frozen=True):
@@ -259,6 +280,8 @@ class Exchange:
         self._owners: dict[str, _Account] = {}  # by engine owner name
         self._orders: dict[str, _Order] = {}
         self._resting: dict[tuple[int, int], _Order] = {}  # (market index, engine order id)
+        self._last_price: list[int | None] = [None] * markets  # each market's last trade price
+        self._volume = [0] * markets  # each market's count traded since the open
         self._now = start_ns
         self._seq = 1  # the cause seq fed to the account machines (their events stay inside)
         self._numbered = 0
@@ -307,6 +330,7 @@ class Exchange:
             t, events = entry
             if events:
                 out.append((t, PUBLIC, events))
+                self._traded(i, events)
             updates = flow.outside_updates()
             if updates:
                 self._apply_updates(i, updates, t, out)
@@ -349,7 +373,7 @@ class Exchange:
         canceled = self.flows[order.index].cancel(order.engine_id, t)
         if canceled is None:  # pragma: no cover - a resting order is on the book
             raise AssertionError(f"order {order_id} is resting but not on the book")
-        out.append((t, PUBLIC, list(canceled.events)))
+        out.append((t, PUBLIC, _caused_by(order, canceled.events)))
         changes = _Changes()
         self._canceled(order, canceled.count, t // 1_000_000, t, changes)
         changes.flush(t, out, self)
@@ -407,7 +431,7 @@ class Exchange:
         canceled = self.flows[order.index].cancel(order.engine_id, now)
         if canceled is None:  # pragma: no cover - a resting order is on the book
             raise AssertionError(f"order {order_id} is resting but not on the book")
-        out.append((now, PUBLIC, list(canceled.events)))
+        out.append((now, PUBLIC, _caused_by(order, canceled.events)))
         changes = _Changes()
         self._canceled(order, canceled.count, now // 1_000_000, now, changes)
         changes.flush(now, out, self)
@@ -446,7 +470,8 @@ class Exchange:
         """Apply what a new order did at once: its trades (both sides, when ours), self-trade cancels, and
         its own state (a remainder that does not rest is canceled and its reservation released)."""
         if placed.events:
-            out.append((now, PUBLIC, list(placed.events)))
+            out.append((now, PUBLIC, _caused_by(order, placed.events)))
+            self._traded(order.index, placed.events)
         changes = _Changes()
         for fill in placed.fills:
             if fill.owner not in self._owners:
@@ -512,6 +537,27 @@ class Exchange:
         """The market's whole book now (None for an unknown ticker)."""
         index = self._index.get(ticker)
         return None if index is None else self.flows[index].engine.snapshot(self._now // 1_000_000)
+
+    def ticker(self, ticker: str) -> MarketTicker | None:
+        """The market's ticker now (None for an unknown ticker)."""
+        index = self._index.get(ticker)
+        if index is None:
+            return None
+        engine = self.flows[index].engine
+        bid, ask = engine.best_bid(), engine.best_ask()
+        return MarketTicker(ticker, bid, ask, 0 if bid is None else engine.bid_size(bid),
+                            0 if ask is None else engine.ask_size(ask), self._last_price[index], self._volume[index])
+
+    def owns(self, owner: str, client_order_id: str) -> bool:
+        """Whether ``owner`` placed an order with this ``client_order_id`` (they are unique per owner)."""
+        account = self._accounts.get(owner)
+        return account is not None and client_order_id in account.client_ids
+
+    def _traded(self, index: int, events: Iterable[Event]) -> None:
+        for event in events:
+            if type(event) is PublicTrade:
+                self._last_price[index] = event.yes_price
+                self._volume[index] += event.count
 
     def balance(self, owner: str) -> int:
         """The owner's available balance, micro-dollars (what ``GET /portfolio/balance`` reports)."""
@@ -588,6 +634,14 @@ class Exchange:
     def __repr__(self) -> str:
         return (f"Exchange(markets={len(self.tickers)}, seed={self.seed}, now_ns={self._now}, "
                 f"accounts={len(self._accounts)}, balance_default=${format_money(self.starting_balance)})")
+
+
+def _caused_by(order: _Order, events: Iterable[Event]) -> list[Event]:
+    """The market data an account's order caused, its deltas naming the order's ``client_order_id``."""
+    coid = order.client_order_id
+    if coid is None:
+        return list(events)
+    return [msgspec.structs.replace(e, client_order_id=coid) if type(e) is BookDelta else e for e in events]
 
 
 def _uuid(text: str) -> str:

@@ -1,6 +1,14 @@
 """The local exchange's WebSocket (see :mod:`.server` for the protocol and its error codes): a connection
 (:class:`_Conn`, with its bounded send queue and writer) and its subscriptions (:class:`_Sub`), and
 :class:`WsApi`, the upgrade handler and command handling that :class:`.server.ExchangeServer` inherits.
+
+It sends the shapes Kalshi sends (``kalshi-protocol.md``): deltas with ``ts_ms`` and ``ts`` as an ISO-8601
+string, and with ``client_order_id`` only on a connection whose owner's order caused the change; trades with
+``ts_ms`` and ``ts`` in Unix seconds; on ``market_lifecycle_v2``, an ``event_lifecycle`` frame for a market's
+event (each sim market is its own event, of the series before the ticker's first ``-``) before the market's
+``activated`` frame; and the ``ticker`` channel: after each trade or change of a market's book, a ``ticker``
+frame (top of book, last price, volume; ``ts_ms`` and ``ts`` in seconds) when one of them differs from the
+last the subscription got — the market as it stands when the frame is queued.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from runtime.events import (
     BookDelta,
     BookSnapshot,
     Event,
+    EventLifecycle,
     MarketLifecycle,
     OrderFilled,
     OrderStatusReported,
@@ -26,6 +35,7 @@ from runtime.events import (
 )
 
 from ..kalshi import codec
+from ..kalshi import convert as cv
 from ..kalshi import messages as m
 from .exchange import Exchange
 from .faults import FaultError, Faults, FaultState
@@ -43,9 +53,10 @@ INVALID_PARAMETER: Final = 11
 UNSUPPORTED_ACTION: Final = 13
 ACTION_REQUIRED: Final = 15
 
-BOOK, TRADE, FILL, ORDERS, POSITIONS, LIFECYCLE = (
-    "orderbook_delta", "trade", "fill", "user_orders", "market_positions", "market_lifecycle_v2")
-CHANNELS: Final = (BOOK, TRADE, FILL, ORDERS, POSITIONS, LIFECYCLE)
+BOOK, TRADE, FILL, ORDERS, POSITIONS, LIFECYCLE, TICKER = (
+    "orderbook_delta", "trade", "fill", "user_orders", "market_positions", "market_lifecycle_v2", "ticker")
+CHANNELS: Final = (BOOK, TRADE, FILL, ORDERS, POSITIONS, LIFECYCLE, TICKER)
+_FEEDS: Final = {TICKER: (BOOK, TRADE)}  # a ticker subscription is fed the book and trade events
 _ALIASES: Final = {"user_order": ORDERS, "market_position": POSITIONS}
 _PRIVATE: Final = frozenset({FILL, ORDERS, POSITIONS})
 _CHANNEL_OF: Final[dict[type, str]] = {BookSnapshot: BOOK, BookDelta: BOOK, PublicTrade: TRADE, MarketLifecycle: LIFECYCLE,
@@ -59,7 +70,7 @@ _ABORT: Final = object()  # a queue marker: close the connection abruptly here (
 class _Sub:
     """One subscription of one connection."""
 
-    __slots__ = ("channel", "live", "markets", "seq", "seqd", "sid", "use_yes_price")
+    __slots__ = ("channel", "live", "markets", "sent", "seq", "seqd", "sid", "use_yes_price")
 
     def __init__(self, sid: int, channel: str, markets: set[str] | None, use_yes_price: bool) -> None:
         self.sid = sid
@@ -69,6 +80,7 @@ class _Sub:
         self.seqd = channel in (BOOK, TRADE)
         self.seq = 0
         self.live = True
+        self.sent: dict[str, Any] = {}  # ticker: each market's last state sent; lifecycle: events announced
 
     def wants(self, market: str) -> bool:
         return self.markets is None or market in self.markets
@@ -78,9 +90,10 @@ class _Conn:
     """One WebSocket connection: its subscriptions, its bounded send queue and writer, its faults."""
 
     def __init__(self, ws: web.WebSocketResponse, transport: Any, owner: str, faults: Faults, limit: int,
-                 market_ids: dict[str, str]) -> None:
+                 exchange: Exchange) -> None:
         self.ws = ws
-        self.market_ids = market_ids
+        self.exchange = exchange
+        self.market_ids = exchange.market_ids
         self.transport = transport
         self.owner = owner
         self.faults = faults
@@ -111,6 +124,14 @@ class _Conn:
         if self.closing or not sub.live:
             return
         kind = type(event)
+        if sub.channel == TICKER:
+            self._ticker(sub, event.market)  # type: ignore[attr-defined]
+            return
+        if kind is BookDelta and event.client_order_id is not None and not self.exchange.owns(  # type: ignore[attr-defined]
+                self.owner, event.client_order_id):  # type: ignore[attr-defined]
+            event = msgspec.structs.replace(event, client_order_id=None)  # type: ignore[type-var]
+        elif kind is MarketLifecycle and event.kind == "activated":  # type: ignore[attr-defined]
+            self._announce(sub, event)  # type: ignore[arg-type]
         seq = None
         fault = self.fault
         if sub.seqd:
@@ -141,6 +162,34 @@ class _Conn:
             self._put(_ABORT)
             self.closing = True
 
+    def _ticker(self, sub: _Sub, market: str) -> None:
+        """A ``ticker`` frame for ``market`` if its state differs from the last one this subscription got."""
+        state = self.exchange.ticker(market)
+        if state is None or sub.sent.get(market) == state:
+            return
+        if len(self.queue) >= self.limit:
+            self.end(sub, codec.BUFFER_OVERFLOW, "Subscription buffer overflow: the client reads too slowly")
+            return
+        sub.sent[market] = state
+        ts_ms = self.exchange.now_ns // 1_000_000
+        frame = cv.ticker_frame(market, sid=sub.sid, last_price=state.last_price, yes_bid=state.yes_bid,
+                                yes_ask=state.yes_ask, yes_bid_size=state.yes_bid_size,
+                                yes_ask_size=state.yes_ask_size, volume=state.volume, ts_ms=ts_ms,
+                                market_id=self.market_ids.get(market))
+        self._put(codec.encode(frame))
+
+    def _announce(self, sub: _Sub, activated: MarketLifecycle) -> None:
+        """The ``event_lifecycle`` frame of a market's event, once per subscription, before it opens."""
+        market = activated.market
+        if market in sub.sent:
+            return
+        sub.sent[market] = True
+        close = activated.close_ts_ms
+        event = EventLifecycle(event_ticker=market, series_ticker=market.partition("-")[0], title=market,
+                               subtitle="", collateral_return_type="", strike_date_ms=close,
+                               venue_ts_ms=activated.venue_ts_ms)
+        self._put(codec.encode_event(event, sid=sub.sid))
+
     def error(self, id: int | None, code: int, message: str) -> None:
         self.reply(m.Error(id=id, msg=m.ErrorMsg(code=code, msg=codec.clip(message))))
 
@@ -149,13 +198,15 @@ class _Conn:
         sub = _Sub(self.next_sid, channel, markets, use_yes_price)
         self.next_sid += 1
         self.subs[sub.sid] = sub
-        self.by_channel[channel].append(sub)
+        for fed in _FEEDS.get(channel, (channel,)):
+            self.by_channel[fed].append(sub)
         return sub
 
     def remove(self, sub: _Sub) -> None:
         sub.live = False
         if self.subs.pop(sub.sid, None) is not None:
-            self.by_channel[sub.channel].remove(sub)
+            for fed in _FEEDS.get(sub.channel, (sub.channel,)):
+                self.by_channel[fed].remove(sub)
 
     def end(self, sub: _Sub, code: int, message: str) -> None:
         """A terminal error for one subscription: it is dropped and told so (the frame names its sid)."""
@@ -213,7 +264,7 @@ class WsApi:
                 return _error(400, "bad_request", f"?faults={spec}: {exc}")
         ws = web.WebSocketResponse(autoping=True, heartbeat=None, compress=False, max_msg_size=1 << 20)
         await ws.prepare(request)
-        conn = _Conn(ws, request.transport, request[_OWNER], faults, self.queue_limit, self.exchange.market_ids)
+        conn = _Conn(ws, request.transport, request[_OWNER], faults, self.queue_limit, self.exchange)
         self._conns.append(conn)
         _log().debug("websocket connected", owner=conn.owner, faults=str(faults) or None)
         writer = self._spawn(conn.write(), "exchange-ws-writer")
