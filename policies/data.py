@@ -10,6 +10,10 @@ so a policy learns from the market, never from what an earlier policy did in it.
 Each tape carries what a curriculum needs to rank it (:attr:`Tape.difficulty`): the average quoted spread,
 how bursty its activity is and how much of it is quiet. Everything is in log order and integer units; the
 statistics are computed from them the same way on every machine.
+
+A synthetic session's run directory also holds its latent fair-value paths (``tape synth`` writes them beside the
+log, :data:`~runtime.venues.sim.session.FAIR_FILE`); its tapes name that file as :attr:`Tape.sidecar`, for the
+evaluation's oracle (:mod:`policies.oracle`) alone — no policy and no environment reads it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from runtime.events import (
 from runtime.log import is_postgres, list_sessions, open_log, split_target
 from runtime.log.files import is_file_log
 from runtime.units import PRICE_SCALE
+from runtime.venues.sim.session import FAIR_FILE
 
 __all__ = ["MARKET_DATA", "DataError", "Tape", "load_tapes", "split_tapes", "tapes_from"]
 
@@ -62,6 +67,8 @@ class Tape(msgspec.Struct, frozen=True, kw_only=True):
     """share of the 10-s buckets with no event"""
     per_minute: float = 0.0
     """events per minute of event time"""
+    sidecar: str | None = None
+    """the session's fair-value sidecar file (synthetic sessions: ``tape synth`` writes it), or None"""
 
     @property
     def start_ns(self) -> int:
@@ -113,8 +120,10 @@ def _stats(market: str, events: Sequence[tuple[int, Event]]) -> dict[str, float]
             "per_minute": len(events) / minutes}
 
 
-def tapes_from(session: str, records: Sequence[tuple[int, Event]], markets: Sequence[str] | None = None) -> list[Tape]:
-    """The tapes of one session's ``(ts_ns, event)`` inputs (events that are not market data are ignored)."""
+def tapes_from(session: str, records: Sequence[tuple[int, Event]], markets: Sequence[str] | None = None, *,
+               sidecar: str | None = None) -> list[Tape]:
+    """The tapes of one session's ``(ts_ns, event)`` inputs (events that are not market data are ignored);
+    ``sidecar`` the session's fair-value file, if it has one."""
     by_market: dict[str, list[tuple[int, Event]]] = {}
     for ts, event in records:
         if type(event) not in MARKET_DATA:
@@ -127,7 +136,7 @@ def tapes_from(session: str, records: Sequence[tuple[int, Event]], markets: Sequ
         events = by_market[market]
         if not any(type(e) is BookSnapshot for _, e in events):
             continue  # never had a book: nothing to trade on
-        out.append(Tape(session=session, market=market, events=tuple(events), **_stats(market, events)))
+        out.append(Tape(session=session, market=market, events=tuple(events), sidecar=sidecar, **_stats(market, events)))
     return out
 
 
@@ -202,14 +211,17 @@ async def load_tapes(sources: Sequence[str | Path], *, markets: Sequence[str] | 
     tapes: list[Tape] = []
     for source in sources:
         for target, session in await _sources(str(source)):
+            sidecar = None
             if target.endswith(".parquet") and not is_postgres(target):
                 name, records = await asyncio.to_thread(_from_parquet, Path(target))
             else:
+                if not is_postgres(target) and (Path(target) / FAIR_FILE).is_file():
+                    sidecar = str((Path(target) / FAIR_FILE).resolve())
                 try:
                     name, records = await _from_log(target, session)
                 except (OSError, ValueError) as exc:
                     raise DataError(f"{target}{'?session=' + session if session else ''}: cannot be read ({exc})") from None
-            tapes.extend(tapes_from(name, records, markets))
+            tapes.extend(tapes_from(name, records, markets, sidecar=sidecar))
             if progress is not None:
                 progress(name, len(tapes))
     if not tapes:

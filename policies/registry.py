@@ -22,8 +22,9 @@ under ``torch.no_grad`` and takes the most likely action (deterministic), mapped
 :mod:`policies.roles` (or, for a single-agent model, :func:`policies.env.decision_for`). Roles a model did
 not train are the policies named by its ``frozen``.
 
-**Names** (:func:`load_policies`): ``rule`` (the rule baselines), ``random`` or ``random:SEED`` (uniform,
-deterministic), or a path: a version directory, or a registry directory (its ``latest``).
+**Names** (:func:`load_policies`): ``rule`` (the rule baselines), ``flow`` (the known-edge reference on the
+signed-flow features, :mod:`policies.flow`), ``random`` or ``random:SEED`` (uniform, deterministic), or a path:
+a version directory, or a registry directory (its ``latest``).
 
 **In the log** a model enters a session as one ``ModelLoaded`` per role (``model_id`` = the version,
 ``version_hash`` = the hash, ``source`` = the version directory), logged as an input; the orchestrator's
@@ -177,8 +178,8 @@ def _save(algo: Any, staging: Path, config: Any, tapes: Sequence[Tape], kind: st
 
 
 def is_named(name: str) -> bool:
-    """Whether ``name`` is a built-in policy name (``rule``, ``random[:SEED]``) rather than a model path."""
-    return name == "rule" or name == "random" or name.startswith("random:")
+    """Whether ``name`` is a built-in policy name (``rule``, ``flow``, ``random[:SEED]``) rather than a model path."""
+    return name in ("rule", "flow", "random") or name.startswith("random:")
 
 
 def _frozen_name(name: str) -> str:
@@ -283,6 +284,10 @@ def load_policies(name: str | Path) -> dict[Role, Policy]:
         from .rules import baselines
 
         return baselines()
+    if text == "flow":
+        from .flow import flow_policies
+
+        return flow_policies()
     if text == "random" or text.startswith("random:"):
         seed = text.partition(":")[2] or "0"
         if not seed.isdigit():

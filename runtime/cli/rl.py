@@ -84,7 +84,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     t.set_defaults(handler=run_train)
 
     e = commands.add_parser(
-        "eval", help="compare policies (trained, rule, random) on held-out sessions: PnL, Sharpe, drawdown, attribution",
+        "eval", help="compare policies (trained, rule, flow, random) on held-out sessions: PnL, Sharpe, drawdown, attribution",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Play every market of the sessions --data names once per policy set, each as a paper session of "
         "that market through the runtime's own machines (latency, queue model, fees), and print the sets side by "
@@ -92,14 +92,23 @@ def register(commands: argparse._SubParsersAction) -> None:
         "drawdown, trades, win rate, fill rate (contracts filled / ordered), fees, and the trades' PnL split into "
         "signal (the market's move while in the trade), entry and exit (execution against the mid) and fees, with "
         "the mean trade size (sizing's part). A model evaluated on sessions it was trained on is flagged: use "
-        "held-out sessions (another tape synth --seed, or other recordings).",
+        "held-out sessions (another tape synth --seed, or other recordings).\n\n"
+        "References: rule (the rule baselines), random, and flow: a documented rule set on the signed-flow features "
+        "(informed flow leads the mid; policies/flow.py), the known edge a learned model should at least match. "
+        "--oracle adds the ceiling on synthetic sessions: the set 'oracle', which knows the latent fair value "
+        "tape synth wrote beside each session (fair.msgpack; no other policy sees it) and trades it with the same "
+        "execution, latency, queue model and fees; every set's PnL is then also shown as its share of the "
+        "oracle's. Sessions without that file (recorded ones) are refused with --oracle (exit 2).",
         epilog="examples:\n"
-        "  tape eval --data data/heldout --policies rule,random,models/kxsim\n"
+        "  tape eval --data data/heldout --policies rule,random,flow,models/kxsim --oracle\n"
         "  tape eval --data runs/ --policies models/kxsim/ppo@3f2a9c81d0e4 --json\n"
         "  tape eval --data runs/paper-20261122T185900Z-3fa9c1 --policies rule,random:7")
     e.add_argument("--data", nargs="+", required=True, metavar="LOG_OR_DIR", help="held-out sessions")
     e.add_argument("--policies", default="rule,random", metavar="P1,P2",
-                   help="comma-separated: rule, random[:SEED], or model paths (default rule,random)")
+                   help="comma-separated: rule, flow, random[:SEED], or model paths (default rule,random)")
+    e.add_argument("--oracle", action="store_true",
+                   help="also play the oracle (knows the latent fair value of tape synth's sessions) and show each "
+                   "set's share of its PnL")
     e.add_argument("--markets", default=None, metavar="T1,T2", help="these tickers only")
     e.add_argument("--cash", type=float, default=1_000.0, metavar="DOLLARS", help="starting cash per tape (default 1000)")
     e.add_argument("--latency-ms", type=int, default=50, metavar="MS", help="paper latency (default 50)")
@@ -265,9 +274,10 @@ def _check(config) -> None:
 
 async def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     from policies.evaluate import evaluate
+    from policies.oracle import OracleError
     from policies.registry import ModelError, is_named, load_model, load_policies
 
-    from . import UsageError
+    from . import BadDataError, UsageError
 
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
     if not names:
@@ -287,16 +297,24 @@ async def run_eval(args: argparse.Namespace, settings: Settings) -> int:
         except ModelError as exc:
             raise UsageError(f"--policies {name}: {exc}; --policies takes {POLICIES_TEXT}") from None
     tapes = await _tapes(args.data, args.markets)
+    if args.oracle:
+        bare = next((t for t in tapes if t.sidecar is None), None)
+        if bare is not None:
+            raise UsageError(f"--oracle: session {bare.session} has no fair-value sidecar (fair.msgpack beside its log): "
+                             "only tape synth writes one; evaluate recorded sessions without --oracle")
     for version, sessions in trained_on.items():
         seen = sorted(sessions & {t.session for t in tapes})
         if seen:
             get_logger("eval").warning(f"{version} was trained on {len(seen)} of these sessions "
                                        f"({', '.join(seen[:3])}…): not held out")
     status = Status()
-    results = evaluate(sets, tapes, cash=round(args.cash * MONEY_SCALE), latency_ms=args.latency_ms,
-                       say=lambda line: status.line(line) if not args.json else None)
+    try:
+        results = evaluate(sets, tapes, cash=round(args.cash * MONEY_SCALE), latency_ms=args.latency_ms,
+                           oracle=args.oracle, say=lambda line: status.line(line) if not args.json else None)
+    except OracleError as exc:
+        raise BadDataError(f"--oracle: {exc}") from None
     if args.json:
-        print(json.dumps({"tapes": len(tapes), "sessions": len({t.session for t in tapes}),
+        print(json.dumps({"tapes": len(tapes), "sessions": len({t.session for t in tapes}), "oracle": args.oracle,
                           "results": [msgspec.to_builtins(r) for r in results]}))
         return 0
     _table(results)
@@ -317,6 +335,9 @@ def _table(results) -> None:
             ("entry $", *(f"{r.attribution['entry']:,.2f}" for r in results)),
             ("exit $", *(f"{r.attribution['exit']:,.2f}" for r in results)),
             ("mean size (contracts)", *(f"{r.mean_size:,.1f}" for r in results))]
+    if any(r.name == "oracle" for r in results):
+        rows.append(("share of oracle", *("-" if r.share_of_oracle is None else f"{r.share_of_oracle:.1%}"
+                                          for r in results)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     first = results[0] if results else None
     if first is not None:
