@@ -111,9 +111,9 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     latency_ms: Annotated[int, Meta(ge=0, le=60_000)] = 50
     """paper: event time from a decision to the simulated venue"""
     queue_model: Literal["conservative", "proportional"] = "conservative"
-    policy: Annotated[str, Meta(pattern=r"^(rule|random(:[0-9]+)?)$")] = "rule"
-    """the four policies at the start: ``rule`` = ``policies.rules.baselines()``, ``random[:SEED]`` = uniform random
-    (deterministic), as :attr:`PolicyProvider.named` gives them; a trained model enters as ``ModelLoaded`` inputs"""
+    policy: Annotated[str, Meta(pattern=r"^(rule|flow|random(:[0-9]+)?)$")] = "rule"
+    """the four policies at the start: ``rule`` = ``policies.rules.baselines()``, ``flow`` = the signed-flow rules
+    (``policies.flow``), ``random[:SEED]`` = uniform random (deterministic), as :attr:`PolicyProvider.named` gives them; a trained model enters as ``ModelLoaded`` inputs"""
     seed: Annotated[int, Meta(ge=0, le=2**63 - 1)] = 0
     prefix: str = "t"
     """client order id prefix of our orders, unique per session"""

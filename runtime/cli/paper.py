@@ -72,8 +72,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="a directory for the run directory, or a postgresql:// DSN (default: [log] target, 'runs')")
     p.add_argument("--seed", type=int, default=None, metavar="S",
                    help="seed of the session and of the local exchange (default: [session] seed)")
-    p.add_argument("--policies", default="rule", metavar="rule|random[:SEED]|PATH",
-                   help="the policies: 'rule' = the deterministic baselines (default), 'random' = uniform random "
+    p.add_argument("--policies", default="rule", metavar="rule|flow|random[:SEED]|PATH",
+                   help="the policies: 'rule' = the deterministic baselines (default), 'flow' = the signed-flow rules, 'random' = uniform random "
                    "(deterministic, seeded), or a model trained by `tape train`: its version directory, or its --out "
                    "directory (then the session follows it: a newer version saved there is loaded during the "
                    "session, and logged, so the replay loads it at the same point)")

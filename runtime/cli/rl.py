@@ -16,7 +16,7 @@ from .cluster import connect
 from .progress import Status
 
 ROLES_TEXT = "signal,sizing,entry,exit"
-POLICIES_TEXT = "rule, random[:SEED] or a model directory saved by tape train"
+POLICIES_TEXT = "rule, flow, random[:SEED] or a model directory saved by tape train"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -51,7 +51,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="roles: the four roles as agents (default); single: one agent for everything")
     t.add_argument("--roles", default=ROLES_TEXT, metavar="R1,R2",
                    help=f"(--env roles) the roles that learn (default {ROLES_TEXT})")
-    t.add_argument("--frozen", default="rule", metavar="rule|random|DIR",
+    t.add_argument("--frozen", default="rule", metavar="rule|flow|random|DIR",
                    help="(--env roles) the policies of the roles that do not learn: the rule baselines (default), "
                    "random, or a model trained before (its roles keep its weights)")
     t.add_argument("--iterations", type=int, default=20, metavar="N", help="PPO iterations (default 20)")

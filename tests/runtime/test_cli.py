@@ -368,7 +368,7 @@ def test_a_policy_that_is_neither_built_in_nor_a_model_is_refused_listing_the_ch
     status, _, err = run_main(capsys, "eval", "--data", str(demo_run), "--policies", "rule,greedy")
     assert status == 2
     assert err.startswith("tape eval: --policies greedy: greedy: not a model")
-    assert err.endswith("; --policies takes rule, random[:SEED] or a model directory saved by tape train\n")
+    assert err.endswith("; --policies takes rule, flow, random[:SEED] or a model directory saved by tape train\n")
 
 
 def test_markets_the_data_does_not_hold_are_refused_listing_those_it_holds(capsys, demo_run):

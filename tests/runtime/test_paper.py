@@ -188,3 +188,11 @@ async def test_a_failing_feed_still_halts_ends_the_session_and_raises(tmp_path):
     assert events[-1] == SessionEnded(reason="failed: ConnectionError: venue gone")
     async with await open_log(tmp_path / "paper-dies") as reader:
         assert (await verify(reader, policies=PROVIDER)).ok
+
+
+def test_tape_paper_trades_the_flow_rules_and_verifies(tmp_path):
+    """``--policies flow``: the signed-flow reference rules run live like the baselines, and the log replays."""
+    done = tape("paper", "--policies", "flow", "--runner", "inprocess", "--duration", "3", "--speed", "50",
+                "--log", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "replay verify: ok" in done.stdout
