@@ -100,7 +100,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "execution, latency, queue model and fees; every set's PnL is then also shown as its share of the "
         "oracle's. Sessions without that file (recorded ones) are refused with --oracle (exit 2).",
         epilog="examples:\n"
-        "  tape eval --data data/heldout --policies rule,random,flow,models/kxsim --oracle\n"
+        "  tape eval --data data/heldout --policies rule,random,flow,models/kxsim --oracle --plot pnl.png\n"
         "  tape eval --data runs/ --policies models/kxsim/ppo@3f2a9c81d0e4 --json\n"
         "  tape eval --data runs/paper-20261122T185900Z-3fa9c1 --policies rule,random:7")
     e.add_argument("--data", nargs="+", required=True, metavar="LOG_OR_DIR", help="held-out sessions")
@@ -112,6 +112,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     e.add_argument("--markets", default=None, metavar="T1,T2", help="these tickers only")
     e.add_argument("--cash", type=float, default=1_000.0, metavar="DOLLARS", help="starting cash per tape (default 1000)")
     e.add_argument("--latency-ms", type=int, default=50, metavar="MS", help="paper latency (default 50)")
+    e.add_argument("--plot", default=None, metavar="OUT.png",
+                   help="also draw each policy set's cumulative PnL over the tapes, in the order played, into this PNG "
+                   "(its directory must exist)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(handler=run_eval)
 
@@ -284,6 +287,7 @@ async def run_eval(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"--policies: name at least one ({POLICIES_TEXT})")
     _check_data(args.data)
     _check_play(args.cash, args.latency_ms)
+    plot = _check_plot(args.plot)
     sets = {}
     trained_on: dict[str, set[str]] = {}
     for name in names:
@@ -313,12 +317,42 @@ async def run_eval(args: argparse.Namespace, settings: Settings) -> int:
                            oracle=args.oracle, say=lambda line: status.line(line) if not args.json else None)
     except OracleError as exc:
         raise BadDataError(f"--oracle: {exc}") from None
+    if plot is not None:
+        from policies.plots import pnl_curves
+
+        pnl_curves(results, plot)
     if args.json:
         print(json.dumps({"tapes": len(tapes), "sessions": len({t.session for t in tapes}), "oracle": args.oracle,
-                          "results": [msgspec.to_builtins(r) for r in results]}))
+                          "results": [msgspec.to_builtins(r) for r in results],
+                          **({"plot": str(plot)} if plot is not None else {})}))
         return 0
     _table(results)
+    if plot is not None:
+        print(f"cumulative PnL per policy set drawn in {plot}")
     return 0
+
+
+def _check_plot(text: str | None):
+    """``--plot``: a PNG file to write in a directory that exists (a usage mistake otherwise, before any work)."""
+    from pathlib import Path
+
+    from . import UsageError
+
+    if text is None:
+        return None
+    path = Path(text)
+    if path.suffix.lower() != ".png":
+        raise UsageError(f"--plot {text}: the picture is a PNG; name the file *.png")
+    if path.is_dir():
+        raise UsageError(f"--plot {text}: is a directory; name a .png file")
+    for at in path.parents:
+        if at.exists():
+            if not at.is_dir():
+                raise UsageError(f"--plot {text}: {at} is not a directory")
+            break
+    if not path.parent.is_dir():
+        raise UsageError(f"--plot {text}: no such directory {path.parent}")
+    return path
 
 
 def _table(results) -> None:
