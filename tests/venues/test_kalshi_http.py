@@ -21,7 +21,6 @@ from aiohttp.test_utils import TestServer
 from config import LoggingSettings
 from runtime import events as ev
 from runtime.logger import configure_logging
-from runtime.venues.kalshi import convert as cv
 from runtime.venues.kalshi import messages as m
 from runtime.venues.kalshi import rest
 from runtime.venues.kalshi.auth import Signer
@@ -70,7 +69,7 @@ class Exchange:
         self.creates: list[bytes] = []  # every create body received, in order
         self.requests: list[tuple[str, str, dict]] = []  # method, path, query
         self.refused: list[str] = []  # why a signature was refused
-        self.fill_items: list[m.FillMsg] | None = None  # when set, the fills list is exactly these wire items
+        self.fill_items: list[m.PortfolioFill] | None = None  # when set, the fills list is exactly these wire items
         self.fills = [ev.OrderFilled(trade_id=f"t-{i}", order_id="o-1", client_order_id="c-1", market=A, side="bid",
                                      price=4_200, count=100, fee=17_500, is_taker=True, venue_ts_ms=1_000 + i)
                       for i in range(5)]
@@ -173,7 +172,7 @@ class Exchange:
                     request.transport.abort()
                     return web.Response(status=200)
                 return json_reply({"order_id": order_id, "client_order_id": coid,
-                                   "reduced_by_fp": rest.format_count(order.remaining_count), "ts_ms": 9})
+                                   "reduced_by": rest.format_count(order.remaining_count), "ts_ms": 9})
         return json_reply({"code": "not_found", "message": f"order {order_id} not found"}, 404)
 
     # --- reads ------------------------------------------------------------------------------------------------
@@ -192,7 +191,7 @@ class Exchange:
         order_id = request.match_info["order_id"]
         for order in self.orders.values():
             if order.order_id == order_id:
-                return json_reply(m.OrderResponse(order=cv.order_msg(order)))
+                return json_reply(m.OrderResponse(order=rest.order_item(order)))
         return json_reply(rest.error_body("not_found", f"order {order_id} not found"), 404)
 
     async def list_fills(self, request: web.Request) -> web.Response:
@@ -256,7 +255,8 @@ async def test_every_request_is_signed_over_its_path_without_the_query(signer):
         await kalshi.create_order(intent())
         await kalshi.fills(min_ts_s=0)
         await kalshi.balance()
-    assert exchange.refused == [] and len(exchange.requests) == 5  # create, three pages of fills, balance
+    # create, three pages of fills, the orders (a REST fill names no client_order_id), balance
+    assert exchange.refused == [] and len(exchange.requests) == 6
     assert exchange.requests[2][2] == {"min_ts": "0", "limit": "200", "cursor": "2"}
 
 
@@ -452,13 +452,14 @@ async def test_list_reads_follow_the_cursor_to_the_end():
 
 async def test_positions_balance_market_order_and_orderbook_in_exact_units():
     async with Exchange() as exchange, client(exchange) as kalshi:
-        assert await kalshi.positions() == [ev.PositionReported(A, 300, cost=None), ev.PositionReported(B, -100)]
+        assert await kalshi.positions() == [ev.PositionReported(A, 300, 0, 0, 0, venue_ts_ms=0),
+                                            ev.PositionReported(B, -100, 0, 0, 0, venue_ts_ms=0)]
         assert await kalshi.balance() == 12_345_678
         assert (await kalshi.market(A)).ticker == A
         ack = await kalshi.create_order(intent())
         assert await kalshi.order(ack.order_id) == ev.OrderStatusReported(
             client_order_id="c-1", order_id="o-1", market=A, status="resting", side="bid", price=4_200, fill_count=0,
-            remaining_count=500, venue_ts_ms=77)
+            remaining_count=500, initial_count=500, venue_ts_ms=77)
         assert await kalshi.orderbook(A) == ev.BookSnapshot(market=A, yes_bids=((4_000, 500), (4_100, 200)),
                                                              no_bids=((5_500, 300),))
 

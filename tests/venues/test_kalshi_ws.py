@@ -354,7 +354,7 @@ class Portfolio:
              for i, t in enumerate(["t-1", "t-3"])]
     ORDER = ev.OrderStatusReported(client_order_id="c-2", order_id="o-2", market=B, status="resting", side="ask",
                                    price=6_000, fill_count=0, remaining_count=300, initial_count=300)
-    POSITION = ev.PositionReported(market=A, position=200)
+    POSITION = ev.PositionReported(market=A, position=200, cost=0, realized_pnl=0, fees_paid=0, venue_ts_ms=0)
 
     def __init__(self) -> None:
         self.reads: list[tuple[str, dict]] = []
@@ -392,7 +392,7 @@ async def test_after_every_connection_fills_orders_and_positions_are_reconciled_
     async def first(c: Conn) -> None:
         sids = await c.subscribe()
         await c.send(fill(sids["fill"], "t-1", ts_ms=1_700_000_000_500))
-        while len(portfolio.reads) < 3:  # let the reconciliation finish before the connection drops
+        while len(portfolio.reads) < 4:  # let the reconciliation finish before the connection drops
             await asyncio.sleep(0.01)
         c.ws.transport.abort()
 
@@ -409,10 +409,11 @@ async def test_after_every_connection_fills_orders_and_positions_are_reconciled_
     assert [e for e in events if type(e) is ev.OrderStatusReported] == [Portfolio.ORDER] * 2
     assert [e for e in events if type(e) is ev.PositionReported] == [Portfolio.POSITION] * 2
     reads = portfolio.reads
-    assert [what for what, _ in reads] == ["fills", "orders", "positions"] * 2
-    assert reads[1][1]["status"] == "resting"
+    # the fills, every order (a REST fill names no client_order_id: its order's is taken), the resting orders
+    assert [what for what, _ in reads] == ["fills", "orders", "orders", "positions"] * 2
+    assert "status" not in reads[1][1] and reads[2][1]["status"] == "resting"
     assert reads[0][1]["min_ts"] == str((T // 1_000_000 - 60_000) // 1000)
-    assert reads[3][1]["min_ts"] == str((1_700_000_000_501 - 60_000) // 1000)  # the last fill delivered
+    assert reads[4][1]["min_ts"] == str((1_700_000_000_501 - 60_000) // 1000)  # the last fill delivered
 
 
 # --- failing and closing --------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from config import LoggingSettings
 from runtime.events import BookSnapshot, MalformedInput
 from runtime.logger import configure_logging
-from runtime.units import PRICE_MAX
+from runtime.units import PRICE_MAX, format_count, format_price
 from runtime.venues.kalshi import codec, rest
 from runtime.venues.kalshi.auth import Signer
 from runtime.venues.kalshi.messages import CreateOrderV2Request, WsCommand
@@ -298,22 +298,36 @@ async def test_an_order_goes_through_rest_from_create_to_cancel_and_fill():
         assert (body["fill_count"], body["remaining_count"]) == ("0.00", "2.50")
         order_id = body["order_id"]
         listed = rest.orders(await (await http.get(f"{base}/portfolio/orders?status=resting")).read())
-        assert listed.events == [ex.order("carol", order_id)] and listed.cursor is None
-        one = await (await http.get(f"{base}/portfolio/orders/{order_id}")).json()
-        assert one["order"]["remaining_count_fp"] == "2.50"
+        assert listed.events == [ex.order("carol", order_id)] and listed.cursor == ""
+        one = (await (await http.get(f"{base}/portfolio/orders/{order_id}")).json())["order"]
+        assert (one["remaining_count_fp"], one["user_id"], one["outcome_side"], one["book_side"], one["side"]) == (
+            "2.50", "carol", "yes", "bid", "yes")
+        assert (one["type"], one["taker_fill_cost_dollars"], one["maker_fees_dollars"]) == ("limit", "0.000000", "0.000000")
         balance = await (await http.get(f"{base}/portfolio/balance")).json()
         assert balance["balance_dollars"] == f"{ex.balance('carol') / 1e6:.6f}" and ex.balance("carol") < 10**10
+        assert balance["portfolio_value"] == 0 and balance["updated_ts"] == ex.now_ns // 10**9
         canceled = await http.delete(f"{base}/portfolio/events/orders/{order_id}", json={})
-        body = await canceled.json()
-        assert canceled.status == 200 and body["reduced_by_fp"] == "2.50" and body["order"]["status"] == "canceled"
+        assert canceled.status == 200 and await canceled.json() == {
+            "order_id": order_id, "client_order_id": "r-1", "reduced_by": "2.50", "ts_ms": ex.now_ns // 10**6}
+        assert ex.order("carol", order_id).status == "canceled"  # type: ignore[union-attr]
         again = await http.delete(f"{base}/portfolio/events/orders/{order_id}")
         assert again.status == 404 and (await again.json())["code"] == "not_found"
         filled = await http.post(f"{base}/portfolio/events/orders", json=cross(server, ticker))
         assert filled.status == 201 and (await filled.json())["fill_count"] == "3.00"
         fills = rest.fills(await (await http.get(f"{base}/portfolio/fills")).read())
-        assert fills.events == list(reversed(ex.fills("carol")))
+        assert fills.events == [msgspec.structs.replace(f, client_order_id="", post_position=None)
+                                for f in reversed(ex.fills("carol"))]  # what a REST fill carries
+        raw_fill = (await (await http.get(f"{base}/portfolio/fills")).json())["fills"][0]
+        assert raw_fill["fill_id"] == ex.fill_id(ex.fills("carol")[-1]) and raw_fill["market_ticker"] == ticker
         positions = rest.positions(await (await http.get(f"{base}/portfolio/positions")).read())
         assert [(p.market, p.position) for p in positions.events] == [(ticker, 300)]  # type: ignore[union-attr]
+        body = await (await http.get(f"{base}/portfolio/positions")).json()
+        (event,) = body["event_positions"]
+        assert event["event_ticker"] == ex.prefix and event["total_cost_shares_fp"] == "3.00"
+        assert body["market_positions"][0]["total_traded_dollars"] == event["total_cost_dollars"] != "0.000000"
+        executed = (await (await http.get(f"{base}/portfolio/orders", params={"status": "executed"})).json())["orders"]
+        assert executed[0]["taker_fill_cost_dollars"] == event["total_cost_dollars"]
+        assert executed[0]["taker_fees_dollars"] == event["fees_paid_dollars"] != "0.000000"
 
 
 async def test_cursors_page_through_every_item_once_even_as_new_ones_arrive():
@@ -334,7 +348,7 @@ async def test_cursors_page_through_every_item_once_even_as_new_ones_arrive():
             if pages == 1:  # a new order meanwhile does not shift the pages
                 await http.post(f"{base}/portfolio/events/orders", json={
                     "ticker": ex.tickers[0], "side": "bid", "price": "0.0200", "count": "1.00"})
-            if page.cursor is None:
+            if not page.cursor:
                 break
             cursor = page.cursor
         assert seen == list(reversed(ids)) and pages == 3
@@ -365,7 +379,7 @@ async def test_fills_filter_by_min_ts_in_seconds_or_milliseconds():
             got = rest.fills(await (await http.get(f"{base}/portfolio/fills", params={"min_ts": min_ts})).read())
             assert [f.venue_ts_ms for f in got.events] == [second]  # type: ignore[union-attr]
         everything = rest.fills(await (await http.get(f"{base}/portfolio/fills", params={"min_ts": "0", "limit": "1"})).read())
-        assert len(everything.events) == 1 and everything.cursor is not None
+        assert len(everything.events) == 1 and everything.cursor
 
 
 async def test_batch_create_and_batch_cancel():
@@ -379,16 +393,17 @@ async def test_batch_create_and_batch_cancel():
             {"ticker": ticker, "side": "bid", "price": "abc", "count": "1.00", "client_order_id": "b3"}]})
         items = (await reply.json())["orders"]
         assert reply.status == 201
-        assert items[0]["order"]["client_order_id"] == "b1"
+        assert items[0]["client_order_id"] == "b1" and "order" not in items[0]  # flat, as the spec has them
+        assert (items[0]["fill_count"], items[0]["remaining_count"]) == ("0.00", "1.00")
         assert items[1]["error"]["code"] == "invalid_price"
         assert (items[2]["error"]["code"], items[3]["error"]["code"]) == ("duplicate_client_order_id", "bad_request")
         assert items[3]["error"]["message"] == "batch_create_orders_v2_request.orders[3].price: 'abc' is not a decimal number"
-        order_id = items[0]["order"]["order_id"]
+        order_id = items[0]["order_id"]
         reply = await http.delete(f"{base}/portfolio/events/orders/batched",
                                   json={"orders": [{"order_id": order_id}, {"order_id": "nope"}]})
         items = (await reply.json())["orders"]
-        assert reply.status == 200 and items[0]["reduced_by_fp"] == "1.00" and items[1]["error"]["code"] == "not_found"
-        assert items[0]["order"]["status"] == "canceled" and "order" not in items[1]
+        assert reply.status == 200 and items[0]["reduced_by"] == "1.00" and items[1]["error"]["code"] == "not_found"
+        assert items[0]["client_order_id"] == "b1" and items[1]["reduced_by"] == "0.00"
         typed = rest.decode_body(json.dumps({"orders": items}), rest.m.BatchCancelOrdersResponse)  # the codec's shape
         assert [i.order_id for i in typed.orders] == [order_id, "nope"]  # type: ignore[union-attr]
 
@@ -400,7 +415,13 @@ async def test_markets_and_order_books_read_like_kalshis():
         ticker = ex.tickers[1]
         market = (await (await http.get(f"{base}/markets/{ticker}")).json())["market"]
         assert market["status"] == "active" and market["price_ranges"] == [{"start": "0.0100", "end": "0.9900", "step": "0.0100"}]
-        assert market["close_time"].startswith("2026-01-01T")
+        assert market["close_time"].startswith("2026-01-01T") and market["open_time"] == "2026-01-01T00:00:00Z"
+        info = ex.market(ticker)
+        assert info is not None and info.yes_bid is not None and info.yes_ask is not None
+        assert (market["yes_bid_dollars"], market["yes_ask_dollars"]) == (format_price(info.yes_bid), format_price(info.yes_ask))
+        assert market["no_bid_dollars"] == format_price(10_000 - info.yes_ask)
+        assert (market["volume_fp"], market["open_interest_fp"]) == (format_count(info.volume), format_count(info.open_interest))
+        assert (market["market_type"], market["result"], market["price_level_structure"]) == ("binary", "", "linear_cent")
         book = rest.decode_body(await (await http.get(f"{base}/markets/{ticker}/orderbook")).read(), rest.m.OrderbookResponse)
         snap = rest.book(book, ticker)  # type: ignore[arg-type]
         expected = ex.book(ticker)

@@ -33,9 +33,10 @@ from typing import Any, Final, NamedTuple, TypeVar
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+import msgspec
 from structlog.typing import FilteringBoundLogger
 
-from runtime.events import BookSnapshot, Event, MalformedInput, OrderIntent, OrderStatusReported
+from runtime.events import BookSnapshot, Event, MalformedInput, OrderFilled, OrderIntent, OrderStatusReported
 from runtime.logger import get_logger
 
 from . import messages as m
@@ -335,9 +336,16 @@ class KalshiRest:
 
     async def fills(self, min_ts_s: int | None = None, ticker: str | None = None) -> list[Event]:
         """``GET /portfolio/fills`` since ``min_ts_s`` (Unix seconds), every page: an ``OrderFilled`` (or
-        ``MalformedInput``) per fill."""
-        return await self._paged("/portfolio/fills", _params(min_ts=min_ts_s, ticker=ticker),
-                                 lambda raw: rest.fills(raw, legacy=self.legacy, source=self.source))
+        ``MalformedInput``) per fill. Kalshi's fills name no ``client_order_id``: each fill's is its order's,
+        from one read of ``/portfolio/orders`` (when there are fills)."""
+        events = await self._paged("/portfolio/fills", _params(min_ts=min_ts_s, ticker=ticker),
+                                   lambda raw: rest.fills(raw, legacy=self.legacy, source=self.source))
+        if not any(type(e) is OrderFilled and not e.client_order_id for e in events):
+            return events
+        coids = {r.order_id: r.client_order_id for r in await self.orders(ticker=ticker)
+                 if type(r) is OrderStatusReported}
+        return [msgspec.structs.replace(e, client_order_id=coids.get(e.order_id, ""))  # type: ignore[attr-defined]
+                if type(e) is OrderFilled and not e.client_order_id else e for e in events]
 
     async def positions(self) -> list[Event]:
         """``GET /portfolio/positions``, every page: a ``PositionReported`` (or ``MalformedInput``) per market."""

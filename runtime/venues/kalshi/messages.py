@@ -218,7 +218,7 @@ class Trade(_Frame, tag="trade", kw_only=True):
 
 
 class FillMsg(_Body, kw_only=True):
-    """A private fill. Also the item of REST ``/portfolio/fills``, which names the market ``ticker``."""
+    """A private fill (the REST fills item is :class:`PortfolioFill`)."""
 
     trade_id: str
     order_id: str
@@ -248,7 +248,7 @@ class Fill(_Frame, tag="fill", kw_only=True):
 
 
 class UserOrderMsg(_Body, kw_only=True):
-    """One of our orders as the venue sees it; also the item of REST ``/portfolio/orders``.
+    """One of our orders as the venue sees it (the REST orders item is :class:`PortfolioOrder`).
 
     ``side`` is ``bid``/``ask`` on the YES leg (V2), or ``yes``/``no`` with ``action`` (older shape)."""
 
@@ -278,8 +278,8 @@ class UserOrder(_Frame, tag="user_order", kw_only=True):
 
 
 class MarketPositionMsg(_Body, kw_only=True):
-    """Our position in one market; also the item of REST ``/portfolio/positions`` (``ticker``,
-    ``market_exposure_dollars``), whose names are read when the WebSocket ones are absent."""
+    """Our position in one market (the REST positions item is :class:`PortfolioPosition`); ``ticker`` and
+    ``market_exposure_dollars`` are read when the WebSocket names are absent."""
 
     market_ticker: str | None = None
     ticker: str | None = None
@@ -408,7 +408,10 @@ class Envelope(Struct, frozen=True, gc=False):
 ENVELOPE = msgspec.json.Decoder(Envelope)
 
 
-# --- REST: orders ------------------------------------------------------------------------------------
+# --- REST ---------------------------------------------------------------------------------------------
+# The shapes of Kalshi's OpenAPI spec (its SDK, ``kalshi-python-sync``, is the executable form; a test drives
+# the local exchange through it). The exchange writes every field the spec requires; our client reads what
+# the runtime needs and says which field is missing, naming the endpoint, when one it needs is not there.
 class CreateOrderV2Request(_Body, kw_only=True):
     """``POST /portfolio/events/orders``: a limit order on the YES leg."""
 
@@ -425,25 +428,14 @@ class CreateOrderV2Request(_Body, kw_only=True):
 
 
 class CreateOrderV2Response(_Body, kw_only=True):
-    """The V2 create reply; read at the top level, or nested under ``order``."""
+    """The V2 create reply (the spec: ``order_id``, ``fill_count``, ``remaining_count``, ``ts_ms`` required)."""
 
     order_id: str | None = None
     client_order_id: str | None = None
     fill_count: Num | None = None
     remaining_count: Num | None = None
-    fill_count_fp: Num | None = None
-    remaining_count_fp: Num | None = None
-    ts_ms: Int | None = None
-    order: CreateOrderV2Result | None = None
-
-
-class CreateOrderV2Result(_Body, kw_only=True):
-    order_id: str
-    client_order_id: str | None = None
-    fill_count: Num | None = None
-    remaining_count: Num | None = None
-    fill_count_fp: Num | None = None
-    remaining_count_fp: Num | None = None
+    average_fill_price: Num | None = None
+    average_fee_paid: Num | None = None
     ts_ms: Int | None = None
 
 
@@ -460,8 +452,15 @@ class ErrorDetail(_Body, kw_only=True):
 
 
 class BatchCreateItem(_Body, kw_only=True):
+    """One order of a batch create reply, flat: the create reply's fields, or its ``error``."""
+
+    order_id: str | None = None
     client_order_id: str | None = None
-    order: CreateOrderV2Result | None = None
+    fill_count: Num | None = None
+    remaining_count: Num | None = None
+    average_fill_price: Num | None = None
+    average_fee_paid: Num | None = None
+    ts_ms: Int | None = None
     error: ErrorDetail | None = None
 
 
@@ -470,26 +469,32 @@ class BatchCreateOrdersV2Response(_Body, kw_only=True):
 
 
 class CancelOrderV2Response(_Body, kw_only=True):
-    """``DELETE /portfolio/events/orders/{order_id}``: what was taken off the book."""
+    """``DELETE /portfolio/events/orders/{order_id}``: ``reduced_by`` is the count taken off the book (fp)."""
 
     order_id: str | None = None
     client_order_id: str | None = None
-    reduced_by_fp: Num | None = None
+    reduced_by: Num | None = None
     ts_ms: Int | None = None
-    order: UserOrderMsg | None = None
+
+
+class BatchCancelOrderId(_Body, kw_only=True):
+    order_id: str
 
 
 class BatchCancelOrdersRequest(_Body, kw_only=True):
-    ids: list[str]
+    """``DELETE /portfolio/events/orders/batched``: ``orders`` of ``{"order_id"}``."""
+
+    orders: list[BatchCancelOrderId]
 
 
 class BatchCancelItem(_Body, kw_only=True):
-    """One order of a batch cancel reply: what was taken off the book, or the item's error (assumed shape:
-    the single cancel's fields per order)."""
+    """One order of a batch cancel reply: the cancel reply's fields (``reduced_by`` is ``"0.00"`` with an
+    ``error``)."""
 
     order_id: str
-    reduced_by_fp: Num | None = None
-    order: UserOrderMsg | None = None
+    client_order_id: str | None = None
+    reduced_by: Num | None = None
+    ts_ms: Int | None = None
     error: ErrorDetail | None = None
 
 
@@ -499,38 +504,127 @@ class BatchCancelOrdersResponse(_Body, kw_only=True):
     orders: list[BatchCancelItem]
 
 
+class PortfolioOrder(_Body, kw_only=True):
+    """An item of ``GET /portfolio/orders`` (and ``order`` of ``/portfolio/orders/{order_id}``): the spec's
+    ``Order``. ``book_side`` is the side on the YES leg (``outcome_side`` yes for a bid, no for an ask);
+    ``side`` / ``action`` are the deprecated outcome side and direction. Times are ISO-8601."""
+
+    order_id: str
+    user_id: str | None = None
+    client_order_id: str | None = None
+    ticker: str | None = None
+    side: YesNo | None = None  # deprecated
+    action: Literal["buy", "sell"] | None = None  # deprecated
+    outcome_side: YesNo | None = None
+    book_side: BidAsk | None = None
+    type: str | None = None
+    status: OrderStatusWire
+    yes_price_dollars: Num | None = None
+    no_price_dollars: Num | None = None
+    fill_count_fp: Num | None = None
+    remaining_count_fp: Num | None = None
+    initial_count_fp: Num | None = None
+    taker_fill_cost_dollars: Num | None = None
+    maker_fill_cost_dollars: Num | None = None
+    taker_fees_dollars: Num | None = None
+    maker_fees_dollars: Num | None = None
+    expiration_time: str | None = None
+    created_time: str | None = None
+    last_update_time: str | None = None
+    self_trade_prevention_type: str | None = None
+    yes_price: Int | None = None  # legacy cents
+    fill_count: Int | None = None  # legacy contracts
+    remaining_count: Int | None = None  # legacy contracts
+    initial_count: Int | None = None  # legacy contracts
+
+
 class OrdersResponse(_Body, kw_only=True):
     """``GET /portfolio/orders``."""
 
-    orders: list[UserOrderMsg]
+    orders: list[PortfolioOrder]
     cursor: str | None = None
 
 
 class OrderResponse(_Body, kw_only=True):
     """``GET /portfolio/orders/{order_id}``."""
 
-    order: UserOrderMsg
+    order: PortfolioOrder
+
+
+class PortfolioFill(_Body, kw_only=True):
+    """An item of ``GET /portfolio/fills``: the spec's ``Fill`` (no ``client_order_id``: the order's id
+    names the order). ``yes_price_dollars`` is the YES-leg price; ``ts`` Unix seconds, ``created_time`` ISO-8601."""
+
+    fill_id: str | None = None
+    exchange_index: Int | None = None
+    trade_id: str
+    order_id: str
+    ticker: str | None = None
+    market_ticker: str | None = None
+    side: YesNo | None = None  # deprecated
+    action: Literal["buy", "sell"] | None = None  # deprecated
+    outcome_side: YesNo | None = None
+    book_side: BidAsk | None = None
+    count_fp: Num | None = None
+    yes_price_dollars: Num | None = None
+    no_price_dollars: Num | None = None
+    is_taker: bool
+    created_time: str | None = None
+    fee_cost: Num | None = None
+    ts: Seconds | None = None
+    yes_price: Int | None = None  # legacy cents
+    count: Int | None = None  # legacy contracts
 
 
 class FillsResponse(_Body, kw_only=True):
     """``GET /portfolio/fills``."""
 
-    fills: list[FillMsg]
+    fills: list[PortfolioFill]
     cursor: str | None = None
 
 
-class PositionsResponse(_Body, kw_only=True):
-    """``GET /portfolio/positions`` (event positions are ignored)."""
+class PortfolioPosition(_Body, kw_only=True):
+    """An item of ``market_positions`` of ``GET /portfolio/positions``: the spec's ``MarketPosition``
+    (``market_exposure_dollars`` is what the position cost; ``last_updated_ts`` ISO-8601)."""
 
-    market_positions: list[MarketPositionMsg] = []
+    ticker: str
+    exchange_index: Int | None = None
+    total_traded_dollars: Num | None = None
+    position_fp: Num | None = None
+    market_exposure_dollars: Num | None = None
+    realized_pnl_dollars: Num | None = None
+    fees_paid_dollars: Num | None = None
+    last_updated_ts: str | None = None
+    position: Int | None = None  # legacy contracts
+
+
+class EventPosition(_Body, kw_only=True):
+    """An item of ``event_positions`` (the runtime does not read them)."""
+
+    event_ticker: str
+    total_cost_dollars: Num | None = None
+    total_cost_shares_fp: Num | None = None
+    event_exposure_dollars: Num | None = None
+    realized_pnl_dollars: Num | None = None
+    fees_paid_dollars: Num | None = None
+
+
+class PositionsResponse(_Body, kw_only=True):
+    """``GET /portfolio/positions``."""
+
+    market_positions: list[PortfolioPosition]
+    event_positions: list[EventPosition]
     cursor: str | None = None
 
 
 class BalanceResponse(_Body, kw_only=True):
-    """``GET /portfolio/balance``: ``balance`` in cents and ``balance_dollars``; dollars win."""
+    """``GET /portfolio/balance``: ``balance`` and ``portfolio_value`` in cents, ``balance_dollars``,
+    ``updated_ts`` (Unix seconds)."""
 
     balance: Int | None = None
     balance_dollars: Num | None = None
+    portfolio_value: Int | None = None
+    updated_ts: Int | None = None
 
 
 # --- REST: markets -----------------------------------------------------------------------------------
@@ -543,12 +637,49 @@ class PriceRange(_Body, kw_only=True):
 
 
 class Market(_Body, kw_only=True):
+    """The spec's ``Market``: every field it requires, and the optional ones the exchange knows. Times are
+    ISO-8601; prices dollars, sizes, volume and open interest fp."""
+
     ticker: str
     event_ticker: str | None = None
-    status: str | None = None
-    result: str | None = None
-    price_ranges: list[PriceRange] | None = None
+    market_type: str | None = None
+    title: str | None = None
+    subtitle: str | None = None
+    yes_sub_title: str | None = None
+    no_sub_title: str | None = None
+    created_time: str | None = None
+    updated_time: str | None = None
+    open_time: str | None = None
     close_time: str | None = None
+    expected_expiration_time: str | None = None
+    expiration_time: str | None = None
+    latest_expiration_time: str | None = None
+    settlement_timer_seconds: Int | None = None
+    status: str | None = None
+    yes_bid_dollars: Num | None = None
+    yes_bid_size_fp: Num | None = None
+    yes_ask_dollars: Num | None = None
+    yes_ask_size_fp: Num | None = None
+    no_bid_dollars: Num | None = None
+    no_ask_dollars: Num | None = None
+    last_price_dollars: Num | None = None
+    volume_fp: Num | None = None
+    volume_24h_fp: Num | None = None
+    result: str | None = None
+    can_close_early: bool | None = None
+    open_interest_fp: Num | None = None
+    notional_value_dollars: Num | None = None
+    previous_yes_bid_dollars: Num | None = None
+    previous_yes_ask_dollars: Num | None = None
+    previous_price_dollars: Num | None = None
+    settlement_value_dollars: Num | None = None
+    settlement_ts: str | None = None
+    settlement_bounds_type: str | None = None
+    expiration_value: str | None = None
+    rules_primary: str | None = None
+    rules_secondary: str | None = None
+    price_level_structure: str | None = None
+    price_ranges: list[PriceRange] | None = None
 
 
 class MarketResponse(_Body, kw_only=True):

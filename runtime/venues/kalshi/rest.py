@@ -1,22 +1,28 @@
 """Kalshi REST bodies: our V2 order requests and the replies we read, and the reverse for the exchange.
 
+Every reply has the shape of Kalshi's OpenAPI spec (its SDK ``kalshi-python-sync`` is the oracle: see
+``tests/venues/test_kalshi_sdk_conformance.py``); nothing here reads a shape only the local exchange sends.
+
 Client side: :func:`create_order` turns an ``OrderIntent`` into the V2 create body (``client_order_id``,
 ``side`` bid/ask, ``price`` dollars, ``count`` fp, ``time_in_force`` always sent by its full name);
 :func:`decode_body` reads a reply into its wire Struct (:mod:`.messages`), or a ``MalformedInput``;
-:func:`order_ack`, :func:`balance` and :func:`book` turn replies into exact units or events; the list
+:func:`order_ack` (the create reply, and each flat item of a batch create), :func:`cancel_ack`
+(``reduced_by``), :func:`balance` and :func:`book` turn replies into exact units or events; the list
 replies — :func:`fills`, :func:`orders`, :func:`positions` — take the raw body and give a :class:`Page`
 with one event per item, each item decoded on its own so that a bad one is one ``MalformedInput``
 (verbatim) and costs nothing else; :func:`api_error` reads either error shape, or keeps the text. None of
-these raises on bad input.
+these raises on bad input. A field the runtime needs that the spec requires and a reply lacks is a
+``MalformedInput`` naming it (``cancel_order_v2_response.reduced_by: missing``), never a silent None.
 
 A REST read of an order is reported as it is (``OrderStatusReported``, whatever its status):
 reconciliation compares it with the order's state rather than replaying transitions (a ``user_order``
 frame, by contrast, becomes the transition it implies: see :mod:`.convert`).
 
 Exchange side: :func:`decode_order_request` reads a create body into an :class:`OrderRequest` in exact
-units (``time_in_force`` absent means good-till-canceled); :func:`created_body`, :func:`fills_body`,
-:func:`orders_body`, :func:`positions_body`, :func:`balance_body`, :func:`error_body` and
-:func:`.convert.book_to_rest` build the replies, written with :func:`.codec.encode`; :func:`price_grid`
+units (``time_in_force`` absent means good-till-canceled); :func:`created_body`, :func:`canceled_body`,
+:func:`fills_body` (:func:`fill_item`), :func:`orders_body` (:func:`order_item`), :func:`positions_body`
+(:func:`position_item`), :func:`balance_body`, :func:`error_body` and :func:`.convert.book_to_rest` build
+the replies, written with :func:`.codec.encode`; :func:`price_grid`
 says which prices a market's ``price_ranges`` allow.
 """
 
@@ -59,18 +65,25 @@ __all__ = [
     "batch_results",
     "book",
     "cancel_ack",
+    "canceled_body",
     "create_order",
     "created_body",
     "decode_body",
     "decode_order_request",
     "error_body",
+    "fill_event",
+    "fill_item",
     "fills",
     "fills_body",
     "order",
     "order_ack",
+    "order_item",
+    "order_report",
     "order_request",
     "orders",
     "orders_body",
+    "position_event",
+    "position_item",
     "positions",
     "positions_body",
     "price_grid",
@@ -173,43 +186,38 @@ class OrderAck(Struct, frozen=True, kw_only=True):
     venue_ts_ms: int | None = None
 
 
-def order_ack(body: m.CreateOrderV2Response, source: str = SOURCE) -> OrderAck | MalformedInput:
-    """The create reply (top level, or nested under ``order``) in exact units."""
-    r: m.CreateOrderV2Response | m.CreateOrderV2Result = body.order if body.order is not None else body
-    where = "create_order_v2_response" + (".order" if body.order is not None else "")
+def order_ack(body: m.CreateOrderV2Response | m.BatchCreateItem, source: str = SOURCE,
+              where: str = "create_order_v2_response") -> OrderAck | MalformedInput:
+    """The create reply (or a batch create item) in exact units; ``order_id``, ``fill_count`` and
+    ``remaining_count`` are required (the spec's)."""
     try:
-        if r.order_id is None:
-            raise cv.WireError(f"{where}.order_id: missing")
-        fill = r.fill_count if r.fill_count is not None else r.fill_count_fp
-        rest = r.remaining_count if r.remaining_count is not None else r.remaining_count_fp
-        return OrderAck(order_id=r.order_id, client_order_id=r.client_order_id,
-                        fill_count=None if fill is None else cv.count(fill, f"{where}.fill_count"),
-                        remaining_count=None if rest is None else cv.count(rest, f"{where}.remaining_count"),
-                        venue_ts_ms=r.ts_ms)
+        return OrderAck(order_id=_required(body.order_id, f"{where}.order_id"), client_order_id=body.client_order_id,
+                        fill_count=cv.count(_required(body.fill_count, f"{where}.fill_count"), f"{where}.fill_count"),
+                        remaining_count=cv.count(_required(body.remaining_count, f"{where}.remaining_count"),
+                                                 f"{where}.remaining_count"),
+                        venue_ts_ms=body.ts_ms)
     except ValueError as exc:
         return _malformed(body, source, str(exc))
 
 
 def batch_results(body: m.BatchCreateOrdersV2Response, source: str = SOURCE) -> list[OrderAck | ApiError | MalformedInput]:
-    """The batch create reply, one result per item in its order: an ack, or the item's error. An item's
-    error has no HTTP status of its own: its ``ApiError.status`` is 0."""
+    """The batch create reply, one result per item in its order: an ack (the item's fields, flat), or the item's
+    ``error``. An item's error has no HTTP status of its own: its ``ApiError.status`` is 0."""
     out: list[OrderAck | ApiError | MalformedInput] = []
     for i, item in enumerate(body.orders):
-        if item.order is not None:
-            out.append(order_ack(m.CreateOrderV2Response(order=item.order), source))
-        elif item.error is not None:
+        if item.error is not None:
             e = item.error
             details = "" if e.details is None else e.details if isinstance(e.details, str) else msgspec.json.encode(e.details).decode()
             code = None if e.code is None else str(e.code)
             out.append(ApiError(0, code, clip(e.message or code or "refused"), clip(details)))
         else:
-            out.append(_malformed(item, source, f"batch_create_orders_v2_response.orders[{i}]: neither order nor error"))
+            out.append(order_ack(item, source, f"batch_create_orders_v2_response.orders[{i}]"))
     return out
 
 
 class CancelAck(Struct, frozen=True, kw_only=True):
-    """The V2 cancel reply in tape's units; ``reduced_by`` (the count taken off the book) is None when the
-    reply does not say."""
+    """The V2 cancel reply in tape's units; ``reduced_by`` (the count taken off the book) is None only when the
+    reply was lost (:meth:`.http.KalshiRest.cancel_order` then reads the order instead)."""
 
     order_id: str
     client_order_id: str | None = None
@@ -218,15 +226,13 @@ class CancelAck(Struct, frozen=True, kw_only=True):
 
 
 def cancel_ack(body: m.CancelOrderV2Response, order_id: str, source: str = SOURCE) -> CancelAck | MalformedInput:
-    """``DELETE /portfolio/events/orders/{order_id}``'s reply (``order_id`` is the one asked for, if it omits it)."""
+    """``DELETE /portfolio/events/orders/{order_id}``'s reply; ``reduced_by`` is required (the spec's)."""
     where = "cancel_order_v2_response"
-    order = body.order
     try:
-        reduced = None if body.reduced_by_fp is None else cv.count(body.reduced_by_fp, f"{where}.reduced_by_fp")
+        reduced = cv.count(_required(body.reduced_by, f"{where}.reduced_by"), f"{where}.reduced_by")
     except ValueError as exc:
         return _malformed(body, source, str(exc))
-    return CancelAck(order_id=body.order_id or (order.order_id if order is not None else order_id),
-                     client_order_id=body.client_order_id or (order.client_order_id if order is not None else None),
+    return CancelAck(order_id=body.order_id or order_id, client_order_id=body.client_order_id or None,
                      reduced_by=reduced, venue_ts_ms=body.ts_ms)
 
 
@@ -237,41 +243,172 @@ def created_body(order_id: str, client_order_id: str | None, fill_count: int, re
                                    ts_ms=ts_ms)
 
 
+def canceled_body(order_id: str, client_order_id: str | None, reduced_by: int, ts_ms: int) -> m.CancelOrderV2Response:
+    return m.CancelOrderV2Response(order_id=order_id, client_order_id=client_order_id,
+                                   reduced_by=format_count(reduced_by), ts_ms=ts_ms)
+
+
 def orders(raw: bytes | str, *, legacy: bool = False, source: str = SOURCE) -> Page:
     """``GET /portfolio/orders`` -> one ``OrderStatusReported`` (or ``MalformedInput``) per order."""
-    return _page(raw, _OrdersPage, "orders", m.UserOrderMsg, lambda b, w: cv.order_report(b, w, legacy=legacy), source)
+    return _page(raw, _OrdersPage, "orders", m.PortfolioOrder, lambda b, w: order_report(b, w, legacy=legacy), source)
 
 
 def order(body: m.OrderResponse, source: str = SOURCE) -> OrderStatusReported | MalformedInput:
     """``GET /portfolio/orders/{order_id}`` -> the venue's report of that order, as it is."""
     try:
-        return cv.order_report(body.order, "order_response.order", legacy=False)
+        return order_report(body.order, "order_response.order", legacy=False)
     except ValueError as exc:
         return _malformed(body, source, str(exc))
 
 
-def orders_body(reports: Iterable[OrderStatusReported], cursor: str | None = None) -> m.OrdersResponse:
-    return m.OrdersResponse(orders=[cv.order_msg(r) for r in reports], cursor=cursor)
+def order_report(b: m.PortfolioOrder, where: str, *, legacy: bool = False) -> OrderStatusReported:
+    """A REST order -> the venue's report of it (raises ``ValueError`` naming a missing or bad field). The side
+    on the YES leg is ``book_side``, else ``outcome_side`` (yes: bid), else the deprecated ``side`` with ``action``."""
+    market = _required(b.ticker, f"{where}.ticker")
+    if b.book_side is not None:
+        side: Literal["bid", "ask"] = b.book_side
+    elif b.outcome_side is not None:
+        side = "bid" if b.outcome_side == "yes" else "ask"
+    elif b.side is not None and b.action is not None:
+        side = "bid" if (b.side == "yes") == (b.action == "buy") else "ask"
+    else:
+        raise cv.WireError(f"{where}.book_side: missing (and no outcome_side, or side with action)")
+    if b.yes_price_dollars is None and b.no_price_dollars is not None:
+        yes_price = PRICE_MAX - cv.price(b.no_price_dollars, f"{where}.no_price_dollars")
+    else:
+        yes_price = cv.pick(b.yes_price_dollars, f"{where}.yes_price_dollars", cv.price, legacy, b.yes_price,
+                            f"{where}.yes_price", cv.cents)
+    filled = cv.pick(b.fill_count_fp, f"{where}.fill_count_fp", cv.count, legacy, b.fill_count, f"{where}.fill_count")
+    remaining = cv.pick(b.remaining_count_fp, f"{where}.remaining_count_fp", cv.count, legacy, b.remaining_count,
+                        f"{where}.remaining_count")
+    initial = cv.pick(b.initial_count_fp, f"{where}.initial_count_fp", cv.count, legacy, b.initial_count,
+                      f"{where}.initial_count")
+    if filled > initial:
+        raise cv.WireError(f"{where}.fill_count_fp: {format_count(filled)} exceeds the initial count {format_count(initial)}")
+    updated = b.last_update_time if b.last_update_time is not None else b.created_time
+    what = f"{where}.last_update_time" if b.last_update_time is not None else f"{where}.created_time"
+    return OrderStatusReported(client_order_id=b.client_order_id or "", order_id=b.order_id, market=market,
+                               status=b.status, side=side, price=yes_price, fill_count=filled,
+                               remaining_count=remaining, initial_count=initial,
+                               venue_ts_ms=None if updated is None else cv.iso_ms(updated, what))
+
+
+def order_item(r: OrderStatusReported, *, user_id: str = "", created_ms: int | None = None,
+               expiration_ms: int | None = None, self_trade_prevention: str = DEFAULT_STP, taker_cost: int = 0,
+               maker_cost: int = 0, taker_fees: int = 0, maker_fees: int = 0) -> m.PortfolioOrder:
+    """The REST order of an order's report (costs and fees in micro-dollars; times in Unix ms). A bid on the
+    YES leg buys YES, an ask buys NO."""
+    outcome: m.YesNo = "yes" if r.side == "bid" else "no"
+    initial = r.initial_count if r.initial_count is not None else r.fill_count + r.remaining_count
+    created = created_ms if created_ms is not None else r.venue_ts_ms
+    return m.PortfolioOrder(
+        order_id=r.order_id, user_id=user_id, client_order_id=r.client_order_id, ticker=r.market, side=outcome,
+        action="buy", outcome_side=outcome, book_side=r.side, type="limit", status=r.status,
+        yes_price_dollars=format_price(r.price), no_price_dollars=format_price(PRICE_MAX - r.price),
+        fill_count_fp=format_count(r.fill_count), remaining_count_fp=format_count(r.remaining_count),
+        initial_count_fp=format_count(initial), taker_fill_cost_dollars=format_money(taker_cost),
+        maker_fill_cost_dollars=format_money(maker_cost), taker_fees_dollars=format_money(taker_fees),
+        maker_fees_dollars=format_money(maker_fees),
+        expiration_time=None if expiration_ms is None else cv.iso_of_ms(expiration_ms),
+        created_time=None if created is None else cv.iso_of_ms(created),
+        last_update_time=None if r.venue_ts_ms is None else cv.iso_of_ms(r.venue_ts_ms),
+        self_trade_prevention_type=self_trade_prevention)
+
+
+def orders_body(items: Iterable[OrderStatusReported | m.PortfolioOrder], cursor: str | None = None) -> m.OrdersResponse:
+    """A page of orders (a report becomes :func:`order_item` with no costs); ``cursor`` is ``""`` on the last page."""
+    return m.OrdersResponse(orders=[i if type(i) is m.PortfolioOrder else order_item(i) for i in items],  # type: ignore[arg-type]
+                            cursor=cursor or "")
 
 
 # --- fills, positions, balance ----------------------------------------------------------------------------
 def fills(raw: bytes | str, *, legacy: bool = False, source: str = SOURCE) -> Page:
-    """``GET /portfolio/fills`` -> one ``OrderFilled`` (or ``MalformedInput``) per fill."""
-    return _page(raw, _FillsPage, "fills", m.FillMsg, lambda b, w: cv.fill_event(b, w, legacy=legacy), source)
+    """``GET /portfolio/fills`` -> one ``OrderFilled`` (or ``MalformedInput``) per fill. A REST fill names no
+    ``client_order_id`` (:meth:`.http.KalshiRest.fills` finds it from the order)."""
+    return _page(raw, _FillsPage, "fills", m.PortfolioFill, lambda b, w: fill_event(b, w, legacy=legacy), source)
 
 
-def fills_body(events: Iterable[OrderFilled], cursor: str | None = None) -> m.FillsResponse:
-    return m.FillsResponse(fills=[cv.fill_msg(e, rest=True) for e in events], cursor=cursor)
+def fill_event(b: m.PortfolioFill, where: str, *, legacy: bool = False) -> OrderFilled:
+    """A REST fill -> ``OrderFilled`` (raises ``ValueError`` naming a missing or bad field)."""
+    market = _required(b.market_ticker if b.market_ticker is not None else b.ticker, f"{where}.market_ticker")
+    if b.book_side is not None:
+        side: Literal["bid", "ask"] = b.book_side
+    elif b.outcome_side is not None:
+        side = "bid" if b.outcome_side == "yes" else "ask"
+    elif b.side is not None and b.action is not None:
+        side = "bid" if (b.side == "yes") == (b.action == "buy") else "ask"
+    else:
+        raise cv.WireError(f"{where}.book_side: missing (and no outcome_side, or side with action)")
+    yes_price = cv.pick(b.yes_price_dollars, f"{where}.yes_price_dollars", cv.price, legacy, b.yes_price,
+                        f"{where}.yes_price", cv.cents)
+    n = cv.pick(b.count_fp, f"{where}.count_fp", cv.count, legacy, b.count, f"{where}.count")
+    if b.fee_cost is not None:
+        fee = cv.money(b.fee_cost, f"{where}.fee_cost")
+    elif legacy:
+        fee = 0
+    else:
+        raise cv.WireError(f"{where}.fee_cost: missing")
+    if b.created_time is not None:
+        ts_ms: int | None = cv.iso_ms(b.created_time, f"{where}.created_time")
+    else:
+        ts_ms = None if b.ts is None else b.ts * 1000
+    return OrderFilled(trade_id=b.trade_id, order_id=b.order_id, client_order_id="", market=market, side=side,
+                       price=yes_price, count=n, fee=fee, is_taker=b.is_taker, venue_ts_ms=ts_ms)
+
+
+def fill_item(e: OrderFilled, fill_id: str | None = None) -> m.PortfolioFill:
+    """The REST fill of an ``OrderFilled`` (``fill_id`` defaults to ``<trade_id>/<order_id>``)."""
+    outcome: m.YesNo = "yes" if e.side == "bid" else "no"
+    ts = e.venue_ts_ms
+    return m.PortfolioFill(
+        fill_id=fill_id or f"{e.trade_id}/{e.order_id}", exchange_index=0, trade_id=e.trade_id, order_id=e.order_id,
+        ticker=e.market, market_ticker=e.market, side=outcome, action="buy", outcome_side=outcome, book_side=e.side,
+        count_fp=format_count(e.count), yes_price_dollars=format_price(e.price),
+        no_price_dollars=format_price(PRICE_MAX - e.price), is_taker=e.is_taker,
+        created_time=None if ts is None else cv.iso_of_ms(ts), fee_cost=format_money(e.fee),
+        ts=None if ts is None else ts // 1000)
+
+
+def fills_body(items: Iterable[OrderFilled | m.PortfolioFill], cursor: str | None = None) -> m.FillsResponse:
+    """A page of fills; ``cursor`` is ``""`` on the last page."""
+    return m.FillsResponse(fills=[i if type(i) is m.PortfolioFill else fill_item(i) for i in items],  # type: ignore[arg-type]
+                           cursor=cursor or "")
 
 
 def positions(raw: bytes | str, *, legacy: bool = False, source: str = SOURCE) -> Page:
     """``GET /portfolio/positions`` -> one ``PositionReported`` (or ``MalformedInput``) per market."""
-    return _page(raw, _PositionsPage, "market_positions", m.MarketPositionMsg,
-                 lambda b, w: cv.position_event(b, w, legacy=legacy), source)
+    return _page(raw, _PositionsPage, "market_positions", m.PortfolioPosition,
+                 lambda b, w: position_event(b, w, legacy=legacy), source)
 
 
-def positions_body(events: Iterable[PositionReported], cursor: str | None = None) -> m.PositionsResponse:
-    return m.PositionsResponse(market_positions=[cv.position_msg(e, rest=True) for e in events], cursor=cursor)
+def position_event(b: m.PortfolioPosition, where: str, *, legacy: bool = False) -> PositionReported:
+    """A REST market position -> ``PositionReported`` (its cost is ``market_exposure_dollars``)."""
+    pos = cv.pick(b.position_fp, f"{where}.position_fp", cv.signed_count, legacy, b.position, f"{where}.position",
+                  cv.signed_count)
+    cost = cv.money(_required(b.market_exposure_dollars, f"{where}.market_exposure_dollars"),
+                    f"{where}.market_exposure_dollars")
+    pnl = cv.money(_required(b.realized_pnl_dollars, f"{where}.realized_pnl_dollars"), f"{where}.realized_pnl_dollars")
+    fees = cv.money(_required(b.fees_paid_dollars, f"{where}.fees_paid_dollars"), f"{where}.fees_paid_dollars")
+    ts = None if b.last_updated_ts is None else cv.iso_ms(b.last_updated_ts, f"{where}.last_updated_ts")
+    return PositionReported(market=b.ticker, position=pos, cost=cost, realized_pnl=pnl, fees_paid=fees, venue_ts_ms=ts)
+
+
+def position_item(e: PositionReported, *, traded: int = 0) -> m.PortfolioPosition:
+    """The REST market position of a report (``traded``: the money traded in the market, micro-dollars)."""
+    ts = e.venue_ts_ms
+    return m.PortfolioPosition(
+        ticker=e.market, exchange_index=0, total_traded_dollars=format_money(traded),
+        position_fp=format_count(e.position), market_exposure_dollars=format_money(e.cost or 0),
+        realized_pnl_dollars=format_money(e.realized_pnl or 0), fees_paid_dollars=format_money(e.fees_paid or 0),
+        last_updated_ts=cv.iso_of_ms(0 if ts is None else ts))
+
+
+def positions_body(items: Iterable[PositionReported | m.PortfolioPosition], cursor: str | None = None,
+                   event_positions: Iterable[m.EventPosition] = ()) -> m.PositionsResponse:
+    """A page of positions; ``cursor`` is ``""`` on the last page."""
+    return m.PositionsResponse(
+        market_positions=[i if type(i) is m.PortfolioPosition else position_item(i) for i in items],  # type: ignore[arg-type]
+        event_positions=list(event_positions), cursor=cursor or "")
 
 
 def balance(body: m.BalanceResponse, source: str = SOURCE) -> int | MalformedInput:
@@ -286,9 +423,12 @@ def balance(body: m.BalanceResponse, source: str = SOURCE) -> int | MalformedInp
         return _malformed(body, source, str(exc))
 
 
-def balance_body(micros: int) -> m.BalanceResponse:
-    """Both forms, the cents one rounded down to the cent."""
-    return m.BalanceResponse(balance=micros // (MONEY_SCALE // 100), balance_dollars=format_money(micros))
+def balance_body(micros: int, portfolio_value: int = 0, updated_ms: int = 0) -> m.BalanceResponse:
+    """The balance in both forms (cents rounded down), the positions' value in cents (rounded down), and the
+    time of the last change in Unix seconds."""
+    cent = MONEY_SCALE // 100
+    return m.BalanceResponse(balance=micros // cent, balance_dollars=format_money(micros),
+                             portfolio_value=portfolio_value // cent, updated_ts=updated_ms // 1000)
 
 
 class Page(NamedTuple):
@@ -309,8 +449,14 @@ class _OrdersPage(Struct, frozen=True):
 
 
 class _PositionsPage(Struct, frozen=True):
-    market_positions: list[msgspec.Raw] = []
+    market_positions: list[msgspec.Raw]
     cursor: str | None = None
+
+
+def _required(value: T | None, what: str) -> T:
+    if value is None:
+        raise cv.WireError(f"{what}: missing")
+    return value
 
 
 def _page(raw: bytes | str, page: type, key: str, item: type[T], convert: Callable[[T, str], Event],
@@ -356,9 +502,10 @@ class PriceGrid(Struct, frozen=True):
 
 
 def price_grid(market: m.Market) -> PriceGrid:
-    """The market's price grid from its ``price_ranges`` (raises ``ValueError`` naming a bad range)."""
+    """The market's price grid from its ``price_ranges`` (raises ``ValueError`` naming a bad range, or the
+    field when it is missing)."""
     ranges = []
-    for i, r in enumerate(market.price_ranges or ()):
+    for i, r in enumerate(_required(market.price_ranges, "market.price_ranges")):
         where = f"market.price_ranges[{i}]"
         lo, hi, step = cv.price(r.start, f"{where}.start"), cv.price(r.end, f"{where}.end"), cv.price(r.step, f"{where}.step")
         if step <= 0 or lo > hi:

@@ -28,7 +28,9 @@ Rules (each one a specification in ``tests/venues/test_sim_engine.py``):
 * **Closing** cancels every resting order (one delta each) and refuses orders until reopened.
 * **Reads**: best prices, level sizes, both ladders, a snapshot, each price's queue in priority order
   and any order's place in it (:meth:`MatchingEngine.queue_ahead`: the count that must trade or cancel
-  before it fills — the ground truth a paper fill model is judged against).
+  before it fills — the ground truth a paper fill model is judged against), and the open interest
+  (:attr:`MatchingEngine.open_interest`: the contracts held, every owner's net position counted from its
+  trades — a bid buys YES, an ask sells it — summed over the owners who are long).
 
 Pure and deterministic: no clock (times come in as ``ts_ms`` and go out as ``venue_ts_ms``), no
 randomness; order ids are 1, 2, 3, … per engine and trade ids ``<market>:<n>``.
@@ -155,8 +157,8 @@ class _Level:
 class MatchingEngine:
     """One market's price-time-priority matching engine (see the module docstring for the rules)."""
 
-    __slots__ = ("_client_ids", "_levels", "_next_order", "_next_trade", "_orders", "_prices", "_sizes",
-                 "is_open", "market", "self_trade", "tick")
+    __slots__ = ("_client_ids", "_held", "_levels", "_next_order", "_next_trade", "_orders", "_prices", "_sizes",
+                 "is_open", "market", "open_interest", "self_trade", "tick")
 
     def __init__(self, market: str, *, tick: int = 100, self_trade: SelfTrade = "taker_at_cross") -> None:
         if not 1 <= tick <= 5_000 or PRICE_MAX % tick:
@@ -174,6 +176,8 @@ class MatchingEngine:
         self._client_ids: set[tuple[str, str]] = set()
         self._next_order = 1
         self._next_trade = 1
+        self._held: dict[str, int] = {}  # each owner's net YES position from its trades, 1/100 contract
+        self.open_interest = 0  # the sum of the long positions (= the sum of the short ones)
 
     # --- commands ---------------------------------------------------------------------------------
     def submit(self, owner: str, side: Side, price: int, count: int, ts_ms: int, *, tif: TimeInForce = "gtc",
@@ -387,6 +391,10 @@ class MatchingEngine:
                 fills.append(Fill(trade_id, maker.order_id, maker.owner, maker.client_order_id, maker_side, yes_price,
                                   n, False, maker.remaining, ts_ms))
                 events.append(PublicTrade(market, trade_id, yes_price, n, taker_outcome, venue_ts_ms=ts_ms))
+                if ladder == 0:
+                    self._hold(owner, maker.owner, n)
+                else:
+                    self._hold(maker.owner, owner, n)
                 if not maker.remaining:
                     queue.popleft()
                     del orders[maker.order_id]
@@ -400,6 +408,14 @@ class MatchingEngine:
             if stopped:
                 break
         return remaining, stopped
+
+    def _hold(self, buyer: str, seller: str, n: int) -> None:
+        """A trade of ``n`` moves YES from ``seller`` to ``buyer``; the open interest follows the long positions."""
+        held = self._held
+        b0, s0 = held.get(buyer, 0), held.get(seller, 0)
+        b1, s1 = b0 + n, s0 - n
+        held[buyer], held[seller] = b1, s1
+        self.open_interest += (b1 if b1 > 0 else 0) - (b0 if b0 > 0 else 0) + (s1 if s1 > 0 else 0) - (s0 if s0 > 0 else 0)
 
     def _rest(self, order: _Order) -> None:
         ladder, p = order.ladder, order.lprice

@@ -20,6 +20,17 @@ Kalshi sends it to the owner only, so the server writes it for connections whose
 it (two owners who chose the same id would both see it). :meth:`Exchange.ticker` gives a market's top of
 book, last price and volume (for the ``ticker`` channel).
 
+**What REST shows** (Kalshi's OpenAPI shapes need more than the events carry): :meth:`Exchange.market` has
+each market's times, top of book, last price, volume (contracts traded since the open, and in the last
+24 hours by the minute), open interest (the engine's: every owner's net position from its trades, the
+longs summed) and the top of book and last price as they stood at the start of the market's current day
+(24 hours from its open; zero on its first day); :meth:`Exchange.order_details` each order's creation and
+expiry time, self-trade prevention, and its fill costs and fees as taker and as maker (the cost is what
+the order's side paid per contract: the YES price for a bid, one dollar less it for an ask);
+:meth:`Exchange.position_details` what was traded per market and when its position last changed;
+:meth:`Exchange.portfolio` the balance, the positions marked at each market's last price, and when the
+balance last changed.
+
 **Accounts** are keyed by owner (the API key id, or ``"trust"``) and opened on first use with
 ``starting_balance``. An order refused for one of these reasons changes nothing and returns an
 :class:`ExchangeError` (HTTP status, code, message naming the value):
@@ -60,6 +71,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import uuid
+from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
@@ -103,11 +115,17 @@ __all__ = [
     "ExchangeError",
     "MarketInfo",
     "MarketTicker",
+    "OrderDetail",
+    "Portfolio",
+    "PositionDetail",
 ]
 
 PUBLIC: Final = ""  # the audience of market data
 DEFAULT_BALANCE: Final = 10_000 * MONEY_SCALE  # $10,000 in micro-dollars
 _STP: Final = frozenset({"taker_at_cross", "maker"})
+_MINUTE_NS: Final = 60 * 1_000_000_000
+_DAY_MINUTES: Final = 24 * 60
+_DAY_NS: Final = _DAY_MINUTES * _MINUTE_NS
 
 Entry: TypeAlias = tuple[int, str, list[Event]]  # (ts_ns, audience, events)
 MarketStatus = Literal["initialized", "active", "closed", "determined", "settled"]
@@ -134,7 +152,8 @@ class CommandResult(Struct, frozen=True):
 
 
 class MarketInfo(Struct, frozen=True):
-    """A market as ``GET /markets`` shows it (times in ns, prices in 1/10,000 dollar)."""
+    """A market as ``GET /markets`` shows it (times in ns, prices in 1/10,000 dollar, counts in 1/100
+    contract; see the module docstring). ``previous_*`` are as of the start of the market's current day."""
 
     ticker: str
     status: MarketStatus
@@ -143,6 +162,21 @@ class MarketInfo(Struct, frozen=True):
     close_ns: int
     result: str | None = None
     settlement_value: int | None = None
+    yes_bid: int | None = None
+    yes_ask: int | None = None
+    yes_bid_size: int = 0
+    yes_ask_size: int = 0
+    last_price: int | None = None
+    volume: int = 0
+    volume_24h: int = 0
+    open_interest: int = 0
+    previous_yes_bid: int | None = None
+    previous_yes_ask: int | None = None
+    previous_price: int | None = None
+    determined_ns: int | None = None
+    settled_ns: int | None = None
+    latest_expiration_ns: int = 0
+    settle_after_s: int = 0
 
 
 class MarketTicker(Struct, frozen=True):
@@ -156,6 +190,39 @@ class MarketTicker(Struct, frozen=True):
     yes_ask_size: int
     last_price: int | None
     volume: int
+
+
+class OrderDetail(Struct, frozen=True):
+    """An order as ``GET /portfolio/orders`` shows it: its report, and what the report does not carry (times
+    in ms; costs and fees in micro-dollars)."""
+
+    report: OrderStatusReported
+    created_ms: int
+    expiration_ms: int | None
+    self_trade_prevention: str
+    taker_cost: int
+    maker_cost: int
+    taker_fees: int
+    maker_fees: int
+
+
+class PositionDetail(Struct, frozen=True):
+    """A position as ``GET /portfolio/positions`` shows it: its report, the money traded in the market
+    (micro-dollars: what each fill's side paid), the contracts traded (1/100 contract) and when it last changed."""
+
+    report: PositionReported
+    traded: int
+    traded_count: int
+    updated_ms: int
+
+
+class Portfolio(Struct, frozen=True):
+    """``GET /portfolio/balance``: the available balance and the positions marked at each market's last price
+    (micro-dollars), and when the balance last changed (Unix ms)."""
+
+    balance: int
+    positions_value: int
+    updated_ms: int
 
 
 class AccountView(Struct, frozen=True):
@@ -173,8 +240,8 @@ class AccountView(Struct, frozen=True):
 class _Order:
     """One of a client's orders, as the exchange tracks it (mutable; reported as ``OrderStatusReported``)."""
 
-    __slots__ = ("client_order_id", "engine_id", "filled", "index", "initial", "market", "order_id", "owner", "price",
-                 "remaining", "side", "status", "updated_ms")
+    __slots__ = ("client_order_id", "costs", "created_ms", "engine_id", "expiration_ms", "filled", "index", "initial",
+                 "market", "order_id", "owner", "price", "remaining", "side", "status", "stp", "updated_ms")
 
     def __init__(self, order_id: str, owner: str, index: int, market: str, request: OrderRequest, ts_ms: int) -> None:
         self.order_id = order_id
@@ -190,6 +257,10 @@ class _Order:
         self.remaining = request.count
         self.status: VenueOrderStatus = "resting"
         self.updated_ms = ts_ms
+        self.created_ms = ts_ms
+        self.expiration_ms = request.expiration_ts_ms
+        self.stp = request.self_trade_prevention or "taker_at_cross"
+        self.costs = [0, 0, 0, 0]  # taker cost, maker cost, taker fees, maker fees (micro-dollars)
 
     def report(self) -> OrderStatusReported:
         return OrderStatusReported(client_order_id=self.client_order_id or "", order_id=self.order_id,
@@ -197,9 +268,15 @@ class _Order:
                                    fill_count=self.filled, remaining_count=self.remaining, initial_count=self.initial,
                                    venue_ts_ms=self.updated_ms)
 
+    def detail(self) -> OrderDetail:
+        taker_cost, maker_cost, taker_fees, maker_fees = self.costs
+        return OrderDetail(self.report(), self.created_ms, self.expiration_ms, self.stp, taker_cost, maker_cost,
+                           taker_fees, maker_fees)
+
 
 class _Account:
-    __slots__ = ("client_ids", "engine_owner", "fills", "key", "orders", "pool", "positions", "traded")
+    __slots__ = ("client_ids", "engine_owner", "fills", "key", "orders", "pool", "positions", "traded", "updated_ns",
+                 "volume")
 
     def __init__(self, key: str, fees: FeeSchedule, balance: int) -> None:
         self.key = key
@@ -211,6 +288,8 @@ class _Account:
         self.client_ids: set[str] = set()
         self.fills: list[OrderFilled] = []  # oldest first
         self.traded: set[str] = set()  # markets with a fill
+        self.volume: dict[str, list[int]] = {}  # per market: [money traded, count traded, last change ms]
+        self.updated_ns = 0  # when the balance last changed
 
 
 class _Changes:
@@ -282,6 +361,11 @@ class Exchange:
         self._resting: dict[tuple[int, int], _Order] = {}  # (market index, engine order id)
         self._last_price: list[int | None] = [None] * markets  # each market's last trade price
         self._volume = [0] * markets  # each market's count traded since the open
+        self._minutes: list[deque[list[int]]] = [deque() for _ in range(markets)]  # [minute, count] of the last day
+        self._determined: list[int | None] = [None] * markets  # when each market was determined, and settled
+        self._settled: list[int | None] = [None] * markets
+        self._day_mark = [start_ns + _DAY_NS] * markets  # the end of each market's current day
+        self._previous: list[tuple[int | None, int | None, int | None]] = [(None, None, None)] * markets
         self._now = start_ns
         self._seq = 1  # the cause seq fed to the account machines (their events stay inside)
         self._numbered = 0
@@ -328,6 +412,8 @@ class Exchange:
             if entry is None:
                 continue
             t, events = entry
+            if t >= self._day_mark[i]:
+                self._new_day(i, t)
             if events:
                 out.append((t, PUBLIC, events))
                 self._traded(i, events)
@@ -353,6 +439,7 @@ class Exchange:
         self._status[index] = _STATUS_AFTER.get(event.kind, self._status[index])
         if event.kind in ("determined", "settled"):
             self._results[index] = event
+            (self._determined if event.kind == "determined" else self._settled)[index] = t
         if event.kind != "settled":
             return
         changes = _Changes()
@@ -362,7 +449,9 @@ class Exchange:
                 continue
             seq = self._next_seq()
             account.pool.handle(seq, t, event)
+            account.updated_ns = t
             if account.positions.handle(seq, t, event):
+                account.volume[event.market][2] = t // 1_000_000
                 changes.position(key, event.market)
         changes.flush(t, out, self)
 
@@ -398,6 +487,7 @@ class Exchange:
         (answer,) = account.pool.handle(seq, now, intent)
         if type(answer) is OrderRejected:
             return _refused(out, 400, "insufficient_cash", f"the order {answer.detail}")
+        account.updated_ns = now
         placed = self.flows[index].submit(account.engine_owner, request.side, request.price, request.count, now,
                                           tif=request.tif, post_only=request.post_only,
                                           client_order_id=request.client_order_id,
@@ -496,6 +586,15 @@ class Exchange:
         account.pool.handle(seq, t, msgspec.structs.replace(event, client_order_id=order.order_id))
         account.positions.handle(seq, t, event)
         account.traded.add(order.market)
+        account.updated_ns = t
+        paid = fill.count * (fill.price if fill.side == "bid" else PRICE_MAX - fill.price)  # micro-dollars
+        slot = 0 if fill.is_taker else 1
+        order.costs[slot] += paid
+        order.costs[slot + 2] += fee
+        volume = account.volume.setdefault(order.market, [0, 0, 0])
+        volume[0] += paid
+        volume[1] += fill.count
+        volume[2] = fill.ts_ms
         event = msgspec.structs.replace(event, post_position=account.positions.get(order.market).position)
         account.fills.append(event)
         order.filled += fill.count
@@ -513,6 +612,7 @@ class Exchange:
         order.updated_ms = ts_ms
         self._resting.pop((order.index, order.engine_id), None)
         seq = self._next_seq()
+        self._accounts[order.owner].updated_ns = t
         self._accounts[order.owner].pool.handle(seq, t, OrderCanceled(client_order_id=order.order_id,
                                                                       order_id=order.order_id, canceled_count=count,
                                                                       cause_seq=seq))
@@ -529,9 +629,29 @@ class Exchange:
 
     def _market(self, i: int) -> MarketInfo:
         result = self._results[i]
+        engine = self.flows[i].engine
+        bid, ask = engine.best_bid(), engine.best_ask()
+        previous = self._previous[i]
         return MarketInfo(self.tickers[i], self._status[i], self.config.tick, self.start_ns,
                           self.flows[i].profile.close_ns, None if result is None else result.result,
-                          None if result is None else result.settlement_value)
+                          None if result is None else result.settlement_value, bid, ask,
+                          0 if bid is None else engine.bid_size(bid), 0 if ask is None else engine.ask_size(ask),
+                          self._last_price[i], self._volume[i], self._volume_24h(i), engine.open_interest,
+                          previous[0], previous[1], previous[2], self._determined[i], self._settled[i], self.end_ns,
+                          round(self.config.settle_after_s))
+
+    def _new_day(self, i: int, t: int) -> None:
+        """The market's day turned: what its top of book and last price are now is what ``previous_*`` says."""
+        while self._day_mark[i] <= t:
+            self._day_mark[i] += _DAY_NS
+        engine = self.flows[i].engine
+        self._previous[i] = (engine.best_bid(), engine.best_ask(), self._last_price[i])
+
+    def _volume_24h(self, i: int) -> int:
+        minutes, since = self._minutes[i], self._now // _MINUTE_NS - _DAY_MINUTES
+        while minutes and minutes[0][0] <= since:
+            minutes.popleft()
+        return sum(n for _, n in minutes)
 
     def book(self, ticker: str) -> BookSnapshot | None:
         """The market's whole book now (None for an unknown ticker)."""
@@ -558,6 +678,13 @@ class Exchange:
             if type(event) is PublicTrade:
                 self._last_price[index] = event.yes_price
                 self._volume[index] += event.count
+                minute, minutes = (event.venue_ts_ms or 0) // 60_000, self._minutes[index]
+                if minutes and minutes[-1][0] == minute:
+                    minutes[-1][1] += event.count
+                else:
+                    minutes.append([minute, event.count])
+                    if len(minutes) > _DAY_MINUTES:
+                        minutes.popleft()
 
     def balance(self, owner: str) -> int:
         """The owner's available balance, micro-dollars (what ``GET /portfolio/balance`` reports)."""
@@ -570,6 +697,46 @@ class Exchange:
             return AccountView(owner, self.starting_balance, 0, self.starting_balance, 0, 0)
         fees = sum(a.positions.get(m).fees for m in a.traded)
         return AccountView(owner, a.pool.cash, a.pool.reserved, a.pool.available, a.pool.rounding_paid, fees)
+
+    def portfolio(self, owner: str) -> Portfolio:
+        """The owner's balance, its positions marked at each market's last price (the cost when it has not
+        traded), and when its balance last changed."""
+        account = self._accounts.get(owner)
+        if account is None:
+            return Portfolio(self.starting_balance, 0, self.start_ns // 1_000_000)
+        value = 0
+        for market in account.traded:
+            p = account.positions.get(market)
+            last = self._last_price[self._index[market]]
+            if p.position > 0:
+                value += p.position * last if last is not None else p.cost_basis
+            elif p.position < 0:
+                value += -p.position * (PRICE_MAX - last) if last is not None else -p.position * PRICE_MAX + p.cost_basis
+        return Portfolio(account.pool.available, value, (account.updated_ns or self.start_ns) // 1_000_000)
+
+    def order_details(self, owner: str) -> list[OrderDetail]:
+        """Every order of the owner with what REST shows of it, oldest first."""
+        account = self._accounts.get(owner)
+        return [] if account is None else [o.detail() for o in account.orders]
+
+    def order_detail(self, owner: str, order_id: str) -> OrderDetail | None:
+        order = self._orders.get(order_id)
+        return None if order is None or order.owner != owner else order.detail()
+
+    def position_details(self, owner: str) -> list[PositionDetail]:
+        """The owner's position in every market it traded, by ticker, with what REST shows of it."""
+        account = self._accounts.get(owner)
+        if account is None:
+            return []
+        out = []
+        for market in sorted(account.traded):
+            traded, count, updated_ms = account.volume[market]
+            out.append(PositionDetail(self._position(owner, market, updated_ms), traded, count, updated_ms))
+        return out
+
+    def fill_id(self, fill: OrderFilled) -> str:
+        """Kalshi's ``fill_id`` of one of an account's fills (UUID-shaped; the trade id is shared by both sides)."""
+        return _uuid(f"{self.seed}/fill/{fill.trade_id}/{fill.order_id}")
 
     def orders(self, owner: str) -> list[OrderStatusReported]:
         """Every order of the owner, oldest first."""

@@ -1,5 +1,28 @@
 """The local exchange's REST API (see :mod:`.server` for what it serves): :class:`RestApi`, the handlers that
 :class:`.server.ExchangeServer` inherits, and their helpers — JSON and error bodies, query parsing, pagination.
+
+Every reply has the shape of Kalshi's OpenAPI spec, with every field it requires (Kalshi's SDK,
+``kalshi-python-sync``, reads each one in ``tests/venues/test_kalshi_sdk_conformance.py``):
+
+* a **market** has its titles (synthetic: the ticker and what it settles on), its times (created, opened and
+  updated at the session start; its close; determined/settled times once they happened; the latest
+  expiration is the session end), top of book and last price (``"0.0000"`` and size ``"0.00"`` where there
+  is none), volume (contracts traded since the open, and in the last 24 hours), open interest (the engine's:
+  the long positions from every trade), the previous day's top of book and last price, the price grid
+  (``price_ranges``, ``linear_cent`` at a one-cent tick, ``deci_cent`` at a tenth) and its status in
+  Kalshi's enum (``settled`` is ``finalized``; the ``status`` filter of ``GET /markets`` still takes
+  ``unopened`` / ``open`` / ``closed`` / ``settled``);
+* an **order** has ``user_id`` (the account), ``outcome_side`` and ``book_side`` (a bid on the YES leg buys
+  YES; an ask buys NO), the deprecated ``side`` (yes/no) with ``action`` ``buy``, ``type`` ``limit``, its
+  fill costs and fees as taker and as maker in dollars, and its times;
+* a **fill** has ``fill_id``, ``ticker`` and ``market_ticker``, both prices, both sides and its time;
+* **positions** are ``market_positions`` and ``event_positions`` (one event: the exchange's prefix);
+* the **balance** has ``portfolio_value`` (positions marked at the last price, cents) and ``updated_ts``;
+* cancel and batch cancel answer ``reduced_by``; a batch create's items are flat (``order_id``, counts,
+  ``ts_ms``, or ``error``); every list has ``cursor``, ``""`` on its last page.
+
+Market data (``/markets``, a market, its order book) is Kalshi's public data: :func:`is_public` says which
+requests need no signature.
 """
 
 from __future__ import annotations
@@ -13,12 +36,12 @@ from aiohttp import web
 
 from runtime.events import BookSnapshot, MalformedInput
 from runtime.logger import get_logger
-from runtime.units import PRICE_MAX, format_count, format_price
+from runtime.units import PRICE_MAX, format_count, format_money, format_price
 
 from ..kalshi import codec, rest
 from ..kalshi import convert as cv
 from ..kalshi import messages as m
-from .exchange import CommandResult, Exchange, ExchangeError, MarketInfo
+from .exchange import CommandResult, Exchange, ExchangeError, MarketInfo, OrderDetail, PositionDetail
 
 _MARKET_STATUS: Final = {"unopened": ("initialized",), "open": ("active",), "closed": ("closed", "determined"),
                          "settled": ("settled",)}
@@ -27,6 +50,16 @@ MAX_LIMIT: Final = 1_000
 DEFAULT_LIMIT: Final = 100
 MAX_BATCH: Final = 20
 _OWNER: Final = web.RequestKey("owner", str)  # the account a request acts for
+_WIRE_STATUS: Final = {"settled": "finalized"}  # the exchange's market status -> Kalshi's Market.status enum
+_PRICE_LEVEL_STRUCTURE: Final = {100: "linear_cent", 10: "deci_cent"}
+_ZERO_PRICE: Final = format_price(0)
+_PUBLIC_PREFIX: Final = "/trade-api/v2/markets"
+
+
+def is_public(method: str, path: str) -> bool:
+    """Whether Kalshi serves this request without a signature: reads of market data (``GET /markets``, a
+    market, its order book, trades). Every portfolio endpoint needs one."""
+    return method in ("GET", "HEAD") and (path == _PUBLIC_PREFIX or path.startswith(_PUBLIC_PREFIX + "/"))
 
 
 def _log() -> Any:
@@ -69,9 +102,7 @@ class RestApi:
             return _refusal(result.error)
         o = result.order
         assert o is not None
-        return _json(m.CancelOrderV2Response(order_id=o.order_id, client_order_id=o.client_order_id or None,
-                                             reduced_by_fp=format_count(result.canceled), ts_ms=o.venue_ts_ms,
-                                             order=cv.order_msg(o)))
+        return _json(rest.canceled_body(o.order_id, o.client_order_id or None, result.canceled, o.venue_ts_ms or 0))
 
     async def _batch_create(self, request: web.Request) -> web.Response:
         body = rest.decode_body(await request.read(), m.BatchCreateOrdersV2Request)
@@ -86,7 +117,8 @@ class RestApi:
                 order = rest.order_request(wire, f"batch_create_orders_v2_request.orders[{i}]")
             except ValueError as exc:
                 items.append(m.BatchCreateItem(client_order_id=wire.client_order_id,
-                                               error=m.ErrorDetail(code="bad_request", message=str(exc), details="")))
+                                               error=m.ErrorDetail(code="bad_request", message=codec.clip(str(exc)),
+                                                                   details="")))
                 continue
             result = self._act(lambda now, order=order: self.exchange.create_order(owner, order, now))
             if result.error is not None:
@@ -96,9 +128,9 @@ class RestApi:
                 continue
             o = result.order
             assert o is not None
-            items.append(m.BatchCreateItem(client_order_id=o.client_order_id or None, order=m.CreateOrderV2Result(
-                order_id=o.order_id, client_order_id=o.client_order_id or None, fill_count=format_count(o.fill_count),
-                remaining_count=format_count(o.remaining_count), ts_ms=o.venue_ts_ms)))
+            items.append(m.BatchCreateItem(order_id=o.order_id, client_order_id=o.client_order_id or None,
+                                           fill_count=format_count(o.fill_count),
+                                           remaining_count=format_count(o.remaining_count), ts_ms=o.venue_ts_ms))
         return _json(m.BatchCreateOrdersV2Response(orders=items), 201)
 
     async def _batch_cancel(self, request: web.Request) -> web.Response:
@@ -114,13 +146,13 @@ class RestApi:
             result = self._act(lambda now, order_id=order_id: self.exchange.cancel_order(owner, order_id, now))
             if result.error is not None:
                 e = result.error
-                items.append(m.BatchCancelItem(order_id=order_id,
+                items.append(m.BatchCancelItem(order_id=order_id, reduced_by=format_count(0),
                                                error=m.ErrorDetail(code=e.code, message=e.message, details="")))
                 continue
             o = result.order
             assert o is not None
-            items.append(m.BatchCancelItem(order_id=order_id, reduced_by_fp=format_count(result.canceled),
-                                           order=cv.order_msg(o)))
+            items.append(m.BatchCancelItem(order_id=order_id, client_order_id=o.client_order_id or None,
+                                           reduced_by=format_count(result.canceled), ts_ms=o.venue_ts_ms))
         return _json(m.BatchCancelOrdersResponse(orders=items))
 
     async def _orders(self, request: web.Request) -> web.Response:
@@ -128,17 +160,18 @@ class RestApi:
         ticker, status = q.get("ticker"), q.get("status")
         if status is not None and status not in _ORDER_STATUS:
             raise _BadRequest(f"status: {status!r} is not one of canceled, executed, resting")
-        items = self.exchange.orders(request[_OWNER])
-        page, cursor = _newest_first(items, lambda o: (ticker is None or o.market == ticker)
-                                     and (status is None or o.status == status), _limit(q), q.get("cursor"))
-        return _json(rest.orders_body(page, cursor))
+        owner = request[_OWNER]
+        items = self.exchange.order_details(owner)
+        page, cursor = _newest_first(items, lambda o: (ticker is None or o.report.market == ticker)
+                                     and (status is None or o.report.status == status), _limit(q), q.get("cursor"))
+        return _json(rest.orders_body([_order_item(owner, o) for o in page], cursor))
 
     async def _order(self, request: web.Request) -> web.Response:
-        order_id = request.match_info["order_id"]
-        report = self.exchange.order(request[_OWNER], order_id)
-        if report is None:
+        order_id, owner = request.match_info["order_id"], request[_OWNER]
+        detail = self.exchange.order_detail(owner, order_id)
+        if detail is None:
             return _error(404, "not_found", f"order {order_id!r} not found")
-        return _json(_OrderResponse(order=cv.order_msg(report)))
+        return _json(m.OrderResponse(order=_order_item(owner, detail)))
 
     async def _fills(self, request: web.Request) -> web.Response:
         q = request.query
@@ -148,17 +181,20 @@ class RestApi:
         page, cursor = _newest_first(items, lambda f: (ticker is None or f.market == ticker)
                                      and (order_id is None or f.order_id == order_id)
                                      and (min_ms is None or (f.venue_ts_ms or 0) >= min_ms), _limit(q), q.get("cursor"))
-        return _json(rest.fills_body(page, cursor))
+        return _json(rest.fills_body([rest.fill_item(f, self.exchange.fill_id(f)) for f in page], cursor))
 
     async def _positions(self, request: web.Request) -> web.Response:
         q = request.query
         ticker = q.get("ticker")
-        items = [p for p in self.exchange.positions(request[_OWNER]) if ticker is None or p.market == ticker]
-        page, cursor = _by_ticker(items, lambda p: p.market, _limit(q), q.get("cursor"))
-        return _json(rest.positions_body(page, cursor))
+        items = [p for p in self.exchange.position_details(request[_OWNER]) if ticker is None or p.report.market == ticker]
+        page, cursor = _by_ticker(items, lambda p: p.report.market, _limit(q), q.get("cursor"))
+        return _json(rest.positions_body([rest.position_item(p.report, traded=p.traded) for p in page], cursor,
+                                         _event_positions(self.exchange.prefix, page)))
 
     async def _balance(self, request: web.Request) -> web.Response:
-        return _json(rest.balance_body(self.exchange.balance(request[_OWNER])))
+        self._tick()
+        p = self.exchange.portfolio(request[_OWNER])
+        return _json(rest.balance_body(p.balance, p.positions_value, p.updated_ms))
 
     # --- REST: markets ---------------------------------------------------------------------------------
     async def _markets(self, request: web.Request) -> web.Response:
@@ -192,11 +228,38 @@ class RestApi:
             book = BookSnapshot(book.market, tuple(sorted(book.yes_bids)[-depth:]), tuple(sorted(book.no_bids)[-depth:]))
         return _json(cv.book_to_rest(book))
 
-    def _market_body(self, info: MarketInfo) -> m.Market:
-        tick = info.tick
+    def _market_body(self, i: MarketInfo) -> m.Market:
+        """The spec's ``Market`` of what the exchange knows (see the module docstring)."""
+        tick = i.tick
         grid = m.PriceRange(start=format_price(tick), end=format_price(PRICE_MAX - tick), step=format_price(tick))
-        return m.Market(ticker=info.ticker, event_ticker=self.exchange.prefix, status=info.status, result=info.result,
-                        price_ranges=[grid], close_time=_iso(info.close_ns))
+        number = i.ticker.rsplit("-", 1)[-1]
+        settled = i.settlement_value is not None
+        return m.Market(
+            ticker=i.ticker, event_ticker=self.exchange.prefix, market_type="binary",
+            title=f"Synthetic market {number} of the local exchange", subtitle="",
+            yes_sub_title="Yes", no_sub_title="No",
+            created_time=_iso(i.open_ns), updated_time=_iso(i.open_ns), open_time=_iso(i.open_ns),
+            close_time=_iso(i.close_ns),
+            expiration_time=None if i.determined_ns is None else _iso(i.determined_ns),
+            latest_expiration_time=_iso(i.latest_expiration_ns), settlement_timer_seconds=i.settle_after_s,
+            status=_WIRE_STATUS.get(i.status, i.status),
+            yes_bid_dollars=_price(i.yes_bid), yes_bid_size_fp=format_count(i.yes_bid_size),
+            yes_ask_dollars=_price(i.yes_ask), yes_ask_size_fp=format_count(i.yes_ask_size),
+            no_bid_dollars=_price(None if i.yes_ask is None else PRICE_MAX - i.yes_ask),
+            no_ask_dollars=_price(None if i.yes_bid is None else PRICE_MAX - i.yes_bid),
+            last_price_dollars=_price(i.last_price), volume_fp=format_count(i.volume),
+            volume_24h_fp=format_count(i.volume_24h), result=i.result or "", can_close_early=False,
+            open_interest_fp=format_count(i.open_interest), notional_value_dollars=format_price(PRICE_MAX),
+            previous_yes_bid_dollars=_price(i.previous_yes_bid), previous_yes_ask_dollars=_price(i.previous_yes_ask),
+            previous_price_dollars=_price(i.previous_price),
+            settlement_value_dollars=format_price(i.settlement_value) if settled else None,  # type: ignore[arg-type]
+            settlement_ts=None if i.settled_ns is None else _iso(i.settled_ns),
+            settlement_bounds_type="default",
+            expiration_value=format_price(i.settlement_value) if settled else "",  # type: ignore[arg-type]
+            rules_primary=(f"{i.ticker} settles Yes with the probability of its latent fair value at the close "
+                           "(a seeded draw of the local exchange's order-flow model); $1 per winning contract."),
+            rules_secondary="Synthetic: no real-world event decides it.",
+            price_level_structure=_PRICE_LEVEL_STRUCTURE.get(tick, "custom"), price_ranges=[grid])
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
@@ -209,16 +272,34 @@ class _OrderId(msgspec.Struct, frozen=True):
 
 
 class _BatchCancel(msgspec.Struct, frozen=True, kw_only=True):
-    """``DELETE /portfolio/events/orders/batched``: ``ids``, or ``orders`` of ``{"order_id"}``."""
+    """``DELETE /portfolio/events/orders/batched``: ``orders`` of ``{"order_id"}`` (the spec's), or ``ids``
+    (the older shape)."""
 
     ids: list[str] | None = None
     orders: list[_OrderId] | None = None
 
 
-class _OrderResponse(msgspec.Struct, frozen=True, kw_only=True):
-    """``GET /portfolio/orders/{order_id}``."""
+def _order_item(owner: str, d: OrderDetail) -> m.PortfolioOrder:
+    return rest.order_item(d.report, user_id=owner, created_ms=d.created_ms, expiration_ms=d.expiration_ms,
+                           self_trade_prevention=d.self_trade_prevention, taker_cost=d.taker_cost,
+                           maker_cost=d.maker_cost, taker_fees=d.taker_fees, maker_fees=d.maker_fees)
 
-    order: m.UserOrderMsg
+
+def _event_positions(event_ticker: str, page: Sequence[PositionDetail]) -> list[m.EventPosition]:
+    """The page's markets are all of one event (the exchange's prefix): their sums."""
+    if not page:
+        return []
+    return [m.EventPosition(
+        event_ticker=event_ticker, total_cost_dollars=format_money(sum(p.traded for p in page)),
+        total_cost_shares_fp=format_count(sum(p.traded_count for p in page)),
+        event_exposure_dollars=format_money(sum(p.report.cost or 0 for p in page)),
+        realized_pnl_dollars=format_money(sum(p.report.realized_pnl or 0 for p in page)),
+        fees_paid_dollars=format_money(sum(p.report.fees_paid or 0 for p in page)))]
+
+
+def _price(units: int | None) -> str:
+    """A price in dollars; ``"0.0000"`` where there is none (no bid, no trade yet), as Kalshi sends it."""
+    return _ZERO_PRICE if units is None else format_price(units)
 
 
 def _json(body: msgspec.Struct, status: int = 200) -> web.Response:
@@ -261,7 +342,7 @@ def _min_ts_ms(text: str | None) -> int | None:
     return value if value > 10**12 else value * 1000
 
 
-def _newest_first(items: Sequence[T], keep: Callable[[T], bool], limit: int, cursor: str | None) -> tuple[list[T], str | None]:
+def _newest_first(items: Sequence[T], keep: Callable[[T], bool], limit: int, cursor: str | None) -> tuple[list[T], str]:
     """A page of ``items`` (oldest first) taken newest first. The cursor is the index below which the next
     page starts, so items added meanwhile (at the end) never shift a page."""
     start = len(items)
@@ -276,13 +357,13 @@ def _newest_first(items: Sequence[T], keep: Callable[[T], bool], limit: int, cur
             page.append(items[i])
         i -= 1
     more = any(keep(items[j]) for j in range(i, -1, -1))
-    return page, str(i + 1) if more else None
+    return page, str(i + 1) if more else ""
 
 
-def _by_ticker(items: Sequence[T], key: Callable[[T], str], limit: int, cursor: str | None) -> tuple[list[T], str | None]:
+def _by_ticker(items: Sequence[T], key: Callable[[T], str], limit: int, cursor: str | None) -> tuple[list[T], str]:
     """A page of ``items`` in ticker order after the cursor (the last ticker of the previous page)."""
     ordered = sorted(items, key=key)
     if cursor:
         ordered = [i for i in ordered if key(i) > cursor]
     page = ordered[:limit]
-    return page, key(page[-1]) if len(ordered) > limit else None
+    return page, key(page[-1]) if len(ordered) > limit else ""
