@@ -12,6 +12,7 @@ from .settings import (
     PaperSettings,
     SessionSettings,
     Settings,
+    VenueSettings,
     load_settings,
     settings_hash,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "PaperSettings",
     "SessionSettings",
     "Settings",
+    "VenueSettings",
     "load_settings",
     "settings_hash",
 ]

@@ -61,11 +61,19 @@ class PaperSettings(_Settings):
     queue_model: Literal["conservative", "proportional"] = "conservative"
 
 
+class VenueSettings(_Settings):
+    """The venue account: Kalshi's rate-limit tier (``actors.limits``), which our REST client paces itself to and
+    paper sessions enforce on their orders."""
+
+    tier: Literal["basic", "advanced", "premier", "paragon", "prime"] = "basic"
+
+
 class Settings(_Settings):
     log: LogSettings = LogSettings()
     logging: LoggingSettings = LoggingSettings()
     session: SessionSettings = SessionSettings()
     paper: PaperSettings = PaperSettings()
+    venue: VenueSettings = VenueSettings()
     synth: FlowConfig = FlowConfig()
 
 

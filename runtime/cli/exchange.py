@@ -9,6 +9,7 @@ import contextlib
 import signal
 import time
 
+from actors.limits import TIER_NAMES
 from config import Settings
 
 from ..logger import get_logger
@@ -20,6 +21,7 @@ examples:
   tape exchange serve --public-key kalshi_pub.pem       require Kalshi-signed requests (RSA-PSS)
   tape exchange serve --faults gap=50,dup_fills=1       every connection loses a frame in 50, fills twice
   tape exchange serve --seed 7 --start-ms 1767225600000 the very market data of `tape synth --seed 7`
+  tape exchange serve --tier none                       no rate limits (default: Kalshi's basic tier, per key)
 
 fault spec (also per connection: ws://HOST:PORT/trade-api/ws/v2?faults=SPEC; per REST request: the header
 X-Tape-Faults: slow_ms=X), comma-separated key=value, 0 = off:
@@ -72,6 +74,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                       help="verify Kalshi request signatures against this RSA public key (PEM)")
     auth.add_argument("--trust", action="store_true", help="accept unsigned requests (the default)")
     s.add_argument("--faults", default="", metavar="SPEC", help="faults for every connection (see below)")
+    s.add_argument("--tier", choices=(*TIER_NAMES, "none"), default="basic",
+                   help="enforce this Kalshi rate-limit tier per API key, as Kalshi does (429 past it): read and "
+                   "write token buckets, most requests 10 tokens, a cancel 2; basic = 200 read / 100 write tokens "
+                   "per second (default basic; none = no limit)")
     s.set_defaults(handler=serve)
 
 
@@ -112,7 +118,8 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
     start_ms = args.start_ms if args.start_ms is not None else time.time_ns() // 1_000_000_000 * 1_000
     exchange = Exchange(args.markets, seed, config=settings.synth, session_s=args.session_s,
                         start_ns=start_ms * 1_000_000, starting_balance=args.balance * MONEY_SCALE)
-    server = ExchangeServer(exchange, host=args.host, port=args.port, verifier=verifier, speed=args.speed, faults=faults)
+    server = ExchangeServer(exchange, host=args.host, port=args.port, verifier=verifier, speed=args.speed, faults=faults,
+                            limits=None if args.tier == "none" else args.tier)
     try:
         await server.start()
     except OSError as exc:
@@ -121,7 +128,9 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
         get_logger("exchange").warning("trust mode: requests are not authenticated (pass --public-key PEM_PATH to "
                                        "require Kalshi signatures)")
     print(f"tape exchange: {args.markets} market(s), seed {seed}, speed {args.speed:g}x, session {args.session_s:g} s, "
-          f"{'signed requests' if verifier else 'trust mode'}{f', faults {faults}' if faults.any else ''}\n"
+          f"{'signed requests' if verifier else 'trust mode'}, "
+          f"{'no rate limits' if args.tier == 'none' else f'rate limits of the {args.tier} tier'}"
+          f"{f', faults {faults}' if faults.any else ''}\n"
           f"  REST       {server.rest_url}\n"
           f"  WebSocket  {server.ws_url}\n"
           f"  markets    {' '.join(exchange.tickers)}\n"

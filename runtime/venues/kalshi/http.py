@@ -6,6 +6,13 @@ adds the transport:
 
 * **Signing.** Every attempt is signed afresh (``KALSHI-ACCESS-*`` headers over ``timestamp + METHOD +
   path``, the path without the query string) when a :class:`~.auth.Signer` is given.
+* **Pacing.** The client paces itself to its account's rate-limit tier (``tier``, :mod:`actors.limits`: a read
+  and a write token bucket, each request's cost by its endpoint, batches per order), so a burst is spread within
+  what Kalshi accepts instead of being refused: each attempt books its tokens and waits until the bucket holds
+  them. It keeps ``pace_margin_s`` of refill in hand, so that requests which reach the venue a little closer
+  together than they left (network jitter) still fit its bucket. A 429 empties our bucket (the venue holds less
+  than we thought: another client on the key, or a restart) before the retry books again. ``tier=None`` does not
+  pace.
 * **Retries.** A transport error (connection refused or reset, a timeout), a 5xx and a 429 are retried
   up to ``max_attempts`` with exponential backoff and jitter (Kalshi's 429 carries no ``Retry-After``).
   Any other 4xx is not retried: it raises :class:`KalshiApiError` carrying the :class:`~.rest.ApiError`
@@ -36,6 +43,7 @@ import aiohttp
 import msgspec
 from structlog.typing import FilteringBoundLogger
 
+from actors.limits import Cost, RateLimits, Tier, request_cost
 from runtime.events import BookSnapshot, Event, MalformedInput, OrderFilled, OrderIntent, OrderStatusReported
 from runtime.logger import get_logger
 
@@ -82,7 +90,8 @@ _HINTS: Final[dict[int, str]] = {
     403: "the key is not allowed to do this; check its permissions on Kalshi",
     404: "not found: check the ticker or order id",
     409: "a client_order_id can be used once: give the order a new one",
-    429: "rate limited on every attempt: send fewer requests, or raise max_attempts / backoff_s",
+    429: "rate limited on every attempt: send fewer requests, check the client's tier against the account's "
+         "([venue] tier), or raise max_attempts / backoff_s",
 }
 
 
@@ -156,14 +165,19 @@ class KalshiRest:
 
     ``session``: an ``aiohttp.ClientSession`` to use (its owner closes it); without one the client opens
     its own and closes it on exit. ``rng`` draws the backoff jitter (seed it for reproducible timing).
-    ``legacy`` also accepts the pre-2026 integer-cent fields in replies.
+    ``legacy`` also accepts the pre-2026 integer-cent fields in replies. ``tier`` is the account's rate-limit
+    tier the client paces itself to (a name of :data:`actors.limits.TIERS`, a :class:`~actors.limits.Tier`, or
+    None for no pacing); ``pace_margin_s`` the refill it keeps in hand against network jitter.
     """
 
     def __init__(self, base_url: str, *, signer: Signer | None = None, session: aiohttp.ClientSession | None = None,
                  max_attempts: int = 5, backoff_s: float = 0.2, max_backoff_s: float = 5.0, timeout_s: float = 10,
-                 rng: random.Random | None = None, source: str = rest.SOURCE, legacy: bool = False) -> None:
+                 rng: random.Random | None = None, source: str = rest.SOURCE, legacy: bool = False,
+                 tier: Tier | str | None = "basic", pace_margin_s: float = 0.05) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        if pace_margin_s < 0:
+            raise ValueError(f"pace_margin_s must be >= 0, got {pace_margin_s}")
         if backoff_s < 0 or max_backoff_s < 0 or timeout_s <= 0:
             raise ValueError(f"backoff_s {backoff_s} and max_backoff_s {max_backoff_s} must be >= 0, "
                              f"timeout_s {timeout_s} > 0")
@@ -179,9 +193,14 @@ class KalshiRest:
         self._owns_session = session is None
         self._rng = rng or random.Random()
         self._base_path = urlsplit(self.base_url).path
+        self.limits = None if tier is None else RateLimits(tier)  # our model of the account's buckets
+        self._margin_ns = round(pace_margin_s * 1e9)
+        self.paced = 0  # attempts that waited for their tokens
+        self.paced_s = 0.0  # how long they waited, in all
 
     def __repr__(self) -> str:
-        return f"KalshiRest({self.base_url!r}, signer={self.signer!r})"
+        tier = None if self.limits is None else self.limits.tier.name
+        return f"KalshiRest({self.base_url!r}, signer={self.signer!r}, tier={tier!r})"
 
     async def __aenter__(self) -> KalshiRest:
         self._open()
@@ -253,7 +272,7 @@ class KalshiRest:
         path = "/portfolio/events/orders/batched"
         body = encode(rest.batch_create_orders(intents))
         try:
-            reply = await self._call("POST", path, body=body)
+            reply = await self._call("POST", path, body=body, items=len(intents))
         except KalshiApiError as exc:
             if not (exc.status == DUPLICATE and exc.uncertain):
                 raise
@@ -409,14 +428,17 @@ class KalshiRest:
         return step / 2 + self._rng.random() * step / 2
 
     async def _call(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
-                    body: bytes | None = None) -> _Reply:
-        """One request, signed and retried; a 2xx reply, else :class:`KalshiApiError` / :class:`KalshiUnavailable`."""
+                    body: bytes | None = None, items: int = 1) -> _Reply:
+        """One request, paced, signed and retried; a 2xx reply, else :class:`KalshiApiError` /
+        :class:`KalshiUnavailable`. ``items``: the orders of a batch (its cost is per order)."""
         session = self._open()
         url = self.base_url + path
         sign_path = self._base_path + path
+        cost = request_cost(method, path, items)
         uncertain = False
         reason = ""
         for attempt in range(1, self.max_attempts + 1):
+            await self._pace(cost)
             headers = {"Accept": "application/json"}
             if body is not None:
                 headers["Content-Type"] = "application/json"
@@ -437,6 +459,8 @@ class KalshiRest:
             if status < 300:
                 return _Reply(status, raw, attempt, uncertain)
             error = rest.api_error(status, raw)
+            if status == _RETRIED_STATUS and self.limits is not None:
+                self.limits.drain(time.monotonic_ns(), cost.bucket)  # the venue's bucket is emptier than ours
             if status != _RETRIED_STATUS and status < 500:
                 raise KalshiApiError(method, path, error, attempts=attempt, uncertain=uncertain)
             if attempt == self.max_attempts:
@@ -444,6 +468,16 @@ class KalshiRest:
             uncertain |= status >= 500
             await self._wait(method, path, attempt, f"HTTP {status}: {error.message}")
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _pace(self, cost: Cost) -> None:
+        """Book the attempt's tokens in our model of the account's bucket and wait until they are there."""
+        if self.limits is None:
+            return
+        wait_ns = self.limits.reserve(time.monotonic_ns(), cost, self._margin_ns)
+        if wait_ns:
+            self.paced += 1
+            self.paced_s += wait_ns / 1e9
+            await asyncio.sleep(wait_ns / 1e9)
 
     async def _wait(self, method: str, path: str, attempt: int, reason: str) -> None:
         delay = self._delay(attempt)

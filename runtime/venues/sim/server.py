@@ -16,6 +16,13 @@ timestamp + METHOD + path without query, within 30 s of the server's clock), els
 The account is the key id. Without a verifier (trust mode) anything goes and the account is the key
 header, or ``"trust"``.
 
+**Rate limits.** With ``limits`` (a Kalshi tier: ``basic``, ``advanced``, ``premier``, ``paragon``, ``prime``;
+:mod:`actors.limits`) every REST request takes its cost from its account's read or write token bucket, in wall
+time, as Kalshi meters them: 10 tokens for most requests, 2 for a cancel, a batch per order. A request the bucket
+cannot cover is answered 429 with Kalshi's body ``{"error": "too many requests"}`` and no ``Retry-After``, and
+takes nothing. Each account (API key id; ``"trust"`` for requests without one) has its own buckets, full when it
+is first seen. Without ``limits`` (the default) nothing is metered.
+
 **WebSocket** (``kalshi-protocol.md``): ``subscribe`` (channels ``orderbook_delta``, ``trade``, ``fill``,
 ``user_orders`` — ``user_order`` is read as it —, ``market_positions``, ``market_lifecycle_v2``, with
 ``market_ticker`` / ``market_tickers`` and ``use_yes_price``, default false), ``unsubscribe``,
@@ -77,7 +84,11 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
+import msgspec
 from aiohttp import web
+
+from actors.limits import Cost, RateLimits, Tier, request_cost
+from actors.limits import tier as tier_named
 
 from ..kalshi.auth import HEADER_KEY, Verifier
 from .exchange import PUBLIC, CommandResult, Entry, Exchange
@@ -92,6 +103,17 @@ WS_PATH: Final = "/trade-api/ws/v2"
 FAULTS_HEADER: Final = "X-Tape-Faults"
 
 _NS: Final = 1_000_000_000
+TOO_MANY_REQUESTS: Final = b'{"error":"too many requests"}'  # Kalshi's 429 body (docs.kalshi.com, "Rate limits")
+
+
+class _Items(msgspec.Struct):
+    """A batch body, read only to count its orders (``orders`` to create or cancel, or cancel ``ids``)."""
+
+    orders: list[msgspec.Raw] = []
+    ids: list[msgspec.Raw] = []
+
+
+_ITEMS = msgspec.json.Decoder(_Items)
 
 
 class ExchangeServer(RestApi, WsApi):
@@ -99,7 +121,8 @@ class ExchangeServer(RestApi, WsApi):
 
     def __init__(self, exchange: Exchange, *, host: str = "127.0.0.1", port: int = 0, verifier: Verifier | None = None,
                  speed: float = 1.0, faults: Faults | None = None, ping_interval_s: float = 10.0,
-                 tick_s: float = 0.01, tick_actions: int = 2_000, queue_limit: int = 10_000) -> None:
+                 tick_s: float = 0.01, tick_actions: int = 2_000, queue_limit: int = 10_000,
+                 limits: Tier | str | None = None) -> None:
         if not speed > 0:
             raise ValueError(f"speed must be positive, got {speed}")
         if not ping_interval_s > 0 or not tick_s > 0 or tick_actions < 1 or queue_limit < 1:
@@ -113,6 +136,9 @@ class ExchangeServer(RestApi, WsApi):
         self.tick_s = tick_s
         self.tick_actions = tick_actions
         self.queue_limit = queue_limit
+        self.limits: Tier | None = tier_named(limits) if isinstance(limits, str) else limits  # (raises if unknown)
+        self._buckets: dict[str, RateLimits] = {}  # per account
+        self.refused = 0  # requests answered 429
         self._want_port = port
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
@@ -279,6 +305,10 @@ class ExchangeServer(RestApi, WsApi):
             _log().warning("request refused", method=request.method, path=request.rel_url.raw_path, reason=why)
             return _error(401, "unauthorized", why)
         request[_OWNER] = owner
+        if self.limits is not None and request.path != WS_PATH and not self._admit(owner, await self._cost(request)):
+            self.refused += 1
+            _log().debug("request rate limited", method=request.method, path=request.rel_url.raw_path, key=owner)
+            return web.Response(status=429, body=TOO_MANY_REQUESTS, content_type="application/json")
         slow_ms = self.faults.slow_ms
         spec = request.headers.get(FAULTS_HEADER)
         if spec is not None and request.path != WS_PATH:
@@ -301,6 +331,29 @@ class ExchangeServer(RestApi, WsApi):
         if slow_ms and request.path != WS_PATH:
             await asyncio.sleep(slow_ms / 1000)
         return response
+
+    async def _cost(self, request: web.Request) -> Cost:
+        """What the request costs; a batch is read (the handler reads it again) to count its orders."""
+        path = request.path[len(API_PREFIX):] if request.path.startswith(API_PREFIX) else request.path
+        items = 1
+        if path.endswith("/batched") and request.method in ("POST", "DELETE"):
+            try:
+                body = _ITEMS.decode(await request.read())
+                items = max(len(body.orders), len(body.ids), 1)
+            except (msgspec.DecodeError, ValueError):
+                pass  # the handler answers 400; the request costs one item
+        return request_cost(request.method, path, items)
+
+    def _admit(self, owner: str, cost: Cost) -> bool:
+        """Take the cost from the account's bucket now (wall time), or refuse (False). A cost above the bucket's
+        capacity (a batch larger than the tier allows at once) is refused too."""
+        assert self.limits is not None
+        buckets = self._buckets.get(owner)
+        if buckets is None:
+            buckets = self._buckets[owner] = RateLimits(self.limits)
+        if cost.tokens > self.limits.capacity(cost.bucket):
+            return False
+        return buckets.take(time.monotonic_ns(), cost)
 
     # --- tasks (the WebSocket's writers and pingers) -----------------------------------------------------------
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
