@@ -26,6 +26,12 @@ below stand in for that; each is explicit and tested.
 * **Crossing.** If the displayed opposite side moves through a resting order's price, the order fills
   as a maker at its own price against the available size.
 * **Fees**: taker fees for aggressive fills, maker fees for resting fills, from the fee function.
+* **Rate limits** (``limits``: a Kalshi tier, :mod:`.limits`; None, the default, for no limit). The venue
+  meters our requests in event time: an order reaching it takes 10 tokens from the tier's write bucket, a
+  cancel 2. An order the bucket cannot cover is refused as Kalshi would refuse it (429): an ``OrderRejected``
+  with reason ``rate_limited``, before any other check (Kalshi charges a request it admits even if it then
+  refuses the order). A cancel is never refused: a client retries it, so it is delayed until the bucket holds
+  its cost. The bucket starts full and is part of the snapshot.
 
 The rules are deterministic, so the matcher needs no random draws. Fills are ``OrderFilled`` with
 ``trade_id`` ``paper-<seq>-<n>``; order ids are ``paper-<client order id>``.
@@ -59,6 +65,7 @@ from runtime.events import (
 )
 
 from .book import BookState, OrderBook
+from .limits import CANCEL_COST, DEFAULT_COST, Cost, RateLimits, RateLimitsSnapshot, Tier
 from .machine import NOTHING
 
 __all__ = ["FeeFn", "PaperMatcher"]
@@ -67,6 +74,8 @@ FeeFn = Callable[[str, int, int, bool], int]  # (market, price, count, is_taker)
 QueueModel = Literal["conservative", "proportional"]
 _CLOSING = frozenset({"deactivated", "determined", "settled"})
 _ALL_LEVELS = 10_001
+_ORDER_COST = Cost("write", DEFAULT_COST)  # what reaching the venue costs an order, and a cancel
+_CANCEL_COST = Cost("write", CANCEL_COST)
 
 
 class _Order(msgspec.Struct, gc=False):
@@ -98,7 +107,7 @@ class _Due(msgspec.Struct, array_like=True, order=True):
     client_order_id: str
 
 
-class MatcherSnapshot(msgspec.Struct, frozen=True):
+class MatcherSnapshot(msgspec.Struct, frozen=True, omit_defaults=True):
     books: dict[str, BookState]
     orders: list[_Order]
     waiting: list[OrderIntent]
@@ -107,12 +116,14 @@ class MatcherSnapshot(msgspec.Struct, frozen=True):
     credit: list[tuple[str, str, int, int]]
     closed: list[str]
     scheduled: int
+    limits: RateLimitsSnapshot | None = None  # (omitted when None: a snapshot without limits is as it was)
 
 
 class PaperMatcher:
     """Paper execution for every market of a session (see the module docstring for the rules)."""
 
-    def __init__(self, fee: FeeFn, *, latency_ns: int = 0, queue_model: QueueModel = "conservative") -> None:
+    def __init__(self, fee: FeeFn, *, latency_ns: int = 0, queue_model: QueueModel = "conservative",
+                 limits: Tier | str | None = None) -> None:
         if latency_ns < 0:
             raise ValueError(f"latency_ns must be >= 0, got {latency_ns}")
         if queue_model not in ("conservative", "proportional"):
@@ -120,6 +131,7 @@ class PaperMatcher:
         self.fee = fee
         self.latency_ns = latency_ns
         self.queue_model = queue_model
+        self.limits = None if limits is None else RateLimits(limits)  # the venue's buckets for our account
         self.books: dict[str, OrderBook] = {}
         self.orders: dict[str, _Order] = {}  # open orders by client order id, in placement order
         self._resting: dict[tuple[str, str], dict[int, list[_Order]]] = {}  # (market, side) -> price -> queue
@@ -203,8 +215,11 @@ class PaperMatcher:
             if order is None:
                 continue
             if due.kind == "live":
-                self._go_live(order, seq, out)
+                self._go_live(order, due.at_ns, seq, out)
             elif due.kind == "cancel":
+                if self.limits is not None and not self.limits.take(due.at_ns, _CANCEL_COST):
+                    self._schedule(due.at_ns + self.limits.wait_ns(due.at_ns, _CANCEL_COST), "cancel", order.client_order_id)
+                    continue
                 self._cancel(order, "requested", seq, out)
             elif order.live:
                 self._remove(order)
@@ -224,7 +239,13 @@ class PaperMatcher:
         out.append(OrderRejected(client_order_id=order.client_order_id, market=order.market,
                                  reason=reason, detail=detail, cause_seq=seq))  # type: ignore[arg-type]
 
-    def _go_live(self, order: _Order, seq: int, out: list[Event]) -> None:
+    def _go_live(self, order: _Order, at_ns: int, seq: int, out: list[Event]) -> None:
+        if self.limits is not None and not self.limits.take(at_ns, _ORDER_COST):
+            bucket = self.limits.buckets["write"]
+            return self._reject(order, "rate_limited",
+                                f"{self.limits.tier.name} tier: the write bucket holds {bucket.tokens(at_ns)} of the "
+                                f"{_ORDER_COST.tokens} tokens an order costs ({bucket.rate} tokens/s, up to "
+                                f"{bucket.capacity}); Kalshi would answer 429", seq, out)
         book = self.books.get(order.market)
         if book is None:
             return self._reject(order, "unknown_market", f"no book for market {order.market!r}", seq, out)
@@ -442,12 +463,15 @@ class PaperMatcher:
             credit=[(*k, v) for k, v in self._credit.items()],
             closed=sorted(self._closed),
             scheduled=self._scheduled,
+            limits=None if self.limits is None else self.limits.snapshot(),
         )
 
     @classmethod
     def restore(cls, snap: MatcherSnapshot, fee: FeeFn, *, latency_ns: int = 0,
-                queue_model: QueueModel = "conservative") -> PaperMatcher:
-        m = cls(fee, latency_ns=latency_ns, queue_model=queue_model)
+                queue_model: QueueModel = "conservative", limits: Tier | str | None = None) -> PaperMatcher:
+        m = cls(fee, latency_ns=latency_ns, queue_model=queue_model, limits=limits)
+        if snap.limits is not None:
+            m.limits = RateLimits.restore(snap.limits)
         m.books = {k: OrderBook.restore(v) for k, v in snap.books.items()}
         m.orders = {o.client_order_id: msgspec.structs.replace(o) for o in snap.orders}
         for order in m.orders.values():  # resting = live and not yet done; queue order = placement order

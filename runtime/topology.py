@@ -33,7 +33,7 @@ schema is not ours to change here; an operator command is the input type meant f
 so", it is logged in seq order like every input; only the orchestrator receives operator commands, and
 it acts on ``halt`` alone, so the spec changes no state.
 :func:`spec_from_log` reads both back at replay time; a field added to the spec later (``books_per_node``,
-``execution``) is absent from older logs and takes its default, which is what those sessions ran.
+``execution``, ``rate_limits``) is absent from older logs and takes its default, which is what those sessions ran.
 
 **The policies are injected.** The kernel never imports :mod:`policies` (it imports the kernel: the training
 environments fold this very topology). What the orchestrator needs from there — the policies a spec names and the
@@ -123,6 +123,10 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """``paper``: the paper matcher fills our orders; ``venue``: they are sent to the venue (the execution node
     is the :class:`~actors.router.Router`, the driver's :class:`~runtime.venues.kalshi.gateway.OrderGateway`
     sends its work list; fills come back as inputs). A log written before this field existed is ``paper``."""
+    rate_limits: Literal["none", "basic", "advanced", "premier", "paragon", "prime"] = "none"
+    """paper: the Kalshi tier whose order rate the paper matcher enforces in event time (:mod:`actors.limits`; an
+    order past it is rejected ``rate_limited``); ``none``: no limit, what a log written before this field existed
+    ran with"""
 
     def __post_init__(self) -> None:
         if not self.markets or len(set(self.markets)) != len(self.markets):
@@ -243,7 +247,12 @@ def _cash(spec: SessionSpec) -> CashPool:
 
 
 def _matcher(spec: SessionSpec) -> PaperMatcher:
-    return PaperMatcher(_fees(spec).trade_fee, latency_ns=spec.latency_ms * _MS, queue_model=spec.queue_model)
+    return PaperMatcher(_fees(spec).trade_fee, latency_ns=spec.latency_ms * _MS, queue_model=spec.queue_model,
+                        limits=_limits(spec))
+
+
+def _limits(spec: SessionSpec) -> str | None:
+    return None if spec.rate_limits == "none" else spec.rate_limits
 
 
 def _orchestrator(spec: SessionSpec, policies: PolicyProvider) -> Orchestrator:
@@ -278,7 +287,7 @@ def _restore_cash(spec: SessionSpec, data: bytes) -> CashPool:
 
 def _restore_matcher(spec: SessionSpec, data: bytes) -> PaperMatcher:
     return PaperMatcher.restore(msgspec.msgpack.decode(data, type=MatcherSnapshot), _fees(spec).trade_fee,
-                                latency_ns=spec.latency_ms * _MS, queue_model=spec.queue_model)
+                                latency_ns=spec.latency_ms * _MS, queue_model=spec.queue_model, limits=_limits(spec))
 
 
 def _restore_router(data: bytes) -> Router:

@@ -123,7 +123,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         spec = SessionSpec(markets=tuple(tickers), starting_cash=round(args.cash * MONEY_SCALE),
                            latency_ms=settings.paper.latency_ms, queue_model=settings.paper.queue_model, seed=seed,
                            prefix=session_id.rsplit("-", 1)[-1], execution="venue" if args.live_orders else "paper",
-                           policy=base)
+                           policy=base, rate_limits=settings.venue.tier)
         config_hash, version = settings_hash(settings), code_version()
         meta = SessionMeta(session_id=session_id, mode=session_mode(spec, args.venue), venue=args.venue, seed=seed,
                            config_hash=config_hash, code_version=version, created_ns=time.time_ns())
@@ -138,7 +138,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
               f"log {where}", flush=True)
         status = _Status(spec)
         live = args.live_orders
-        async with log, KalshiRest(rest_url, signer=signer) as rest, \
+        async with log, KalshiRest(rest_url, signer=signer, tier=settings.venue.tier) as rest, \
                 KalshiFeed(ws_url, tickers, channels=LIVE_CHANNELS if live else CHANNELS, signer=signer,
                            rest=rest if live else None) as feed:
             session = PaperSession(log, spec, feed, session_id=session_id, venue=args.venue, runner=runner,

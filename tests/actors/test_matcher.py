@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
+from fractions import Fraction
 
 import msgspec
 import pytest
 
+from actors.limits import TIERS
 from actors.matcher import MatcherSnapshot, PaperMatcher
 from runtime.events import (
     BookDelta,
@@ -36,8 +38,8 @@ def taker_fee(market: str, price: int, count: int, is_taker: bool) -> int:
 class Venue:
     """Feeds one matcher events one millisecond apart and collects what it derives."""
 
-    def __init__(self, latency_ms: int = 0, queue_model: str = "conservative") -> None:
-        self.m = PaperMatcher(taker_fee, latency_ns=latency_ms * 1_000_000, queue_model=queue_model)
+    def __init__(self, latency_ms: int = 0, queue_model: str = "conservative", limits: str | None = None) -> None:
+        self.m = PaperMatcher(taker_fee, latency_ns=latency_ms * 1_000_000, queue_model=queue_model, limits=limits)
         self.seq = 0
         self.ts = 0
 
@@ -331,3 +333,125 @@ def test_the_same_events_give_the_same_fills_and_a_snapshot_resumes_exactly(seed
     snap = msgspec.msgpack.decode(msgspec.msgpack.encode(first.snapshot()), type=MatcherSnapshot)  # as an actor stores it
     resumed = PaperMatcher.restore(snap, taker_fee, latency_ns=20_000_000)
     assert head + run(resumed, events[200:], start=200) == full
+
+
+# -- rate limits (the venue's, in event time) ----------------------------------------------------------------
+MS = 1_000_000
+
+
+def admitted_by_kalshi(arrivals_ns: list[int], tier: str, cost: int = 10) -> list[bool]:
+    """A reference of Kalshi's write bucket in exact fractions of a token: which requests it admits."""
+    t = TIERS[tier]
+    level, last, out = Fraction(t.write_capacity), None, []
+    for at in arrivals_ns:
+        if last is not None:
+            level = min(Fraction(t.write_capacity), level + Fraction(t.write_per_s * (at - last), 1_000_000_000))
+        last = at
+        out.append(level >= cost)
+        if out[-1]:
+            level -= cost
+    return out
+
+
+def test_a_burst_of_200_orders_in_one_second_is_refused_exactly_where_the_venue_would_refuse_it():
+    """Basic tier (100 write tokens a second, 200 in the bucket, 10 an order): 200 intents 5 ms apart in event
+    time reach the venue 50 ms later; the bucket's 20 and one per 100 ms of refill are accepted, the rest rejected
+    rate_limited (29 pass in all), exactly those the venue's bucket would refuse."""
+    v = Venue(latency_ms=50, limits="basic")
+    v.book(bids=[(4000, 100)], asks=[(4200, 100)])
+    out, arrivals = [], []
+    for i in range(200):
+        out += v.feed(OrderIntent(cause_seq=1, client_order_id=f"o{i:03d}", market=M, side="bid", price=3000 - i,
+                                  count=1, post_only=True), after_ms=4)
+        out += v.feed(CashReserved(client_order_id=f"o{i:03d}", amount=1, cause_seq=v.seq), after_ms=1)
+        arrivals.append(v.ts + 50 * MS)
+    out += v.tick(after_ms=100)
+    verdicts = {e.client_order_id: type(e).__name__ for e in out if isinstance(e, OrderAccepted | OrderRejected)}
+    expected = admitted_by_kalshi(arrivals, "basic")
+    assert [verdicts[f"o{i:03d}"] == "OrderAccepted" for i in range(200)] == expected
+    assert expected.count(True) == 29 and expected[:21] == [True] * 21 and expected[21:24] == [False] * 3
+    rejected = [e for e in out if isinstance(e, OrderRejected)]
+    assert {e.reason for e in rejected} == {"rate_limited"} and len(rejected) == 171
+    assert rejected[0].client_order_id == "o021" and rejected[0].detail == (
+        "basic tier: the write bucket holds 0 of the 10 tokens an order costs (100 tokens/s, up to 200); "
+        "Kalshi would answer 429")
+    assert len(v.m.orders) == 29  # the accepted rest; the rejected are gone
+
+
+def test_without_a_tier_nothing_is_rate_limited():
+    v = Venue(latency_ms=50)
+    v.book(bids=[(4000, 100)], asks=[(4200, 100)])
+    out = []
+    for i in range(200):
+        out += v.order(f"o{i:03d}", "bid", 3000, 1)
+    out += v.tick(after_ms=100)
+    assert kinds(out) == ["OrderAccepted"] * 200
+
+
+def test_a_rate_limited_order_is_charged_before_any_other_check_and_a_refused_one_costs_nothing():
+    """Kalshi meters a request before it reads it: an order it then refuses (a post-only that would cross) has
+    spent its tokens; one refused for the rate has spent none."""
+    v = Venue(limits="basic")
+    v.book(bids=[(4000, 100)], asks=[(4200, 100)])
+    crossing = [v.order(f"x{i}", "bid", 4200, 1, post_only=True)[0].reason for i in range(20)]
+    assert crossing == ["post_only_would_cross"] * 20
+    (out,) = v.order("late", "bid", 3000, 1)  # 40 ms after the first: 4 tokens refilled
+    assert out.reason == "rate_limited" and v.m.limits.buckets["write"].tokens(v.ts) == 4
+
+
+def test_a_cancel_past_the_rate_is_delayed_until_the_bucket_holds_it_never_refused():
+    """A cancel costs 2 tokens; with the bucket empty it waits for them (20 ms at the basic tier), as a client's
+    retry would, then cancels."""
+    v = Venue(limits="basic")
+    v.book(bids=[(4000, 100)], asks=[(4200, 100)])
+    for i in range(20):
+        v.m.handle(v.seq + 1, v.ts, OrderIntent(cause_seq=1, client_order_id=f"o{i}", market=M, side="bid",
+                                                price=3000, count=1))
+        v.seq += 1
+        assert kinds(v.m.handle(v.seq + 1, v.ts, CashReserved(client_order_id=f"o{i}", amount=1, cause_seq=1))) == [
+            "OrderAccepted"]
+        v.seq += 1
+    assert v.m.limits.buckets["write"].tokens(v.ts) == 0
+    assert v.feed(CancelRequested(cause_seq=1, client_order_id="o0"), after_ms=0) == []
+    assert v.tick(after_ms=19) == []  # 1.9 tokens
+    (canceled,) = v.tick(after_ms=1)
+    assert isinstance(canceled, OrderCanceled) and canceled.client_order_id == "o0" and canceled.reason == "requested"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rate_limits_are_deterministic_and_a_snapshot_resumes_them_exactly(seed):
+    events = random_stream(seed, 400)
+    full = run(PaperMatcher(taker_fee, latency_ns=20_000_000, limits="basic"), events)
+    assert any(isinstance(e, OrderRejected) and e.reason == "rate_limited" for e in full)
+    assert full == run(PaperMatcher(taker_fee, latency_ns=20_000_000, limits="basic"), events)
+    first = PaperMatcher(taker_fee, latency_ns=20_000_000, limits="basic")
+    head = run(first, events[:200])
+    snap = msgspec.msgpack.decode(msgspec.msgpack.encode(first.snapshot()), type=MatcherSnapshot)
+    assert snap.limits is not None and snap.limits.tier == "basic"
+    resumed = PaperMatcher.restore(snap, taker_fee, latency_ns=20_000_000, limits="basic")
+    assert head + run(resumed, events[200:], start=200) == full
+
+
+def test_a_snapshot_without_limits_encodes_as_before_and_an_old_one_still_restores():
+    m = PaperMatcher(taker_fee)
+    run(m, random_stream(1, 50))
+    raw = msgspec.msgpack.decode(msgspec.msgpack.encode(m.snapshot()))
+    assert "limits" not in raw  # the bytes of a matcher without limits are what they were before the field
+    old = msgspec.msgpack.decode(msgspec.msgpack.encode(raw), type=MatcherSnapshot)
+    assert old.limits is None and PaperMatcher.restore(old, taker_fee).limits is None
+
+
+def test_the_session_spec_names_the_tier_and_a_log_from_before_it_has_none():
+    from runtime.events import Record, SessionStarted
+    from runtime.topology import SessionSpec, session_inputs, spec_from_log
+    from runtime.topology import _matcher as build_matcher
+
+    spec = SessionSpec(markets=(M,), rate_limits="basic")
+    assert build_matcher(spec).limits.tier.name == "basic"
+    assert build_matcher(SessionSpec(markets=(M,))).limits is None
+    (_, started), (_, command) = session_inputs(spec, 1, session_id="s")
+    assert ("rate_limits", "basic") in command.args
+    assert spec_from_log([Record(1, 1, started), Record(2, 1, command)]).rate_limits == "basic"
+    older = msgspec.structs.replace(command, args=tuple(a for a in command.args if a[0] != "rate_limits"))
+    assert isinstance(started, SessionStarted)
+    assert spec_from_log([Record(1, 1, started), Record(2, 1, older)]).rate_limits == "none"
