@@ -136,7 +136,8 @@ class _CommandParser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import bench, demo, exchange, logcmd, paper, record, replay, rl, synth
+    from . import bench, dashboard, demo, exchange, logcmd, paper, record, replay, rl, synth
+    from . import tune as tune_command
 
     parser = argparse.ArgumentParser(
         prog="tape",
@@ -157,6 +158,8 @@ def _parser() -> argparse.ArgumentParser:
     paper.register(commands)
     replay.register(commands)
     rl.register(commands)
+    tune_command.register(commands)
+    dashboard.register(commands)
     return parser
 
 
