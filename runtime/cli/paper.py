@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from config import Settings, settings_hash
 
+from ..dashboard import TOKEN_ENV, ListenError, LiveDashboard, parse_listen
 from ..ids import new_session_id
 from ..log import SessionMeta, create_log, is_postgres, open_log
 from ..paper import PaperSession, Summary, Watch, session_mode
@@ -87,6 +88,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="send REAL ORDERS to the venue instead of filling them on paper (default off): to the local "
                    "exchange with --venue sim, to Kalshi with --venue kalshi-demo or kalshi (production also needs "
                    f"{ACKNOWLEDGE}); fills then come from the venue")
+    p.add_argument("--dashboard", default=None, metavar="[HOST:]PORT",
+                   help="serve the session to a browser while it runs (tape dashboard's page, following this log; "
+                   "127.0.0.1 unless HOST is given, port 0: any free one); another address needs a token")
+    p.add_argument("--dashboard-token", default=None, metavar="TOKEN",
+                   help=f"the dashboard's token (default ${TOKEN_ENV}): needed off loopback, and for the page's halt")
     p.add_argument(ACKNOWLEDGE, dest="acknowledged", action="store_true",
                    help="with --venue kalshi --live-orders: confirm that real orders with real money go to Kalshi "
                    "production")
@@ -108,6 +114,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.live_orders and args.venue == "kalshi" and not args.acknowledged:
         raise UsageError(f"--venue kalshi --live-orders sends real orders with real money to Kalshi production: "
                          f"add {ACKNOWLEDGE} to confirm (or try --venue kalshi-demo, or --venue sim)")
+    listen = _dashboard_address(args)
     count, tickers = parse_markets(args.markets)
     seed = settings.session.seed if args.seed is None else args.seed
     target = str(args.log or settings.log.target)
@@ -131,11 +138,15 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         runner = await _runner(args.runner, spec, log)
         where = f"{target}{'&' if '?' in target else '?'}session={session_id}" if is_postgres(target) \
             else f"{target.rstrip('/')}/{session_id}"
+        board = None if listen is None else LiveDashboard.start(where, host=listen[0], port=listen[1], token=listen[2],
+                                                                settings=settings.log, models=_model_dirs(args.policies))
         orders = "REAL ORDERS to the venue" if args.live_orders else "orders on paper"
         shown = ", ".join(tickers[:6]) + (f", … ({len(tickers)} in all)" if len(tickers) > 6 else "")
         print(f"paper session {session_id}: trading {shown} on {args.venue}, ${args.cash:,.2f}, "
               f"{args.duration:g} s, {orders}, machines {'on Ray' if args.runner == 'ray' else 'in process'}; "
               f"log {where}", flush=True)
+        if board is not None:
+            print(f"dashboard: {board.url}", flush=True)
         status = _Status(spec)
         live = args.live_orders
         async with log, KalshiRest(rest_url, signer=signer, tier=settings.venue.tier) as rest, \
@@ -144,6 +155,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             session = PaperSession(log, spec, feed, session_id=session_id, venue=args.venue, runner=runner,
                                    config_hash=config_hash, code_version=version, rest=rest if live else None,
                                    models=models)
+            if board is not None:
+                board.halt_with(session.stop)  # the page's halt: the same stop as Ctrl-C
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGINT, session.stop)
             try:
@@ -166,7 +179,29 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(f"replay verify: DIVERGED — {report.divergence}")
     print(f"look further:\n  tape replay run {where}\n  tape log cat {where} --type order_filled")
+    if board is not None:
+        board.close()
     return 0 if report.ok else 1
+
+
+def _dashboard_address(args: argparse.Namespace) -> tuple[str, int, str | None] | None:
+    """``--dashboard``'s (host, port, token), checked before anything starts (a usage mistake otherwise)."""
+    from . import UsageError
+
+    if args.dashboard is None:
+        return None
+    token = args.dashboard_token or os.environ.get(TOKEN_ENV) or None
+    try:
+        return (*parse_listen(args.dashboard, token, option="--dashboard", token_option="--dashboard-token"), token)
+    except ListenError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _model_dirs(policies: str) -> tuple[str, ...]:
+    """The registry ``--policies`` names, for the dashboard's models page (none for a built-in name)."""
+    from policies.registry import is_named
+
+    return () if is_named(policies) else (policies,)
 
 
 def _policies(name: str):

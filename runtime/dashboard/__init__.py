@@ -39,7 +39,7 @@ class ListenError(ValueError):
     """An address to listen on that cannot be used (malformed, or not loopback without a token)."""
 
 
-def parse_listen(text: str, token: str | None, *, option: str) -> tuple[str, int]:
+def parse_listen(text: str, token: str | None, *, option: str, token_option: str = "--token") -> tuple[str, int]:
     """``[HOST:]PORT`` (``PORT``, ``0.0.0.0:8700``, ``[::1]:8700``) as ``(host, port)``, host 127.0.0.1 by
     default; an address other than loopback needs ``token`` (of at least 16 characters)."""
     host, sep, port_text = text.rpartition(":")
@@ -54,7 +54,7 @@ def parse_listen(text: str, token: str | None, *, option: str) -> tuple[str, int
         raise ListenError(f"the dashboard token is too short: use at least {TOKEN_MIN} characters")
     if not is_loopback(host) and not token:
         raise ListenError(f"{option} {text}: a dashboard on an address other than loopback needs a token: pass "
-                          f"--token TOKEN or set {TOKEN_ENV} (or listen on 127.0.0.1)")
+                          f"{token_option} TOKEN or set {TOKEN_ENV} (or listen on 127.0.0.1)")
     return host, port
 
 
