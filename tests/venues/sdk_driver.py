@@ -1,7 +1,7 @@
 """Drives the local exchange through Kalshi's official Python SDK (``kalshi-python-sync``): run by
 ``test_kalshi_sdk_conformance.py`` with the SDK's own Python (3.13, ``$TAPE_SDK_PYTHON``), never imported by
 tape. Reads one JSON object on stdin (``host``, ``key_id``, ``key_path``, ``ticker``, ``rest_price``,
-``cross_price``), makes every call the runtime makes, and prints one JSON object: per call, the model the
+``cross_price``, ``expiration_time``), makes every call the runtime makes, and prints one JSON object: per call, the model the
 reply was parsed into and its fields (``model_dump(mode="json")``), or the error the SDK raised (its
 status, and the error body as the SDK's ``ErrorResponse``, read by the SDK where the spec lists that status for
 the call, else by ``ErrorResponse.from_json``).
@@ -75,7 +75,8 @@ record("public_get_market_orderbook", lambda: public.get_market_orderbook(ticker
 # orders: one that rests, one that fills at once, a repeated client_order_id, a cancel
 record("get_balance_before", signed.get_balance)
 order = {"ticker": ticker, "side": "bid", "count": "2.00", "price": args["rest_price"],
-         "time_in_force": "good_till_canceled", "self_trade_prevention_type": "taker_at_cross"}
+         "time_in_force": "good_till_canceled", "self_trade_prevention_type": "taker_at_cross",
+         "expiration_time": args["expiration_time"]}
 rests = record("create_order_v2_rests", lambda: signed.create_order_v2(**order, client_order_id="sdk-rests"))
 record("create_order_v2_fills", lambda: signed.create_order_v2(
     ticker=ticker, side="bid", count="1.00", price=args["cross_price"], client_order_id="sdk-fills",

@@ -21,11 +21,13 @@ FILL = {"fill_id": "f-1", "exchange_index": 0, "trade_id": "t-1", "order_id": "o
 
 # -- orders ------------------------------------------------------------------------------------------------
 def test_an_intent_becomes_a_v2_create_body_with_full_names_and_fixed_point_strings():
-    """side bid/ask on the YES leg, price dollars, count fp, time_in_force by its full name, expiry in seconds."""
+    """side bid/ask on the YES leg, price dollars, count fp, time_in_force by its full name, expiry in seconds
+    (``expiration_time``, the spec's name, only for good-till-canceled: an IOC order takes none)."""
     assert encode(rest.create_order(INTENT)) == (
         b'{"ticker":"KXA-1","side":"ask","count":"5.00","price":"0.0801","time_in_force":"immediate_or_cancel",'
-        b'"client_order_id":"c-1","self_trade_prevention_type":"taker_at_cross","post_only":true,'
-        b'"expiration_ts":1700000001}')
+        b'"client_order_id":"c-1","self_trade_prevention_type":"taker_at_cross","post_only":true}')
+    gtc = msgspec.structs.replace(INTENT, tif="gtc")
+    assert encode(rest.create_order(gtc)).endswith(b'"post_only":true,"expiration_time":1700000001}')
 
 
 def test_time_in_force_is_always_sent_even_for_good_till_canceled():
@@ -39,8 +41,9 @@ def test_a_batch_holds_one_create_body_per_intent():
 
 
 def test_the_exchange_reads_our_create_body_in_exact_units():
-    assert rest.decode_order_request(encode(rest.create_order(INTENT))) == rest.OrderRequest(
-        market="KXA-1", side="ask", price=801, count=500, tif="ioc", client_order_id="c-1", post_only=True,
+    gtc = msgspec.structs.replace(INTENT, tif="gtc")
+    assert rest.decode_order_request(encode(rest.create_order(gtc))) == rest.OrderRequest(
+        market="KXA-1", side="ask", price=801, count=500, tif="gtc", client_order_id="c-1", post_only=True,
         expiration_ts_ms=1_700_000_001_000, self_trade_prevention="taker_at_cross")
 
 

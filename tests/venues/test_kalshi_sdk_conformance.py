@@ -86,7 +86,8 @@ async def _drive(python: str, exchange: Exchange, verifier: Verifier, key_path: 
         info = exchange.market(ticker)
         assert info is not None and info.yes_ask is not None and info.yes_ask_size >= 100, info
         args = {"host": server.rest_url, "key_id": KEY_ID, "key_path": str(key_path), "ticker": ticker,
-                "rest_price": format_price(100), "cross_price": format_price(info.yes_ask)}
+                "rest_price": format_price(100), "cross_price": format_price(info.yes_ask),
+                "expiration_time": exchange.now_ns // 10**9 + 600}
         proc = await asyncio.create_subprocess_exec(python, str(DRIVER), stdin=asyncio.subprocess.PIPE,
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(json.dumps(args).encode()), 150)
@@ -159,6 +160,7 @@ def test_an_order_that_rests_and_one_that_fills_parse_as_created(run):
         resting.report.order_id, "sdk-rests", "0.00", "2.00")
     assert (fills["order_id"], fills["fill_count"], fills["remaining_count"]) == (filled.report.order_id, "1.00", "0.00")
     assert rests["ts_ms"] == resting.created_ms and filled.report.status == "executed"
+    assert resting.expiration_ms is not None and resting.expiration_ms // 1000 - resting.created_ms // 1000 in (599, 600)
 
 
 def test_a_repeated_client_order_id_is_a_409_error_response(run):
@@ -208,6 +210,7 @@ def test_orders_page_newest_first_with_sides_costs_and_fees(run):
             format_count(d.report.initial_count or 0))
         assert (wire["taker_fill_cost_dollars"], wire["taker_fees_dollars"]) == (format_money(d.taker_cost),
                                                                                  format_money(d.taker_fees))
+        assert (None if wire["expiration_time"] is None else _ms(wire["expiration_time"])) == d.expiration_ms
     filled = _order(run, "sdk-fills")
     assert filled.taker_cost == 100 * run.cross_price and filled.taker_fees > 0  # one contract at the ask, and its fee
     one = run.ok("get_order")["order"]

@@ -424,7 +424,7 @@ class CreateOrderV2Request(_Body, kw_only=True):
     self_trade_prevention_type: str | None = None
     post_only: bool = False
     reduce_only: bool = False
-    expiration_ts: Seconds | None = None  # Unix seconds
+    expiration_time: Seconds | None = None  # Unix seconds; only with good_till_canceled (the spec's name)
 
 
 class CreateOrderV2Response(_Body, kw_only=True):

@@ -126,13 +126,14 @@ def _malformed(raw: bytes | str | Struct, source: str, error: str) -> MalformedI
 
 # --- orders: requests ------------------------------------------------------------------------------------
 def create_order(intent: OrderIntent, *, self_trade_prevention: str = DEFAULT_STP) -> m.CreateOrderV2Request:
-    """The V2 create body of an intent; ``expiration_ts`` is Unix seconds, rounded up from the intent's ms."""
-    exp = None if intent.expiration_ts_ms is None else -(-intent.expiration_ts_ms // 1000)
+    """The V2 create body of an intent; ``expiration_time`` is Unix seconds, rounded up from the intent's ms, and
+    sent only for good-till-canceled (the spec: an order that never rests takes none)."""
+    exp = None if intent.expiration_ts_ms is None or intent.tif != "gtc" else -(-intent.expiration_ts_ms // 1000)
     return m.CreateOrderV2Request(ticker=intent.market, side=intent.side, count=format_count(intent.count),
                                   price=format_price(intent.price), time_in_force=TIF_WIRE[intent.tif],
                                   client_order_id=intent.client_order_id,
                                   self_trade_prevention_type=self_trade_prevention, post_only=intent.post_only,
-                                  reduce_only=intent.reduce_only, expiration_ts=exp)
+                                  reduce_only=intent.reduce_only, expiration_time=exp)
 
 
 def batch_create_orders(intents: Iterable[OrderIntent]) -> m.BatchCreateOrdersV2Request:
@@ -171,7 +172,7 @@ def order_request(b: m.CreateOrderV2Request, where: str = "create_order_v2_reque
                         count=cv.count(b.count, f"{where}.count"),
                         tif="gtc" if b.time_in_force is msgspec.UNSET else TIF_TAPE[b.time_in_force],
                         client_order_id=b.client_order_id, post_only=b.post_only, reduce_only=b.reduce_only,
-                        expiration_ts_ms=None if b.expiration_ts is None else b.expiration_ts * 1000,
+                        expiration_ts_ms=None if b.expiration_time is None else b.expiration_time * 1000,
                         self_trade_prevention=b.self_trade_prevention_type)
 
 

@@ -541,8 +541,11 @@ class Exchange:
         if r.self_trade_prevention is not None and r.self_trade_prevention not in _STP:
             return ExchangeError(400, "bad_request", f"self_trade_prevention_type {r.self_trade_prevention!r} is not "
                                  "one of maker, taker_at_cross")
+        if r.expiration_ts_ms is not None and r.tif != "gtc":
+            return ExchangeError(400, "bad_request", f"expiration_time goes with time_in_force good_till_canceled only, "
+                                 f"not {r.tif}")
         if r.expiration_ts_ms is not None and r.expiration_ts_ms * 1_000_000 <= now:
-            return ExchangeError(400, "bad_request", f"expiration_ts {r.expiration_ts_ms // 1000} is not in the future")
+            return ExchangeError(400, "bad_request", f"expiration_time {r.expiration_ts_ms // 1000} is not in the future")
         account = self._accounts.get(owner)
         if account is not None and r.client_order_id is not None and r.client_order_id in account.client_ids:
             return ExchangeError(409, "duplicate_client_order_id",
