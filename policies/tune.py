@@ -237,31 +237,37 @@ def _check_value(base: dict[str, Any], over: dict[str, Any], where: str, what: s
     except msgspec.ValidationError as exc:
         text = str(exc)
         bad = _ENUM.search(text)
-        if bad and bad.group(1) not in ROLES and _mentions_roles(where):
+        values = _literal_values(where) if bad else []
+        if bad and bad.group(1) not in ROLES and set(values) & set(ROLES):
             raise SpaceError(f"{where}: {what}: unknown role {bad.group(1)!r} (the roles are "
                              f"{', '.join(ROLES)})") from None
+        if bad and values:
+            raise SpaceError(f"{where}: {what}: unknown value {bad.group(1)!r} (it takes "
+                             f"{', '.join(map(str, values))})") from None
         raise SpaceError(f"{where}: {what}: {text}") from None
     except ValueError as exc:
         raise SpaceError(f"{where}: {what}: {str(exc).replace('env config: env config:', 'env config:')}") from None
 
 
-def _mentions_roles(where: str) -> bool:
-    """Whether the field at ``where`` (``file:space.roles``) has the roles among the values its type allows."""
+def _literal_values(where: str) -> list[Any]:
+    """The named values the field at ``where`` (``file:space.roles``, ``file:base``) may hold somewhere in its type
+    (the roles, a schedule's names); every field's for the fixed settings as a whole."""
     from msgspec import inspect as mi
 
-    field = where.split(":")[-1].split(".")[1:2]
-    if not field:
-        return True  # the fixed settings as a whole: the roles are among what they may name
+    path = where.split(":")[-1].split(".")[1:]
     types = {f.name: f.type for f in _config_type().fields}
-    seen: list[Any] = [types.get(field[0])]
+    seen: list[Any] = [types.get(path[0])] if path else list(types.values())
+    for key in path[1:]:  # into a struct field (rewards.horizon_s)
+        seen = [getattr(t, "fields", None) and {f.name: f.type for f in t.fields}.get(key) for t in seen]
+    out: list[Any] = []
     while seen:
         t = seen.pop()
-        if isinstance(t, mi.LiteralType) and set(t.values) & set(ROLES):
-            return True
+        if isinstance(t, mi.LiteralType):
+            out += [v for v in t.values if v not in out]
         for attr in ("types", "item_types", "item_type", "key_type", "value_type"):
             inner = getattr(t, attr, None)
             seen.extend(inner if isinstance(inner, tuple) else [inner] if inner is not None else [])
-    return False
+    return out
 
 
 def trial_config(base: Mapping[str, Any], params: Mapping[str, Any], *,

@@ -30,7 +30,7 @@ def test_the_shipped_space_parses_and_names_only_training_config_fields():
     space = load_space(DEFAULT_SPACE)
     fields = {f.name for f in msgspec.structs.fields(TrainConfig)}
     assert set(space.space) <= fields and set(space.base) <= fields
-    assert {"lr", "hidden", "train_batch"} <= set(space.space)
+    assert {"lr", "hidden", "train_batch", "entropy", "schedule", "rewards"} <= set(space.space)
 
 
 def test_a_draw_goes_over_the_base_table_by_table():
@@ -38,6 +38,8 @@ def test_a_draw_goes_over_the_base_table_by_table():
                           {"lr": 1e-4, "env_config": {"max_steps": 600}, "hidden": [32, 32]}, data=["d"])
     assert config.data == ("d",) and config.iterations == 3 and config.lr == 1e-4 and config.hidden == (32, 32)
     assert config.env_config == {"lot": 500, "max_steps": 600}
+    config = trial_config({"rewards": {"abstain": 0.5}}, {"rewards": {"horizon_s": 60}}, data=["d"])
+    assert (config.rewards.abstain, config.rewards.horizon_s) == (0.5, 60)
 
 
 @pytest.mark.parametrize(("space", "message"), [
@@ -70,6 +72,13 @@ def test_a_draw_goes_over_the_base_table_by_table():
     ({"spaces": {}},
      "space.toml:spaces: unknown table; a search space has [base] (fixed settings) and [space] (what is searched)"),
     ({"base": {"frozen": "models/none"}}, "space.toml:base.frozen: 'models/none': models/none: not a model"),
+    ({"space": {"schedule": {"choice": ["joint", "fancy"]}}},
+     "space.toml:space.schedule: choice 2: 'fancy': unknown value 'fancy' (it takes joint, staged)"),
+    ({"space": {"rewards": {"bogus": {"choice": [1]}}}},
+     "space.toml:space.rewards.bogus: unknown parameter 'bogus'; rewards has: abstain, horizon_s, reference"),
+    ({"space": {"rewards": {"abstain": {"uniform": [-1, 1]}}}},
+     "space.toml:space.rewards.abstain: -1: rewards: horizon_s and reference must be > 0, abstain >= 0"),
+    ({"space": {"heldout": {"choice": [["x"]]}}}, "space.toml:space.heldout: not searched (set by --heldout)"),
 ])
 def test_a_space_naming_what_the_config_does_not_have_is_refused_naming_file_and_key(space, message):
     with pytest.raises(SpaceError) as caught:
