@@ -129,7 +129,8 @@ def request_cost(method: str, path: str, items: int = 1) -> Cost:
 
 # --- the bucket ----------------------------------------------------------------------------------------------
 class BucketState(msgspec.Struct, frozen=True, array_like=True):
-    """A bucket's level (nano-tokens; negative while future tokens are reserved) as of ``at_ns``."""
+    """A bucket's level (nano-tokens; negative only in a client's model, after :meth:`TokenBucket.withhold`) as
+    of ``at_ns``."""
 
     level: int
     at_ns: int | None = None
@@ -159,7 +160,7 @@ class TokenBucket:
             self.at_ns = now_ns
 
     def tokens(self, now_ns: int) -> int:
-        """Whole tokens in the bucket at ``now_ns`` (negative while reserved ahead)."""
+        """Whole tokens in the bucket at ``now_ns``."""
         self._refill(now_ns)
         return self.level // NANO
 
@@ -182,12 +183,14 @@ class TokenBucket:
         self.level -= tokens * NANO
         return True
 
-    def reserve(self, now_ns: int, tokens: int, headroom_ns: int = 0) -> int:
-        """Book ``tokens`` now and return how long to wait before spending them (a client pacing itself): the
-        wait of :meth:`wait_ns`; the level may go below zero, so later reservations queue behind this one."""
-        wait = self.wait_ns(now_ns, tokens, headroom_ns)
-        self.level -= tokens * NANO
-        return wait
+    def full(self, now_ns: int) -> bool:
+        self._refill(now_ns)
+        return self.level >= self.capacity * NANO
+
+    def withhold(self, ns: int) -> None:
+        """Take back ``ns`` of refill, at most a bucket's worth (a client that learns the venue's bucket started
+        refilling later than its own); the level may go below zero."""
+        self.level -= min(self.rate * max(0, ns), self.capacity * NANO)
 
     def drain(self, now_ns: int) -> None:
         """Empty the bucket at ``now_ns`` (the venue said 429: it holds less than we thought)."""
@@ -227,9 +230,6 @@ class RateLimits:
 
     def take(self, now_ns: int, cost: Cost) -> bool:
         return self.buckets[cost.bucket].take(now_ns, cost.tokens)
-
-    def reserve(self, now_ns: int, cost: Cost, headroom_ns: int = 0) -> int:
-        return self.buckets[cost.bucket].reserve(now_ns, cost.tokens, headroom_ns)
 
     def wait_ns(self, now_ns: int, cost: Cost, headroom_ns: int = 0) -> int:
         return self.buckets[cost.bucket].wait_ns(now_ns, cost.tokens, headroom_ns)

@@ -118,20 +118,25 @@ def test_the_wait_is_the_exact_ceiling_and_after_it_the_tokens_are_there():
     assert TokenBucket(300, 600).wait_ns(0, 10) == 0
 
 
-def test_reservations_queue_behind_each_other():
-    """A client books its tokens at once and waits: the n-th request past the burst waits n costs of refill."""
-    b = TokenBucket(100, 200)
-    waits = [b.reserve(0, 10) for _ in range(23)]
-    assert waits[:20] == [0] * 20
-    assert waits[20:] == [100_000_000, 200_000_000, 300_000_000]
-    assert b.tokens(0) == -30
-
-
 def test_headroom_keeps_refill_in_hand_but_never_more_than_the_bucket_holds():
-    b = TokenBucket(100, 200)
-    waits = [b.reserve(0, 10, headroom_ns=50_000_000) for _ in range(20)]  # 50 ms of refill = 5 tokens in hand
-    assert waits[:19] == [0] * 19 and waits[19] == 50_000_000
+    """A client keeping 50 ms of refill (5 tokens at 100 a second) in hand sends 19 orders of a full bucket, not 20."""
+    b, sent = TokenBucket(100, 200), 0
+    while b.wait_ns(0, 10, headroom_ns=50_000_000) == 0:
+        assert b.take(0, 10)
+        sent += 1
+    assert sent == 19 and b.wait_ns(0, 10, headroom_ns=50_000_000) == 50_000_000
     assert TokenBucket(100, 200).wait_ns(0, 200, headroom_ns=S) == 0  # a whole-bucket batch still goes when full
+
+
+def test_a_client_can_take_back_refill_it_counted_too_early_but_never_more_than_a_bucket():
+    b = TokenBucket(100, 200)
+    assert b.full(0) and b.take(0, 200) and not b.full(0)
+    assert b.tokens(S) == 100
+    b.withhold(S // 2)
+    assert b.tokens(S) == 50
+    b.withhold(3600 * S)
+    assert b.tokens(S) == -150 and b.wait_ns(S, 10) == 1_600_000_000
+    assert b.full(S + 3_500_000_000)
 
 
 def test_drain_empties_the_bucket_and_time_going_backwards_refills_nothing():

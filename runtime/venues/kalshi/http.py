@@ -8,11 +8,13 @@ adds the transport:
   path``, the path without the query string) when a :class:`~.auth.Signer` is given.
 * **Pacing.** The client paces itself to its account's rate-limit tier (``tier``, :mod:`actors.limits`: a read
   and a write token bucket, each request's cost by its endpoint, batches per order), so a burst is spread within
-  what Kalshi accepts instead of being refused: each attempt books its tokens and waits until the bucket holds
-  them. It keeps ``pace_margin_s`` of refill in hand, so that requests which reach the venue a little closer
-  together than they left (network jitter) still fit its bucket. A 429 empties our bucket (the venue holds less
-  than we thought: another client on the key, or a restart) before the retry books again. ``tier=None`` does not
-  pace.
+  what Kalshi accepts instead of being refused: attempts queue per bucket, each waits until our model of the
+  bucket holds its cost, and takes it. Requests reach the venue later than they leave, and by varying delays,
+  so the model is kept no fuller than the venue's: a bucket that starts draining from full counts its refill
+  from the first reply the venue gives (by then the venue has started refilling), not from the first send; and
+  it keeps ``pace_margin_s`` of refill in hand for the rest of the jitter. A 429 empties our bucket (the venue
+  holds less than we thought: another client on the key, or a restart) before the retry queues again.
+  ``tier=None`` does not pace.
 * **Retries.** A transport error (connection refused or reset, a timeout), a 5xx and a 429 are retried
   up to ``max_attempts`` with exponential backoff and jitter (Kalshi's 429 carries no ``Retry-After``).
   Any other 4xx is not retried: it raises :class:`KalshiApiError` carrying the :class:`~.rest.ApiError`
@@ -43,7 +45,7 @@ import aiohttp
 import msgspec
 from structlog.typing import FilteringBoundLogger
 
-from actors.limits import Cost, RateLimits, Tier, request_cost
+from actors.limits import BucketName, Cost, RateLimits, Tier, request_cost
 from runtime.events import BookSnapshot, Event, MalformedInput, OrderFilled, OrderIntent, OrderStatusReported
 from runtime.logger import get_logger
 
@@ -197,6 +199,9 @@ class KalshiRest:
         self._margin_ns = round(pace_margin_s * 1e9)
         self.paced = 0  # attempts that waited for their tokens
         self.paced_s = 0.0  # how long they waited, in all
+        self._locks: dict[BucketName, asyncio.Lock] = {}  # attempts queue per bucket (of the loop in _locks_of)
+        self._locks_of: asyncio.AbstractEventLoop | None = None
+        self._full_until: dict[BucketName, int] = {}  # when a bucket last began draining from full, until a reply
 
     def __repr__(self) -> str:
         tier = None if self.limits is None else self.limits.tier.name
@@ -456,6 +461,8 @@ class KalshiRest:
                     raise KalshiUnavailable(method, path, attempt, reason, uncertain=uncertain) from None
                 await self._wait(method, path, attempt, reason)
                 continue
+            if status != _RETRIED_STATUS and status < 500:
+                self._admitted(cost)
             if status < 300:
                 return _Reply(status, raw, attempt, uncertain)
             error = rest.api_error(status, raw)
@@ -470,14 +477,30 @@ class KalshiRest:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _pace(self, cost: Cost) -> None:
-        """Book the attempt's tokens in our model of the account's bucket and wait until they are there."""
+        """Wait, in turn, until our model of the account's bucket holds the attempt's cost; take it."""
         if self.limits is None:
             return
-        wait_ns = self.limits.reserve(time.monotonic_ns(), cost, self._margin_ns)
-        if wait_ns:
+        loop = asyncio.get_running_loop()
+        if self._locks_of is not loop:
+            self._locks, self._locks_of = {"read": asyncio.Lock(), "write": asyncio.Lock()}, loop
+        bucket = self.limits.buckets[cost.bucket]
+        async with self._locks[cost.bucket]:
+            waited = 0
+            while wait_ns := bucket.wait_ns(now := time.monotonic_ns(), cost.tokens, self._margin_ns):
+                waited += wait_ns
+                await asyncio.sleep(wait_ns / 1e9)
+            if bucket.full(now):
+                self._full_until[cost.bucket] = now
+            bucket.take(now, cost.tokens)
+        if waited:
             self.paced += 1
-            self.paced_s += wait_ns / 1e9
-            await asyncio.sleep(wait_ns / 1e9)
+            self.paced_s += waited / 1e9
+
+    def _admitted(self, cost: Cost) -> None:
+        """The venue took an attempt's cost (it answered, not 429): if our bucket began draining from full before
+        this first reply, the venue's began no later than now, so refill before now is not counted."""
+        if self.limits is not None and (began := self._full_until.pop(cost.bucket, None)) is not None:
+            self.limits.buckets[cost.bucket].withhold(time.monotonic_ns() - began)
 
     async def _wait(self, method: str, path: str, attempt: int, reason: str) -> None:
         delay = self._delay(attempt)
