@@ -139,8 +139,6 @@ def test_a_market_and_its_order_book_parse_with_the_exchanges_values(run):
                     "no_dollars": [[format_price(p), format_count(c)] for p, c in run.book.no_bids]}
 
 
-@pytest.mark.xfail(strict=True, reason="the exchange server's middleware (runtime/venues/sim/server.py) asks every "
-                   "request for a signature; it must let rest_api.is_public requests through")
 def test_market_data_needs_no_signature(run):
     """Kalshi serves markets and order books publicly."""
     assert [m["ticker"] for m in run.ok("public_get_markets")["markets"]] == list(run.exchange.tickers)

@@ -93,7 +93,7 @@ from actors.limits import tier as tier_named
 from ..kalshi.auth import HEADER_KEY, Verifier
 from .exchange import PUBLIC, CommandResult, Entry, Exchange
 from .faults import FaultError, Faults
-from .rest_api import _OWNER, RestApi, _BadRequest, _error, _log
+from .rest_api import _OWNER, RestApi, _BadRequest, _error, _log, is_public
 from .ws_api import _CHANNEL_OF, WsApi, _Conn
 
 __all__ = ["API_PREFIX", "FAULTS_HEADER", "WS_PATH", "ExchangeServer"]
@@ -292,6 +292,8 @@ class ExchangeServer(RestApi, WsApi):
         headers = request.headers
         if self.verifier is None:
             return headers.get(HEADER_KEY) or "trust", ""
+        if HEADER_KEY not in headers and is_public(request.method, request.path):
+            return "public", ""  # Kalshi serves market data without a signature
         why = self.verifier.check(headers, request.method, request.rel_url.raw_path, now_ms=int(time.time() * 1000))
         if why is not None:
             return None, why
