@@ -321,3 +321,110 @@ def test_ids_count_up_per_engine():
     placed = engine.submit("t", "bid", 5_000, 200, 10)
     assert placed.order_id == 3
     assert sorted({f.trade_id for f in placed.fills}) == [f"{M}:1", f"{M}:2"]
+
+
+# --- amend and decrease (Kalshi: a decrease keeps the order's place; a new price or a larger size loses it) ---
+def test_a_decrease_keeps_the_orders_place_in_the_queue():
+    """Taking 60 off the first of three bids at one price leaves it first, its level 60 smaller."""
+    engine = book(("a", "bid", 4_000, 100), ("b", "bid", 4_000, 200), ("c", "bid", 4_000, 50))
+    placed = engine.decrease(1, 40, 9)
+    assert placed is not None
+    assert (placed.order_id, placed.status, placed.remaining, placed.canceled) == (1, "resting", 40, 60)
+    assert placed.events == (delta("yes", 4_000, -60, 9),)
+    assert [(o.owner, o.remaining) for o in engine.queue("bid", 4_000)] == [("a", 40), ("b", 200), ("c", 50)]
+    assert engine.queue_ahead(2) == 40 and engine.levels() == (((4_000, 290),), ())
+
+
+def test_a_decrease_to_zero_cancels_the_order():
+    """reduce_to 0 is a cancel: the order leaves the book with one delta."""
+    engine = book(("a", "bid", 4_000, 100), ("b", "bid", 4_000, 200))
+    placed = engine.decrease(1, 0, 5)
+    assert placed is not None and (placed.status, placed.remaining, placed.canceled) == ("canceled", 0, 100)
+    assert placed.events == (delta("yes", 4_000, -100, 5),)
+    assert not engine.is_resting(1) and engine.queue_ahead(2) == 0
+
+
+def test_a_decrease_cannot_add_and_an_unknown_order_is_none():
+    """A count above what rests is refused and changes nothing; an order not resting gives None."""
+    engine = book(("a", "bid", 4_000, 100))
+    refused = engine.decrease(1, 150, 5)
+    assert refused is not None and (refused.status, refused.reason, refused.order_id) == ("rejected", "invalid_count", 1)
+    assert engine.order(1).remaining == 100  # type: ignore[union-attr]
+    assert engine.decrease(99, 0, 5) is None and engine.amend(99, 4_000, 10, 5) is None
+
+
+def test_an_amend_to_a_smaller_size_at_the_same_price_keeps_the_place():
+    """amend(same price, fewer) is a decrease: still first."""
+    engine = book(("a", "ask", 6_000, 100), ("b", "ask", 6_000, 100))
+    placed = engine.amend(1, 6_000, 30, 8)
+    assert placed is not None and (placed.status, placed.remaining, placed.canceled) == ("resting", 30, 70)
+    assert [o.owner for o in engine.queue("ask", 6_000)] == ["a", "b"] and engine.queue_ahead(2) == 30
+
+
+def test_an_amend_that_changes_nothing_keeps_the_place_and_says_nothing():
+    """The same price and the same size (an expiry-only amend, or a retry): no events, same place."""
+    engine = book(("a", "bid", 4_000, 100), ("b", "bid", 4_000, 100))
+    placed = engine.amend(1, 4_000, 100, 8)
+    assert placed is not None and (placed.status, placed.remaining, placed.events) == ("resting", 100, ())
+    assert engine.queue_ahead(1) == 0
+
+
+def test_an_amend_to_a_larger_size_goes_to_the_back_of_the_queue():
+    """More size at the same price loses priority: the order is removed and rests again, last."""
+    engine = book(("a", "bid", 4_000, 100), ("b", "bid", 4_000, 200))
+    placed = engine.amend(1, 4_000, 150, 9)
+    assert placed is not None and (placed.order_id, placed.status, placed.remaining) == (1, "resting", 150)
+    assert placed.events == (delta("yes", 4_000, -100, 9), delta("yes", 4_000, 150, 9))
+    assert [(o.owner, o.remaining) for o in engine.queue("bid", 4_000)] == [("b", 200), ("a", 150)]
+    assert engine.queue_ahead(1) == 200 and engine.order(1) == RestingOrder(1, "a", None, "bid", 4_000, 150, 150, 9)
+
+
+def test_an_amend_to_a_new_price_rests_behind_what_was_there():
+    """A new price is a new place: behind the orders already at that price, the old level shrunk."""
+    engine = book(("a", "bid", 4_000, 100), ("b", "bid", 4_100, 200))
+    placed = engine.amend(1, 4_100, 100, 9)
+    assert placed is not None and placed.events == (delta("yes", 4_000, -100, 9), delta("yes", 4_100, 100, 9))
+    assert engine.levels() == (((4_100, 300),), ()) and engine.queue_ahead(1) == 200
+
+
+def test_an_amend_that_crosses_takes_first_then_rests_the_rest():
+    """Moved through the spread, the order trades as a taker at the makers' prices, then rests the remainder."""
+    engine = book(("a", "bid", 4_000, 500), ("m", "ask", 4_200, 200))
+    placed = engine.amend(1, 4_300, 500, 9)
+    assert placed is not None
+    assert (placed.status, placed.filled, placed.remaining) == ("resting", 200, 300)
+    assert placed.fills == (Fill(f"{M}:1", 1, "a", None, "bid", 4_200, 200, True, 300, 9),
+                            Fill(f"{M}:1", 2, "m", None, "ask", 4_200, 200, False, 0, 9))
+    assert placed.events == (delta("yes", 4_000, -500, 9), trade(1, 4_200, 200, "yes", 9),
+                             delta("no", 5_800, -200, 9), delta("yes", 4_300, 300, 9))
+    assert engine.order(1).count == 500 and engine.order(1).remaining == 300  # type: ignore[union-attr]
+
+
+def test_an_amend_keeps_the_filled_part_in_the_orders_count():
+    """After a fill, amending the rest keeps count = filled + resting."""
+    engine = book(("a", "bid", 4_000, 500))
+    engine.submit("t", "ask", 4_000, 200, 5)
+    placed = engine.amend(1, 4_100, 100, 9)
+    assert placed is not None and engine.order(1) == RestingOrder(1, "a", None, "bid", 4_100, 300, 100, 9)
+
+
+def test_a_post_only_amend_that_would_take_is_refused_and_changes_nothing():
+    engine = book(("a", "bid", 4_000, 100), ("m", "ask", 4_200, 100))
+    placed = engine.amend(1, 4_200, 100, 9, post_only=True)
+    assert placed is not None and (placed.status, placed.reason) == ("rejected", "post_only_would_cross")
+    assert engine.order(1).price == 4_000 and engine.levels() == (((4_000, 100),), ((5_800, 100),))  # type: ignore[union-attr]
+
+
+def test_an_amend_into_its_owners_order_stops_under_taker_at_cross():
+    """Self-trade prevention as at placement: taker_at_cross cancels the amended order's remainder."""
+    engine = book(("a", "bid", 4_000, 100), ("a", "ask", 4_200, 100))
+    placed = engine.amend(1, 4_200, 100, 9)
+    assert placed is not None and (placed.status, placed.filled, placed.canceled) == ("canceled", 0, 100)
+    assert not engine.is_resting(1) and engine.is_resting(2)
+
+
+def test_an_amend_off_the_grid_or_to_nothing_is_refused():
+    engine = book(("a", "bid", 4_000, 100))
+    assert engine.amend(1, 4_050, 100, 9).reason == "invalid_price"  # type: ignore[union-attr]
+    assert engine.amend(1, 4_000, 0, 9).reason == "invalid_count"  # type: ignore[union-attr]
+    assert engine.order(1).remaining == 100  # type: ignore[union-attr]

@@ -25,6 +25,12 @@ Rules (each one a specification in ``tests/venues/test_sim_engine.py``):
   then a delta for the remainder it left resting. The deltas fold into the engine's own book exactly
   (:meth:`MatchingEngine.levels`); :meth:`MatchingEngine.snapshot` gives the whole book as Kalshi's
   snapshot.
+* **Amend and decrease** (Kalshi's ``/amend`` and ``/decrease``): :meth:`MatchingEngine.amend` gives a resting
+  order a new price and resting count, :meth:`MatchingEngine.decrease` a smaller resting count; the order keeps
+  its id. Kalshi's rule for the queue: an amend keeps the order's place only when it *decreases the size* at the
+  same price; a new price or a larger size sends it to the back of the queue at its (new) price, where it first
+  takes what it crosses, as a taker (self-trade prevention and post-only as at placement). A decrease, and an
+  amend that changes nothing, keep the place. A decrease to zero cancels the order.
 * **Closing** cancels every resting order (one delta each) and refuses orders until reopened.
 * **Reads**: best prices, level sizes, both ladders, a snapshot, each price's queue in priority order
   and any order's place in it (:meth:`MatchingEngine.queue_ahead`: the count that must trade or cancel
@@ -92,12 +98,13 @@ class Canceled(msgspec.Struct, frozen=True, gc=False):
     side: Side
     price: int
     count: int  # the count that was canceled (what remained)
-    reason: str  # "requested", "self_trade", "market_closed"
+    reason: str  # "requested", "self_trade", "market_closed" ("amended": it left its place to move)
     events: tuple[MarketEvent, ...]
 
 
 class Placed(msgspec.Struct, frozen=True, gc=False):
-    """What one submitted order did. ``order_id`` is None when it was rejected (``reason`` says why)."""
+    """What one submitted order did (or an amend or decrease: :meth:`MatchingEngine.amend`). ``order_id`` is None
+    when a new order was rejected (``reason`` says why); a refused amend keeps the order's id."""
 
     order_id: int | None
     client_order_id: str | None
@@ -245,6 +252,84 @@ class MatchingEngine:
         if order is None:
             return None
         return self._remove(order, ts_ms, "requested")
+
+    def amend(self, order_id: int, price: int, remaining: int, ts_ms: int, *, post_only: bool = False,
+              self_trade: SelfTrade | None = None) -> Placed | None:
+        """Give a resting order a new YES-leg ``price`` and resting count ``remaining``; None if no such order is
+        resting. The same price and no more than it rests: a :meth:`decrease` (the order keeps its place).
+        Otherwise the order leaves its place, takes what the new price crosses (``filled``, ``fills``, the
+        trades' events) and rests what is left at the back of the queue, or is canceled by self-trade
+        prevention (``taker_at_cross``: ``status="canceled"``, ``canceled`` the rest). A refusal
+        (``status="rejected"``: closed market, off-grid price, a count that is not positive, post-only that
+        would take) changes nothing. ``filled``/``remaining``/``canceled`` count this amend's doing; the
+        returned ``events`` start with the order's removal from its old level."""
+        order = self._orders.get(order_id)
+        if order is None:
+            return None
+        coid = order.client_order_id
+        if not self.is_open:
+            return _rejected(coid, "market_closed", f"{self.market} is closed", order_id)
+        tick = self.tick
+        if type(price) is not int or not tick <= price <= PRICE_MAX - tick or price % tick:
+            return _rejected(coid, "invalid_price",
+                             f"price {price!r} is not a multiple of {tick} in [{tick}, {PRICE_MAX - tick}]", order_id)
+        if type(remaining) is not int or remaining <= 0:
+            return _rejected(coid, "invalid_count", f"count {remaining!r} is not a positive integer", order_id)
+        ladder = order.ladder
+        lprice = price if ladder == 0 else PRICE_MAX - price
+        if lprice == order.lprice and remaining <= order.remaining:
+            return self._decrease(order, remaining, ts_ms)
+        stp = self.self_trade if self_trade is None else self_trade
+        if stp not in ("taker_at_cross", "maker"):
+            raise ValueError(f"{self.market}: self_trade must be 'taker_at_cross' or 'maker', got {stp!r}")
+        other = 1 - ladder
+        opp_prices = self._prices[other]
+        crosses = bool(opp_prices) and opp_prices[-1] + lprice >= PRICE_MAX
+        if crosses and post_only:
+            return _rejected(coid, "post_only_would_cross", f"post-only {_BOOK_SIDE[ladder]} at {price} would take "
+                             "liquidity", order_id)
+        filled_before = order.count - order.remaining
+        events: list[MarketEvent] = list(self._remove(order, ts_ms, "amended").events)
+        fills: list[Fill] = []
+        makers_canceled: list[Canceled] = []
+        left, stopped = remaining, False
+        if crosses:
+            left, stopped = self._match(order_id, order.owner, coid, ladder, other, lprice, left, ts_ms, stp, events,
+                                        fills, makers_canceled)
+        filled = remaining - left
+        if left and not stopped:
+            moved = _Order(order_id, order.owner, coid, ladder, lprice, filled_before + remaining, left, ts_ms)
+            self._rest(moved)
+            events.append(BookDelta(self.market, _LADDER_NAME[ladder], lprice, left, venue_ts_ms=ts_ms))
+            return Placed(order_id, coid, "resting", filled, left, 0, tuple(fills), tuple(events),
+                          tuple(makers_canceled))
+        status: Status = "filled" if not left else "canceled"
+        return Placed(order_id, coid, status, filled, 0, left, tuple(fills), tuple(events), tuple(makers_canceled))
+
+    def decrease(self, order_id: int, remaining: int, ts_ms: int) -> Placed | None:
+        """Leave a resting order ``remaining`` (no more than it has) in its place in the queue; None if no such
+        order is resting. ``canceled`` is the count taken off; at zero the order is canceled
+        (``status="canceled"``). A count above what rests (or negative) is refused, changing nothing."""
+        order = self._orders.get(order_id)
+        if order is None:
+            return None
+        if type(remaining) is not int or not 0 <= remaining <= order.remaining:
+            return _rejected(order.client_order_id, "invalid_count", f"count {remaining!r} is not in [0, "
+                             f"{order.remaining}] (a decrease cannot add to what rests)", order_id)
+        return self._decrease(order, remaining, ts_ms)
+
+    def _decrease(self, order: _Order, remaining: int, ts_ms: int) -> Placed:
+        n = order.remaining - remaining
+        if not remaining:
+            canceled = self._remove(order, ts_ms, "requested")
+            return Placed(order.order_id, order.client_order_id, "canceled", 0, 0, n, events=canceled.events)
+        events: tuple[MarketEvent, ...] = ()
+        if n:
+            order.remaining = remaining
+            order.count -= n
+            self._sizes[order.ladder][order.lprice] -= n
+            events = (BookDelta(self.market, _LADDER_NAME[order.ladder], order.lprice, -n, venue_ts_ms=ts_ms),)
+        return Placed(order.order_id, order.client_order_id, "resting", 0, remaining, n, events=events)
 
     def close(self, ts_ms: int) -> tuple[Canceled, ...]:
         """Close the market: cancel every resting order (oldest first) and refuse orders until :meth:`reopen`."""
@@ -458,5 +543,5 @@ class MatchingEngine:
                         (delta,))
 
 
-def _rejected(client_order_id: str | None, reason: RejectReason, detail: str) -> Placed:
-    return Placed(None, client_order_id, "rejected", 0, 0, 0, reason=reason, detail=detail)
+def _rejected(client_order_id: str | None, reason: RejectReason, detail: str, order_id: int | None = None) -> Placed:
+    return Placed(order_id, client_order_id, "rejected", 0, 0, 0, reason=reason, detail=detail)

@@ -369,6 +369,40 @@ class MarketFlow:
         self._outside.discard(order_id)
         return self.engine.cancel(order_id, ts_ns // 1_000_000)
 
+    def amend(self, order_id: int, price: int, remaining: int, ts_ns: int, **kw: Any) -> Placed | None:
+        """Amend a resting outside order (:meth:`MatchingEngine.amend`; ``kw`` its options); None if it is not
+        resting. What it takes when it moves is a trade like any other: the makers learn from it."""
+        if order_id not in self._outside:
+            return None
+        if not self._closed:
+            self._advance(ts_ns)
+        placed = self.engine.amend(order_id, price, remaining, ts_ns // 1_000_000, **kw)
+        if placed is not None:
+            self._learn(placed, ts_ns)
+            self._track(placed)
+        return placed
+
+    def decrease(self, order_id: int, remaining: int, ts_ns: int) -> Placed | None:
+        """Decrease a resting outside order (:meth:`MatchingEngine.decrease`); None if it is not resting."""
+        if order_id not in self._outside:
+            return None
+        placed = self.engine.decrease(order_id, remaining, ts_ns // 1_000_000)
+        if placed is not None and placed.status == "canceled":
+            self._outside.discard(order_id)
+        return placed
+
+    def _track(self, placed: Placed) -> None:
+        """Keep the set of resting outside orders after an amend: it may have filled, been stopped by self-trade
+        prevention, or filled or canceled other outside orders."""
+        outside = self._outside
+        for fill in placed.fills:
+            if not fill.remaining:
+                outside.discard(fill.order_id)
+        for canceled in placed.makers_canceled:
+            outside.discard(canceled.order_id)
+        if placed.status in ("filled", "canceled"):
+            outside.discard(placed.order_id)  # type: ignore[arg-type]
+
     def outside_updates(self) -> list[Fill | Canceled]:
         """What the model's actions did to outside orders since the last call (the maker side of their
         fills, and their cancels at the close), in order; the list is handed over and cleared."""
