@@ -25,6 +25,10 @@ adds the transport:
   landed: the order is read back from ``/portfolio/orders`` by its ``client_order_id`` and its ack
   returned. A 409 after nothing but 429s is a real duplicate and raises. A create reply that cannot be read
   is recovered the same way (the venue accepted the order).
+* **Amends are never doubled either**: an amend is absolute (a new price and a new total count), so a retry
+  finds the order as the first attempt left it; a decrease by ``reduce_to`` is the same, and one by
+  ``reduce_by`` that was answered after an attempt that may have landed raises instead of guessing. Order groups
+  (create, read, list, limit, reset, trigger, delete) are plain calls.
 * **Malformed replies** never escape as a msgspec traceback: list reads return a ``MalformedInput`` event
   per bad item (or for a bad page, which ends the read), and single-object reads raise
   :class:`KalshiMalformedReply` holding the ``MalformedInput``.
@@ -38,7 +42,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, Final, Literal, NamedTuple, TypeVar
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -48,12 +52,13 @@ from structlog.typing import FilteringBoundLogger
 from actors.limits import BucketName, Cost, RateLimits, Tier, request_cost
 from runtime.events import BookSnapshot, Event, MalformedInput, OrderFilled, OrderIntent, OrderStatusReported
 from runtime.logger import get_logger
+from runtime.units import format_count
 
 from . import messages as m
 from . import rest
 from .auth import Signer
 from .codec import encode
-from .rest import ApiError, CancelAck, OrderAck
+from .rest import AmendAck, ApiError, CancelAck, OrderAck, OrderGroup
 
 __all__ = [
     "HOSTS",
@@ -333,6 +338,79 @@ class KalshiRest:
                                        "was taken off is unknown: read /portfolio/orders")
         return ack
 
+    async def amend_order(self, order_id: str, *, market: str, side: Literal["bid", "ask"], price: int, count: int,
+                          client_order_id: str | None = None, updated_client_order_id: str | None = None,
+                          expiration_s: int | None = None) -> AmendAck:
+        """Amend one order (V2): its new price and its new total ``count`` (filled plus resting, the spec's
+        meaning), with its market and side (unchanged). The amend is absolute, so the retries of a call that may
+        have landed cannot apply it twice: the second finds the order as the first left it. A 404 (no longer
+        resting) and a 400 raise :class:`KalshiApiError`; the ack's counts are None when the reply omits them
+        (the spec makes them optional)."""
+        path = f"/portfolio/events/orders/{quote(order_id, safe='')}/amend"
+        body = encode(rest.amend_order(market, side, price, count, client_order_id=client_order_id,
+                                       updated_client_order_id=updated_client_order_id, expiration_s=expiration_s))
+        reply = await self._call("POST", path, body=body)
+        decoded = rest.decode_body(reply.raw, m.AmendOrderV2Response, self.source)
+        ack = decoded if isinstance(decoded, MalformedInput) else rest.amend_ack(decoded, self.source)
+        return _read("POST", path, ack, "the venue took the amend (2xx); read the order for its state")
+
+    async def decrease_order(self, order_id: str, *, reduce_by: int | None = None, reduce_to: int | None = None,
+                             market: str | None = None) -> AmendAck:
+        """Decrease one order (V2), keeping its place: ``reduce_to`` leaves that many resting (0 cancels; safe to
+        repeat), ``reduce_by`` takes that many off (exactly one). ``reduce_by`` is not safe to repeat: if an
+        earlier attempt may have landed before the one that answered, the call raises :class:`KalshiError` saying
+        so (the count may have come off twice: read the order, then decrease with ``reduce_to``)."""
+        path = f"/portfolio/events/orders/{quote(order_id, safe='')}/decrease"
+        body = encode(rest.decrease_order(reduce_by=reduce_by, reduce_to=reduce_to, market=market))
+        reply = await self._call("POST", path, body=body)
+        decoded = rest.decode_body(reply.raw, m.DecreaseOrderV2Response, self.source)
+        ack = decoded if isinstance(decoded, MalformedInput) else rest.decrease_ack(decoded, self.source)
+        if reply.uncertain and reduce_by is not None:
+            raise KalshiError(f"POST {path}: attempt {reply.attempts} answered after an earlier one that may have "
+                              f"landed, so reduce_by may have been applied twice — read order {order_id} and "
+                              "decrease it with reduce_to")
+        return _read("POST", path, ack, "the venue took the decrease (2xx); read the order for its state")
+
+    # --- order groups -------------------------------------------------------------------------------
+    async def create_order_group(self, contracts_limit: int) -> str:
+        """A new order group whose orders may match at most ``contracts_limit`` (1/100 contract; Kalshi takes
+        ``contracts_limit_fp``) in a rolling 15 seconds; its id (pass it to :meth:`create_order`'s intents'
+        orders through ``rest.create_order(..., order_group_id=...)``)."""
+        path = "/portfolio/order_groups/create"
+        body = encode(m.CreateOrderGroupRequest(contracts_limit_fp=format_count(contracts_limit)))
+        reply = await self._call("POST", path, body=body)
+        decoded = rest.decode_body(reply.raw, m.CreateOrderGroupResponse, self.source)
+        return _read("POST", path, decoded if isinstance(decoded, MalformedInput) else
+                     rest.group_created(decoded, self.source))
+
+    async def order_group(self, order_group_id: str) -> OrderGroup:
+        """``GET /portfolio/order_groups/{id}``: its limit, whether it auto-cancels, and its orders' ids."""
+        path = f"/portfolio/order_groups/{quote(order_group_id, safe='')}"
+        body = self._decode(await self._call("GET", path), m.OrderGroupResponse, path)
+        return _read("GET", path, rest.order_group(body, order_group_id, self.source))
+
+    async def order_groups(self) -> list[OrderGroup | MalformedInput]:
+        """``GET /portfolio/order_groups``: every group of the account (a bad item is its ``MalformedInput``)."""
+        path = "/portfolio/order_groups"
+        return rest.order_groups(self._decode(await self._call("GET", path), m.OrderGroupsResponse, path), self.source)
+
+    async def update_order_group_limit(self, order_group_id: str, contracts_limit: int) -> None:
+        path = f"/portfolio/order_groups/{quote(order_group_id, safe='')}/limit"
+        await self._call("PUT", path, body=encode(m.UpdateOrderGroupLimitRequest(
+            contracts_limit_fp=format_count(contracts_limit))))
+
+    async def reset_order_group(self, order_group_id: str) -> None:
+        """Zero the group's matched count: its orders may be placed again after its limit was hit."""
+        await self._call("PUT", f"/portfolio/order_groups/{quote(order_group_id, safe='')}/reset", body=b"{}")
+
+    async def trigger_order_group(self, order_group_id: str) -> None:
+        """Cancel every order of the group and refuse new ones until it is reset."""
+        await self._call("PUT", f"/portfolio/order_groups/{quote(order_group_id, safe='')}/trigger", body=b"{}")
+
+    async def delete_order_group(self, order_group_id: str) -> None:
+        """Cancel every order of the group and remove it."""
+        await self._call("DELETE", f"/portfolio/order_groups/{quote(order_group_id, safe='')}")
+
     async def _find_orders(self, intents: list[OrderIntent]) -> dict[str, OrderAck]:
         """Our orders by client_order_id, for those intents (read from ``/portfolio/orders``)."""
         wanted = {i.client_order_id for i in intents}
@@ -514,9 +592,9 @@ def _may_have_landed(intent: OrderIntent) -> str:
             f"/portfolio/orders (ticker {intent.market}) before placing the order again, and reuse that id if you do")
 
 
-def _read(method: str, path: str, value: T | MalformedInput) -> T:
+def _read(method: str, path: str, value: T | MalformedInput, hint: str = "") -> T:
     if isinstance(value, MalformedInput):
-        raise KalshiMalformedReply(method, path, value)
+        raise KalshiMalformedReply(method, path, value, hint)
     return value
 
 

@@ -425,6 +425,7 @@ class CreateOrderV2Request(_Body, kw_only=True):
     post_only: bool = False
     reduce_only: bool = False
     expiration_time: Seconds | None = None  # Unix seconds; only with good_till_canceled (the spec's name)
+    order_group_id: str | None = None  # the order group it belongs to (its contracts limit applies)
 
 
 class CreateOrderV2Response(_Body, kw_only=True):
@@ -536,6 +537,7 @@ class PortfolioOrder(_Body, kw_only=True):
     fill_count: Int | None = None  # legacy contracts
     remaining_count: Int | None = None  # legacy contracts
     initial_count: Int | None = None  # legacy contracts
+    order_group_id: str | None = None
 
 
 class OrdersResponse(_Body, kw_only=True):
@@ -712,6 +714,97 @@ class OrderbookResponse(_Body, kw_only=True):
 
     orderbook_fp: OrderbookFp | None = None
     orderbook: OrderbookLegacy | None = None
+
+
+# --- amend, decrease, order groups (the spec's V2 shapes) -------------------------------------------------
+class AmendOrderV2Request(_Body, kw_only=True):
+    """``POST /portfolio/events/orders/{order_id}/amend``: the order's ``ticker`` and ``side`` (both required, and
+    unchanged), its new ``price`` and its new ``count`` — the total it may fill, what has filled plus what is to
+    rest. ``client_order_id`` names the order's current one; ``updated_client_order_id`` gives it a new one.
+    ``expiration_time``: absent keeps the expiry, 0 removes it, else a new one (Unix seconds)."""
+
+    ticker: str
+    side: BidAsk
+    price: Num
+    count: Num
+    client_order_id: str | None = None
+    updated_client_order_id: str | None = None
+    expiration_time: Seconds | None = None
+
+
+class AmendOrderV2Response(_Body, kw_only=True):
+    """The amend reply (the spec requires ``order_id`` and ``ts_ms``; the counts are optional)."""
+
+    order_id: str | None = None
+    client_order_id: str | None = None
+    remaining_count: Num | None = None
+    fill_count: Num | None = None
+    average_fill_price: Num | None = None
+    average_fee_paid: Num | None = None
+    ts_ms: Int | None = None
+
+
+class DecreaseOrderV2Request(_Body, kw_only=True):
+    """``POST /portfolio/events/orders/{order_id}/decrease``: exactly one of ``reduce_by`` (take that many off what
+    rests) or ``reduce_to`` (leave that many resting; 0 cancels)."""
+
+    reduce_by: Num | None = None
+    reduce_to: Num | None = None
+    market_ticker: str | None = None
+
+
+class DecreaseOrderV2Response(_Body, kw_only=True):
+    """The decrease reply (the spec requires ``order_id``, ``remaining_count`` and ``ts_ms``)."""
+
+    order_id: str | None = None
+    client_order_id: str | None = None
+    remaining_count: Num | None = None
+    ts_ms: Int | None = None
+
+
+class CreateOrderGroupRequest(_Body, kw_only=True):
+    """``POST /portfolio/order_groups/create``: the most contracts the group's orders may match in a rolling
+    15 seconds (``contracts_limit`` whole contracts, or ``contracts_limit_fp``; both must then agree)."""
+
+    contracts_limit: Int | None = None
+    contracts_limit_fp: Num | None = None
+    subaccount: Int | None = None
+
+
+class CreateOrderGroupResponse(_Body, kw_only=True):
+    order_group_id: str | None = None
+    subaccount: Int | None = None
+
+
+class UpdateOrderGroupLimitRequest(_Body, kw_only=True):
+    """``PUT /portfolio/order_groups/{order_group_id}/limit``."""
+
+    contracts_limit: Int | None = None
+    contracts_limit_fp: Num | None = None
+
+
+class OrderGroupResponse(_Body, kw_only=True):
+    """``GET /portfolio/order_groups/{order_group_id}``: its order ids and whether it auto-cancels."""
+
+    is_auto_cancel_enabled: bool | None = None
+    contracts_limit_fp: Num | None = None
+    orders: list[str] | None = None
+
+
+class OrderGroupItem(_Body, kw_only=True):
+    id: str | None = None
+    contracts_limit_fp: Num | None = None
+    is_auto_cancel_enabled: bool | None = None
+
+
+class OrderGroupsResponse(_Body, kw_only=True):
+    """``GET /portfolio/order_groups``."""
+
+    order_groups: list[OrderGroupItem] | None = None
+
+
+class EmptyResponse(_Body, kw_only=True):
+    """``{}``: the reply of delete, reset, trigger and limit of an order group."""
 
 
 class ErrorBody(_Body, kw_only=True):

@@ -52,12 +52,19 @@ from .codec import DECODE_ERRORS, clip, describe
 
 __all__ = [
     "SOURCE",
+    "AmendAck",
+    "AmendRequest",
     "ApiError",
     "CancelAck",
+    "DecreaseRequest",
     "OrderAck",
+    "OrderGroup",
     "OrderRequest",
     "Page",
     "PriceGrid",
+    "amend_ack",
+    "amend_order",
+    "amended_body",
     "api_error",
     "balance",
     "balance_body",
@@ -66,17 +73,26 @@ __all__ = [
     "book",
     "cancel_ack",
     "canceled_body",
+    "contracts_limit",
     "create_order",
     "created_body",
+    "decode_amend_request",
     "decode_body",
+    "decode_decrease_request",
     "decode_order_request",
+    "decrease_ack",
+    "decrease_order",
+    "decreased_body",
     "error_body",
     "fill_event",
     "fill_item",
     "fills",
     "fills_body",
+    "group_created",
     "order",
     "order_ack",
+    "order_group",
+    "order_groups",
     "order_item",
     "order_report",
     "order_request",
@@ -125,15 +141,17 @@ def _malformed(raw: bytes | str | Struct, source: str, error: str) -> MalformedI
 
 
 # --- orders: requests ------------------------------------------------------------------------------------
-def create_order(intent: OrderIntent, *, self_trade_prevention: str = DEFAULT_STP) -> m.CreateOrderV2Request:
+def create_order(intent: OrderIntent, *, self_trade_prevention: str = DEFAULT_STP,
+                 order_group_id: str | None = None) -> m.CreateOrderV2Request:
     """The V2 create body of an intent; ``expiration_time`` is Unix seconds, rounded up from the intent's ms, and
-    sent only for good-till-canceled (the spec: an order that never rests takes none)."""
+    sent only for good-till-canceled (the spec: an order that never rests takes none); ``order_group_id`` puts
+    the order in a group (its contracts limit applies)."""
     exp = None if intent.expiration_ts_ms is None or intent.tif != "gtc" else -(-intent.expiration_ts_ms // 1000)
     return m.CreateOrderV2Request(ticker=intent.market, side=intent.side, count=format_count(intent.count),
                                   price=format_price(intent.price), time_in_force=TIF_WIRE[intent.tif],
                                   client_order_id=intent.client_order_id,
                                   self_trade_prevention_type=self_trade_prevention, post_only=intent.post_only,
-                                  reduce_only=intent.reduce_only, expiration_time=exp)
+                                  reduce_only=intent.reduce_only, expiration_time=exp, order_group_id=order_group_id)
 
 
 def batch_create_orders(intents: Iterable[OrderIntent]) -> m.BatchCreateOrdersV2Request:
@@ -153,6 +171,7 @@ class OrderRequest(Struct, frozen=True, kw_only=True):
     reduce_only: bool = False
     expiration_ts_ms: int | None = None
     self_trade_prevention: str | None = None
+    order_group_id: str | None = None
 
 
 def decode_order_request(raw: bytes | str, source: str = SOURCE) -> OrderRequest | MalformedInput:
@@ -173,7 +192,7 @@ def order_request(b: m.CreateOrderV2Request, where: str = "create_order_v2_reque
                         tif="gtc" if b.time_in_force is msgspec.UNSET else TIF_TAPE[b.time_in_force],
                         client_order_id=b.client_order_id, post_only=b.post_only, reduce_only=b.reduce_only,
                         expiration_ts_ms=None if b.expiration_time is None else b.expiration_time * 1000,
-                        self_trade_prevention=b.self_trade_prevention_type)
+                        self_trade_prevention=b.self_trade_prevention_type, order_group_id=b.order_group_id)
 
 
 # --- orders: replies -----------------------------------------------------------------------------------
@@ -249,6 +268,194 @@ def canceled_body(order_id: str, client_order_id: str | None, reduced_by: int, t
                                    reduced_by=format_count(reduced_by), ts_ms=ts_ms)
 
 
+# --- amend and decrease ------------------------------------------------------------------------------------
+def amend_order(market: str, side: Literal["bid", "ask"], price: int, count: int, *,
+                client_order_id: str | None = None, updated_client_order_id: str | None = None,
+                expiration_s: int | None = None) -> m.AmendOrderV2Request:
+    """The V2 amend body: the order's market and side (unchanged), its new price and its new total ``count``
+    (what has filled plus what is to rest, the spec's meaning), exact units in."""
+    return m.AmendOrderV2Request(ticker=market, side=side, price=format_price(price), count=format_count(count),
+                                 client_order_id=client_order_id, updated_client_order_id=updated_client_order_id,
+                                 expiration_time=expiration_s)
+
+
+def decrease_order(*, reduce_by: int | None = None, reduce_to: int | None = None,
+                   market: str | None = None) -> m.DecreaseOrderV2Request:
+    """The V2 decrease body: exactly one of ``reduce_by`` and ``reduce_to`` (raises ``ValueError`` otherwise)."""
+    if (reduce_by is None) == (reduce_to is None):
+        raise ValueError("decrease_order: give exactly one of reduce_by and reduce_to")
+    return m.DecreaseOrderV2Request(reduce_by=None if reduce_by is None else format_count(reduce_by),
+                                    reduce_to=None if reduce_to is None else format_count(reduce_to),
+                                    market_ticker=market)
+
+
+class AmendRequest(Struct, frozen=True, kw_only=True):
+    """A V2 amend body in tape's units, as the exchange acts on it. ``count`` is the new total (filled plus
+    resting); ``expiration_ts_ms`` None keeps the expiry, 0 removes it."""
+
+    market: str
+    side: Literal["bid", "ask"]
+    price: int
+    count: int
+    client_order_id: str | None = None
+    updated_client_order_id: str | None = None
+    expiration_ts_ms: int | None = None
+
+
+def decode_amend_request(raw: bytes | str, source: str = SOURCE) -> AmendRequest | MalformedInput:
+    """A client's V2 amend body in exact units, or ``MalformedInput`` naming the bad field."""
+    where = "amend_order_v2_request"
+    body = decode_body(raw, m.AmendOrderV2Request, source)
+    if isinstance(body, MalformedInput):
+        return body
+    try:
+        return AmendRequest(market=body.ticker, side=body.side, price=cv.price(body.price, f"{where}.price"),
+                            count=cv.count(body.count, f"{where}.count"), client_order_id=body.client_order_id,
+                            updated_client_order_id=body.updated_client_order_id,
+                            expiration_ts_ms=None if body.expiration_time is None else body.expiration_time * 1000)
+    except ValueError as exc:
+        return _malformed(raw, source, str(exc))
+
+
+class DecreaseRequest(Struct, frozen=True, kw_only=True):
+    """A V2 decrease body in tape's units: exactly one of the two is set."""
+
+    reduce_by: int | None = None
+    reduce_to: int | None = None
+
+
+def decode_decrease_request(raw: bytes | str, source: str = SOURCE) -> DecreaseRequest | MalformedInput:
+    """A client's V2 decrease body in exact units, or ``MalformedInput`` (a bad count, or not exactly one of
+    ``reduce_by`` and ``reduce_to``)."""
+    where = "decrease_order_v2_request"
+    body = decode_body(raw, m.DecreaseOrderV2Request, source)
+    if isinstance(body, MalformedInput):
+        return body
+    if (body.reduce_by is None) == (body.reduce_to is None):
+        return _malformed(raw, source, f"{where}: exactly one of reduce_by and reduce_to must be given")
+    try:
+        return DecreaseRequest(
+            reduce_by=None if body.reduce_by is None else cv.count(body.reduce_by, f"{where}.reduce_by"),
+            reduce_to=None if body.reduce_to is None else cv.count(body.reduce_to, f"{where}.reduce_to"))
+    except ValueError as exc:
+        return _malformed(raw, source, str(exc))
+
+
+class AmendAck(Struct, frozen=True, kw_only=True):
+    """The V2 amend (or decrease) reply in tape's units. ``remaining_count`` is what rests after it; the amend
+    reply's ``fill_count`` (the order's filled count) is optional in the spec, and None here when absent."""
+
+    order_id: str
+    client_order_id: str | None = None
+    remaining_count: int | None = None
+    fill_count: int | None = None
+    venue_ts_ms: int | None = None
+
+
+def amend_ack(body: m.AmendOrderV2Response, source: str = SOURCE) -> AmendAck | MalformedInput:
+    """``POST .../{order_id}/amend``'s reply; ``order_id`` and ``ts_ms`` are required (the spec's), the counts
+    are read when present."""
+    where = "amend_order_v2_response"
+    try:
+        return AmendAck(order_id=_required(body.order_id, f"{where}.order_id"), client_order_id=body.client_order_id,
+                        remaining_count=None if body.remaining_count is None else
+                        cv.count(body.remaining_count, f"{where}.remaining_count"),
+                        fill_count=None if body.fill_count is None else cv.count(body.fill_count, f"{where}.fill_count"),
+                        venue_ts_ms=_required(body.ts_ms, f"{where}.ts_ms"))
+    except ValueError as exc:
+        return _malformed(body, source, str(exc))
+
+
+def decrease_ack(body: m.DecreaseOrderV2Response, source: str = SOURCE) -> AmendAck | MalformedInput:
+    """``POST .../{order_id}/decrease``'s reply; ``order_id``, ``remaining_count`` and ``ts_ms`` are required."""
+    where = "decrease_order_v2_response"
+    try:
+        return AmendAck(order_id=_required(body.order_id, f"{where}.order_id"), client_order_id=body.client_order_id,
+                        remaining_count=cv.count(_required(body.remaining_count, f"{where}.remaining_count"),
+                                                 f"{where}.remaining_count"),
+                        venue_ts_ms=_required(body.ts_ms, f"{where}.ts_ms"))
+    except ValueError as exc:
+        return _malformed(body, source, str(exc))
+
+
+def amended_body(order_id: str, client_order_id: str | None, fill_count: int, remaining_count: int,
+                 ts_ms: int) -> m.AmendOrderV2Response:
+    return m.AmendOrderV2Response(order_id=order_id, client_order_id=client_order_id,
+                                  fill_count=format_count(fill_count), remaining_count=format_count(remaining_count),
+                                  ts_ms=ts_ms)
+
+
+def decreased_body(order_id: str, client_order_id: str | None, remaining_count: int,
+                   ts_ms: int) -> m.DecreaseOrderV2Response:
+    return m.DecreaseOrderV2Response(order_id=order_id, client_order_id=client_order_id,
+                                     remaining_count=format_count(remaining_count), ts_ms=ts_ms)
+
+
+# --- order groups ------------------------------------------------------------------------------------------
+class OrderGroup(Struct, frozen=True, kw_only=True):
+    """An order group in tape's units: its id, contracts limit (1/100 contract; None when the reply gives none),
+    whether it auto-cancels, and its orders' ids (only a single group's read lists them)."""
+
+    order_group_id: str
+    contracts_limit: int | None = None
+    auto_cancel: bool = True
+    orders: tuple[str, ...] = ()
+
+
+def contracts_limit(whole: int | None, fp: object, where: str) -> int:
+    """A group's contracts limit from ``contracts_limit`` (whole contracts) and/or ``contracts_limit_fp``; at
+    least one, and they must agree (raises ``ValueError`` naming the field)."""
+    if whole is None and fp is None:
+        raise cv.WireError(f"{where}.contracts_limit: missing (and no contracts_limit_fp)")
+    units = None if fp is None else cv.count(fp, f"{where}.contracts_limit_fp")
+    if whole is not None:
+        if whole < 1:
+            raise cv.WireError(f"{where}.contracts_limit: {whole} is not at least 1")
+        if units is not None and units != whole * 100:
+            raise cv.WireError(f"{where}.contracts_limit: {whole} disagrees with contracts_limit_fp {fp!r}")
+        units = whole * 100
+    if units is None or units <= 0:
+        raise cv.WireError(f"{where}.contracts_limit_fp: {fp!r} is not positive")
+    return units
+
+
+def order_group(body: m.OrderGroupResponse, order_group_id: str, source: str = SOURCE) -> OrderGroup | MalformedInput:
+    """``GET /portfolio/order_groups/{id}``'s reply (``is_auto_cancel_enabled`` and ``orders`` required)."""
+    where = "get_order_group_response"
+    try:
+        return OrderGroup(order_group_id=order_group_id,
+                          contracts_limit=None if body.contracts_limit_fp is None else
+                          cv.count(body.contracts_limit_fp, f"{where}.contracts_limit_fp"),
+                          auto_cancel=_required(body.is_auto_cancel_enabled, f"{where}.is_auto_cancel_enabled"),
+                          orders=tuple(_required(body.orders, f"{where}.orders")))
+    except ValueError as exc:
+        return _malformed(body, source, str(exc))
+
+
+def order_groups(body: m.OrderGroupsResponse, source: str = SOURCE) -> list[OrderGroup | MalformedInput]:
+    """``GET /portfolio/order_groups``'s reply: one group per item (``id`` and ``is_auto_cancel_enabled``
+    required), a bad item a ``MalformedInput`` of its own."""
+    out: list[OrderGroup | MalformedInput] = []
+    for i, g in enumerate(body.order_groups or ()):
+        where = f"get_order_groups_response.order_groups[{i}]"
+        try:
+            out.append(OrderGroup(order_group_id=_required(g.id, f"{where}.id"),
+                                  contracts_limit=None if g.contracts_limit_fp is None else
+                                  cv.count(g.contracts_limit_fp, f"{where}.contracts_limit_fp"),
+                                  auto_cancel=_required(g.is_auto_cancel_enabled, f"{where}.is_auto_cancel_enabled")))
+        except ValueError as exc:
+            out.append(_malformed(g, source, str(exc)))
+    return out
+
+
+def group_created(body: m.CreateOrderGroupResponse, source: str = SOURCE) -> str | MalformedInput:
+    """``POST /portfolio/order_groups/create``'s reply: the new group's id (required)."""
+    try:
+        return _required(body.order_group_id, "create_order_group_response.order_group_id")
+    except ValueError as exc:
+        return _malformed(body, source, str(exc))
+
+
 def orders(raw: bytes | str, *, legacy: bool = False, source: str = SOURCE) -> Page:
     """``GET /portfolio/orders`` -> one ``OrderStatusReported`` (or ``MalformedInput``) per order."""
     return _page(raw, _OrdersPage, "orders", m.PortfolioOrder, lambda b, w: order_report(b, w, legacy=legacy), source)
@@ -296,7 +503,8 @@ def order_report(b: m.PortfolioOrder, where: str, *, legacy: bool = False) -> Or
 
 def order_item(r: OrderStatusReported, *, user_id: str = "", created_ms: int | None = None,
                expiration_ms: int | None = None, self_trade_prevention: str = DEFAULT_STP, taker_cost: int = 0,
-               maker_cost: int = 0, taker_fees: int = 0, maker_fees: int = 0) -> m.PortfolioOrder:
+               maker_cost: int = 0, taker_fees: int = 0, maker_fees: int = 0,
+               order_group_id: str | None = None) -> m.PortfolioOrder:
     """The REST order of an order's report (costs and fees in micro-dollars; times in Unix ms). A bid on the
     YES leg buys YES, an ask buys NO."""
     outcome: m.YesNo = "yes" if r.side == "bid" else "no"
@@ -313,7 +521,7 @@ def order_item(r: OrderStatusReported, *, user_id: str = "", created_ms: int | N
         expiration_time=None if expiration_ms is None else cv.iso_of_ms(expiration_ms),
         created_time=None if created is None else cv.iso_of_ms(created),
         last_update_time=None if r.venue_ts_ms is None else cv.iso_of_ms(r.venue_ts_ms),
-        self_trade_prevention_type=self_trade_prevention)
+        self_trade_prevention_type=self_trade_prevention, order_group_id=order_group_id)
 
 
 def orders_body(items: Iterable[OrderStatusReported | m.PortfolioOrder], cursor: str | None = None) -> m.OrdersResponse:

@@ -48,8 +48,28 @@ code                        status  when
 ``insufficient_cash``       400     the available balance does not cover the order's reservation
 ``post_only_would_cross``   400     a post-only order would take
 ``fok_unfillable``          400     a fill-or-kill order cannot fill whole at once
-``not_found``               404     cancel: no such order of this owner, or it is no longer resting
+``not_found``               404     cancel, amend, decrease: no such order of this owner, or it is no longer
+                                    resting; an order group of another owner, or none
+``order_group_triggered``   400     the order's group hit its contracts limit (or was triggered): reset it
 ==========================  ======  ===============================================================
+
+**Amend and decrease** (:meth:`Exchange.amend_order`, :meth:`Exchange.decrease_order`): an amend names the
+order's market and side (unchanged), a new price and a new *total* count — filled plus resting, Kalshi's
+``count`` — and may rename its ``client_order_id`` (409 if taken) or move or remove its expiry. Queue
+priority follows Kalshi's documented rule: only a size decrease keeps the order's place (the same price and a
+smaller count, or nothing changed: an expiry-only amend, a retry); a new price or a larger count sends it to
+the back of its new level, after taking what it crosses as a taker (self-trade prevention and post-only as at
+placement). The account's cash pool reserves for the new terms before the engine acts (the larger of old and
+new while it is in flight; ``insufficient_cash`` if short) and settles on them after. A decrease takes
+``reduce_by`` off what rests, or leaves ``reduce_to`` resting (0 cancels; the count resting already is a
+no-op), in place, and releases the difference. A refused amend or decrease changes nothing. Both publish the
+book deltas they cause (with the order's ``client_order_id``, as every delta an account's order causes) and
+the order's new state on the owner's private channel.
+
+**Order groups** (V2 create's ``order_group_id``): a group's orders may match at most its contracts limit in
+any 15 seconds (:data:`GROUP_WINDOW_NS`, exchange time); the fill that reaches it, once the command it came in
+is applied, cancels every resting order of the group, and the group refuses new orders until it is reset.
+It can be triggered (the same, by request), deleted (triggered, then gone), and its limit changed.
 
 **Money** is the runtime's own ledger, so the exchange and the runtime agree to the cent: each account is
 an :class:`actors.cash.CashPool` (an order reserves ``count × worst unit outlay + 1 cent``; a fill moves the
@@ -82,11 +102,14 @@ from actors.cash import CashPool
 from actors.fees import FeeSchedule, KalshiFees
 from actors.positions import Positions
 from runtime.events import (
+    AmendRejected,
+    AmendRequested,
     BookDelta,
     BookSnapshot,
     CashDeposited,
     Event,
     MarketLifecycle,
+    OrderAmended,
     OrderCanceled,
     OrderFilled,
     OrderIntent,
@@ -103,7 +126,7 @@ from .flow import FlowConfig, MarketFlow
 from .session import derive_seed
 
 if TYPE_CHECKING:  # the wire package is the server's business; the core only reads an order's fields
-    from ..kalshi.rest import OrderRequest
+    from ..kalshi.rest import AmendRequest, OrderRequest
 
 __all__ = [
     "DEFAULT_BALANCE",
@@ -116,6 +139,7 @@ __all__ = [
     "MarketInfo",
     "MarketTicker",
     "OrderDetail",
+    "OrderGroupView",
     "Portfolio",
     "PositionDetail",
 ]
@@ -126,6 +150,7 @@ _STP: Final = frozenset({"taker_at_cross", "maker"})
 _MINUTE_NS: Final = 60 * 1_000_000_000
 _DAY_MINUTES: Final = 24 * 60
 _DAY_NS: Final = _DAY_MINUTES * _MINUTE_NS
+GROUP_WINDOW_NS: Final = 15 * 1_000_000_000  # an order group's contracts limit counts the last 15 seconds
 
 Entry: TypeAlias = tuple[int, str, list[Event]]  # (ts_ns, audience, events)
 MarketStatus = Literal["initialized", "active", "closed", "determined", "settled"]
@@ -204,6 +229,17 @@ class OrderDetail(Struct, frozen=True):
     maker_cost: int
     taker_fees: int
     maker_fees: int
+    order_group_id: str | None = None
+
+
+class OrderGroupView(Struct, frozen=True):
+    """An order group as ``GET /portfolio/order_groups`` shows it: its contracts limit (1/100 contract), its
+    orders' ids (oldest first) and whether its limit was hit (or it was triggered) and it is not reset yet."""
+
+    order_group_id: str
+    contracts_limit: int
+    orders: tuple[str, ...]
+    triggered: bool
 
 
 class PositionDetail(Struct, frozen=True):
@@ -240,8 +276,9 @@ class AccountView(Struct, frozen=True):
 class _Order:
     """One of a client's orders, as the exchange tracks it (mutable; reported as ``OrderStatusReported``)."""
 
-    __slots__ = ("client_order_id", "costs", "created_ms", "engine_id", "expiration_ms", "filled", "index", "initial",
-                 "market", "order_id", "owner", "price", "remaining", "side", "status", "stp", "updated_ms")
+    __slots__ = ("client_order_id", "costs", "created_ms", "engine_id", "expiration_ms", "filled", "group", "index",
+                 "initial", "market", "order_id", "owner", "post_only", "price", "remaining", "side", "status", "stp",
+                 "updated_ms")
 
     def __init__(self, order_id: str, owner: str, index: int, market: str, request: OrderRequest, ts_ms: int) -> None:
         self.order_id = order_id
@@ -260,6 +297,8 @@ class _Order:
         self.created_ms = ts_ms
         self.expiration_ms = request.expiration_ts_ms
         self.stp = request.self_trade_prevention or "taker_at_cross"
+        self.post_only = request.post_only
+        self.group = request.order_group_id
         self.costs = [0, 0, 0, 0]  # taker cost, maker cost, taker fees, maker fees (micro-dollars)
 
     def report(self) -> OrderStatusReported:
@@ -271,7 +310,24 @@ class _Order:
     def detail(self) -> OrderDetail:
         taker_cost, maker_cost, taker_fees, maker_fees = self.costs
         return OrderDetail(self.report(), self.created_ms, self.expiration_ms, self.stp, taker_cost, maker_cost,
-                           taker_fees, maker_fees)
+                           taker_fees, maker_fees, self.group)
+
+
+class _Group:
+    """An order group (mutable): its limit, its orders, and the contracts they matched recently."""
+
+    __slots__ = ("group_id", "limit", "matched", "orders", "owner", "triggered")
+
+    def __init__(self, group_id: str, owner: str, limit: int) -> None:
+        self.group_id = group_id
+        self.owner = owner
+        self.limit = limit
+        self.orders: list[str] = []
+        self.matched: deque[tuple[int, int]] = deque()  # (ts_ns, count) of the group's fills in the window
+        self.triggered = False
+
+    def view(self) -> OrderGroupView:
+        return OrderGroupView(self.group_id, self.limit, tuple(self.orders), self.triggered)
 
 
 class _Account:
@@ -369,6 +425,9 @@ class Exchange:
         self._now = start_ns
         self._seq = 1  # the cause seq fed to the account machines (their events stay inside)
         self._numbered = 0
+        self._groups: dict[str, _Group] = {}
+        self._groups_made = 0
+        self._tripped: dict[str, None] = {}  # groups whose limit a fill reached, to trigger after the command
 
     @property
     def now_ns(self) -> int:
@@ -420,6 +479,7 @@ class Exchange:
             updates = flow.outside_updates()
             if updates:
                 self._apply_updates(i, updates, t, out)
+                self._trip(t, out)
             for event in events:
                 if type(event) is MarketLifecycle:
                     self._lifecycle(i, event, t, out)
@@ -457,8 +517,8 @@ class Exchange:
 
     def _expire(self, order_id: str, t: int, out: list[Entry]) -> None:
         order = self._orders[order_id]
-        if order.status != "resting":
-            return
+        if order.status != "resting" or order.expiration_ms is None or order.expiration_ms * 1_000_000 != t:
+            return  # done, or an amend moved or removed its expiry
         canceled = self.flows[order.index].cancel(order.engine_id, t)
         if canceled is None:  # pragma: no cover - a resting order is on the book
             raise AssertionError(f"order {order_id} is resting but not on the book")
@@ -475,7 +535,7 @@ class Exchange:
         index = self._index.get(request.market)
         if index is None:
             return _refused(out, 404, "unknown_market", f"market {request.market!r} does not exist")
-        error = self._check(owner, index, request, now)
+        error = self._check(owner, index, request, now) or self._group_check(owner, request.order_group_id)
         if error is not None:
             return CommandResult(error=error, events=out)
         account = self._account(owner)
@@ -504,10 +564,266 @@ class Exchange:
             account.client_ids.add(request.client_order_id)
         if placed.remaining:
             self._resting[(index, order.engine_id)] = order
+        if order.group is not None:
+            self._groups[order.group].orders.append(order.order_id)
         self._placed(order, placed, now, out)
         if placed.remaining and request.expiration_ts_ms is not None:
             heapq.heappush(self._expiries, (request.expiration_ts_ms * 1_000_000, self._numbered, order.order_id))
+        self._trip(now, out)
         return CommandResult(order=order.report(), events=out)
+
+    def amend_order(self, owner: str, order_id: str, request: AmendRequest, now_ns: int) -> CommandResult:
+        """Amend one of ``owner``'s resting orders at ``now_ns``: its new price and its new total count (filled
+        plus resting; Kalshi's ``count``). The same price and a smaller count (or the same) keep its place; a new
+        price or a larger count sends it to the back, after taking what it crosses. The cash pool reserves for
+        the new terms first (``insufficient_cash`` if short). ``canceled`` is what the amend took off the book
+        in place (a decrease)."""
+        out = self.advance(now_ns)
+        now = self._now
+        order, error = self._resting_order(owner, order_id)
+        if order is None:
+            return CommandResult(error=error, events=out)
+        error = self._amend_check(owner, order, request, now)
+        if error is not None:
+            return CommandResult(error=error, events=out)
+        account = self._accounts[owner]
+        seq = self._next_seq()
+        (verdict,) = account.pool.handle(seq, now, AmendRequested(cause_seq=seq, client_order_id=order.order_id,
+                                                                  price=request.price, count=request.count))
+        if type(verdict) is AmendRejected:
+            return _refused(out, 400, verdict.reason, f"the amend: {verdict.detail}")
+        remaining = request.count - order.filled
+        flow = self.flows[order.index]
+        if request.price == order.price and remaining <= order.remaining:
+            placed = flow.decrease(order.engine_id, remaining, now)
+        else:
+            placed = flow.amend(order.engine_id, request.price, remaining, now, post_only=order.post_only,
+                                self_trade=order.stp)  # type: ignore[arg-type]
+        if placed is None:  # pragma: no cover - a resting order is on the book
+            raise AssertionError(f"order {order_id} is resting but not on the book")
+        self._rescheduled(order.index)
+        if placed.status == "rejected":
+            account.pool.handle(seq, now, AmendRejected(client_order_id=order.order_id, reason=placed.reason or
+                                                        "venue_rejected", cause_seq=seq))
+            return _refused(out, 400, placed.reason or "venue_rejected", placed.detail)
+        if request.updated_client_order_id is not None and request.updated_client_order_id != order.client_order_id:
+            order.client_order_id = request.updated_client_order_id
+            account.client_ids.add(request.updated_client_order_id)
+        if request.expiration_ts_ms is not None:
+            order.expiration_ms = request.expiration_ts_ms or None
+            if order.expiration_ms is not None:  # the entry of its old expiry, if any, is skipped when due
+                heapq.heappush(self._expiries, (order.expiration_ms * 1_000_000, self._numbered, order.order_id))
+        order.price = request.price
+        order.initial = request.count
+        order.updated_ms = now // 1_000_000
+        account.updated_ns = now
+        self._amended(order, placed, seq, now, out)
+        self._trip(now, out)
+        return CommandResult(order=order.report(), canceled=placed.canceled if placed.status == "resting" else 0,
+                             events=out)
+
+    def decrease_order(self, owner: str, order_id: str, now_ns: int, *, reduce_by: int | None = None,
+                       reduce_to: int | None = None) -> CommandResult:
+        """Take count off one of ``owner``'s resting orders in place at ``now_ns``: ``reduce_by`` of what rests,
+        or down to ``reduce_to`` resting (exactly one; 0 left cancels it). It keeps its place in the queue;
+        ``canceled`` is the count taken off. Reducing to what rests already changes nothing (a retry)."""
+        out = self.advance(now_ns)
+        now = self._now
+        if (reduce_by is None) == (reduce_to is None):
+            return _refused(out, 400, "bad_request", "give exactly one of reduce_by and reduce_to")
+        order, error = self._resting_order(owner, order_id)
+        if order is None:
+            return CommandResult(error=error, events=out)
+        if reduce_by is not None and not 0 < reduce_by <= order.remaining:
+            return _refused(out, 400, "invalid_count", f"reduce_by {format_count(reduce_by)} is not in (0, "
+                            f"{format_count(order.remaining)}], what rests")
+        if reduce_to is not None and not 0 <= reduce_to <= order.remaining:
+            return _refused(out, 400, "invalid_count", f"reduce_to {format_count(reduce_to)} is not in [0, "
+                            f"{format_count(order.remaining)}], what rests (a decrease cannot add)")
+        left = order.remaining - reduce_by if reduce_by is not None else reduce_to
+        placed = self.flows[order.index].decrease(order.engine_id, left, now)  # type: ignore[arg-type]
+        if placed is None:  # pragma: no cover - a resting order is on the book
+            raise AssertionError(f"order {order_id} is resting but not on the book")
+        if placed.events:
+            out.append((now, PUBLIC, _caused_by(order, placed.events)))
+        changes = _Changes()
+        if placed.status == "canceled":
+            self._canceled(order, placed.canceled, now // 1_000_000, now, changes)
+        else:
+            account = self._accounts[owner]
+            seq = self._next_seq()
+            order.initial -= placed.canceled
+            order.remaining = placed.remaining
+            order.updated_ms = now // 1_000_000
+            account.updated_ns = now
+            account.pool.handle(seq, now, OrderAmended(client_order_id=order.order_id, order_id=order.order_id,
+                                                       price=order.price, count=order.initial, cause_seq=seq))
+            changes.order(order)
+        changes.flush(now, out, self)
+        return CommandResult(order=order.report(), canceled=placed.canceled, events=out)
+
+    def _resting_order(self, owner: str, order_id: str) -> tuple[_Order | None, ExchangeError | None]:
+        order = self._orders.get(order_id)
+        if order is None or order.owner != owner:
+            return None, ExchangeError(404, "not_found", f"order {order_id!r} not found")
+        if order.status != "resting":
+            return None, ExchangeError(404, "not_found", f"order {order_id!r} is {order.status}, not resting")
+        return order, None
+
+    def _amend_check(self, owner: str, order: _Order, r: AmendRequest, now: int) -> ExchangeError | None:
+        """What an amend may not do: change the order's market or side, name another client_order_id, leave an
+        off-grid price or nothing to rest, take an updated client_order_id already used, expire in the past."""
+        if r.market != order.market:
+            return ExchangeError(400, "bad_request", f"ticker {r.market!r} is not the order's market {order.market!r}")
+        if r.side != order.side:
+            return ExchangeError(400, "bad_request", f"side {r.side!r} is not the order's side {order.side!r}: an amend "
+                                 "cannot change it")
+        if r.client_order_id is not None and r.client_order_id != order.client_order_id:
+            return ExchangeError(400, "bad_request", f"client_order_id {r.client_order_id!r} is not the order's")
+        tick = self.config.tick
+        if self._status[order.index] != "active":
+            return ExchangeError(400, "market_closed", f"market {order.market} is {self._status[order.index]}")
+        if r.price % tick or not tick <= r.price <= PRICE_MAX - tick:
+            return ExchangeError(400, "invalid_price", f"price {format_price(r.price)} is off {order.market}'s grid "
+                                 f"({format_price(tick)} to {format_price(PRICE_MAX - tick)} in steps of {format_price(tick)})")
+        if r.count <= order.filled:
+            return ExchangeError(400, "invalid_count", f"count {format_count(r.count)} is the order's total (filled "
+                                 f"plus resting) and must exceed the {format_count(order.filled)} filled")
+        new = r.updated_client_order_id
+        if new is not None and new != order.client_order_id and new in self._accounts[owner].client_ids:
+            return ExchangeError(409, "duplicate_client_order_id", f"client_order_id {new!r} was already used")
+        if r.expiration_ts_ms and r.expiration_ts_ms * 1_000_000 <= now:
+            return ExchangeError(400, "bad_request", f"expiration_time {r.expiration_ts_ms // 1000} is not in the future")
+        return None
+
+    def _amended(self, order: _Order, placed: Placed, seq: int, now: int, out: list[Entry]) -> None:
+        """Apply what an amend did: its market data, its trades (both sides, when ours), self-trade cancels, the
+        new terms in the cash pool, and the order's state (a remainder stopped by self-trade prevention is
+        canceled)."""
+        if placed.events:
+            out.append((now, PUBLIC, _caused_by(order, placed.events)))
+            self._traded(order.index, placed.events)
+        changes = _Changes()
+        for fill in placed.fills:
+            if fill.owner not in self._owners:
+                continue
+            target = order if fill.order_id == order.engine_id else self._resting[(order.index, fill.order_id)]
+            self._fill(target, fill, now, changes)
+        for canceled in placed.makers_canceled:
+            self._canceled(self._resting[(order.index, canceled.order_id)], canceled.count, now // 1_000_000, now,
+                           changes)
+        account = self._accounts[order.owner]
+        account.pool.handle(seq, now, OrderAmended(client_order_id=order.order_id, order_id=order.order_id,
+                                                   price=order.price, count=order.initial, cause_seq=seq))
+        if placed.status == "canceled":
+            self._canceled(order, placed.canceled, now // 1_000_000, now, changes)
+        elif placed.status == "resting":
+            order.remaining = placed.remaining
+        changes.order(order)
+        changes.flush(now, out, self)
+
+    # --- order groups -------------------------------------------------------------------------------------
+    def create_order_group(self, owner: str, contracts_limit: int) -> OrderGroupView | ExchangeError:
+        """A new order group of ``owner``: its orders may match at most ``contracts_limit`` (1/100 contract) in any
+        15 seconds; reaching it cancels every resting order of the group and refuses new ones until a reset."""
+        if contracts_limit <= 0:
+            return ExchangeError(400, "bad_request", f"contracts_limit {format_count(contracts_limit)} is not positive")
+        self._groups_made += 1
+        group = _Group(_uuid(f"{self.seed}/group/{self._groups_made}"), owner, contracts_limit)
+        self._groups[group.group_id] = group
+        self._account(owner)
+        return group.view()
+
+    def order_groups(self, owner: str) -> list[OrderGroupView]:
+        """The owner's order groups, oldest first."""
+        return [g.view() for g in self._groups.values() if g.owner == owner]
+
+    def order_group(self, owner: str, group_id: str) -> OrderGroupView | ExchangeError:
+        group = self._groups.get(group_id)
+        if group is None or group.owner != owner:
+            return ExchangeError(404, "not_found", f"order group {group_id!r} not found")
+        return group.view()
+
+    def update_order_group(self, owner: str, group_id: str, contracts_limit: int) -> OrderGroupView | ExchangeError:
+        """Set the group's contracts limit (what it matched in the window still counts)."""
+        group = self.order_group(owner, group_id)
+        if isinstance(group, ExchangeError):
+            return group
+        if contracts_limit <= 0:
+            return ExchangeError(400, "bad_request", f"contracts_limit {format_count(contracts_limit)} is not positive")
+        self._groups[group_id].limit = contracts_limit
+        return self._groups[group_id].view()
+
+    def reset_order_group(self, owner: str, group_id: str) -> OrderGroupView | ExchangeError:
+        """Zero the group's matched count and accept its orders again."""
+        group = self.order_group(owner, group_id)
+        if isinstance(group, ExchangeError):
+            return group
+        g = self._groups[group_id]
+        g.matched.clear()
+        g.triggered = False
+        return g.view()
+
+    def trigger_order_group(self, owner: str, group_id: str, now_ns: int, *, delete: bool = False) -> CommandResult:
+        """Cancel every resting order of the group and refuse new ones until a reset (``delete``: and remove the
+        group). ``canceled`` is the count taken off the book."""
+        out = self.advance(now_ns)
+        group = self.order_group(owner, group_id)
+        if isinstance(group, ExchangeError):
+            return CommandResult(error=group, events=out)
+        canceled = self._trigger(self._groups[group_id], self._now, out)
+        if delete:
+            del self._groups[group_id]
+        return CommandResult(canceled=canceled, events=out)
+
+    def _group_check(self, owner: str, group_id: str | None) -> ExchangeError | None:
+        if group_id is None:
+            return None
+        group = self._groups.get(group_id)
+        if group is None or group.owner != owner:
+            return ExchangeError(404, "not_found", f"order group {group_id!r} not found")
+        if group.triggered:
+            return ExchangeError(400, "order_group_triggered", f"order group {group_id!r} hit its contracts limit "
+                                 "(or was triggered): reset it to place orders in it")
+        return None
+
+    def _matched(self, order: _Order, count: int, t: int) -> None:
+        """A fill of a grouped order counts toward its group's limit; reaching it trips the group."""
+        group = self._groups.get(order.group)  # type: ignore[arg-type]
+        if group is None:
+            return
+        matched = group.matched
+        matched.append((t, count))
+        while matched[0][0] <= t - GROUP_WINDOW_NS:
+            matched.popleft()
+        if not group.triggered and sum(n for _, n in matched) >= group.limit:
+            self._tripped[group.group_id] = None
+
+    def _trip(self, t: int, out: list[Entry]) -> None:
+        """Trigger the groups whose limit a fill of this command reached (after its fills are applied)."""
+        while self._tripped:
+            group_id = next(iter(self._tripped))
+            del self._tripped[group_id]
+            group = self._groups.get(group_id)
+            if group is not None and not group.triggered:
+                self._trigger(group, t, out)
+
+    def _trigger(self, group: _Group, t: int, out: list[Entry]) -> int:
+        group.triggered = True
+        total = 0
+        changes = _Changes()
+        for order_id in group.orders:
+            order = self._orders[order_id]
+            if order.status != "resting":
+                continue
+            canceled = self.flows[order.index].cancel(order.engine_id, t)
+            if canceled is None:  # pragma: no cover - a resting order is on the book
+                raise AssertionError(f"order {order_id} is resting but not on the book")
+            out.append((t, PUBLIC, _caused_by(order, canceled.events)))
+            self._canceled(order, canceled.count, t // 1_000_000, t, changes)
+            total += canceled.count
+        changes.flush(t, out, self)
+        return total
 
     def cancel_order(self, owner: str, order_id: str, now_ns: int) -> CommandResult:
         """Cancel one of ``owner``'s resting orders at ``now_ns``; ``canceled`` is the count taken off."""
@@ -606,6 +922,8 @@ class Exchange:
         if not fill.remaining:
             order.status = "executed"
             self._resting.pop((order.index, order.engine_id), None)
+        if order.group is not None:
+            self._matched(order, fill.count, t)
         changes.fill(event, order)
 
     def _canceled(self, order: _Order, count: int, ts_ms: int, t: int, changes: _Changes) -> None:

@@ -18,6 +18,12 @@ Every reply has the shape of Kalshi's OpenAPI spec, with every field it requires
 * a **fill** has ``fill_id``, ``ticker`` and ``market_ticker``, both prices, both sides and its time;
 * **positions** are ``market_positions`` and ``event_positions`` (one event: the exchange's prefix);
 * the **balance** has ``portfolio_value`` (positions marked at the last price, cents) and ``updated_ts``;
+* amend answers ``{order_id, client_order_id, fill_count, remaining_count, ts_ms}`` (``fill_count`` is the
+  order's filled count, so the two counts add up to its new total unless self-trade prevention stopped it);
+  decrease ``{order_id, client_order_id, remaining_count, ts_ms}``;
+* order groups: create answers ``{order_group_id, subaccount}`` (201), a group ``{is_auto_cancel_enabled,
+  contracts_limit_fp, orders}``, the list ``{order_groups: [{id, contracts_limit_fp, is_auto_cancel_enabled}]}``
+  (every group auto-cancels: its limit is what cancels it), and delete, reset, trigger and limit ``{}``;
 * cancel and batch cancel answer ``reduced_by``; a batch create's items are flat (``order_id``, counts,
   ``ts_ms``, or ``error``); every list has ``cursor``, ``""`` on its last page.
 
@@ -103,6 +109,84 @@ class RestApi:
         o = result.order
         assert o is not None
         return _json(rest.canceled_body(o.order_id, o.client_order_id or None, result.canceled, o.venue_ts_ms or 0))
+
+    async def _amend(self, request: web.Request) -> web.Response:
+        amend = rest.decode_amend_request(await request.read())
+        if isinstance(amend, MalformedInput):
+            return _error(400, "bad_request", amend.error)
+        owner, order_id = request[_OWNER], request.match_info["order_id"]
+        result = self._act(lambda now: self.exchange.amend_order(owner, order_id, amend, now))
+        if result.error is not None:
+            return _refusal(result.error)
+        o = result.order
+        assert o is not None
+        return _json(rest.amended_body(o.order_id, o.client_order_id or None, o.fill_count, o.remaining_count,
+                                       o.venue_ts_ms or 0))
+
+    async def _decrease(self, request: web.Request) -> web.Response:
+        body = rest.decode_decrease_request(await request.read())
+        if isinstance(body, MalformedInput):
+            return _error(400, "bad_request", body.error)
+        owner, order_id = request[_OWNER], request.match_info["order_id"]
+        result = self._act(lambda now: self.exchange.decrease_order(owner, order_id, now, reduce_by=body.reduce_by,
+                                                                    reduce_to=body.reduce_to))
+        if result.error is not None:
+            return _refusal(result.error)
+        o = result.order
+        assert o is not None
+        return _json(rest.decreased_body(o.order_id, o.client_order_id or None, o.remaining_count, o.venue_ts_ms or 0))
+
+    # --- REST: order groups ------------------------------------------------------------------------------
+    async def _create_group(self, request: web.Request) -> web.Response:
+        body = rest.decode_body(await request.read(), m.CreateOrderGroupRequest)
+        if isinstance(body, MalformedInput):
+            return _error(400, "bad_request", body.error)
+        try:
+            limit = rest.contracts_limit(body.contracts_limit, body.contracts_limit_fp, "create_order_group_request")
+        except ValueError as exc:
+            return _error(400, "bad_request", str(exc))
+        group = self.exchange.create_order_group(request[_OWNER], limit)
+        if isinstance(group, ExchangeError):
+            return _refusal(group)
+        return _json(m.CreateOrderGroupResponse(order_group_id=group.order_group_id, subaccount=0), 201)
+
+    async def _groups(self, request: web.Request) -> web.Response:
+        return _json(m.OrderGroupsResponse(order_groups=[
+            m.OrderGroupItem(id=g.order_group_id, contracts_limit_fp=format_count(g.contracts_limit),
+                             is_auto_cancel_enabled=True) for g in self.exchange.order_groups(request[_OWNER])]))
+
+    async def _group(self, request: web.Request) -> web.Response:
+        group = self.exchange.order_group(request[_OWNER], request.match_info["order_group_id"])
+        if isinstance(group, ExchangeError):
+            return _refusal(group)
+        return _json(m.OrderGroupResponse(is_auto_cancel_enabled=True, contracts_limit_fp=format_count(group.contracts_limit),
+                                          orders=list(group.orders)))
+
+    async def _group_limit(self, request: web.Request) -> web.Response:
+        body = rest.decode_body(await request.read(), m.UpdateOrderGroupLimitRequest)
+        if isinstance(body, MalformedInput):
+            return _error(400, "bad_request", body.error)
+        try:
+            limit = rest.contracts_limit(body.contracts_limit, body.contracts_limit_fp, "update_order_group_limit_request")
+        except ValueError as exc:
+            return _error(400, "bad_request", str(exc))
+        group = self.exchange.update_order_group(request[_OWNER], request.match_info["order_group_id"], limit)
+        return _refusal(group) if isinstance(group, ExchangeError) else _json(m.EmptyResponse())
+
+    async def _reset_group(self, request: web.Request) -> web.Response:
+        group = self.exchange.reset_order_group(request[_OWNER], request.match_info["order_group_id"])
+        return _refusal(group) if isinstance(group, ExchangeError) else _json(m.EmptyResponse())
+
+    async def _trigger_group(self, request: web.Request) -> web.Response:
+        return self._triggered(request, delete=False)
+
+    async def _delete_group(self, request: web.Request) -> web.Response:
+        return self._triggered(request, delete=True)
+
+    def _triggered(self, request: web.Request, *, delete: bool) -> web.Response:
+        owner, group_id = request[_OWNER], request.match_info["order_group_id"]
+        result = self._act(lambda now: self.exchange.trigger_order_group(owner, group_id, now, delete=delete))
+        return _refusal(result.error) if result.error is not None else _json(m.EmptyResponse())
 
     async def _batch_create(self, request: web.Request) -> web.Response:
         body = rest.decode_body(await request.read(), m.BatchCreateOrdersV2Request)
@@ -282,7 +366,8 @@ class _BatchCancel(msgspec.Struct, frozen=True, kw_only=True):
 def _order_item(owner: str, d: OrderDetail) -> m.PortfolioOrder:
     return rest.order_item(d.report, user_id=owner, created_ms=d.created_ms, expiration_ms=d.expiration_ms,
                            self_trade_prevention=d.self_trade_prevention, taker_cost=d.taker_cost,
-                           maker_cost=d.maker_cost, taker_fees=d.taker_fees, maker_fees=d.maker_fees)
+                           maker_cost=d.maker_cost, taker_fees=d.taker_fees, maker_fees=d.maker_fees,
+                           order_group_id=d.order_group_id)
 
 
 def _event_positions(event_ticker: str, page: Sequence[PositionDetail]) -> list[m.EventPosition]:
