@@ -23,6 +23,17 @@ is short the intent gets ``OrderRejected(reason="insufficient_cash")``, else ``C
 shrinks the hold to the formula's value for what remains (``CashReleased``; the last fill releases
 everything), and ``OrderRejected``, ``OrderCanceled`` and ``OrderExpired`` release the rest.
 
+**Amends.** An ``AmendRequested`` (a new limit price and a new total count: filled plus resting) may reach
+the venue at any moment from now until its answer, and the order may fill under either terms meanwhile, so
+the hold is the larger of the two until then: the formula at the old limit for what remains, and at the new
+limit for the new count less what has filled. The difference is reserved at once (``CashReserved`` with the
+amend's seq as ``cause_seq``; 0 when nothing more is needed — the router sends the amend on that verdict),
+or, if available cash is short, the amend is refused: ``AmendRejected(insufficient_cash)``. So is an amend
+of an order with no reservation (``order_not_open``), one that would not leave anything to rest
+(``invalid_count``), and a second amend while one is on its way (``amend_pending``). ``OrderAmended``
+applies the new terms (a decrease releases the difference: ``CashReleased``); ``AmendRejected`` from the
+venue returns to the old terms. An order is done only when nothing remains under either terms.
+
 A fill whose ``trade_id`` was seen before is ignored (the positions machine records the duplicate).
 """
 
@@ -33,20 +44,24 @@ from collections.abc import Sequence
 import msgspec
 
 from runtime.events import (
+    AmendRejected,
+    AmendRequested,
     CashDeposited,
     CashReleased,
     CashReserved,
     CashSettled,
     Event,
     MarketLifecycle,
+    OrderAmended,
     OrderCanceled,
     OrderExpired,
     OrderFilled,
     OrderIntent,
     OrderRejected,
+    RejectReason,
     SessionStarted,
 )
-from runtime.units import PRICE_MAX, format_money
+from runtime.units import PRICE_MAX, format_count, format_money
 
 from .fees import CENT, REBATE, FeeSchedule, leg_cost, leg_price, round_fill
 from .machine import NOTHING
@@ -66,10 +81,22 @@ class Reservation(msgspec.Struct, gc=False):
     unit: int  # worst_unit_outlay at the order's limit, micro-dollars per count unit
     remaining: int
     carry: int = 0  # the order's fee-rounding accumulator
+    filled: int = 0  # what has filled, over every fill
+    pending_unit: int | None = None  # an amend on its way: the unit outlay at its limit
+    pending_count: int = 0  # and its new total count (filled + resting)
+    pending_seq: int = 0  # and the seq of its AmendRequested
 
     @property
     def hold(self) -> int:
-        return self.remaining * self.unit + ALLOWANCE - self.carry
+        need = self.remaining * self.unit
+        if self.pending_unit is not None:
+            need = max(need, max(0, self.pending_count - self.filled) * self.pending_unit)
+        return need + ALLOWANCE - self.carry
+
+    @property
+    def done(self) -> bool:
+        """Nothing can fill any more, under the order's terms or those of an amend on its way."""
+        return not self.remaining and (self.pending_unit is None or self.pending_count <= self.filled)
 
 
 class CashSnapshot(msgspec.Struct, frozen=True):
@@ -115,6 +142,12 @@ class CashPool:
             return self._release(seq, event.client_order_id)  # type: ignore[union-attr]
         if kind is MarketLifecycle:
             return self._settle(seq, event) if event.kind == "settled" else NOTHING  # type: ignore[union-attr]
+        if kind is AmendRequested:
+            return self._amend(seq, event)  # type: ignore[arg-type]
+        if kind is OrderAmended:
+            return self._amended(seq, event)  # type: ignore[arg-type]
+        if kind is AmendRejected:
+            return self._unamend(seq, event)  # type: ignore[arg-type]
         if kind is CashDeposited:
             self.cash += event.amount  # type: ignore[union-attr]
         elif kind is SessionStarted:
@@ -135,6 +168,59 @@ class CashPool:
         self._reservations[cid] = r
         self.reserved += need
         return (CashReserved(client_order_id=cid, amount=need, cause_seq=seq),)
+
+    def _amend(self, seq: int, a: AmendRequested) -> Sequence[Event]:
+        cid = a.client_order_id
+        r = self._reservations.get(cid)
+        if r is None:
+            return _refused(a, seq, "order_not_open", f"order {cid!r} holds no reservation: it is not open")
+        if r.pending_unit is not None:
+            return _refused(a, seq, "amend_pending", f"order {cid!r} has an amend on its way (seq {r.pending_seq})")
+        if a.count <= r.filled:
+            return _refused(a, seq, "invalid_count", f"count {format_count(a.count)} leaves nothing to rest: "
+                                                     f"{format_count(r.filled)} has filled")
+        before = r.hold
+        r.pending_unit = self.fees.worst_unit_outlay(r.market, leg_price(r.side, a.price))
+        r.pending_count, r.pending_seq = a.count, seq
+        extra = r.hold - before
+        if extra > self.available:
+            r.pending_unit, r.pending_count, r.pending_seq = None, 0, 0
+            return _refused(a, seq, "insufficient_cash", f"the amend needs ${format_money(extra)} more, has "
+                                                         f"${format_money(self.available)} available")
+        self.reserved += extra
+        return (CashReserved(client_order_id=cid, amount=extra, cause_seq=seq),)
+
+    def _amended(self, seq: int, a: OrderAmended) -> Sequence[Event]:
+        r = self._reservations.get(a.client_order_id)
+        if r is None:
+            return NOTHING
+        before = r.hold
+        r.unit = self.fees.worst_unit_outlay(r.market, leg_price(r.side, a.price))
+        r.remaining = max(0, a.count - r.filled)
+        r.pending_unit, r.pending_count, r.pending_seq = None, 0, 0
+        return self._rehold(seq, r, before)
+
+    def _unamend(self, seq: int, a: AmendRejected) -> Sequence[Event]:
+        r = self._reservations.get(a.client_order_id)
+        if r is None or r.pending_unit is None or a.cause_seq not in (None, r.pending_seq):
+            return NOTHING  # our own refusal of an amend (it never became pending), or another amend's
+        before = r.hold
+        r.pending_unit, r.pending_count, r.pending_seq = None, 0, 0
+        return self._rehold(seq, r, before)
+
+    def _rehold(self, seq: int, r: Reservation, before: int) -> Sequence[Event]:
+        """The reservation's terms changed: hold what they need now (all released once the order is done)."""
+        if r.done:
+            after = 0
+            del self._reservations[r.client_order_id]
+        else:
+            after = r.hold
+        self.reserved += after - before
+        if before > after:
+            return (CashReleased(client_order_id=r.client_order_id, amount=before - after, cause_seq=seq),)
+        if after > before:
+            return (CashReserved(client_order_id=r.client_order_id, amount=after - before, cause_seq=seq),)
+        return NOTHING
 
     def _release(self, seq: int, cid: str) -> Sequence[Event]:
         r = self._reservations.pop(cid, None)
@@ -161,17 +247,8 @@ class CashPool:
         before = r.hold
         r.carry = charge.carry
         r.remaining -= min(fill.count, r.remaining)
-        if r.remaining:
-            after = r.hold
-        else:
-            after = 0
-            del self._reservations[fill.client_order_id]
-        self.reserved += after - before
-        if before > after:
-            return (CashReleased(client_order_id=r.client_order_id, amount=before - after, cause_seq=seq),)
-        if after > before:  # only a fill that earns a rebate while its unit outlay is nothing
-            return (CashReserved(client_order_id=r.client_order_id, amount=after - before, cause_seq=seq),)
-        return NOTHING
+        r.filled += fill.count
+        return self._rehold(seq, r, before)  # more held only for a rebate while the unit outlay is nothing
 
     def _settle(self, seq: int, event: MarketLifecycle) -> Sequence[Event]:
         value = settlement_value(event)
@@ -204,3 +281,7 @@ class CashPool:
         pool._positions = dict(snap.positions)
         pool._seen = set(snap.seen_trades)
         return pool
+
+
+def _refused(a: AmendRequested, seq: int, reason: RejectReason, detail: str) -> Sequence[Event]:
+    return (AmendRejected(client_order_id=a.client_order_id, reason=reason, detail=detail, cause_seq=seq),)

@@ -64,6 +64,8 @@ RejectReason = Literal[
     "rate_limited",
     "venue_rejected",
     "risk_limit",
+    "order_not_open",  # appended: an amend of an order that is not (or no longer) resting
+    "amend_pending",  # appended: an amend of an order while its last amend is still on its way
 ]
 LifecycleKind = Literal[
     "created", "activated", "deactivated", "close_date_updated", "determined", "settled"
@@ -407,6 +409,78 @@ class EventLifecycle(_Event, **_tag("event_lifecycle")):
     venue_ts_ms: int | None = None
 
 
+class AmendRequested(_Event, **_tag("amend_requested")):
+    """A decision to change a resting order's limit ``price`` and its ``count`` — the new *total*: what has filled
+    plus what is to rest, Kalshi's amend ``count``. The same price and a smaller count is a decrease (the order
+    keeps its place in the queue); a new price or a larger count sends it to the back. It is absolute, so
+    applying it twice changes nothing more: a retry can never double it. The cash pool answers with
+    ``CashReserved`` (``cause_seq`` = this event's seq; the amount may be 0) or ``AmendRejected``."""
+
+    cause_seq: Seq
+    client_order_id: str
+    price: Price
+    count: Count
+    order_id: str | None = None
+
+
+class OrderAmended(_Event, **_tag("order_amended")):
+    """The venue applied an amend: the order's limit is now ``price`` and its total ``count`` (filled plus
+    resting) is ``count``; what rests is ``count`` less its fills. ``remaining_count`` is what the venue said
+    rests, as of ``venue_ts_ms`` (kept for the record; fills are counted from ``OrderFilled``)."""
+
+    client_order_id: str
+    order_id: str
+    price: Price
+    count: Count
+    remaining_count: Count | None = None
+    cause_seq: Seq | None = None
+    venue_ts_ms: int | None = None
+
+
+class AmendRejected(_Event, **_tag("amend_rejected")):
+    """An amend was refused — by the cash pool (``insufficient_cash``, or another amend of the order is still
+    on its way), or by the venue — and the order stays as it was."""
+
+    client_order_id: str
+    reason: RejectReason
+    detail: str = ""
+    cause_seq: Seq | None = None
+
+
+class MarketInfo(_Event, **_tag("market_info")):
+    """What the state machines need to know of a market, read from the venue's market definition (Kalshi's
+    ``GET /markets/{ticker}`` and its series, ``GET /series/{series_ticker}``) when the session subscribes to
+    it, and again when its close moves (``close_date_updated``): an input, logged before the market's first
+    book snapshot, so fees and price checks come from the log and a replay needs nothing outside it.
+
+    ``price_ranges`` are the market's valid prices beyond whole cents, ``(start, end, step)`` in 1/10,000
+    dollar, ends inclusive (Kalshi's ``price_ranges``; empty: unknown, whole cents only). ``fee_type`` is the
+    series' (``quadratic``, ``quadratic_with_maker_fees``, ``quadratic_with_combo_maker_fees``, ``flat``; ""
+    unknown) and ``fee_multiplier_ppm`` its ``fee_multiplier`` in parts per million (None: unknown). Times
+    are Unix ms; the rules' texts are clipped (:data:`MARKET_RULES_MAX` characters). ``source`` names the
+    venue that said so."""
+
+    market: str
+    series: str = ""
+    market_type: str = ""  # binary | scalar
+    price_level_structure: str = ""
+    price_ranges: tuple[tuple[Price, Price, Price], ...] = ()
+    fee_type: str = ""
+    fee_multiplier_ppm: Annotated[int, Meta(ge=0)] | None = None
+    fee_waiver_until_ms: int | None = None
+    close_ts_ms: int | None = None
+    latest_expiration_ts_ms: int | None = None
+    settlement_timer_s: int | None = None
+    can_close_early: bool | None = None
+    rules_primary: str = ""
+    rules_secondary: str = ""
+    source: str = ""
+
+
+MARKET_RULES_MAX = 2_000
+"""the most characters of a market's rules text a ``MarketInfo`` keeps"""
+
+
 Event: TypeAlias = Union[  # noqa: UP007 - msgspec needs a runtime Union of the tagged Structs
     BookSnapshot,
     BookDelta,
@@ -442,6 +516,10 @@ Event: TypeAlias = Union[  # noqa: UP007 - msgspec needs a runtime Union of the 
     ModelLoaded,
     PolicyDecided,
     EventLifecycle,
+    AmendRequested,
+    OrderAmended,
+    AmendRejected,
+    MarketInfo,
 ]
 
 

@@ -41,6 +41,10 @@ def one_of_each() -> list[ev.Event]:
         ev.ModelLoaded(role="entry", model_id="ppo-entry", version_hash="f00d" * 8, source="models/entry"),
         ev.PolicyDecided(cause_seq=5, role="signal", market="KXA-1", action="long", version="rule-1", score=0.25, size=500, price=801),
         ev.EventLifecycle(event_ticker="KXA", series_ticker="KX", title="A?", subtitle="on Jan 1", collateral_return_type="MECNET", strike_date_ms=1_694_721_600_000, strike_period="day", venue_ts_ms=13),
+        ev.AmendRequested(cause_seq=14, client_order_id="c-1", price=850, count=700, order_id="o-1"),
+        ev.OrderAmended(client_order_id="c-1", order_id="o-1", price=850, count=700, remaining_count=400, cause_seq=15, venue_ts_ms=14),
+        ev.AmendRejected(client_order_id="c-1", reason="order_not_open", detail="order o-1 is executed", cause_seq=15),
+        ev.MarketInfo(market="KXA-1", series="KXA", market_type="binary", price_level_structure="tapered_deci_cent", price_ranges=((0, 1000, 10), (1000, 9000, 100), (9000, 10_000, 10)), fee_type="quadratic_with_maker_fees", fee_multiplier_ppm=500_000, fee_waiver_until_ms=1_700_000_000_000, close_ts_ms=1_700_000_600_000, latest_expiration_ts_ms=1_700_001_000_000, settlement_timer_s=300, can_close_early=True, rules_primary="Yes if A.", rules_secondary="Source: B.", source="kalshi"),
     ]
     assert {type(e) for e in samples} == set(ev.EVENT_TYPES.values()), "add the new event type to one_of_each()"
     return samples
