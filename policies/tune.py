@@ -417,7 +417,7 @@ def short_params(params: Mapping[str, Any], prefix: str = "") -> str:
 
 
 def _dollars(x: float | None) -> str:
-    return "-" if x is None or math.isnan(x) else f"{x:+,.2f} $"
+    return "-" if x is None or math.isnan(x) else f"${x:+,.2f}"
 
 
 def _callback(records: dict[str, TrialRecord], config_of: Callable[[dict[str, Any]], TrainConfig], iterations: int,

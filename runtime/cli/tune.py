@@ -140,10 +140,10 @@ def _check_cluster(config) -> None:
 def _summary(report) -> None:
     from policies.tune import SEARCH_FILE, short_params
 
-    print(f"{len(report.trials)} trial(s) in {report.seconds:.0f} s, scored by held-out PnL on "
+    print(f"{len(report.trials)} of {report.trials_asked} trial(s) ran in {report.seconds:.0f} s, scored by held-out PnL on "
           f"{report.heldout['tapes']} tapes of {len(report.heldout['sessions'])} session(s):")
     for r in sorted(report.trials, key=lambda r: (r.heldout_pnl is None, -(r.heldout_pnl or 0), r.number)):
-        pnl = "-" if r.heldout_pnl is None else f"{r.heldout_pnl:+,.2f} $"
+        pnl = "-" if r.heldout_pnl is None else f"${r.heldout_pnl:+,.2f}"
         mark = "*" if r.number == report.best else " "
         print(f" {mark} trial {r.number:>2}  {r.status:<8}  iterations {r.iterations:>3}  held-out PnL {pnl:>12}  "
               f"{short_params(r.params)}")
