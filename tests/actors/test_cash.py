@@ -12,11 +12,14 @@ from actors.cash import ALLOWANCE, CashPool
 from actors.fees import KalshiFees, SeriesFees, leg_cost, round_fill
 from actors.positions import Positions
 from runtime.events import (
+    AmendRejected,
+    AmendRequested,
     CashDeposited,
     CashReleased,
     CashReserved,
     CashSettled,
     MarketLifecycle,
+    OrderAmended,
     OrderCanceled,
     OrderExpired,
     OrderFilled,
@@ -60,6 +63,14 @@ class Fold:
             self.seq += 1
             out.extend(self.pool.handle(self.seq, self.seq, event))
         return out
+
+
+def amend_req(cid: str, price: int, count: int, seq: int = 1) -> AmendRequested:
+    return AmendRequested(cause_seq=seq, client_order_id=cid, price=price, count=count)
+
+
+def amended(cid: str, price: int, count: int) -> OrderAmended:
+    return OrderAmended(client_order_id=cid, order_id=f"o-{cid}", price=price, count=count)
 
 
 # -- balance -------------------------------------------------------------------------------------
@@ -383,3 +394,86 @@ class CashMachine(RuleBasedStateMachine):
 
 CashMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
 TestCashInvariants = CashMachine.TestCase
+
+
+# -- amends --------------------------------------------------------------------------------------
+def test_an_amend_to_a_higher_bid_reserves_the_difference_at_once_with_the_amends_seq_as_cause():
+    """Bid 10 at $0.45 holds $4.71; amended to $0.50 (unit $0.0050 + $0.0002): $5.21 while on its way, and after."""
+    f = Fold()
+    f(dollars(100), intent("c1", "bid", 4_500, 1_000))
+    assert f(amend_req("c1", 5_000, 1_000)) == [CashReserved(client_order_id="c1", amount=500_000, cause_seq=3)]
+    assert f.pool.hold("c1") == 5_210_000
+    assert f(amended("c1", 5_000, 1_000)) == []
+    assert f.pool.hold("c1") == 5_210_000 and f.pool.reserved == 5_210_000
+
+
+def test_a_decrease_holds_the_old_terms_until_the_venue_says_so_then_releases_the_difference():
+    """Down from 10 to 4 at $0.45: nothing more to hold on the way (a CashReserved of 0: the verdict), $2.82
+    released once the venue has applied it (it could fill at the old size until then)."""
+    f = Fold()
+    f(dollars(100), intent("c1", "bid", 4_500, 1_000))
+    assert f(amend_req("c1", 4_500, 400)) == [CashReserved(client_order_id="c1", amount=0, cause_seq=3)]
+    assert f.pool.hold("c1") == 4_710_000
+    assert f(amended("c1", 4_500, 400)) == [CashReleased(client_order_id="c1", amount=2_820_000, cause_seq=4)]
+    assert f.pool.hold("c1") == 400 * 4_700 + ALLOWANCE
+
+
+def test_a_venue_refusal_returns_to_the_old_terms():
+    f = Fold()
+    f(dollars(100), intent("c1", "bid", 4_500, 1_000), amend_req("c1", 5_000, 1_000))
+    assert f(AmendRejected(client_order_id="c1", reason="invalid_price")) == [
+        CashReleased(client_order_id="c1", amount=500_000, cause_seq=4)]
+    assert f.pool.hold("c1") == 4_710_000
+
+
+def test_an_amend_the_cash_cannot_cover_is_refused_and_holds_nothing_more():
+    f = Fold()
+    f(CashDeposited(amount=4_800_000), intent("c1", "bid", 4_500, 1_000))
+    assert f(amend_req("c1", 5_000, 1_000)) == [AmendRejected(
+        client_order_id="c1", reason="insufficient_cash", detail="the amend needs $0.500000 more, has $0.090000 available",
+        cause_seq=3)]
+    assert f.pool.hold("c1") == 4_710_000
+    assert f(f.pool.handle(9, 9, amend_req("c1", 5_000, 1_000))[0]) == []  # its own refusal logged back: nothing
+
+
+def test_amends_of_unknown_or_filled_orders_and_a_second_amend_on_the_way_are_refused():
+    f = Fold()
+    f(dollars(100), intent("c1", "bid", 4_500, 1_000), fill("t1", "c1", "bid", 4_500, 300))
+    assert [e.reason for e in f(amend_req("zz", 4_500, 100))] == ["order_not_open"]
+    assert [e.reason for e in f(amend_req("c1", 4_500, 300))] == ["invalid_count"]  # nothing left to rest
+    assert type(f(amend_req("c1", 4_600, 1_000))[0]) is CashReserved
+    (second,) = f(amend_req("c1", 4_700, 1_000))
+    assert second.reason == "amend_pending"
+    assert f(second) == [] and f.pool._reservations["c1"].pending_unit is not None  # the first stays pending
+
+
+def test_the_count_is_the_total_so_fills_before_and_after_the_amend_are_counted_once():
+    """3 filled of 10, amended to 13 total: 10 rest. A fill the venue made before the amend but logged after it
+    (the feed races the reply) still leaves the right remainder."""
+    f = Fold(FREE)
+    f(dollars(100), intent("c1", "bid", 4_000, 1_000), fill("t1", "c1", "bid", 4_000, 300),
+      amend_req("c1", 4_000, 1_300), amended("c1", 4_000, 1_300))
+    r = f.pool._reservations["c1"]
+    assert (r.filled, r.remaining, f.pool.hold("c1")) == (300, 1_000, 1_000 * 4_000 + ALLOWANCE)
+    f(fill("t2", "c1", "bid", 4_000, 1_000))
+    assert f.pool.hold("c1") == 0 and f.pool.reserved == 0
+
+
+def test_fills_beyond_the_old_count_while_an_increase_is_on_its_way_keep_the_order_open():
+    """An increase from 10 to 20 that the venue applied before its fills were logged: the 10th contract filled
+    does not end the order, since the amend may leave 10 more resting."""
+    f = Fold(FREE)
+    f(dollars(100), intent("c1", "bid", 4_000, 1_000), amend_req("c1", 4_000, 2_000))
+    f(fill("t1", "c1", "bid", 4_000, 1_500))
+    assert f.pool.hold("c1") == 500 * 4_000 + ALLOWANCE
+    assert f(amended("c1", 4_000, 2_000)) == []
+    f(fill("t2", "c1", "bid", 4_000, 500))
+    assert f.pool.reserved == 0
+
+
+def test_a_snapshot_round_trips_an_amend_on_its_way():
+    f = Fold()
+    f(dollars(100), intent("c1", "bid", 4_500, 1_000), amend_req("c1", 5_000, 1_000))
+    restored = CashPool.restore(f.pool.snapshot(), KALSHI)
+    assert restored.snapshot() == f.pool.snapshot() and restored.reserved == f.pool.reserved
+
