@@ -28,7 +28,7 @@ from actors.book import OrderBook
 from actors.positions import settlement_value
 from runtime.events import BookDelta, BookSnapshot, MarketLifecycle, OrderFilled, OrderIntent, Record, SeqGapDetected
 
-__all__ = ["Trade", "trades"]
+__all__ = ["Trade", "TradeTracker", "trades"]
 
 
 class Trade(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,83 +46,125 @@ class Trade(msgspec.Struct, frozen=True, kw_only=True):
     fees: int
     closed: bool
     """False: still open at the end, marked at the last mid"""
+    quantity: int = 0
+    """contracts entered in all (1/100 contract): every one of them is exited, settled or marked"""
+    entry_cost: int = 0
+    """what the entry fills cost on the YES leg (price x count summed), micro-dollars"""
+    entry_fees: int = 0
+    """the fees of the entry fills (a part of ``-fees``)"""
+    decided_seq: int = 0
+    """the seq of the decision that placed the trade's first entry order"""
+    decided_ns: int = 0
+    """that decision's event time"""
 
 
 class _Open:
-    __slots__ = ("entry_cost", "entry_mid2", "entry_qty", "exit_mid2", "exit_proceeds", "exit_qty", "fees", "peak",
-                 "side")
+    __slots__ = ("decided_ns", "decided_seq", "entry_cost", "entry_fees", "entry_mid2", "entry_qty", "exit_mid2",
+                 "exit_proceeds", "exit_qty", "fees", "peak", "side")
 
-    def __init__(self, side: int, entry_mid2: int | None) -> None:
+    def __init__(self, side: int, entry_mid2: int | None, decided_seq: int, decided_ns: int) -> None:
         self.side = side
         self.entry_mid2 = entry_mid2
+        self.decided_seq, self.decided_ns = decided_seq, decided_ns
         self.exit_mid2: int | None = None
         self.entry_cost = self.entry_qty = self.exit_proceeds = self.exit_qty = self.fees = self.peak = 0
+        self.entry_fees = 0
 
 
 def trades(records: Iterable[Record], market: str) -> list[Trade]:
     """Every trade of ours in ``market`` (module docstring)."""
-    book = OrderBook(market)
-    mid_seqs: list[int] = []
-    mids: list[int | None] = []  # mid2 after each book update, by seq
+    tracker = TradeTracker(market)
+    out = [t for t in map(tracker.fold, records) if t is not None]
+    last = tracker.finish()
+    return out if last is None else [*out, last]
 
-    def mid_at(seq: int) -> int | None:
-        i = bisect_right(mid_seqs, seq)
-        return mids[i - 1] if i else None
 
-    cause: dict[str, int] = {}  # client order id -> the seq of the decision that placed it
-    exits: dict[str, bool] = {}  # client order id -> reduce-only
-    out: list[Trade] = []
-    position = 0
-    trade: _Open | None = None
-    for r in records:
-        event, kind = r.event, type(r.event)
+class TradeTracker:
+    """:func:`trades` one record at a time, for a caller that needs each trade as it ends (a training
+    environment): :meth:`fold` returns the trade a record closes, :meth:`finish` the one still open at the end."""
+
+    def __init__(self, market: str) -> None:
+        self.market = market
+        self._book = OrderBook(market)
+        self._mid_seqs: list[int] = []
+        self._mids: list[int | None] = []  # mid2 after each book update, by seq
+        self._cause: dict[str, tuple[int, int]] = {}  # client order id -> (seq, ts) of the decision that placed it
+        self.position = 0
+        self._trade: _Open | None = None
+
+    def _mid_at(self, seq: int) -> int | None:
+        i = bisect_right(self._mid_seqs, seq)
+        return self._mids[i - 1] if i else None
+
+    @property
+    def open(self) -> bool:
+        """A trade is on (a position is held)."""
+        return self._trade is not None
+
+    def fold(self, r: Record) -> Trade | None:
+        """Fold one record; the trade it ends, if any."""
+        event, kind, market = r.event, type(r.event), self.market
         if kind is BookDelta or kind is BookSnapshot or kind is SeqGapDetected:
+            book = self._book
             book.handle(r.seq, r.ts_ns, event)
             if book.last_update_seq == r.seq:
-                mid_seqs.append(r.seq)
-                mids.append(book.mid2())
+                self._mid_seqs.append(r.seq)
+                self._mids.append(book.mid2())
         elif kind is OrderIntent and event.market == market:  # type: ignore[union-attr]
-            cause[event.client_order_id] = event.cause_seq  # type: ignore[union-attr]
-            exits[event.client_order_id] = event.reduce_only  # type: ignore[union-attr]
+            self._cause[event.client_order_id] = (event.cause_seq, r.ts_ns)  # type: ignore[union-attr]
         elif kind is OrderFilled and event.market == market:  # type: ignore[union-attr]
-            fill: OrderFilled = event  # type: ignore[assignment]
-            sign = 1 if fill.side == "bid" else -1
-            decided = cause.get(fill.client_order_id, r.seq)
-            left = fill.count
-            while left:
-                if trade is None:
-                    trade = _Open(sign, mid_at(decided))
-                if sign == trade.side:  # adds to the position
-                    k = left
-                    trade.entry_cost += fill.price * k
-                    trade.entry_qty += k
-                else:  # reduces it, at most to zero (the rest opens the other way)
-                    k = min(left, abs(position))
-                    trade.exit_proceeds += fill.price * k
-                    trade.exit_qty += k
-                    if trade.exit_mid2 is None:
-                        trade.exit_mid2 = mid_at(decided)
-                trade.fees += fill.fee * k // fill.count if k != fill.count else fill.fee
-                position += sign * k
-                trade.peak = max(trade.peak, abs(position))
-                left -= k
-                if position == 0:
-                    out.append(_close(trade, market, None))
-                    trade = None
+            return self._fill(r, event)  # type: ignore[arg-type]
         elif kind is MarketLifecycle and event.market == market and event.kind == "settled":  # type: ignore[union-attr]
             value = settlement_value(event)  # type: ignore[arg-type]
-            if trade is not None and value is not None and position:
-                trade.exit_proceeds += value * abs(position)
-                trade.exit_qty += abs(position)
+            trade = self._trade
+            if trade is not None and value is not None and self.position:
+                trade.exit_proceeds += value * abs(self.position)
+                trade.exit_qty += abs(self.position)
                 trade.exit_mid2 = 2 * value
-                position = 0
-                out.append(_close(trade, market, None))
-                trade = None
-    if trade is not None and position:
-        last = mids[-1] if mids else None
+                self.position = 0
+                self._trade = None
+                return _close(trade, market, None)
+        return None
+
+    def _fill(self, r: Record, fill: OrderFilled) -> Trade | None:
+        sign = 1 if fill.side == "bid" else -1
+        decided, decided_ns = self._cause.get(fill.client_order_id, (r.seq, r.ts_ns))
+        left = fill.count
+        closed = None
+        while left:
+            trade = self._trade
+            if trade is None:
+                trade = self._trade = _Open(sign, self._mid_at(decided), decided, decided_ns)
+            if sign == trade.side:  # adds to the position
+                k = left
+                trade.entry_cost += fill.price * k
+                trade.entry_qty += k
+                fee = fill.fee * k // fill.count if k != fill.count else fill.fee
+                trade.entry_fees += fee
+            else:  # reduces it, at most to zero (the rest opens the other way)
+                k = min(left, abs(self.position))
+                trade.exit_proceeds += fill.price * k
+                trade.exit_qty += k
+                if trade.exit_mid2 is None:
+                    trade.exit_mid2 = self._mid_at(decided)
+                fee = fill.fee * k // fill.count if k != fill.count else fill.fee
+            trade.fees += fee
+            self.position += sign * k
+            trade.peak = max(trade.peak, abs(self.position))
+            left -= k
+            if self.position == 0:
+                closed = _close(trade, self.market, None)
+                self._trade = None
+        return closed
+
+    def finish(self) -> Trade | None:
+        """The trade still open at the end of the records, marked at the last mid (or at its cost without one)."""
+        trade = self._trade
+        if trade is None or not self.position:
+            return None
+        last = self._mids[-1] if self._mids else None
         mark2 = last if last is not None else 2 * (trade.entry_cost // max(trade.entry_qty, 1))
-        out.append(_close(trade, market, (mark2, abs(position))))
-    return out
+        return _close(trade, self.market, (mark2, abs(self.position)))
 
 
 def _close(t: _Open, market: str, open_mark: tuple[int, int] | None) -> Trade:
@@ -145,4 +187,6 @@ def _close(t: _Open, market: str, open_mark: tuple[int, int] | None) -> Trade:
     exit2 = (exit_proceeds2 - exit_mid2 * exit_qty) * s
     gross2 = (exit_proceeds2 - 2 * t.entry_cost) * s
     return Trade(market=market, size=t.peak, side=s, pnl=(gross2 - 2 * t.fees) // 2, signal=signal2 // 2,
-                 entry=entry2 // 2, exit=exit2 // 2, fees=-t.fees, closed=open_mark is None)
+                 entry=entry2 // 2, exit=exit2 // 2, fees=-t.fees, closed=open_mark is None, quantity=q,
+                 entry_cost=t.entry_cost, entry_fees=t.entry_fees, decided_seq=t.decided_seq,
+                 decided_ns=t.decided_ns)

@@ -22,7 +22,8 @@ The orchestrator still checks everything (price grid, free cash, closing markets
 logged as a refusal and the agent simply holds. **Observation**: the exit role's vector
 (``OBSERVATION_NAMES["exit"]``: the 19 shared features, then average price, unrealized PnL, time held and the
 working entry order), with those six zero when flat — so the features are computed by the same code as in
-live trading. **Reward**: the change of the market's marked value since the previous step, in dollars
+live trading, scaled by ``scaling`` (a :class:`~policies.features.Scaling` fitted on the training data and saved
+with the model; none: unscaled). **Reward**: the change of the market's marked value since the previous step, in dollars
 (realized PnL + the position at the mid - fees, as ``tape paper`` marks it); the sum over an episode is its
 PnL. The episode ends (``terminated``) when the tape ends, after the market settled; ``max_steps`` truncates.
 
@@ -55,6 +56,7 @@ from .base import (
 )
 from .data import Tape, load_tapes
 from .episode import Episode
+from .features import Scaling
 
 __all__ = ["ACTIONS", "EnvConfig", "TradingEnv", "agent_observation", "decision_for", "sample_tape"]
 
@@ -158,9 +160,15 @@ class TradingEnv(gym.Env):
 
     def __init__(self, config: EnvConfig | Mapping[str, Any] | None = None, *,
                  tapes: Sequence[Tape] | None = None, record: bool = False) -> None:
-        if config is not None and not isinstance(config, EnvConfig) and "tapes" in config:
+        scaling = None
+        if config is not None and not isinstance(config, EnvConfig):
             config = dict(config)  # RLlib's env_config may carry the tapes themselves (local training, benchmarks)
-            tapes = config.pop("tapes") if tapes is None else tapes
+            given = config.pop("tapes", None)
+            tapes = given if tapes is None else tapes
+            scaling = config.pop("scaling", None)
+        self.scaling: Scaling | None = (scaling if scaling is None or isinstance(scaling, Scaling)
+                                        else msgspec.convert(scaling, Scaling))
+        """the observation's scaling (module docstring)"""
         self.config = env_config(config)
         self.record = record
         """keep every episode's records in ``self.episode.log`` (tests, inspection; costs memory)"""
@@ -199,7 +207,7 @@ class TradingEnv(gym.Env):
             except StopIteration:
                 continue  # a tape with no decision to make (never a tradable book): another one
             self._value2, self._count = self.episode.value2(), 0
-            return agent_observation(self._role, self._obs), self._info()
+            return self._observe(), self._info()
         raise RuntimeError("TradingEnv: no tape gives the agent a decision (are the books ever two-sided?)")
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
@@ -222,9 +230,12 @@ class TradingEnv(gym.Env):
         reward = (value2 - self._value2) / (2 * MONEY_SCALE) * self.config.reward_scale
         self._value2 = value2
         truncated = not terminated and bool(self.config.max_steps) and self._count >= self.config.max_steps
-        obs_vec = (np.zeros(OBS_SIZE, dtype=np.float32) if terminated
-                   else agent_observation(self._role, self._obs))
+        obs_vec = np.zeros(OBS_SIZE, dtype=np.float32) if terminated else self._observe()
         return obs_vec, reward, terminated, truncated, self._info()
+
+    def _observe(self) -> np.ndarray:
+        vector = agent_observation(self._role, self._obs)
+        return vector if self.scaling is None else self.scaling.apply(vector)
 
     def _info(self) -> dict[str, Any]:
         ep = self.episode

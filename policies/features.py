@@ -45,6 +45,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Sequence
+from functools import lru_cache
 
 import msgspec
 import numpy as np
@@ -54,7 +55,7 @@ from actors.machine import NOTHING
 from runtime.events import BookDelta, BookSnapshot, Event, MarketLifecycle, PublicTrade
 from runtime.units import COUNT_SCALE, MONEY_SCALE, PRICE_SCALE
 
-__all__ = ["FEATURE_NAMES", "FeatureSpec", "FeatureTracker", "TrackerState"]
+__all__ = ["FEATURE_NAMES", "FeatureSpec", "FeatureTracker", "Scaling", "TrackerState"]
 
 FEATURE_NAMES: tuple[str, ...] = (
     "stale", "has_bid", "has_ask", "best_bid", "best_ask", "spread", "mid", "bid_depth", "ask_depth",
@@ -62,6 +63,50 @@ FEATURE_NAMES: tuple[str, ...] = (
     "to_close_s", "position", "cash", "signed_volume", "flow_imbalance",
 )
 _NS = 1_000_000_000
+
+
+class Scaling(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A fixed per-feature scaling of an observation vector, fitted on training data and saved with a model.
+
+    ``apply(x) = clip((x - center) / scale, -clip, clip)`` per position, in float32 (IEEE subtraction, division and
+    comparisons only: the same bytes on every machine), for the layout ``names``. :meth:`fit` takes the median as
+    the center and the interquartile range / 1.349 (a normal's standard deviation) as the scale, falling back to the
+    standard deviation, then 1, where that is 0 (a feature that is nearly constant in the data).
+    """
+
+    names: tuple[str, ...]
+    center: tuple[float, ...]
+    scale: tuple[float, ...]
+    clip: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not len(self.names) == len(self.center) == len(self.scale) or min(self.scale, default=1.0) <= 0:
+            raise ValueError(f"scaling: names, center and scale must have one positive scale per name; got {self}")
+
+    def apply(self, vector: np.ndarray) -> np.ndarray:
+        """The scaled vector (float32); ``vector`` must have the layout ``names``."""
+        if vector.shape[-1] != len(self.names):
+            raise ValueError(f"scaling: a vector of {vector.shape[-1]} values for a layout of {len(self.names)}")
+        center, scale = _arrays(self.center, self.scale)
+        out = (np.asarray(vector, dtype=np.float32) - center) / scale
+        return np.clip(out, np.float32(-self.clip), np.float32(self.clip)).astype(np.float32, copy=False)
+
+    @classmethod
+    def fit(cls, names: Sequence[str], rows: np.ndarray, clip: float = 10.0) -> Scaling:
+        """The scaling of ``rows`` (one observation per row, layout ``names``); an empty sample fits the identity."""
+        rows = np.asarray(rows, dtype=np.float64).reshape(-1, len(names))
+        if not len(rows):
+            return cls(names=tuple(names), center=(0.0,) * len(names), scale=(1.0,) * len(names), clip=clip)
+        q1, median, q3 = np.percentile(rows, [25, 50, 75], axis=0)
+        std = rows.std(axis=0)
+        scale = np.where(q3 - q1 > 1e-9, (q3 - q1) / 1.349, np.where(std > 1e-9, std, 1.0))
+        return cls(names=tuple(names), center=tuple(float(np.float32(c)) for c in median),
+                   scale=tuple(float(np.float32(s)) for s in scale), clip=clip)
+
+
+@lru_cache(maxsize=64)
+def _arrays(center: tuple[float, ...], scale: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    return np.array(center, dtype=np.float32), np.array(scale, dtype=np.float32)
 
 
 class FeatureSpec(msgspec.Struct, frozen=True, kw_only=True):

@@ -6,6 +6,8 @@
       latest                      the newest version's name (replaced atomically)
       ppo@3f2a9c81d0e4/           one version, immutable
         model.json                the manifest (below)
+        history.json              the training history: per iteration, the return per role, the held-out PnL
+        training.png              the training curve drawn from it
         checkpoint/               RLlib's checkpoint (Algorithm.save_to_path): resume, inspect
                                   its learner_group/learner/rl_module/<module id>/ is what policies load
 
@@ -14,6 +16,15 @@
 bytes) and the action and observation tables they were trained with — the ``kind`` (``roles`` or
 ``single``), the trained ``roles`` and the ``frozen`` policies of the others, the modules' paths, the
 training config and a description of the data (sources, sessions, tapes, a digest of their events).
+Since format 2 it also holds each module's ``observations`` layout (the names of ``obs.vector()``), its
+observation ``scaling`` (:class:`~policies.features.Scaling`, fitted on the training data) and whether its actions
+are ``masked`` (:func:`policies.roles.action_mask`); the hash covers all three, so a version means one thing
+forever. Format 1 (models saved before scaling and masking) has none of them and loads as it was trained:
+unscaled, unmasked, its hash computed as then.
+
+**The code must match the model**: a model whose recorded observation layout or scaling differs from this code's
+(a feature added, renamed or moved since it was trained) is refused with a :class:`ModelError` naming the module,
+the position and both names, before its weights are trusted.
 
 **Loading for inference** (:func:`load_model`) reads only the RLModules (no Algorithm, no Ray cluster),
 checks their weights against ``hash`` (a changed or damaged checkpoint is refused), and gives one
@@ -57,7 +68,8 @@ from runtime.topology import PolicyProvider
 
 from .base import OBSERVATION_NAMES, ROLES, Policy
 from .data import Tape
-from .roles import ROLE_ACTIONS, decision, random_policies
+from .features import Scaling
+from .roles import ROLE_ACTIONS, action_mask, decision, random_policies
 
 __all__ = ["MODELS_ENV", "MODEL_FILE", "PROVIDER", "Model", "ModelError", "ModelPolicy", "ModelSource", "base_policy", "is_named",
            "load_model",
@@ -67,7 +79,7 @@ MODEL_FILE = "model.json"
 MODELS_ENV = "TAPE_MODELS"
 """where a replay also looks for the models a log names (:func:`locate`): directories, separated by ``os.pathsep``"""
 LATEST = "latest"
-FORMAT = 1
+FORMAT = 2
 SINGLE_MODULE = "default_policy"
 
 
@@ -89,15 +101,27 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     train: dict[str, Any] = {}
     data: dict[str, Any] = {}
     software: dict[str, str] = {}
+    observations: dict[str, tuple[str, ...]] = {}
+    """(format 2) module id -> the observation layout it was trained on"""
+    scaling: dict[str, Scaling] = {}
+    """(format 2) module id -> its observation scaling"""
+    masked: bool = False
+    """(format 2) the modules take ``{"observations", "action_mask"}`` and mask the actions that cannot apply"""
 
 
-def _weights_digest(modules: Mapping[str, Any], kind: str) -> str:
-    """sha256 over the modules' states (sorted) and the tables they act through (module docstring)."""
+def _weights_digest(modules: Mapping[str, Any], kind: str, inputs: Mapping[str, Any] | None = None) -> str:
+    """sha256 over the modules' states (sorted) and the tables they act through (module docstring). ``inputs``
+    (format 2): the manifest's ``observations``, ``scaling`` and ``masked``; format 1 hashed this code's
+    observation names instead."""
     import torch
 
     h = hashlib.sha256()
-    h.update(json.dumps({"kind": kind, "actions": ROLE_ACTIONS, "observations": OBSERVATION_NAMES},
-                        sort_keys=True).encode())
+    if inputs is None:
+        h.update(json.dumps({"kind": kind, "actions": ROLE_ACTIONS, "observations": OBSERVATION_NAMES},
+                            sort_keys=True).encode())
+    else:
+        h.update(json.dumps({"kind": kind, "actions": ROLE_ACTIONS, **msgspec.to_builtins(inputs)},
+                            sort_keys=True).encode())
 
     def walk(prefix: str, obj: Any) -> None:
         if isinstance(obj, Mapping):
@@ -124,8 +148,19 @@ def _data_description(tapes: Sequence[Tape], sources: Sequence[str]) -> dict[str
             "events": sum(len(t.events) for t in tapes), "digest": h.hexdigest()}
 
 
-def save_model(algo: Any, root: Path, config: Any, tapes: Sequence[Tape]) -> Manifest:
-    """Save ``algo``'s trained modules as a new version under the registry directory ``root`` (module docstring)."""
+def _inputs(kind: str, ids: Sequence[str], scaling: Mapping[str, Scaling], masked: bool) -> dict[str, Any]:
+    """What a format-2 manifest records of the modules' inputs (and its hash covers)."""
+    layouts = {mid: OBSERVATION_NAMES["exit" if kind == "single" else mid] for mid in ids}  # type: ignore[index]
+    return {"observations": layouts, "scaling": {mid: scaling[mid] for mid in ids if mid in scaling},
+            "masked": masked}
+
+
+def save_model(algo: Any, root: Path, config: Any, tapes: Sequence[Tape], *,
+               scaling: Mapping[str, Scaling] | None = None, masked: bool = False,
+               history: Sequence[Mapping[str, Any]] | None = None) -> Manifest:
+    """Save ``algo``'s trained modules as a new version under the registry directory ``root`` (module docstring),
+    with their observation ``scaling`` (module id -> scaling), whether they are ``masked``, and the training
+    ``history`` (``history.json`` and ``training.png``)."""
     learner = algo.learner_group._learner if getattr(algo.learner_group, "_learner", None) else None
     kind = config.env
     ids = list(config.roles) if kind == "roles" else [SINGLE_MODULE]
@@ -134,7 +169,8 @@ def save_model(algo: Any, root: Path, config: Any, tapes: Sequence[Tape]) -> Man
         modules = {mid: multi[mid] for mid in ids}
     else:  # remote learners: the weights come back as states
         modules = {mid: _StateOnly(state) for mid, state in algo.learner_group.get_weights(module_ids=ids).items()}
-    digest = _weights_digest(modules, kind)
+    inputs = _inputs(kind, ids, scaling or {}, masked)
+    digest = _weights_digest(modules, kind, inputs)
     version = f"ppo@{digest[:12]}"
     root = root.resolve()  # RLlib's checkpointing reads a relative path as a URI without a scheme
     root.mkdir(parents=True, exist_ok=True)
@@ -144,7 +180,9 @@ def save_model(algo: Any, root: Path, config: Any, tapes: Sequence[Tape]) -> Man
         return read_manifest(final)
     staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=root))
     try:
-        manifest = _save(algo, staging, config, tapes, kind, ids, digest, version)
+        manifest = _save(algo, staging, config, tapes, kind, ids, digest, version, inputs)
+        if history is not None:
+            _save_history(staging, list(history))
         os.replace(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -153,8 +191,22 @@ def save_model(algo: Any, root: Path, config: Any, tapes: Sequence[Tape]) -> Man
     return manifest
 
 
+HISTORY_FILE = "history.json"
+CURVE_FILE = "training.png"
+
+
+def _save_history(directory: Path, history: list[Mapping[str, Any]]) -> None:
+    """The training history as JSON, and its curve as PNG (:func:`policies.plots.training_curve`)."""
+    (directory / HISTORY_FILE).write_text(json.dumps(history, indent=1) + "\n")
+    try:
+        from .plots import training_curve
+    except ImportError:  # TODO(issue 14, item 5): policies/plots.py is being written; drop this guard once it is in
+        return
+    training_curve(history, directory / CURVE_FILE)  # type: ignore[arg-type]
+
+
 def _save(algo: Any, staging: Path, config: Any, tapes: Sequence[Tape], kind: str, ids: list[str], digest: str,
-          version: str) -> Manifest:
+          version: str, inputs: Mapping[str, Any]) -> Manifest:
     import ray
     import torch
 
@@ -168,7 +220,8 @@ def _save(algo: Any, staging: Path, config: Any, tapes: Sequence[Tape], kind: st
         modules={mid: str(module_dir / mid) for mid in ids},
         lot=int(config.env_config.get("lot", 1_000)) if kind == "single" else 0,
         train=msgspec.to_builtins(config), data=_data_description(tapes, config.data),
-        software={"tape": code_version(), "ray": str(ray.__version__), "torch": str(torch.__version__)})
+        software={"tape": code_version(), "ray": str(ray.__version__), "torch": str(torch.__version__)},
+        observations=inputs["observations"], scaling=inputs["scaling"], masked=inputs["masked"])
     for mid in ids:
         if not (staging / manifest.modules[mid]).is_dir():
             raise ModelError(f"RLlib's checkpoint has no module directory {manifest.modules[mid]} "
@@ -241,10 +294,11 @@ class Model:
         m = self.manifest
         if m.kind == "single":
             module = self.modules[SINGLE_MODULE]
-            return {role: SingleAgentPolicy(role, module, m.version, m.lot) for role in ROLES}
+            scaling = m.scaling.get(SINGLE_MODULE)
+            return {role: SingleAgentPolicy(role, module, m.version, m.lot, scaling) for role in ROLES}
         out: dict[Role, Policy] = dict(load_policies(m.frozen)) if set(m.roles) != set(ROLES) else {}
         for role in m.roles:
-            out[role] = ModelPolicy(role, self.modules[role], m.version)
+            out[role] = ModelPolicy(role, self.modules[role], m.version, m.scaling.get(role), m.masked)
         return out
 
 
@@ -254,6 +308,7 @@ def _load(directory: str, expected_hash: str | None) -> Model:
 
     path = Path(directory)
     manifest = read_manifest(path)
+    inputs = _check_inputs(path, manifest)
     modules: dict[str, Any] = {}
     for mid, rel in manifest.modules.items():
         try:
@@ -262,7 +317,7 @@ def _load(directory: str, expected_hash: str | None) -> Model:
             raise ModelError(f"{path / rel}: the {mid} module cannot be loaded ({type(exc).__name__}: {exc})") from None
         module.eval()
         modules[mid] = module
-    digest = _weights_digest(modules, manifest.kind)
+    digest = _weights_digest(modules, manifest.kind, inputs)
     if digest != manifest.hash:
         raise ModelError(f"{path}: the weights do not match the manifest's hash ({digest[:12]} != "
                          f"{manifest.hash[:12]}): the checkpoint was changed or damaged")
@@ -270,6 +325,33 @@ def _load(directory: str, expected_hash: str | None) -> Model:
         raise ModelError(f"{path}: holds model {manifest.version} ({digest[:12]}), not the {expected_hash[:12]} the log "
                          "names")
     return Model(path, manifest, modules)
+
+
+def _check_inputs(path: Path, m: Manifest) -> dict[str, Any] | None:
+    """A format-2 manifest's inputs, checked against this code's observation layouts (module docstring); None for
+    format 1."""
+    if m.format < 2:
+        return None
+    if m.format > FORMAT:
+        raise ModelError(f"{path}: model format {m.format} is newer than this code reads ({FORMAT}): update tape")
+    for mid in m.modules:
+        role = "exit" if m.kind == "single" else mid
+        ours = OBSERVATION_NAMES.get(role)  # type: ignore[call-overload]
+        theirs = tuple(m.observations.get(mid, ()))
+        if ours is None:
+            raise ModelError(f"{path}: module {mid!r} is not a role this code knows ({', '.join(ROLES)})")
+        what = f"{path}: the {mid} module's observation layout"
+        if theirs != ours:
+            i = next((k for k, (a, b) in enumerate(zip(theirs, ours, strict=False)) if a != b), min(len(theirs), len(ours)))
+            got = theirs[i] if i < len(theirs) else "(end)"
+            want = ours[i] if i < len(ours) else "(end)"
+            raise ModelError(f"{what} does not match this code's: {len(theirs)} features against {len(ours)}, first "
+                             f"difference at position {i}: the model has {got!r}, the code {want!r} (retrain it)")
+        scaling = m.scaling.get(mid)
+        if scaling is not None and scaling.names != ours:
+            raise ModelError(f"{path}: the {mid} module's scaling is for another layout ({len(scaling.names)} features: "
+                             f"{', '.join(scaling.names[:3])}…) than its observations ({len(ours)} features)")
+    return {"observations": m.observations, "scaling": m.scaling, "masked": m.masked}
 
 
 def load_model(path: str | Path, expected_hash: str | None = None) -> Model:
@@ -367,12 +449,16 @@ PROVIDER = PolicyProvider(named=load_policies, load=loader, env_vars=(MODELS_ENV
 
 
 # --- inference -------------------------------------------------------------------------------------------
-def _act(module: Any, vector: np.ndarray) -> tuple[int, float]:
-    """The module's most likely action for one observation, and its probability."""
+def _act(module: Any, vector: np.ndarray, mask: np.ndarray | None = None) -> tuple[int, float]:
+    """The module's most likely action for one observation (and its action mask, for a masked module), and its
+    probability."""
     import torch
 
+    obs: Any = torch.from_numpy(np.ascontiguousarray(vector, dtype=np.float32))[None]
+    if mask is not None:
+        obs = {"observations": obs, "action_mask": torch.from_numpy(mask)[None]}
     with torch.no_grad():
-        out = module.forward_inference({"obs": torch.from_numpy(np.ascontiguousarray(vector, dtype=np.float32))[None]})
+        out = module.forward_inference({"obs": obs})
         logits = out["action_dist_inputs"][0].double()
         probs = torch.softmax(logits, dim=0)
         action = int(torch.argmax(logits))
@@ -382,24 +468,31 @@ def _act(module: Any, vector: np.ndarray) -> tuple[int, float]:
 class ModelPolicy:
     """A role decided by its trained module (module docstring)."""
 
-    def __init__(self, role: Role, module: Any, version: str) -> None:
+    def __init__(self, role: Role, module: Any, version: str, scaling: Scaling | None = None,
+                 masked: bool = False) -> None:
         self.role: Role = role
         self.module = module
         self.version = version
+        self.scaling = scaling
+        self.masked = masked
 
     def decide(self, obs: Any) -> Any:
-        action, probability = _act(self.module, obs.vector())
+        vector = obs.vector()
+        if self.scaling is not None:
+            vector = self.scaling.apply(vector)
+        action, probability = _act(self.module, vector, action_mask(self.role, obs) if self.masked else None)
         return decision(self.role, action, min(1.0, probability))
 
 
 class SingleAgentPolicy:
     """One role of a single-agent model: the same module for every role, through the single agent's table."""
 
-    def __init__(self, role: Role, module: Any, version: str, lot: int) -> None:
+    def __init__(self, role: Role, module: Any, version: str, lot: int, scaling: Scaling | None = None) -> None:
         self.role: Role = role
         self.module = module
         self.version = version
         self.lot = lot
+        self.scaling = scaling
 
     def decide(self, obs: Any) -> Any:
         from .env import agent_observation, decision_for
@@ -407,5 +500,6 @@ class SingleAgentPolicy:
         if self.role == "sizing":
             return decision_for("sizing", 0, self.lot)
         seen_as: Role = "exit" if self.role == "exit" else "signal"  # entry sees what the signal step saw
-        action, _ = _act(self.module, agent_observation(seen_as, obs))
+        vector = agent_observation(seen_as, obs)
+        action, _ = _act(self.module, vector if self.scaling is None else self.scaling.apply(vector))
         return decision_for(self.role, action, self.lot, obs)

@@ -10,6 +10,12 @@ sizing   ``OBSERVATION_NAMES["sizing"]``  k: buy ``SIZES[k]`` contracts (``SIZES
 entry    ``OBSERVATION_NAMES["entry"]``   0 ``skip``, 1 ``passive``, 2 ``cross``
 exit     ``OBSERVATION_NAMES["exit"]``    0 ``hold``, 1 ``close``, 2 ``cancel`` (the entry order)
 =======  ==============================  =========================================================
+
+**Masks** (:func:`action_mask`): an action that cannot apply to the observation is masked (1 allowed, 0 not), in
+training and inference alike: ``buy_yes`` / ``buy_no`` without a touch to take; a size the free cash cannot pay
+for at the worst unit cost; ``passive`` / ``cross`` without a valid price to join or take on the signal's side;
+``close`` when flat (only a working entry order) and ``cancel`` when no entry order works. ``hold``, a size of 0
+and ``skip`` are always allowed.
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import numpy as np
+
 from runtime.events import Role
-from runtime.units import COUNT_SCALE
+from runtime.units import COUNT_SCALE, PRICE_MAX
 
 from .base import OBSERVATION_NAMES, ROLES, EntryDecision, ExitDecision, SignalDecision, SizingDecision
 
-__all__ = ["ACTION_COUNTS", "ROLE_ACTIONS", "SIZES", "RandomPolicy", "decision", "observation_size", "random_policies"]
+__all__ = ["ACTION_COUNTS", "ROLE_ACTIONS", "SIZES", "RandomPolicy", "action_mask", "decision", "observation_size",
+           "random_policies"]
 
 SIZES: tuple[int, ...] = (0, 1, 2, 5, 10, 25)
 """contracts the sizing role can choose"""
@@ -52,6 +61,25 @@ def decision(role: Role, action: int, confidence: float = 1.0) -> Any:
     if role == "entry":
         return EntryDecision(name)  # type: ignore[arg-type]
     return ExitDecision(name, "" if name == "hold" else "model")  # type: ignore[arg-type]
+
+
+def _valid(price: int | None) -> float:
+    return 1.0 if price is not None and 0 < price < PRICE_MAX else 0.0
+
+
+def action_mask(role: Role, obs: Any) -> np.ndarray:
+    """Which of the role's actions can apply to ``obs`` (module docstring), as float32 ones and zeros."""
+    view = obs.view
+    if role == "signal":
+        return np.array([1.0, _valid(view.best_ask), _valid(view.best_bid)], dtype=np.float32)
+    if role == "sizing":
+        return np.array([1.0 if not n or n * COUNT_SCALE * obs.unit_cost <= view.free_cash else 0.0 for n in SIZES],
+                        dtype=np.float32)
+    if role == "entry":
+        yes = obs.signal.direction == "buy_yes"
+        join, take = (view.best_bid, view.best_ask) if yes else (view.best_ask, view.best_bid)
+        return np.array([1.0, _valid(join), _valid(take)], dtype=np.float32)
+    return np.array([1.0, 1.0 if view.position else 0.0, 0.0 if obs.entry_order is None else 1.0], dtype=np.float32)
 
 
 class RandomPolicy:

@@ -7,6 +7,15 @@
   frozen policies (the rule baselines by default) and get no module;
 * ``env="single"`` — :class:`~policies.env.TradingEnv`, one module (``default_policy``).
 
+Multi-agent modules are :class:`~policies.multi.MaskedPPOModule` (PPO's default networks behind the roles' action
+masks). Before the first iteration, each module's observation **scaling** is fitted on the training tapes
+(:func:`fit_scaling`) and given to the environments; it is saved with the model and applied identically live.
+
+**Schedules** (``schedule``): ``joint`` trains every chosen role together from the first iteration; ``staged``
+trains them in three stages over the same iterations (:data:`STAGES`: the signal first, with sizing, entry and exit
+answered by the ``frozen`` policies; then entry and exit, with the learned signal acting but no longer trained;
+then sizing, with the other three acting), each stage starting from the weights the one before left.
+
 Resources are RLlib's: ``num_env_runners`` sampling actors (0 samples in the driver), ``num_learners``
 learner actors (0: the learner runs in the driver) and ``num_gpus_per_learner`` (a fraction shares one
 GPU; with ``num_learners=0`` and a GPU the driver's learner uses it). Nothing requires a GPU.
@@ -15,7 +24,10 @@ GPU; with ``num_learners=0`` and a GPU the driver's learner uses it). Nothing re
 episode ended has no return, shown as ``-``, and ``null`` in the report's JSON, never ``nan``), and saves a model directory
 (:mod:`policies.registry`): the RLlib checkpoint to resume from, and ``model.json`` with the training
 config, the data description (sources, sessions, tapes, a digest of their events) and the version hash
-of the learned weights. With the same seed and data on CPU, two runs give the same weights
+of the learned weights, and the **history**: per iteration its return per role (None where no episode ended) and,
+every ``eval_every`` iterations when ``heldout`` sessions are given, the held-out PnL of the policies as they are
+then (:func:`policies.evaluate.evaluate_one` on those tapes), saved as ``history.json`` beside the model with its
+curve ``training.png``. With the same seed and data on CPU, two runs give the same weights
 (``torch.use_deterministic_algorithms`` and one torch thread in the learner; see :func:`seed_everything`).
 """
 
@@ -31,13 +43,20 @@ import msgspec
 
 from runtime.events import Role
 
-from .base import ROLES
+from .base import OBSERVATION_NAMES, ROLES
 from .data import Tape
+from .features import Scaling
+from .rewards import RewardConfig
 
-__all__ = ["TrainConfig", "TrainReport", "episode_return", "format_return", "iteration_line", "ppo_config",
-           "seed_everything", "train"]
+__all__ = ["SCHEDULES", "STAGES", "TrainConfig", "TrainReport", "episode_return", "fit_scaling", "format_return",
+           "iteration_line", "ppo_config", "seed_everything", "stages", "train"]
 
 EnvKind = Literal["roles", "single"]
+Schedule = Literal["joint", "staged"]
+SCHEDULES: tuple[str, ...] = ("joint", "staged")
+STAGES: tuple[tuple[float, tuple[Role, ...]], ...] = ((0.4, ("signal",)), (0.4, ("entry", "exit")), (0.2, ("sizing",)))
+"""the staged schedule: (share of the iterations, the roles trained then); a stage's acting roles are its own and
+those of the stages before"""
 
 
 class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -48,6 +67,8 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     roles: tuple[Role, ...] = ROLES
     """(env ``roles``) the roles that learn; the others are ``frozen``"""
     frozen: str = "rule"
+    schedule: Schedule = "joint"
+    """(env ``roles``) ``joint`` or ``staged`` (module docstring)"""
     iterations: int = 20
     seed: int = 0
     num_env_runners: int = 0
@@ -62,9 +83,19 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     mostly fixed, so 4-8 sample several times faster)"""
     lr: float = 3e-4
     gamma: float = 0.995
+    lambda_: float = 1.0
+    """GAE's lambda"""
+    entropy: float = 0.0
+    """PPO's entropy coefficient"""
     hidden: tuple[int, ...] = (64, 64)
     env_config: dict[str, Any] = {}
     """:class:`~policies.env.EnvConfig` fields (lot, cash, latency_ms, curriculum, max_steps…)"""
+    rewards: RewardConfig = RewardConfig()
+    """(env ``roles``) the roles' rewards (:mod:`policies.rewards`)"""
+    eval_every: int = 0
+    """every this many iterations (and after the last), the held-out PnL of the policies so far (0: never)"""
+    heldout: tuple[str, ...] = ()
+    """the sessions that held-out PnL is measured on"""
 
 
 def seed_everything(seed: int) -> None:
@@ -85,11 +116,13 @@ def seed_everything(seed: int) -> None:
 
 
 def ppo_config(env: Any, env_config: dict[str, Any], *, seed: int = 0, roles: Sequence[Role] | None = None,
-               num_env_runners: int = 0, num_learners: int = 0, num_gpus_per_learner: float = 0.0,
-               train_batch: int = 4_000, minibatch: int = 500, epochs: int = 6, lr: float = 3e-4,
-               gamma: float = 0.995, hidden: Sequence[int] = (64, 64), envs_per_runner: int = 1) -> Any:
+               train_roles: Sequence[Role] | None = None, num_env_runners: int = 0, num_learners: int = 0,
+               num_gpus_per_learner: float = 0.0, train_batch: int = 4_000, minibatch: int = 500, epochs: int = 6,
+               lr: float = 3e-4, gamma: float = 0.995, lambda_: float = 1.0, entropy: float = 0.0,
+               hidden: Sequence[int] = (64, 64),
+               envs_per_runner: int = 1) -> Any:
     """The PPO config (module docstring). ``env`` is an environment class; ``roles`` (multi-agent only) are the
-    modules to train."""
+    modules, the agents of the environment, and ``train_roles`` those of them that train (default: all)."""
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
@@ -100,7 +133,8 @@ def ppo_config(env: Any, env_config: dict[str, Any], *, seed: int = 0, roles: Se
         .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=envs_per_runner)
         .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
         .training(train_batch_size_per_learner=train_batch, minibatch_size=min(minibatch, train_batch),
-                  num_epochs=epochs, lr=lr, gamma=gamma)
+                  num_epochs=epochs, lr=lr, gamma=gamma, lambda_=lambda_,
+                  entropy_coeff=entropy)
         .debugging(seed=seed, log_level="ERROR")
         .reporting(min_sample_timesteps_per_iteration=0)
     )
@@ -109,12 +143,15 @@ def ppo_config(env: Any, env_config: dict[str, Any], *, seed: int = 0, roles: Se
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
+    from .multi import MaskedPPOModule
+
     chosen = list(roles)
+    trained = [r for r in chosen if train_roles is None or r in train_roles]
     return (config
-            .multi_agent(policies=chosen, policy_mapping_fn=_same_id, policies_to_train=chosen)  # a list: a set's
+            .multi_agent(policies=chosen, policy_mapping_fn=_same_id, policies_to_train=trained)  # lists: a set's
             # order follows PYTHONHASHSEED, and so would the modules' initial weights
             .rl_module(rl_module_spec=MultiRLModuleSpec(
-                rl_module_specs={r: RLModuleSpec(model_config=model) for r in chosen})))
+                rl_module_specs={r: RLModuleSpec(module_class=MaskedPPOModule, model_config=model) for r in chosen})))
 
 
 def _same_id(agent_id: str, episode: Any, **kwargs: Any) -> str:
@@ -134,6 +171,9 @@ class TrainReport(msgspec.Struct, kw_only=True):
     which share each trade's outcome); None for an iteration in which no episode ended (JSON ``null``)"""
     device: str
     """where the learner's weights lived at the end (``cpu``, ``cuda:0``)"""
+    history: list[dict[str, Any]] = []
+    """per iteration: ``iteration``, ``returns`` (role -> mean episode return or None), ``heldout_pnl`` (dollars, or
+    None where not measured)"""
 
 
 def _metric(value: Any) -> float | None:
@@ -178,43 +218,148 @@ def _env_class(kind: EnvKind) -> Any:
     return MultiRoleEnv
 
 
+def stages(config: TrainConfig) -> list[tuple[int, tuple[Role, ...], tuple[Role, ...]]]:
+    """The schedule's stages: ``(iterations, acting roles, training roles)``; one stage for ``joint`` (and the single
+    agent), :data:`STAGES` restricted to ``config.roles`` for ``staged`` (each stage at least one iteration)."""
+    if config.env == "single" or config.schedule == "joint":
+        return [(config.iterations, tuple(config.roles), tuple(config.roles))]
+    plan = [(share, tuple(r for r in roles if r in config.roles)) for share, roles in STAGES]
+    plan = [(share, roles) for share, roles in plan if roles]
+    total = sum(share for share, _ in plan)
+    counts = [max(1, round(config.iterations * share / total)) for share, _ in plan]
+    counts[-1] = max(1, config.iterations - sum(counts[:-1]))
+    out, acting = [], ()
+    for n, (_, roles) in zip(counts, plan, strict=True):
+        acting = tuple(r for r in ROLES if r in acting or r in roles)
+        out.append((n, acting, roles))
+    return out
+
+
+def fit_scaling(tapes: Sequence[Tape], env: EnvKind, *, sample: int = 16, cash: int = 10**9) -> dict[str, Scaling]:
+    """Each module's observation scaling (:class:`~policies.features.Scaling`), fitted on observations of the training
+    tapes: every role's, as the seeded random baselines meet them (they trade, so positions and working orders are
+    seen too), on up to ``sample`` tapes spread evenly over the data. Deterministic."""
+    import numpy as np
+
+    from .env import agent_observation
+    from .episode import Episode
+    from .registry import SINGLE_MODULE
+    from .roles import random_policies
+
+    rows: dict[Role, list[Any]] = {r: [] for r in ROLES}
+
+    class Recording:
+        def __init__(self, policy: Any) -> None:
+            self.policy, self.role, self.version = policy, policy.role, policy.version
+
+        def decide(self, obs: Any) -> Any:
+            rows[self.role].append(agent_observation(self.role, obs) if env == "single" else obs.vector())
+            return self.policy.decide(obs)
+
+    step = max(1, len(tapes) // sample)
+    for tape in list(tapes)[::step][:sample]:
+        Episode(tape, {r: Recording(p) for r, p in random_policies(0).items()}, cash=cash).run()
+    if env == "single":
+        seen = [row for r in ("signal", "exit") for row in rows[r]]
+        return {SINGLE_MODULE: Scaling.fit(OBSERVATION_NAMES["exit"], np.array(seen))}
+    return {r: Scaling.fit(OBSERVATION_NAMES[r], np.array(rows[r])) for r in ROLES}
+
+
+def _policies_now(algo: Any, config: TrainConfig, acting: Sequence[Role], scaling: Mapping[str, Scaling]) -> Any:
+    """The policies as the modules are now (for the held-out evaluation during training)."""
+    from .registry import SINGLE_MODULE, ModelPolicy, SingleAgentPolicy, load_policies
+
+    if config.env == "single":
+        module = algo.get_module(SINGLE_MODULE)
+        lot = int(config.env_config.get("lot", 1_000))
+        return {r: SingleAgentPolicy(r, module, "training", lot, scaling.get(SINGLE_MODULE)) for r in ROLES}
+    out = dict(load_policies(config.frozen)) if set(acting) != set(ROLES) else {}
+    for role in acting:
+        out[role] = ModelPolicy(role, algo.get_module(role), "training", scaling.get(role), masked=True)
+    return out
+
+
 def train(config: TrainConfig, out: str | Path, *, tapes: Sequence[Tape] | None = None,
-          say: Callable[[str], None] = lambda _: None) -> TrainReport:
-    """Train (module docstring) and save the model under ``out``; ``tapes`` overrides loading ``config.data``."""
+          heldout: Sequence[Tape] | None = None, say: Callable[[str], None] = lambda _: None,
+          on_iteration: Callable[[dict[str, Any]], None] | None = None) -> TrainReport:
+    """Train (module docstring) and save the model under ``out``; ``tapes`` overrides loading ``config.data``,
+    ``heldout`` loading ``config.heldout``; ``on_iteration`` is given each iteration's history item as it ends."""
     import asyncio
 
+    import msgspec
+
     from .data import load_tapes
+    from .evaluate import evaluate_one
     from .registry import save_model
 
     seed_everything(config.seed)
     if tapes is None:
         tapes = asyncio.run(load_tapes(config.data, progress=lambda s, n: say(f"loaded {s}: {n} tapes so far")))
-    env_config: dict[str, Any] = {**config.env_config, "tapes": list(tapes), "seed": config.seed}
-    if config.env == "roles":
-        env_config |= {"roles": list(config.roles), "frozen": config.frozen}
-    algo = ppo_config(_env_class(config.env), env_config, seed=config.seed,
-                      roles=config.roles if config.env == "roles" else None,
-                      num_env_runners=config.num_env_runners, num_learners=config.num_learners,
-                      num_gpus_per_learner=config.num_gpus_per_learner, train_batch=config.train_batch,
-                      minibatch=config.minibatch, epochs=config.epochs, lr=config.lr, gamma=config.gamma,
-                      hidden=config.hidden, envs_per_runner=config.envs_per_runner).build_algo()
+    if heldout is None and config.heldout and config.eval_every:
+        heldout = asyncio.run(load_tapes(config.heldout))
+    cash = int(config.env_config.get("cash", 1_000 * 1_000_000))
+    scaling = fit_scaling(tapes, config.env)
+    env_config: dict[str, Any] = {**config.env_config, "tapes": list(tapes), "seed": config.seed,
+                                  "scaling": {k: msgspec.to_builtins(v) for k, v in scaling.items()}}
+    if config.env == "single":
+        env_config["scaling"] = env_config["scaling"]["default_policy"]
+    else:
+        env_config |= {"frozen": config.frozen, "rewards": msgspec.to_builtins(config.rewards)}
     started = time.perf_counter()
     returns: list[float | None] = []
+    history: list[dict[str, Any]] = []
     steps = 0
+    algo: Any = None
+    weights: dict[str, Any] = {}
+    i = 0
+    plan = stages(config)
     try:
-        for i in range(1, config.iterations + 1):
-            result = algo.train()
-            runners = result.get("env_runners", {})
-            steps = int(runners.get("num_env_steps_sampled_lifetime", steps))
-            ret, per = episode_return(runners, config.env)
-            returns.append(ret)
-            say(iteration_line(i, config.iterations, steps, ret, per, time.perf_counter() - started))
+        for n, acting, training in plan:
+            if algo is not None:
+                weights = algo.learner_group.get_weights(module_ids=list(algo.config.policies))
+                algo.stop()
+            if config.env == "roles":
+                env_config["roles"] = list(acting)
+            algo = ppo_config(_env_class(config.env), env_config, seed=config.seed + len(history),
+                              roles=acting if config.env == "roles" else None, train_roles=training,
+                              num_env_runners=config.num_env_runners, num_learners=config.num_learners,
+                              num_gpus_per_learner=config.num_gpus_per_learner, train_batch=config.train_batch,
+                              minibatch=config.minibatch, epochs=config.epochs, lr=config.lr, gamma=config.gamma,
+                              lambda_=config.lambda_, entropy=config.entropy, hidden=config.hidden,
+                              envs_per_runner=config.envs_per_runner).build_algo()
+            if weights:  # the stage before's modules: carried on
+                algo.learner_group.set_weights({m: w for m, w in weights.items() if m in acting})
+                algo.env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group,
+                                                   inference_only=True)
+            if len(plan) > 1:
+                say(f"stage: {', '.join(training)} learn{'s' if len(training) == 1 else ''}"
+                    f"{' (' + ', '.join(r for r in acting if r not in training) + ' acting)' if acting != training else ''}")
+            base = steps
+            for _ in range(n):
+                i += 1
+                result = algo.train()
+                runners = result.get("env_runners", {})
+                steps = base + int(runners.get("num_env_steps_sampled_lifetime", steps - base))
+                ret, per = episode_return(runners, config.env)
+                returns.append(ret)
+                pnl = None
+                if heldout and config.eval_every and (i % config.eval_every == 0 or i == config.iterations):
+                    pnl = evaluate_one("training", _policies_now(algo, config, acting, scaling), heldout,
+                                       cash=cash).pnl
+                history.append({"iteration": i, "returns": {r: per.get(r) for r in acting} if config.env == "roles"
+                                else {"single": ret}, "heldout_pnl": pnl})
+                if on_iteration is not None:
+                    on_iteration(history[-1])
+                line = iteration_line(i, config.iterations, steps, ret, per, time.perf_counter() - started)
+                say(line if pnl is None else f"{line}, held-out PnL ${pnl:+,.2f}")
         device = _learner_device(algo)
-        saved = save_model(algo, Path(out), config, tapes)
+        saved = save_model(algo, Path(out), config, tapes, scaling=scaling, masked=config.env == "roles",
+                           history=history)
     finally:
-        algo.stop()
+        if algo is not None:
+            algo.stop()
     return TrainReport(out=str(out), version=saved.version, iterations=config.iterations, env_steps=steps,
-                       seconds=time.perf_counter() - started, returns=returns, device=device)
+                       seconds=time.perf_counter() - started, returns=returns, device=device, history=history)
 
 
 def _learner_device(algo: Any) -> str:

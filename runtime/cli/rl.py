@@ -54,7 +54,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     t.add_argument("--frozen", default="rule", metavar="rule|flow|random|DIR",
                    help="(--env roles) the policies of the roles that do not learn: the rule baselines (default), "
                    "random, or a model trained before (its roles keep its weights)")
+    t.add_argument("--schedule", choices=("joint", "staged"), default=None,
+                   help="(--env roles) joint: every role learns from the first iteration; staged: the signal first "
+                   "(the others rules), then entry and exit, then sizing (default joint)")
     t.add_argument("--iterations", type=int, default=20, metavar="N", help="PPO iterations (default 20)")
+    t.add_argument("--eval-every", type=int, default=0, metavar="K",
+                   help="with --heldout: the held-out PnL every K iterations and after the last, in the progress and "
+                   "the history saved with the model (default 0: never)")
+    t.add_argument("--heldout", nargs="+", default=(), metavar="LOG_OR_DIR",
+                   help="held-out sessions for --eval-every (never trained on)")
     t.add_argument("--out", default="models/tape", metavar="DIR",
                    help="registry directory the new version is saved under (default models/tape)")
     t.add_argument("--num-env-runners", type=int, default=0, metavar="K",
@@ -73,6 +81,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     t.add_argument("--minibatch", type=int, default=500, metavar="STEPS", help="SGD minibatch (default 500)")
     t.add_argument("--epochs", type=int, default=6, metavar="E", help="SGD passes per iteration (default 6)")
     t.add_argument("--lr", type=float, default=3e-4, help="learning rate (default 3e-4)")
+    t.add_argument("--entropy", type=float, default=None, help="PPO's entropy coefficient (default 0)")
+    t.add_argument("--gamma", type=float, default=None, help="discount factor (default 0.995)")
+    t.add_argument("--lambda", dest="lambda_", type=float, default=None, help="GAE's lambda (default 1)")
+    t.add_argument("--horizon", type=int, default=None, metavar="SECONDS",
+                   help="(--env roles) the decision horizon the roles' rewards measure against (policies/rewards.py; "
+                   "default 300)")
+    t.add_argument("--abstain", type=float, default=None, metavar="W",
+                   help="(--env roles) weight of the opportunity cost charged to a signal's hold (default 1)")
     t.add_argument("--markets", default=None, metavar="T1,T2", help="train on these tickers only")
     t.add_argument("--lot", type=int, default=10, metavar="CONTRACTS", help="(--env single) order size (default 10)")
     t.add_argument("--cash", type=float, default=1_000.0, metavar="DOLLARS", help="starting cash per episode (default 1000)")
@@ -207,9 +223,23 @@ async def run_train(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"--max-steps and --curriculum must be >= 0, got {args.max_steps} and {args.curriculum}")
     new_directory(args.out, "--out")  # before hours of training, not after
     roles = tuple(r for r in args.roles.split(",") if r)
+    if args.eval_every < 0:
+        raise UsageError(f"--eval-every must be >= 0, got {args.eval_every}")
+    if args.eval_every and not args.heldout:
+        raise UsageError("--eval-every needs --heldout LOG_OR_DIR (the sessions to measure on)")
+    if args.heldout:
+        _check_data(list(args.heldout))
+    defaults = TrainConfig(data=())
+    rewards = defaults.rewards
     try:
+        rewards = msgspec.structs.replace(
+            rewards, **{k: v for k, v in (("horizon_s", args.horizon), ("abstain", args.abstain)) if v is not None})
         config = TrainConfig(
             data=tuple(args.data), env=args.env, roles=roles, frozen=args.frozen, iterations=args.iterations,
+            schedule=args.schedule or defaults.schedule, eval_every=args.eval_every, heldout=tuple(args.heldout),
+            entropy=defaults.entropy if args.entropy is None else args.entropy, rewards=rewards,
+            gamma=defaults.gamma if args.gamma is None else args.gamma,
+            lambda_=defaults.lambda_ if args.lambda_ is None else args.lambda_,
             seed=args.seed, num_env_runners=args.num_env_runners, num_learners=args.num_learners,
             num_gpus_per_learner=args.num_gpus_per_learner, train_batch=args.train_batch, minibatch=args.minibatch,
             epochs=args.epochs, lr=args.lr, envs_per_runner=args.envs_per_runner, hidden=args.hidden,
@@ -219,12 +249,13 @@ async def run_train(args: argparse.Namespace, settings: Settings) -> int:
     except (ValueError, msgspec.ValidationError) as exc:
         raise UsageError(str(exc)) from None
     tapes = await _tapes(args.data, args.markets)
+    heldout = await _tapes(list(args.heldout), args.markets) if args.heldout and args.eval_every else None
     connect()
     _check_gpus(config)
     status = Status()
     say = status.line
     started = time.perf_counter()
-    report = train(config, args.out, tapes=tapes, say=say)
+    report = train(config, args.out, tapes=tapes, heldout=heldout, say=say)
     if args.json:
         print(json.dumps(msgspec.to_builtins(report)))
         return 0

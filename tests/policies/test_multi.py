@@ -1,4 +1,5 @@
-"""The multi-agent environment: roles acting in turn, frozen roles, the shared trade-outcome reward."""
+"""The multi-agent environment: roles acting in turn, frozen roles, each role's own reward, masks and scaling.
+(What the rewards are is tests/policies/test_rewards.py's.)"""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import numpy as np
 import pytest
 
 from policies.data import tapes_from
+from policies.features import Scaling
 from policies.multi import MultiRoleEnv
-from policies.roles import ACTION_COUNTS, SIZES, RandomPolicy, decision, random_policies
+from policies.roles import ACTION_COUNTS, SIZES, RandomPolicy, action_mask, decision, random_policies
 from policies.rules import baselines
 from replay.bench import TIGHT
 from runtime.events import OrderIntent, PolicyDecided
@@ -23,7 +25,7 @@ def run(env: MultiRoleEnv, seed: int, steps: int = 100_000):
     for _ in range(steps):
         (role,) = obs
         assert env.observation_spaces[role].contains(obs[role])
-        action = int(rng.integers(env.action_spaces[role].n))
+        action = int(rng.choice(np.flatnonzero(obs[role]["action_mask"])))  # what a masked module can choose
         obs, rewards, terminated, truncated, infos = env.step({role: action})
         trace.append((role, action, rewards, infos))
         if terminated["__all__"]:
@@ -47,23 +49,61 @@ def test_roles_act_in_turn_in_decision_order():
             assert roles[i - 1] == "sizing"
 
 
-def test_rewards_are_trade_outcomes_shared_by_the_roles_that_acted_and_sum_to_the_pnl():
-    env = MultiRoleEnv({}, tapes=TAPES, frozen_policies=baselines())
+def test_each_trade_pays_the_roles_their_shares_and_they_add_up_to_its_pnl():
+    """Every trade of the episode is split (policies.rewards.split) and its parts add up to the trade's PnL; the
+    trades' PnL is the episode's; a role is paid only after it acted."""
+    from policies.rewards import split
+
+    class Spy(MultiRoleEnv):
+        def _on_trade(self, trade, paid):
+            shares = split(trade, self._path(), self.rewards)
+            self.seen.append((trade, shares))
+            super()._on_trade(trade, paid)
+
+    env = Spy({}, tapes=TAPES, frozen_policies=baselines())
+    env.seen = []
     trace = run(env, 2)
-    paid = [rewards for _, _, rewards, _ in trace if rewards]
-    assert paid, "a random agent trades"
-    for rewards in paid:
-        assert len(set(rewards.values())) == 1  # shared: one outcome per trade
+    assert env.seen, "a random agent trades"
+    for trade, shares in env.seen:
+        assert shares.total() == trade.pnl
     pnl = trace[-1][3][next(iter(trace[-1][3]))]["pnl"]
-    assert sum(next(iter(r.values())) for r in paid) == pytest.approx(pnl, abs=1e-6)
-    # a signal that holds and never trades earns nothing
-    holding = MultiRoleEnv({"roles": ["signal"]}, tapes=TAPES, frozen_policies=baselines())
-    holding.reset(seed=0)
-    for _ in range(500):
-        _, rewards, terminated, _, _ = holding.step({"signal": 0})
-        assert not rewards or set(rewards.values()) == {0.0}
-        if terminated["__all__"]:
-            break
+    assert sum(t.pnl for t, _ in env.seen) / 1e6 == pytest.approx(pnl, abs=1e-3)
+    acted: set[str] = set()
+    for role, _, rewards, _ in trace:
+        acted.add(role)
+        assert set(rewards) <= acted
+
+
+def test_actions_that_cannot_apply_are_masked():
+    """Close is masked while flat, cancel without a working entry order; a buy or an entry needs a touch."""
+    env = MultiRoleEnv({}, tapes=TAPES, frozen_policies=baselines())
+    obs, _ = env.reset(seed=3)
+    seen = set()
+    for _ in range(20_000):
+        (role,) = obs
+        o, mask = env._obs, obs[role]["action_mask"]
+        assert np.array_equal(mask, action_mask(role, o)) and mask[0] == 1.0
+        if role == "exit":
+            assert mask[1] == (1.0 if o.view.position else 0.0)
+            assert mask[2] == (0.0 if o.entry_order is None else 1.0)
+            seen.add(("exit", bool(o.view.position), o.entry_order is not None))
+        if role == "sizing":
+            assert all(m == 1.0 or n * 100 * o.unit_cost > o.view.free_cash for n, m in zip(SIZES, mask, strict=True))
+        action = int(np.random.default_rng(len(seen)).choice(np.flatnonzero(mask)))
+        obs, _, terminated, truncated, _ = env.step({role: action})
+        if terminated["__all__"] or truncated["__all__"]:
+            obs, _ = env.reset()
+    assert ("exit", True, False) in seen and ("exit", False, True) in seen
+
+
+def test_observations_are_scaled_by_the_roles_scaling():
+    scaling = {"signal": Scaling(names=("x",) * 21, center=(1.0,) * 21, scale=(2.0,) * 21, clip=3.0)}
+    plain = MultiRoleEnv({"roles": ["signal"]}, tapes=TAPES, frozen_policies=baselines())
+    scaled = MultiRoleEnv({"roles": ["signal"], "scaling": scaling}, tapes=TAPES, frozen_policies=baselines())
+    a, _ = plain.reset(seed=1)
+    b, _ = scaled.reset(seed=1)
+    expected = np.clip((a["signal"]["observations"] - 1.0) / 2.0, -3.0, 3.0)
+    assert np.array_equal(b["signal"]["observations"], expected.astype(np.float32))
 
 
 def test_frozen_roles_decide_inside_the_episode_with_their_own_version():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import msgspec
 import numpy as np
 import pytest
 
+from policies.base import OBSERVATION_NAMES
 from policies.bench import bench_tapes
 from policies.env import EnvConfig, TradingEnv
 from policies.evaluate import evaluate
@@ -48,6 +50,7 @@ from runtime.venues.sim.session import EPOCH_NS
 
 TAPE = shutil.which("tape", path=str(Path(sys.executable).parent)) or "tape"
 ENV = {**os.environ, "TAPE__LOGGING__FORMAT": "json", "TAPE__LOGGING__LEVEL": "warning"}
+OLD_MODEL = Path(__file__).parent / "models" / "ppo@7abd83a9253d"
 TINY = {"iterations": 2, "train_batch": 400, "minibatch": 200, "epochs": 1, "hidden": (16,)}
 
 
@@ -118,6 +121,94 @@ def test_a_version_is_saved_with_its_manifest_and_latest_names_the_newest(models
     assert manifest["train"]["seed"] == 1 and manifest["software"]["ray"]
     for path in manifest["modules"].values():
         assert (models["v1_dir"] / path).is_dir()
+    # what inference needs besides the weights: the layouts, the scaling fitted on the data, the masks
+    assert manifest["format"] == 2 and manifest["masked"] is True
+    for role in ("signal", "sizing", "entry", "exit"):
+        assert manifest["observations"][role] == list(OBSERVATION_NAMES[role])
+        assert manifest["scaling"][role]["names"] == list(OBSERVATION_NAMES[role])
+        assert min(manifest["scaling"][role]["scale"]) > 0
+    history = json.loads((models["v1_dir"] / "history.json").read_text())
+    assert [h["iteration"] for h in history] == [1, 2]
+    assert set(history[0]["returns"]) == {"signal", "sizing", "entry", "exit"} and history[0]["heldout_pnl"] is None
+
+
+def test_the_scaling_is_covered_by_the_hash(models, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(models["v1_dir"], copy)
+    manifest = json.loads((copy / MODEL_FILE).read_text())
+    manifest["scaling"]["signal"]["center"][3] += 0.01
+    (copy / MODEL_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="do not match the manifest's hash"):
+        load_model(copy)
+
+
+def test_a_model_whose_feature_layout_is_not_the_codes_is_refused_naming_where(models, tmp_path):
+    """A model trained on another observation layout than this code's: a clear error naming the module, the
+    position and both names (before the hash), and exit 2 from the commands that take models."""
+    copy = tmp_path / "other"
+    shutil.copytree(models["v1_dir"], copy)
+    manifest = json.loads((copy / MODEL_FILE).read_text())
+    manifest["observations"]["exit"][19] = "signed_flow"
+    (copy / MODEL_FILE).write_text(json.dumps(manifest))
+    message = ("the exit module's observation layout does not match this code's: 27 features against 27, first "
+               "difference at position 19: the model has 'signed_flow', the code 'signed_volume' (retrain it)")
+    with pytest.raises(ModelError, match=re.escape(message)):
+        load_model(copy)
+    manifest["observations"]["exit"][19] = "signed_volume"
+    manifest["scaling"]["sizing"]["names"] = manifest["scaling"]["sizing"]["names"][:-1]
+    manifest["scaling"]["sizing"]["center"] = manifest["scaling"]["sizing"]["center"][:-1]
+    manifest["scaling"]["sizing"]["scale"] = manifest["scaling"]["sizing"]["scale"][:-1]
+    (copy / MODEL_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="the sizing module's scaling is for another layout"):
+        load_model(copy)
+    for command in (["eval", "--data", ".", "--policies", str(copy)], ["train", "--data", ".", "--frozen", str(copy)]):
+        done = tape(*command, cwd=tmp_path)
+        assert done.returncode == 2 and "the sizing module's scaling is for another layout" in done.stderr, done.stderr
+
+
+async def test_a_model_saved_before_scaling_and_masking_still_loads_and_replays(tmp_path):
+    """A model version as the code before scaling and masking saved it (format 1: tests/policies/models, trained by
+    that code) loads unscaled and unmasked, trades in a session through its ModelLoaded events, and the session
+    replays."""
+    from policies.episode import Episode
+    from runtime.sequencer import InProcessRunner, Sequencer
+    from runtime.topology import topology
+
+    model = load_model(OLD_MODEL)
+    assert model.manifest.format == 1 and not model.manifest.masked and not model.manifest.scaling
+    tape = bench_tapes(2, 600)[1]
+    episode = Episode(tape, load_policies("rule"), cash=10**9)
+    inputs = list(episode.inputs())
+    log = await create_log(tmp_path, SessionMeta(session_id="old", mode="paper"))
+    sequencer = Sequencer(log, InProcessRunner(topology(episode.spec, PROVIDER)))
+    await sequencer.submit(inputs[:2])
+    await sequencer.submit([(inputs[0][0], e) for e in model_events(OLD_MODEL)])
+    for entry in inputs[2:]:
+        await sequencer.submit([entry])
+    await log.close()
+    async with await open_log(tmp_path / "old") as written:
+        records = [r async for batch in written.read() for r in batch]
+        report = await verify(written, policies=PROVIDER)
+    assert report.ok, report.divergence
+    assert any(type(r.event) is PolicyDecided and r.event.version == model.version for r in records)
+
+
+def test_staged_training_trains_the_roles_in_turn_and_records_its_history(models, tmp_path):
+    """--schedule staged: the signal alone, then entry and exit, then sizing, each stage from the weights the one
+    before left; the history names the roles acting in each iteration and the held-out PnL every K iterations."""
+    from policies.train import stages
+
+    config = tiny(4, schedule="staged", iterations=3, eval_every=2)
+    assert stages(config) == [(1, ("signal",), ("signal",)), (1, ("signal", "entry", "exit"), ("entry", "exit")),
+                              (1, ("signal", "sizing", "entry", "exit"), ("sizing",))]
+    report = train(config, tmp_path / "staged", tapes=models["tapes"], heldout=models["tapes"][:1])
+    assert [set(h["returns"]) for h in report.history] == [
+        {"signal"}, {"signal", "entry", "exit"}, {"signal", "sizing", "entry", "exit"}]
+    assert [h["heldout_pnl"] is None for h in report.history] == [True, False, False]
+    model = load_model(tmp_path / "staged")
+    assert {p.version for p in model.policies().values()} == {report.version}
+    saved = json.loads((tmp_path / "staged" / report.version / "history.json").read_text())
+    assert saved == json.loads(json.dumps(report.history))
 
 
 def test_models_load_as_policies_without_an_algorithm(models):
@@ -167,7 +258,8 @@ def test_a_single_agent_model_trades_live_exactly_as_it_acted_in_training(models
 
     model = load_model(models["root"] / "single")
     tape = models["tapes"][1]
-    env = TradingEnv(EnvConfig(lot=model.manifest.lot), tapes=[tape], record=True)
+    env = TradingEnv({"lot": model.manifest.lot, "scaling": model.manifest.scaling["default_policy"]}, tapes=[tape],
+                     record=True)
     obs, _ = env.reset(seed=0)
     while True:
         obs, _, terminated, truncated, _ = env.step(_act(model.modules["default_policy"], obs)[0])
@@ -304,6 +396,8 @@ def test_tape_train_and_eval_commands(tmp_path):
     (["train", "--data", ".", "--frozen", "models/x"], "--frozen: rule, random[:SEED] or a model"),
     (["train", "--data", ".", "--envs-per-runner", "0"], "--envs-per-runner must be >= 1"),
     (["train", "--data", ".", "--hidden", "64,0"], "--hidden takes layer sizes >= 1"),
+    (["train", "--data", ".", "--eval-every", "5"], "--eval-every needs --heldout"),
+    (["train", "--data", ".", "--schedule", "later"], "invalid choice: 'later'"),
     (["eval", "--data", ".", "--policies", "models/none"], "--policies models/none"),
 ])
 def test_bad_arguments_exit_2_naming_them(tmp_path, args, needle):
