@@ -129,6 +129,26 @@ def register(commands: argparse._SubParsersAction) -> None:
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(handler=bench_env)
 
+    d = sub.add_parser(
+        "dashboard", help="the dashboard: the staleness its clients see, and what it costs the tick-to-order latency",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Two paper sessions in one run on the local exchange (--markets tight markets at --speed x, the "
+        "machines in process, the seeded random baselines): without the dashboard, then with it served as tape paper "
+        "--dashboard serves it and --clients WebSocket clients in another process reading everything. stream_p99_ms: "
+        "the p99 staleness of what a client sees (receive time less the edge's receive stamp of the newest record a "
+        "delta reflects); latency_ratio: tick-to-order p50 with the dashboard on over off (latency_ratio_p99 at p99). "
+        "runtime/dashboard/bench.py says exactly what is timed.",
+        epilog="keys of --json: markets, clients, seconds, speed, stream_p50_ms, stream_p99_ms, stream_deltas,\n"
+        "stream_snapshots, stream_gaps, latency_off_p50_ms, latency_off_p99_ms, orders_off, latency_on_p50_ms,\n"
+        "latency_on_p99_ms, orders_on, latency_ratio, latency_ratio_p99, records_per_s_off, records_per_s_on, machine\n\n"
+        "example:\n  tape bench dashboard --json")
+    d.add_argument("--markets", type=int, default=300, metavar="M", help="markets (default 300)")
+    d.add_argument("--clients", type=int, default=10, metavar="N", help="WebSocket clients (default 10)")
+    d.add_argument("--seconds", type=float, default=15.0, metavar="S", help="length of each session (default 15)")
+    d.add_argument("--speed", type=float, default=50.0, metavar="X", help="the exchange's event time per second (default 50)")
+    d.add_argument("--json", action="store_true", help="print one JSON object")
+    d.set_defaults(handler=bench_dashboard)
+
     m = sub.add_parser(
         "sim", help="the local exchange: matching-engine operations/s and order-flow model events/s",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -345,6 +365,20 @@ async def bench_env(args: argparse.Namespace, settings: Settings) -> int:
     say = Status().line if not args.json else (lambda m: None)
     result = run_env_bench(seconds=args.seconds, rllib_steps=args.rllib_steps, rllib=not args.no_rllib, say=say)
     return _report(args, "tape bench env: the RL environments", result)
+
+
+async def bench_dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    from policies.registry import PROVIDER
+
+    from ..dashboard.bench import run_dashboard_bench
+    from . import UsageError
+
+    if args.markets < 1 or args.clients < 1 or not args.seconds > 0 or not args.speed > 0:
+        raise UsageError("--markets and --clients must be at least 1, --seconds and --speed positive")
+    say = Status().line if not args.json else (lambda m: None)
+    result = await run_dashboard_bench(policies=PROVIDER, markets=args.markets, clients=args.clients,
+                                       seconds=args.seconds, speed=args.speed, say=say)
+    return _report(args, f"tape bench dashboard: {args.markets} markets, {args.clients} clients", result)
 
 
 def _check_repeat(repeat: int) -> None:

@@ -101,6 +101,7 @@ class DashboardServer:
         self.single = _names_one_session(target) if single is None else single
         self.hubs: dict[str | None, Hub] = {}
         self._runner: web.AppRunner | None = None
+        self._sockets: set[web.WebSocketResponse] = set()
         self._log = get_logger("dashboard")
 
     @property
@@ -115,13 +116,16 @@ class DashboardServer:
         app.router.add_get("/ws", self._ws)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=2.0)
         await site.start()
         self.port = self._runner.addresses[0][1]
         if self.single:
             await self._hub(None)
 
     async def close(self) -> None:
+        for ws in list(self._sockets):  # every page is told, so none holds the shutdown up
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(code=WSCloseCode.GOING_AWAY, message=b"the dashboard stopped"), 1.0)
         for hub in self.hubs.values():
             await hub.close()
         if self._runner is not None:
@@ -163,9 +167,11 @@ class DashboardServer:
         ws = web.WebSocketResponse(max_msg_size=FRAME_MAX, heartbeat=20.0)
         await ws.prepare(request)
         session = _Session(self, ws)
+        self._sockets.add(ws)
         try:
             await session.run()
         finally:
+            self._sockets.discard(ws)
             await session.leave()
         return ws
 
