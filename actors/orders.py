@@ -16,6 +16,13 @@ A fill whose ``trade_id`` was seen before is ignored (the positions machine reco
 An acknowledgement of an order the venue already showed us (accepted again — the order gateway and the
 ``user_orders`` channel both report it — or after a fill or cancel that raced it) changes nothing and is
 not refused, unless it names another venue order id.
+
+Amends change an order's terms, not its state: ``AmendRequested`` notes the new total count on its way (fills
+up to the larger of the two counts are then allowed, and only the larger completes the order);
+``OrderAmended`` sets the price and the count (an order whose fills already reach the new count is
+``filled``; an order the venue amends before we saw it accepted is ``accepted``); ``AmendRejected`` drops
+the amend on its way. ``OrderAmended`` for an order that is done, or was never placed, is refused
+(``to_state`` ``"amended"``) like any other venue event the table does not allow.
 """
 
 from __future__ import annotations
@@ -26,8 +33,11 @@ from typing import Final, Literal
 import msgspec
 
 from runtime.events import (
+    AmendRejected,
+    AmendRequested,
     Event,
     OrderAccepted,
+    OrderAmended,
     OrderCanceled,
     OrderExpired,
     OrderFilled,
@@ -77,6 +87,8 @@ class OrderRecord(msgspec.Struct, gc=False):
     state: OrderState = "intent"
     filled: int = 0
     order_id: str | None = None
+    pending_count: int = 0  # the total count of an amend on its way (0: none)
+    pending_seq: int = 0  # and its seq
 
     @property
     def remaining(self) -> int:
@@ -117,6 +129,8 @@ class Orders:
             return NOTHING
         if kind is OrderFilled:
             return self._fill(seq, event)  # type: ignore[arg-type]
+        if kind is AmendRequested or kind is OrderAmended or kind is AmendRejected:
+            return self._amend(seq, event)  # type: ignore[arg-type]
         to = _TARGET.get(kind)
         if to is None:
             return NOTHING
@@ -140,6 +154,31 @@ class Orders:
             transition(cid, existing.state, "intent")  # never allowed: raises, naming the states
         self._orders[cid] = OrderRecord(cid, intent.market, intent.side, intent.price, intent.count)
 
+    def _amend(self, seq: int, event: AmendRequested | OrderAmended | AmendRejected) -> Sequence[Event]:
+        o = self._orders.get(event.client_order_id)
+        if type(event) is AmendRequested:
+            if o is not None and TRANSITIONS[o.state] and not o.pending_count:
+                o.pending_count, o.pending_seq = event.count, seq
+            return NOTHING
+        if type(event) is AmendRejected:
+            if o is not None and event.cause_seq in (None, o.pending_seq):
+                o.pending_count = o.pending_seq = 0
+            return NOTHING
+        assert type(event) is OrderAmended
+        if o is None or not TRANSITIONS[o.state]:
+            return (OrderTransitionRefused(
+                client_order_id=event.client_order_id, from_state="unknown" if o is None else o.state,
+                to_state="amended", cause_seq=seq, detail="no such order" if o is None else f"the order is {o.state}"),)
+        o.price, o.count = event.price, event.count
+        o.pending_count = o.pending_seq = 0
+        if o.order_id is None:
+            o.order_id = event.order_id
+        if o.filled >= o.count:
+            o.state = "filled"
+        elif o.state == "intent":
+            o.state = "accepted"
+        return NOTHING
+
     def _fill(self, seq: int, fill: OrderFilled) -> Sequence[Event]:
         if fill.trade_id in self._seen:
             return NOTHING
@@ -147,12 +186,13 @@ class Orders:
         cid = fill.client_order_id
         o = self._orders.get(cid)
         filled = (o.filled if o else 0) + fill.count
-        to: OrderState = "filled" if o is None or filled >= o.count else "partially_filled"
+        total = 0 if o is None else max(o.count, o.pending_count)
+        to: OrderState = "filled" if o is None or filled >= total else "partially_filled"
         if o is None or to not in TRANSITIONS[o.state]:
             return (self._refused(cid, o, to, seq),)
-        if filled > o.count:
+        if filled > total:
             return (self._refused(cid, o, to, seq, f"a fill of {format_count(fill.count)} exceeds the remaining "
-                                                    f"{format_count(o.count - o.filled)}"),)
+                                                    f"{format_count(total - o.filled)}"),)
         o.state = to
         o.filled = filled
         if o.order_id is None:

@@ -25,7 +25,18 @@ A second request for the same order is the same cancel.
 **Done** (forgotten): ``OrderRejected``, ``OrderCanceled``, ``OrderExpired``, an ``OrderStatusReported``
 with status ``canceled`` or ``executed``, or fills (deduplicated by trade id) adding up to the order's count.
 
-Both lists are in log order (an order's place is its reservation; a cancel's, its first request).
+**To amend** once an ``AmendRequested`` (a new price and a new total count) names an open order, the cash pool
+has answered it with a ``CashReserved`` caused by it (``cause_seq`` = the amend's seq; the amount may be 0),
+and the order's venue id is known: :meth:`Router.pending_amends`. One amend per order at a time (the pool
+refuses a second while one is on its way: ``amend_pending``); ``OrderAmended`` applies its terms (the order's
+price and count are now the amend's, so fills up to the new count are what completes it), ``AmendRejected``
+drops it. While an amend is on its way, fills complete the order only once they reach the larger of the two
+counts. An order with a cancel requested is not amended (the cancel wins). An amend is absolute, so the
+gateway may send it again until its outcome is logged; it never doubles. (The paper matcher never sees an
+amend: a paper session's orchestrator emits none.)
+
+Both lists are in log order (an order's place is its reservation; a cancel's, its first request; an amend's,
+its request).
 """
 
 from __future__ import annotations
@@ -35,10 +46,13 @@ from collections.abc import Sequence
 import msgspec
 
 from runtime.events import (
+    AmendRejected,
+    AmendRequested,
     CancelRequested,
     CashReserved,
     Event,
     OrderAccepted,
+    OrderAmended,
     OrderCanceled,
     OrderExpired,
     OrderFilled,
@@ -49,7 +63,7 @@ from runtime.events import (
 
 from .machine import NOTHING
 
-__all__ = ["CancelWork", "Router", "RouterSnapshot"]
+__all__ = ["AmendWork", "CancelWork", "Router", "RouterSnapshot"]
 
 
 class CancelWork(msgspec.Struct, frozen=True):
@@ -58,6 +72,19 @@ class CancelWork(msgspec.Struct, frozen=True):
     client_order_id: str
     order_id: str
     market: str
+    count: int
+    requested_seq: int
+
+
+class AmendWork(msgspec.Struct, frozen=True):
+    """An amend to send: the order (both ids, its market and side), its new price and new total count (filled
+    plus resting), and the seq of its ``AmendRequested``."""
+
+    client_order_id: str
+    order_id: str
+    market: str
+    side: str
+    price: int
     count: int
     requested_seq: int
 
@@ -71,6 +98,17 @@ class _Open(msgspec.Struct, gc=False):
     filled: int = 0
     trades: list[str] = []
     cancel_seq: int | None = None
+    count: int = 0  # the order's total count after an amend (0: the intent's)
+    price: int = 0  # its price after an amend (0: the intent's)
+    amend: AmendRequested | None = None  # the amend on its way, and its seq
+    amend_seq: int = 0
+    amend_ok: bool = False  # the cash pool reserved for it: to send
+
+    @property
+    def total(self) -> int:
+        """What may fill in all: the order's count, or an amend's on its way if larger."""
+        count = self.count or self.intent.count
+        return max(count, self.amend.count) if self.amend is not None else count
 
 
 class RouterSnapshot(msgspec.Struct, frozen=True):
@@ -100,6 +138,16 @@ class Router:
         work.sort(key=lambda w: w.requested_seq)
         return work
 
+    def pending_amends(self) -> list[AmendWork]:
+        """Amends the cash pool has answered, of orders still open whose venue id is known and that no cancel
+        is for, in request order."""
+        work = [AmendWork(o.intent.client_order_id, o.order_id, o.intent.market, o.intent.side, o.amend.price,
+                          o.amend.count, o.amend_seq)
+                for o in self._open.values()
+                if o.amend is not None and o.amend_ok and o.order_id is not None and o.cancel_seq is None]
+        work.sort(key=lambda w: w.requested_seq)
+        return work
+
     def venue_order_ids(self) -> list[str]:
         """The venue ids of every open order the venue has acknowledged, in reservation order (for a last-resort
         cancel when the log can no longer record one)."""
@@ -114,10 +162,29 @@ class Router:
         match event:
             case OrderIntent(client_order_id=coid):
                 self._waiting[coid] = event
-            case CashReserved(client_order_id=coid):
+            case CashReserved(client_order_id=coid, cause_seq=cause):
                 intent = self._waiting.pop(coid, None)
                 if intent is not None:
                     self._open[coid] = _Open(intent)
+                elif (o := self._open.get(coid)) is not None and o.amend is not None and cause == o.amend_seq:
+                    o.amend_ok = True
+            case AmendRequested(client_order_id=coid, order_id=order_id):
+                o = self._open.get(coid)
+                if o is not None and o.amend is None:
+                    o.amend, o.amend_seq, o.amend_ok = event, seq, False
+                    if o.order_id is None:
+                        o.order_id = order_id
+            case OrderAmended(client_order_id=coid, price=price, count=count):
+                o = self._open.get(coid)
+                if o is not None:
+                    o.price, o.count = price, count
+                    o.amend, o.amend_seq, o.amend_ok = None, 0, False
+                    if o.filled >= count:
+                        self._done(coid)
+            case AmendRejected(client_order_id=coid, cause_seq=cause):
+                o = self._open.get(coid)
+                if o is not None and o.amend is not None and cause in (None, o.amend_seq):
+                    o.amend, o.amend_seq, o.amend_ok = None, 0, False
             case CancelRequested(client_order_id=coid, order_id=order_id):
                 o = self._open.get(coid)
                 if o is not None and o.cancel_seq is None:
@@ -154,7 +221,7 @@ class Router:
         self._landed(fill.client_order_id, fill.order_id)
         o.trades.append(fill.trade_id)
         o.filled += fill.count
-        if o.filled >= o.intent.count:
+        if o.filled >= o.total:
             self._done(fill.client_order_id)
 
     def _done(self, coid: str) -> None:

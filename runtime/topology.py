@@ -8,12 +8,14 @@ of the determinism contract: derived events of one cause are logged in node orde
                                          ``books:<first>..<last>``: a BookShard of several markets,
                                          since every node is an actor and every actor a process)
     cash            CashPool             SessionStarted, CashDeposited, OrderIntent, OrderFilled,
-                                         OrderRejected, OrderCanceled, OrderExpired, MarketLifecycle
+                                         OrderRejected, OrderCanceled, OrderExpired, MarketLifecycle, amends
     execution       PaperMatcher         market data, lifecycle, timers (time advances its latency queue),
                                          OrderIntent, CashReserved, OrderRejected, CancelRequested
                     or Router            (``execution="venue"``) OrderIntent, CashReserved, CancelRequested and
                                          the venue's answers: OrderAccepted, OrderRejected, OrderCanceled,
-                                         OrderExpired, OrderFilled, OrderStatusReported. It derives nothing:
+                                         OrderExpired, OrderFilled, OrderStatusReported; amends (AmendRequested,
+                                         OrderAmended, AmendRejected; the paper matcher gets none: a paper
+                                         session emits none). It derives nothing:
                                          its work list is what the driver's gateway sends (runtime.paper)
     fills           Positions            OrderFilled (dedupe by trade id), MarketLifecycle
     orchestrator    Orchestrator         market data, lifecycle, timers, models, every order and cash event
@@ -62,6 +64,8 @@ from actors.positions import Positions, PositionsSnapshot
 from actors.router import Router, RouterSnapshot
 from actors.shard import BookShard, BookShardSnapshot
 from runtime.events import (
+    AmendRejected,
+    AmendRequested,
     BookDelta,
     BookResynced,
     BookSnapshot,
@@ -73,6 +77,7 @@ from runtime.events import (
     ModelLoaded,
     OperatorCommand,
     OrderAccepted,
+    OrderAmended,
     OrderCanceled,
     OrderExpired,
     OrderFilled,
@@ -216,7 +221,7 @@ def topology(spec: SessionSpec, policies: PolicyProvider) -> tuple[Node, ...]:
         *books,
         Node("cash", partial(_cash, spec), partial(_restore_cash, spec),
              frozenset({SessionStarted, CashDeposited, OrderIntent, OrderFilled, OrderRejected, OrderCanceled,
-                        OrderExpired, MarketLifecycle})),
+                        OrderExpired, MarketLifecycle, AmendRequested, OrderAmended, AmendRejected})),
         _execution(spec),
         Node("fills", Positions, _restore_positions, frozenset({OrderFilled, MarketLifecycle})),
         Node("orchestrator", partial(_orchestrator, spec, policies), partial(_restore_orchestrator, spec, policies),
@@ -226,7 +231,7 @@ def topology(spec: SessionSpec, policies: PolicyProvider) -> tuple[Node, ...]:
 
 
 ROUTER_TYPES = frozenset({OrderIntent, CashReserved, CancelRequested, OrderAccepted, OrderRejected, OrderCanceled,
-                          OrderExpired, OrderFilled, OrderStatusReported})
+                          OrderExpired, OrderFilled, OrderStatusReported, AmendRequested, OrderAmended, AmendRejected})
 """what :class:`~actors.router.Router` folds: the execution node's events in ``venue`` mode"""
 
 

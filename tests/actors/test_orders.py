@@ -9,8 +9,11 @@ import pytest
 
 from actors.orders import TRANSITIONS, IllegalTransition, OrderRecord, Orders, transition
 from runtime.events import (
+    AmendRejected,
+    AmendRequested,
     CashDeposited,
     OrderAccepted,
+    OrderAmended,
     OrderCanceled,
     OrderExpired,
     OrderFilled,
@@ -186,3 +189,50 @@ def test_snapshot_round_trips_through_msgpack():
     snap = machine.snapshot()
     decoded = msgspec.msgpack.decode(msgspec.msgpack.encode(snap), type=type(snap))
     assert Orders.restore(decoded).snapshot() == snap
+
+
+# -- amends -------------------------------------------------------------------------------------------
+def amended(price: int, count: int, cid: str = "c1") -> OrderAmended:
+    return OrderAmended(client_order_id=cid, order_id=f"o-{cid}", price=price, count=count)
+
+
+def test_an_amend_changes_the_terms_not_the_state():
+    machine, out = fold(intent(), accepted(), fill("t1", 300), AmendRequested(cause_seq=3, client_order_id="c1",
+                                                                             price=4_600, count=1_500),
+                        amended(4_600, 1_500))
+    o = machine.get("c1")
+    assert out == [] and (o.state, o.price, o.count, o.filled, o.remaining) == ("partially_filled", 4_600, 1_500, 300,
+                                                                                1_200)
+
+
+def test_while_an_increase_is_on_its_way_fills_up_to_the_new_count_are_allowed():
+    """The venue applied the increase before its fills reached us: 1,200 filled of an order of 1,000 is no error."""
+    machine, out = fold(intent(), accepted(), AmendRequested(cause_seq=2, client_order_id="c1", price=4_500,
+                                                             count=1_500), fill("t1", 1_200))
+    assert out == [] and machine.get("c1").state == "partially_filled"
+    machine.handle(10, 10, fill("t2", 300))
+    assert machine.get("c1").state == "filled"
+
+
+def test_a_refused_amend_returns_to_the_old_count():
+    _, out = fold(intent(), accepted(), AmendRequested(cause_seq=2, client_order_id="c1", price=4_500,
+                                                             count=1_500),
+                        AmendRejected(client_order_id="c1", reason="invalid_price"), fill("t1", 1_200))
+    assert [(e.to_state, e.detail) for e in out] == [("filled", "a fill of 12.00 exceeds the remaining 10.00")]
+
+
+def test_a_decrease_to_what_has_filled_fills_the_order():
+    machine, _ = fold(intent(), accepted(), fill("t1", 400), amended(4_500, 400))
+    assert machine.get("c1").state == "filled"
+
+
+def test_an_amend_of_a_done_or_unknown_order_is_refused():
+    _, out = fold(intent(), accepted(), canceled(1_000), amended(4_600, 1_000), amended(4_600, 10, cid="zz"))
+    assert [(e.client_order_id, e.from_state, e.to_state, e.detail) for e in out] == [
+        ("c1", "canceled", "amended", "the order is canceled"), ("zz", "unknown", "amended", "no such order")]
+
+
+def test_the_venue_amending_an_order_before_its_ack_shows_it_accepted():
+    machine, _ = fold(intent(), amended(4_600, 1_000))
+    assert machine.get("c1").state == "accepted"
+

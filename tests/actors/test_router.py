@@ -12,12 +12,15 @@ from hypothesis import strategies as st
 
 from actors.cash import CashPool
 from actors.fees import KalshiFees
-from actors.router import CancelWork, Router, RouterSnapshot
+from actors.router import AmendWork, CancelWork, Router, RouterSnapshot
 from runtime.events import (
+    AmendRejected,
+    AmendRequested,
     CancelRequested,
     CashReserved,
     Event,
     OrderAccepted,
+    OrderAmended,
     OrderCanceled,
     OrderExpired,
     OrderFilled,
@@ -222,3 +225,98 @@ def test_snapshot_then_restore_at_any_point_gives_the_same_work_list_as_one_fold
     assert again.snapshot() == whole.snapshot()
     listed = [i.client_order_id for i in whole.pending_sends()] + [c.client_order_id for c in whole.pending_cancels()]
     assert all(whole.is_open(c) for c in listed)
+
+
+# --- amends -----------------------------------------------------------------------------------------------
+def accepted(coid: str) -> OrderAccepted:
+    return OrderAccepted(client_order_id=coid, order_id=f"v-{coid}", market=M)
+
+
+def test_an_amend_is_to_send_once_the_cash_pool_answered_it_and_the_order_id_is_known():
+    """Given an accepted order, when an amend is requested (seq 4) and the pool reserves for it (cause 4), then it
+    is on the amend list with the order's market and side and the amend's terms."""
+    router = fold([*reserved("a"), accepted("a"), AmendRequested(cause_seq=3, client_order_id="a", price=4_100,
+                                                                 count=150)])
+    assert router.pending_amends() == []  # no verdict yet
+    fold([CashReserved(client_order_id="a", amount=0, cause_seq=2)], router, start=5)  # not the amend's
+    assert router.pending_amends() == []
+    fold([CashReserved(client_order_id="a", amount=0, cause_seq=4)], router, start=6)
+    assert router.pending_amends() == [AmendWork("a", "v-a", M, "bid", 4_100, 150, 4)]
+
+
+def test_an_amend_of_an_order_on_its_way_waits_for_its_id():
+    router = fold([*reserved("a"), AmendRequested(cause_seq=2, client_order_id="a", price=4_100, count=150),
+                   CashReserved(client_order_id="a", amount=0, cause_seq=3)])
+    assert router.pending_amends() == []
+    fold([accepted("a")], router, start=5)
+    assert [w.order_id for w in router.pending_amends()] == ["v-a"]
+
+
+def test_an_amend_leaves_the_list_when_applied_or_refused():
+    base = [*reserved("a"), accepted("a"), AmendRequested(cause_seq=3, client_order_id="a", price=4_100, count=150),
+            CashReserved(client_order_id="a", amount=0, cause_seq=4)]
+    done = fold([*base, OrderAmended(client_order_id="a", order_id="v-a", price=4_100, count=150)])
+    assert done.pending_amends() == [] and done.is_open("a")
+    refused = fold([*base, AmendRejected(client_order_id="a", reason="invalid_price")])
+    assert refused.pending_amends() == [] and refused.is_open("a")
+    other = fold([*base, AmendRejected(client_order_id="a", reason="amend_pending", cause_seq=99)])
+    assert len(other.pending_amends()) == 1  # a refusal of another amend leaves this one
+
+
+def test_the_pools_refusal_means_the_amend_is_never_sent():
+    router = fold([*reserved("a"), accepted("a"), AmendRequested(cause_seq=3, client_order_id="a", price=9_000,
+                                                                 count=100_000),
+                   AmendRejected(client_order_id="a", reason="insufficient_cash", cause_seq=4)])
+    assert router.pending_amends() == []
+
+
+def test_a_cancel_wins_over_an_amend():
+    router = fold([*reserved("a"), accepted("a"), AmendRequested(cause_seq=3, client_order_id="a", price=4_100,
+                                                                 count=150),
+                   CashReserved(client_order_id="a", amount=0, cause_seq=4), CancelRequested(cause_seq=3,
+                                                                                              client_order_id="a")])
+    assert router.pending_amends() == [] and [c.client_order_id for c in router.pending_cancels()] == ["a"]
+
+
+def test_after_an_increase_fills_complete_the_order_only_at_the_new_count():
+    """100 amended to 150: 100 filled leaves it open; 50 more ends it. While the increase is on its way, the
+    larger count counts too."""
+    base = [*reserved("a"), accepted("a"), AmendRequested(cause_seq=3, client_order_id="a", price=4_000, count=150),
+            CashReserved(client_order_id="a", amount=0, cause_seq=4)]
+    on_its_way = fold([*base, fill("a", "t1", 100)])
+    assert on_its_way.is_open("a")
+    applied = fold([*base, OrderAmended(client_order_id="a", order_id="v-a", price=4_000, count=150),
+                    fill("a", "t1", 100)])
+    assert applied.is_open("a")
+    fold([fill("a", "t2", 50)], applied, start=20)
+    assert not applied.is_open("a")
+
+
+def test_a_decrease_to_what_has_filled_ends_the_order():
+    router = fold([*reserved("a"), accepted("a"), fill("a", "t1", 60),
+                   OrderAmended(client_order_id="a", order_id="v-a", price=4_000, count=60)])
+    assert not router.is_open("a")
+
+
+def test_a_snapshot_round_trips_an_amend_on_its_way():
+    router = fold([*reserved("a"), accepted("a"), AmendRequested(cause_seq=3, client_order_id="a", price=4_100,
+                                                                 count=150),
+                   CashReserved(client_order_id="a", amount=0, cause_seq=4)])
+    snap = msgspec.msgpack.decode(msgspec.msgpack.encode(router.snapshot()), type=RouterSnapshot)
+    assert Router.restore(snap).pending_amends() == router.pending_amends()
+
+
+def test_with_the_cash_pool_in_the_log_an_amend_goes_out_on_its_verdict():
+    """The pool and the router folded as one log: the pool's CashReserved for the amend releases it."""
+    pool, router, log = CashPool(KalshiFees()), Router(), []
+    queue: list[Event] = [SessionStarted(session_id="s", mode="live", venue="kalshi", seed=0, config_hash="",
+                                         code_version="", starting_cash=100_000_000),
+                          intent("a"), accepted("a"), AmendRequested(cause_seq=1, client_order_id="a", price=4_500,
+                                                                     count=200)]
+    while queue:
+        event = queue.pop(0)
+        log.append(event)
+        seq = len(log)
+        queue[:0] = [*pool.handle(seq, seq, event), *router.handle(seq, seq, event)]
+    assert router.pending_amends() == [AmendWork("a", "v-a", M, "bid", 4_500, 200, 5)]
+

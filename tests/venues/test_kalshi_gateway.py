@@ -323,3 +323,83 @@ async def test_a_cancel_the_venue_cannot_do_reports_the_order_as_the_venue_has_i
 def test_a_refusal_is_read_by_its_code_then_its_status(status, code, reason):
     error = KalshiApiError("POST", "/portfolio/events/orders", ApiError(status, code, "no"))
     assert reject_reason(error) == reason
+
+
+# --- amends -----------------------------------------------------------------------------------------------
+def amend_request(s: Session, coid: str, price: int, count: int) -> None:
+    s.append(time.time_ns(), ev.AmendRequested(cause_seq=len(s.log), client_order_id=coid, price=price, count=count))
+
+
+async def test_an_amend_goes_out_on_the_pools_verdict_and_comes_back_as_order_amended():
+    """A resting bid moved from 0.01 to 0.02 and up to 3 contracts, then down to 1 (a decrease, the same price):
+    each is applied at the venue and logged as ``OrderAmended``; the pool holds the new terms."""
+    s = Session()
+    async with ExchangeServer(exchange()) as server, KalshiRest(server.rest_url, backoff_s=0.01) as rest, \
+            OrderGateway(rest, s.router, s.submit) as gateway:
+        s.gateway = gateway
+        server.pause()
+        ticker = server.exchange.tickers[1]
+        s.decide("m-1", ticker, "bid", 100, 250)
+        await until(lambda: s.of(ev.OrderAccepted, "m-1"), "the order was accepted")
+        (accepted,) = s.of(ev.OrderAccepted, "m-1")
+        amend_request(s, "m-1", 200, 300)
+        await until(lambda: s.of(ev.OrderAmended, "m-1"), "the amend was applied")
+        venue = server.exchange.order(TRUST, accepted.order_id)
+        assert (venue.price, venue.initial_count, venue.remaining_count) == (200, 300, 300)
+        held = s.pool.hold("m-1")
+        amend_request(s, "m-1", 200, 100)
+        await until(lambda: len(s.of(ev.OrderAmended, "m-1")) == 2, "the decrease was applied")
+
+    first, second = s.of(ev.OrderAmended, "m-1")
+    assert (first.order_id, first.price, first.count, first.remaining_count) == (accepted.order_id, 200, 300, 300)
+    assert (second.price, second.count, second.remaining_count) == (200, 100, 100)
+    assert first.cause_seq is None and first.venue_ts_ms is not None  # an input, stamped at the edge
+    assert server.exchange.order(TRUST, accepted.order_id).remaining_count == 100
+    assert s.pool.hold("m-1") < held and s.of(ev.CashReleased, "m-1")
+    assert s.router.pending_amends() == [] and s.router.is_open("m-1")
+    assert (gateway.stats["amends"], gateway.stats["amended"]) == (2, 2)
+
+
+async def test_an_amend_whose_replies_are_lost_is_sent_again_and_never_applied_twice():
+    """Both attempts of the first amend reach the venue and lose their reply (uncertain: a ``VenueError``);
+    the gateway sends the same absolute amend again: the venue finds the order already so (the total count
+    is a total), and one ``OrderAmended`` is logged."""
+    faults = {2: "drop", 3: "drop"}  # POST 1 is the create
+    s = Session()
+    async with ExchangeServer(exchange()) as server, faulty_session(faults.get) as http, \
+            KalshiRest(server.rest_url, session=http, max_attempts=2, backoff_s=0.01) as rest, \
+            OrderGateway(rest, s.router, s.submit, retry_s=0.05) as gateway:
+        s.gateway = gateway
+        server.pause()
+        ticker = server.exchange.tickers[1]
+        s.decide("m-2", ticker, "bid", 100, 250)
+        await until(lambda: s.of(ev.OrderAccepted, "m-2"), "the order was accepted")
+        amend_request(s, "m-2", 200, 400)
+        await until(lambda: s.of(ev.OrderAmended, "m-2"), "the amend was applied")
+
+    (accepted,) = s.of(ev.OrderAccepted, "m-2")
+    venue = server.exchange.order(TRUST, accepted.order_id)
+    assert (venue.price, venue.initial_count, venue.remaining_count) == (200, 400, 400)
+    assert [e.where for e in s.of(ev.VenueError)] == ["kalshi.gateway amend m-2"]
+    assert len(s.of(ev.OrderAmended, "m-2")) == 1 and gateway.stats["amends"] == 2
+
+
+async def test_an_amend_of_an_order_that_no_longer_rests_reports_it_and_is_refused():
+    """The order executed at once (its fills not logged: no feed here); the amend gets 404, the gateway logs
+    the order's status (the router forgets it) and ``AmendRejected(order_not_open)``."""
+    s = Session()
+    async with ExchangeServer(exchange()) as server, KalshiRest(server.rest_url, backoff_s=0.01) as rest, \
+            OrderGateway(rest, s.router, s.submit) as gateway:
+        s.gateway = gateway
+        server.pause()
+        ticker = server.exchange.tickers[0]
+        s.decide("gone", ticker, "bid", best_ask(server, ticker), 100, tif="ioc")
+        await until(lambda: s.of(ev.OrderAccepted, "gone"), "the order was accepted")
+        amend_request(s, "gone", best_ask(server, ticker), 200)
+        await until(lambda: s.of(ev.AmendRejected, "gone") and s.of(ev.AmendRejected, "gone")[-1].cause_seq is None,
+                    "the venue's refusal was logged")
+
+    (report,) = s.of(ev.OrderStatusReported, "gone")
+    (refused,) = [e for e in s.of(ev.AmendRejected, "gone") if e.cause_seq is None]
+    assert report.status == "executed" and refused.reason == "order_not_open" and "executed" in refused.detail
+    assert not s.router.is_open("gone") and gateway.stats["amends_rejected"] == 1

@@ -41,6 +41,17 @@ at once. The router must be read on the gateway's event loop, between folds (or 
   (``executed``: the router forgets the order; its fills come from the feed). Other failures: a
   ``VenueError`` and a retry later (a cancel is safe to repeat).
 
+* an amend (:meth:`~actors.router.Router.pending_amends`: the pool has reserved for it) is sent to Kalshi's
+  amend endpoint — the new price and the new total count, the spec's meaning — and its ack becomes
+  ``OrderAmended(price, count, remaining_count)``. An amend is absolute, so sending it again until its outcome
+  is logged (after a transport error, a 5xx, a restart) can never apply it twice: the venue finds the order
+  as the first attempt left it. The decrease endpoint is not used: ``reduce_by`` would double on such a
+  retry, and ``reduce_to`` counts what rests, which a fill racing the request changes; an amend at the same
+  price with a smaller count is a decrease (it keeps the order's place) without either problem. A 404 (the
+  order no longer rests) reads the order, submits its ``OrderStatusReported`` and ``AmendRejected``
+  (``order_not_open``); another refusal is ``AmendRejected`` with the reason read as for a create; other
+  failures are a ``VenueError`` and a retry later.
+
 Retries back off from ``retry_s`` doubling to ``max_retry_s``, per item. :class:`KalshiRest` does its own
 retries inside each call first.
 """
@@ -55,10 +66,12 @@ from typing import Final, Literal, Protocol, get_args
 
 from structlog.typing import FilteringBoundLogger
 
-from actors.router import CancelWork
+from actors.router import AmendWork, CancelWork
 from runtime.events import (
+    AmendRejected,
     Event,
     OrderAccepted,
+    OrderAmended,
     OrderCanceled,
     OrderIntent,
     OrderRejected,
@@ -73,7 +86,7 @@ from .http import DUPLICATE, KalshiApiError, KalshiError, KalshiMalformedReply, 
 __all__ = ["REASONS", "OrderGateway", "RouterView", "Submit", "reject_reason"]
 
 Submit = Callable[[list[tuple[int, Event]]], Awaitable[object]]
-_Key = tuple[Literal["send", "cancel"], str]
+_Key = tuple[Literal["send", "cancel", "amend"], str]
 
 # the venue's error code -> tape's reason. The local exchange uses tape's names; the other spellings are
 # ones Kalshi is reported to use (its error codes are not fully documented: unknown codes are venue_rejected)
@@ -102,6 +115,8 @@ class RouterView(Protocol):
     def pending_sends(self) -> Sequence[OrderIntent]: ...
 
     def pending_cancels(self) -> Sequence[CancelWork]: ...
+
+    def pending_amends(self) -> Sequence[AmendWork]: ...
 
 
 def reject_reason(error: KalshiApiError) -> RejectReason:
@@ -142,7 +157,8 @@ class OrderGateway:
         self._retry_at: dict[_Key, float] = {}  # monotonic time of the next attempt
         self._failures: dict[_Key, int] = {}
         self.stats: dict[str, int] = {"creates": 0, "cancels": 0, "accepted": 0, "rejected": 0, "canceled": 0,
-                                      "recovered": 0, "venue_errors": 0}
+                                      "recovered": 0, "venue_errors": 0, "amends": 0, "amended": 0,
+                                      "amends_rejected": 0}
 
     def __repr__(self) -> str:
         return f"OrderGateway({self.rest!r}, in_flight={len(self._calls)})"
@@ -192,8 +208,9 @@ class OrderGateway:
         """Start a call for each item of the work list that needs one; the next retry time, if any."""
         sends = self.view.pending_sends()
         cancels = self.view.pending_cancels()
-        work: dict[_Key, OrderIntent | CancelWork] = {("send", i.client_order_id): i for i in sends}
+        work: dict[_Key, OrderIntent | CancelWork | AmendWork] = {("send", i.client_order_id): i for i in sends}
         work.update((("cancel", c.client_order_id), c) for c in cancels)
+        work.update((("amend", f"{a.client_order_id}@{a.requested_seq}"), a) for a in self.view.pending_amends())
         self._answered &= work.keys()  # folded: the router no longer lists them
         for table in (self._retry_at, self._failures):
             for key in [k for k in table if k not in work and k not in self._calls]:
@@ -211,10 +228,15 @@ class OrderGateway:
             self._calls[key] = asyncio.create_task(self._call(key, item), name=f"kalshi-{key[0]} {key[1]}")
         return due
 
-    async def _call(self, key: _Key, item: OrderIntent | CancelWork) -> None:
+    async def _call(self, key: _Key, item: OrderIntent | CancelWork | AmendWork) -> None:
         """Run one call; ``True`` from it means its outcome was submitted (else it is retried later)."""
         try:
-            answered = await (self._create(item) if isinstance(item, OrderIntent) else self._cancel(item))
+            if isinstance(item, OrderIntent):
+                answered = await self._create(item)
+            elif isinstance(item, CancelWork):
+                answered = await self._cancel(item)
+            else:
+                answered = await self._amend(item)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug, or submit failing: never lose the item, try again later
@@ -345,3 +367,40 @@ class OrderGateway:
             return False
         await self._emit(report)
         return True
+
+    # --- amends --------------------------------------------------------------------------------------
+    async def _amend(self, work: AmendWork) -> bool:
+        coid = work.client_order_id
+        self.stats["amends"] += 1
+        try:
+            ack = await self.rest.amend_order(work.order_id, market=work.market, side=work.side,  # type: ignore[arg-type]
+                                              price=work.price, count=work.count)
+        except KalshiApiError as exc:
+            if exc.status == 404:
+                return await self._not_resting(work, str(exc))
+            if exc.status >= 500 or exc.status in (401, 403, DUPLICATE, 429):  # not about the amend: again later
+                await self._error(f"amend {coid}", str(exc), exc.status)
+                return False
+            self.stats["amends_rejected"] += 1
+            await self._emit(AmendRejected(client_order_id=coid, reason=reject_reason(exc), detail=_detail(exc)))
+            return True
+        except KalshiError as exc:  # no reply, or one that cannot be read: the amend is safe to send again
+            await self._error(f"amend {coid}", str(exc), getattr(exc, "status", None))
+            return False
+        self.stats["amended"] += 1
+        await self._emit(OrderAmended(client_order_id=coid, order_id=work.order_id, price=work.price, count=work.count,
+                                      remaining_count=ack.remaining_count, venue_ts_ms=ack.venue_ts_ms))
+        return True
+
+    async def _not_resting(self, work: AmendWork, why: str) -> bool:
+        """The venue has no resting order to amend: submit what it shows of the order, and the refusal."""
+        try:
+            report = await self.rest.order(work.order_id)
+        except KalshiError as exc:
+            await self._error(f"amend {work.client_order_id}", f"{why}; reading the order: {exc}", None)
+            return False
+        self.stats["amends_rejected"] += 1
+        await self._emit(report, AmendRejected(client_order_id=work.client_order_id, reason="order_not_open",
+                                               detail=f"{why}; the order is {report.status}"))
+        return True
+
