@@ -22,6 +22,13 @@ cent (the text says "exceeds"; reaching is what makes many fills converge on one
 it keeps the accumulator below a cent); and the rebate is not capped, so on a fill whose trade fee is
 under a cent the net fee can be negative (the text also says the net fee is never negative, which its
 own mechanics do not guarantee).
+
+**Fee terms from the log** (:class:`MarketFees`): a market whose ``MarketInfo`` names its series' ``fee_type`` and
+``fee_multiplier`` is charged by those (:func:`fee_terms`: ``quadratic`` charges takers only,
+``quadratic_with_maker_fees`` makers too at a quarter of the taker rate, ``quadratic_with_combo_maker_fees`` at
+half of it); every other market by the session's configured schedule, as before ``MarketInfo`` existed, so a log
+without one is charged as it was. Kalshi's ``flat`` type (its "Specific Trading Fees Table", which the spec does
+not give) is charged as ``quadratic`` at the series' multiplier: an approximation, said where it is made.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from typing import Literal, Protocol
 
 import msgspec
 
+from runtime.events import MarketInfo
 from runtime.units import PRICE_MAX
 
 __all__ = [
@@ -43,7 +51,9 @@ __all__ = [
     "FeeSchedule",
     "FillCharge",
     "KalshiFees",
+    "MarketFees",
     "SeriesFees",
+    "fee_terms",
     "leg_cost",
     "round_fill",
 ]
@@ -51,6 +61,7 @@ __all__ = [
 PPM = 1_000_000  # parts per million: 1.0
 TAKER_RATE_PPM = 70_000  # 0.07
 MAKER_RATE_PPM = 17_500  # 0.0175
+COMBO_MAKER_RATE_PPM = 35_000  # 0.035: half the taker rate (``quadratic_with_combo_maker_fees``)
 FEE_STEP = 100  # $0.0001 in micro-dollars: a trade fee is rounded up to a multiple of it
 CENT = 10_000  # $0.01 in micro-dollars: a non-direct member's balance precision
 REBATE = CENT  # the accumulator pays back whole cents
@@ -82,14 +93,45 @@ class FeeSchedule(Protocol):
 
 
 class SeriesFees(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One series' fee terms: its ``fee_multiplier`` (parts per million) and whether makers pay."""
+    """One series' fee terms: its ``fee_multiplier`` (parts per million), whether makers pay, and their rate."""
 
     multiplier_ppm: int = PPM
     maker_fees: bool = False
+    maker_rate_ppm: int = MAKER_RATE_PPM
 
     def __post_init__(self) -> None:
         if self.multiplier_ppm < 0:
             raise ValueError(f"multiplier_ppm must be >= 0, got {self.multiplier_ppm}")
+        if self.maker_rate_ppm < 0:
+            raise ValueError(f"maker_rate_ppm must be >= 0, got {self.maker_rate_ppm}")
+
+    def trade_fee(self, price: int, count: int, is_taker: bool) -> int:
+        """The trade fee of one fill on these terms (see :meth:`KalshiFees.trade_fee`)."""
+        if not is_taker and not self.maker_fees:
+            return 0
+        rate = TAKER_RATE_PPM if is_taker else self.maker_rate_ppm
+        exact = rate * self.multiplier_ppm * count * price * (PRICE_MAX - price)
+        return -(-exact // _PER_STEP) * FEE_STEP
+
+    def worst_unit_outlay(self, leg_price: int) -> int:
+        # The taker rate is the higher one; the fee is symmetric, so the leg's price stands for the YES price.
+        return _worst_unit_outlay(max(TAKER_RATE_PPM, self.maker_rate_ppm) * self.multiplier_ppm, leg_price)
+
+
+_MAKERS: dict[str, tuple[bool, int]] = {  # a series' fee_type -> (makers pay, their rate)
+    "quadratic": (False, MAKER_RATE_PPM),
+    "quadratic_with_maker_fees": (True, MAKER_RATE_PPM),
+    "quadratic_with_combo_maker_fees": (True, COMBO_MAKER_RATE_PPM),
+}
+
+
+def fee_terms(info: MarketInfo) -> SeriesFees | None:
+    """The fee terms a ``MarketInfo`` names (module docstring), or None if it names none (no fee type or
+    multiplier: the series could not be read)."""
+    if not info.fee_type or info.fee_multiplier_ppm is None:
+        return None
+    makers, rate = _MAKERS.get(info.fee_type, (False, MAKER_RATE_PPM))  # flat (or a type added later): quadratic
+    return SeriesFees(multiplier_ppm=info.fee_multiplier_ppm, maker_fees=makers, maker_rate_ppm=rate)
 
 
 class KalshiFees(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -105,16 +147,45 @@ class KalshiFees(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return self.series.get(market.partition("-")[0], self.default)
 
     def trade_fee(self, market: str, price: int, count: int, is_taker: bool) -> int:
-        terms = self.terms(market)
-        if not is_taker and not terms.maker_fees:
-            return 0
-        rate = TAKER_RATE_PPM if is_taker else MAKER_RATE_PPM
-        exact = rate * terms.multiplier_ppm * count * price * (PRICE_MAX - price)
-        return -(-exact // _PER_STEP) * FEE_STEP
+        return self.terms(market).trade_fee(price, count, is_taker)
 
     def worst_unit_outlay(self, market: str, leg_price: int) -> int:
-        # The taker rate is the higher one; the fee is symmetric, so the leg's price stands for the YES price.
-        return _worst_unit_outlay(TAKER_RATE_PPM * self.terms(market).multiplier_ppm, leg_price)
+        return self.terms(market).worst_unit_outlay(leg_price)
+
+
+class MarketFees:
+    """The fee schedule a session's log gives (module docstring): ``base`` (the configured schedule) for every
+    market, except one whose latest ``MarketInfo`` names fee terms: those. :meth:`learn` folds a ``MarketInfo``;
+    :attr:`infos` holds the latest per market, which is all a snapshot needs to rebuild it."""
+
+    __slots__ = ("_terms", "base", "infos")
+
+    def __init__(self, base: FeeSchedule) -> None:
+        self.base = base
+        self.infos: dict[str, MarketInfo] = {}
+        self._terms: dict[str, SeriesFees] = {}
+
+    def learn(self, info: MarketInfo) -> None:
+        """``info`` replaces what was known of its market (fee terms it does not name: the base schedule's)."""
+        self.infos[info.market] = info
+        terms = fee_terms(info)
+        if terms is None:
+            self._terms.pop(info.market, None)
+        else:
+            self._terms[info.market] = terms
+
+    def learned(self) -> tuple[MarketInfo, ...]:
+        """The latest ``MarketInfo`` of every market, by market (a snapshot's part)."""
+        return tuple(self.infos[m] for m in sorted(self.infos))
+
+    def trade_fee(self, market: str, price: int, count: int, is_taker: bool) -> int:
+        terms = self._terms.get(market)
+        return self.base.trade_fee(market, price, count, is_taker) if terms is None else terms.trade_fee(
+            price, count, is_taker)
+
+    def worst_unit_outlay(self, market: str, leg_price: int) -> int:
+        terms = self._terms.get(market)
+        return self.base.worst_unit_outlay(market, leg_price) if terms is None else terms.worst_unit_outlay(leg_price)
 
 
 @lru_cache(maxsize=65_536)

@@ -26,6 +26,11 @@ below stand in for that; each is explicit and tested.
 * **Crossing.** If the displayed opposite side moves through a resting order's price, the order fills
   as a maker at its own price against the available size.
 * **Fees**: taker fees for aggressive fills, maker fees for resting fills, from the fee function.
+* **Market info.** A ``MarketInfo`` in the log is the venue's definition of its market: from then on an order
+  there must be on its price grid (whole cents and its ``price_ranges``, :func:`.market_info.on_grid`; else
+  ``invalid_price`` naming the grid), and its fills pay the fee terms it names (:func:`.fees.fee_terms`) instead
+  of the fee function's. A market without one is checked and charged as before the event existed. The latest
+  ``MarketInfo`` per market is part of the snapshot (left out when there is none).
 * **Rate limits** (``limits``: a Kalshi tier, :mod:`.limits`; None, the default, for no limit). The venue
   meters our requests in event time: an order reaching it takes 10 tokens from the tier's write bucket, a
   cancel 2. An order the bucket cannot cover is refused as Kalshi would refuse it (429): an ``OrderRejected``
@@ -53,6 +58,7 @@ from runtime.events import (
     CancelRequested,
     CashReserved,
     Event,
+    MarketInfo,
     MarketLifecycle,
     OrderAccepted,
     OrderCanceled,
@@ -65,8 +71,10 @@ from runtime.events import (
 )
 
 from .book import BookState, OrderBook
+from .fees import SeriesFees, fee_terms
 from .limits import CANCEL_COST, DEFAULT_COST, Cost, RateLimits, RateLimitsSnapshot, Tier
 from .machine import NOTHING
+from .market_info import grid_text, on_grid
 
 __all__ = ["FeeFn", "PaperMatcher"]
 
@@ -117,6 +125,7 @@ class MatcherSnapshot(msgspec.Struct, frozen=True, omit_defaults=True):
     closed: list[str]
     scheduled: int
     limits: RateLimitsSnapshot | None = None  # (omitted when None: a snapshot without limits is as it was)
+    market_info: tuple[MarketInfo, ...] = ()  # the latest per market, by market (omitted when empty, as above)
 
 
 class PaperMatcher:
@@ -144,6 +153,8 @@ class PaperMatcher:
         self._credit: dict[tuple[str, str, int], int] = {}  # traded volume not yet seen leave the book
         self._closed: set[str] = set()
         self._fills = 0  # fills emitted while handling the current event (trade id suffix)
+        self._info: dict[str, MarketInfo] = {}  # the latest MarketInfo per market
+        self._terms: dict[str, SeriesFees] = {}  # the fee terms those name
 
     # -- the fold -------------------------------------------------------------------------------
     def handle(self, seq: int, ts_ns: int, event: Event) -> Sequence[Event]:
@@ -199,6 +210,8 @@ class PaperMatcher:
             case SeqGapDetected() | BookResynced():
                 for book in self.books.values():
                     book.handle(seq, ts_ns, event)
+            case MarketInfo():
+                self._learn(event)
         if self._due and self._due[0].at_ns <= ts_ns:  # work this event made due at once (zero latency)
             self._run_due(seq, ts_ns, out)
         return out or NOTHING
@@ -255,6 +268,10 @@ class PaperMatcher:
             return self._reject(order, "book_stale", f"the book of {order.market} is stale until resynced", seq, out)
         if not 1 <= order.price <= 9_999:
             return self._reject(order, "invalid_price", f"price {order.price} is outside 1..9999", seq, out)
+        info = self._info.get(order.market)
+        if info is not None and not on_grid(info, order.price):
+            return self._reject(order, "invalid_price", f"price {order.price} is not on the grid of {order.market} "
+                                f"({grid_text(info)})", seq, out)
         if order.count <= 0:
             return self._reject(order, "invalid_count", f"count {order.count} is not positive", seq, out)
         crosses = self._crossing_size(order, book)
@@ -315,7 +332,7 @@ class PaperMatcher:
         out.append(OrderFilled(
             trade_id=f"paper-{seq}-{self._fills}", order_id=order.order_id, client_order_id=order.client_order_id,
             market=order.market, side=order.side, price=price, count=count,
-            fee=self.fee(order.market, price, count, taker), is_taker=taker, cause_seq=seq))
+            fee=self._fee(order.market, price, count, taker), is_taker=taker, cause_seq=seq))
         if not order.remaining:
             self._remove(order)
 
@@ -452,6 +469,19 @@ class PaperMatcher:
             if take:
                 self._fill(order, order.price, take, False, seq, out)
 
+    def _fee(self, market: str, price: int, count: int, taker: bool) -> int:
+        terms = self._terms.get(market)
+        return self.fee(market, price, count, taker) if terms is None else terms.trade_fee(price, count, taker)
+
+    def _learn(self, info: MarketInfo) -> None:
+        """The market's definition is now ``info`` (fee terms it does not name: the fee function's)."""
+        self._info[info.market] = info
+        terms = fee_terms(info)
+        if terms is None:
+            self._terms.pop(info.market, None)
+        else:
+            self._terms[info.market] = terms
+
     # -- snapshots ------------------------------------------------------------------------------
     def snapshot(self) -> MatcherSnapshot:
         return MatcherSnapshot(
@@ -464,6 +494,7 @@ class PaperMatcher:
             closed=sorted(self._closed),
             scheduled=self._scheduled,
             limits=None if self.limits is None else self.limits.snapshot(),
+            market_info=tuple(self._info[m] for m in sorted(self._info)),
         )
 
     @classmethod
@@ -484,4 +515,6 @@ class PaperMatcher:
         m._credit = {(a, b, c): v for a, b, c, v in snap.credit}
         m._closed = set(snap.closed)
         m._scheduled = snap.scheduled
+        for info in snap.market_info:
+            m._learn(info)
         return m

@@ -7,6 +7,9 @@
   book actor's to log, so it is dropped here), public trades into the trackers;
 * lifecycle: ``deactivated``, ``determined`` and ``settled`` close a market, ``activated`` reopens a
   deactivated one (``determined`` and ``settled`` are final); any lifecycle event may carry the close time;
+* ``MarketInfo``, the venue's definition of a market: its close time (as a lifecycle event's, the later in the
+  log wins), its price grid and its fee terms (:class:`~actors.fees.MarketFees`, which its copy of the cash pool
+  reserves by too);
 * its own copies of the cash pool and the positions (:mod:`actors.cash`, :mod:`actors.positions`: the
   same code folded over the same events; what they derive is ignored). A fill moves the balance with no
   cash event of its own, so free cash cannot be followed from ``Cash*`` events alone; and a copy is exact
@@ -31,7 +34,8 @@ within ``entry_cutoff_s`` (no new entries then; exits go on until the close). A 
 or a working entry order runs exit. ``passive`` joins our side's touch (post-only GTC), ``cross`` takes
 the opposite touch (IOC); ``close`` is an IOC at the touch for the whole position, reduce-only, and
 cancels the working entry order first; ``cancel`` is a ``CancelRequested`` for the working entry order.
-An order's price must be on the ``tick`` grid and within (0, $1) (else ``skip_price``), and its
+An order's price must be within (0, $1) and on its market's grid — the ``MarketInfo``'s
+(:func:`~actors.market_info.on_grid`), or the ``tick`` grid for a market without one — (else ``skip_price``), and its
 worst-case cost — exactly what the cash pool will reserve for it — must fit the free cash (else
 ``skip_cash``): a refusal is a ``PolicyDecided``, never an intent that the pool would reject.
 
@@ -75,6 +79,7 @@ from runtime.events import (
     CancelRequested,
     CashDeposited,
     Event,
+    MarketInfo,
     MarketLifecycle,
     ModelLoaded,
     OperatorCommand,
@@ -95,8 +100,9 @@ from runtime.units import PRICE_MAX
 
 from .book import BookState, OrderBook
 from .cash import ALLOWANCE, CashPool, CashSnapshot
-from .fees import CENT, FeeSchedule, leg_price
+from .fees import CENT, FeeSchedule, MarketFees, leg_price
 from .machine import NOTHING
+from .market_info import on_grid
 from .positions import Positions, PositionsSnapshot
 
 __all__ = ["Decision", "MarketState", "Orchestrator", "OrchestratorConfig", "OrchestratorSnapshot", "OwnOrder", "Step", "run", "worst_case_cost"]
@@ -196,7 +202,7 @@ class MarketState(msgspec.Struct, gc=False):
     """``role:action`` of the previous decision, for logging no-op decisions only when they change"""
 
 
-class OrchestratorSnapshot(msgspec.Struct, frozen=True):
+class OrchestratorSnapshot(msgspec.Struct, frozen=True, omit_defaults=True):
     config: OrchestratorConfig
     books: tuple[BookState, ...]  # config.markets order, as are the next two
     trackers: tuple[TrackerState, ...]
@@ -206,7 +212,8 @@ class OrchestratorSnapshot(msgspec.Struct, frozen=True):
     orders: tuple[OwnOrder, ...]  # in the order they were logged
     pending: tuple[tuple[str, str, int], ...]  # (client order id, market, worst-case cost), in emission order
     models: tuple[ModelLoaded, ...]  # the last one per role, in role order
-    halted: bool = False
+    halted: bool  # (every field above is required, so always encoded, as when the struct kept defaults)
+    market_info: tuple[MarketInfo, ...] = ()  # the latest per market, by market: omitted when empty (old bytes)
 
 
 class _Decision:
@@ -250,14 +257,14 @@ class Orchestrator:
             raise ValueError(f"orchestrator: needs one policy per role {ROLES}, each of its role; got "
                              f"{ {r: getattr(p, 'role', None) for r, p in policies.items()} }")
         self.policies: dict[Role, Policy] = {r: policies[r] for r in ROLES}
-        self.fees = fees
+        self.fees = MarketFees(fees)  # the configured schedule, and the fee terms the log's MarketInfo name
         self.loader = loader
         self._mine = prefix + "-"
         self._every_ns = decide_every_ms * _MS
         self._books = {m: OrderBook(m) for m in self.config.markets}
         self._trackers = {m: FeatureTracker(self._books[m], self.config.features) for m in self.config.markets}
         self._markets = {m: MarketState(m) for m in self.config.markets}
-        self._cash = CashPool(fees, precision=precision)
+        self._cash = CashPool(self.fees, precision=precision)
         self._positions = Positions()
         self._held: dict[str, int] = {}  # market -> position, as self._positions says (a cache: see position())
         self._orders: dict[str, OwnOrder] = {}  # working, in the order they were logged
@@ -376,6 +383,11 @@ class Orchestrator:
                     self._books[market].handle(seq, ts_ns, event)
         elif kind is ModelLoaded:
             self._load(event)  # type: ignore[arg-type]
+        elif kind is MarketInfo:
+            self.fees.learn(event)  # type: ignore[arg-type]
+            state = self._markets.get(event.market)  # type: ignore[union-attr]
+            if state is not None and event.close_ts_ms is not None:  # type: ignore[union-attr]
+                state.close_ts_ms = event.close_ts_ms  # type: ignore[union-attr]
         elif kind is OperatorCommand and event.command == HALT:  # type: ignore[union-attr]
             out.extend(self._halt(seq))
         elif kind is TimerFired and event.name == self.config.timer:  # type: ignore[union-attr]
@@ -579,7 +591,8 @@ class Orchestrator:
         """Why an order at ``price`` cannot go out ('' if it can): no touch, off the grid, or short of cash."""
         if price is None:
             return "skip_book"
-        if not 0 < price < PRICE_MAX or price % self.config.tick:
+        info = self.fees.infos.get(market)
+        if not 0 < price < PRICE_MAX or (price % self.config.tick if info is None else not on_grid(info, price)):
             return "skip_price"
         if count <= 0 or self._cost(side, price, count, market) > free:
             return "skip_cash"
@@ -609,6 +622,7 @@ class Orchestrator:
             pending=tuple((cid, market, cost) for cid, (market, cost) in self._pending.items()),
             models=tuple(self._models[r] for r in ROLES if r in self._models),
             halted=self._halted,
+            market_info=self.fees.learned(),
         )
 
     @classmethod
@@ -622,7 +636,9 @@ class Orchestrator:
         machine._books = {b.market: OrderBook.restore(b) for b in snap.books}
         machine._trackers = {t.market: FeatureTracker.restore(t, machine._books[t.market]) for t in snap.trackers}
         machine._markets = {m.market: msgspec.structs.replace(m) for m in snap.markets}
-        machine._cash = CashPool.restore(snap.cash, fees, precision=config.precision)
+        for info in snap.market_info:
+            machine.fees.learn(info)
+        machine._cash = CashPool.restore(snap.cash, machine.fees, precision=config.precision)
         machine._positions = Positions.restore(snap.positions)
         machine._held = {}
         for order in snap.orders:

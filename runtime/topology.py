@@ -8,7 +8,8 @@ of the determinism contract: derived events of one cause are logged in node orde
                                          ``books:<first>..<last>``: a BookShard of several markets,
                                          since every node is an actor and every actor a process)
     cash            CashPool             SessionStarted, CashDeposited, OrderIntent, OrderFilled,
-                                         OrderRejected, OrderCanceled, OrderExpired, MarketLifecycle, amends
+                                         OrderRejected, OrderCanceled, OrderExpired, MarketLifecycle, amends;
+                                         MarketInfo (its fees: ``actors.market_info.InformedCashPool``)
     execution       PaperMatcher         market data, lifecycle, timers (time advances its latency queue),
                                          OrderIntent, CashReserved, OrderRejected, CancelRequested
                     or Router            (``execution="venue"``) OrderIntent, CashReserved, CancelRequested and
@@ -56,9 +57,9 @@ import msgspec
 from msgspec import Meta
 
 from actors.book import BookState, OrderBook
-from actors.cash import CashPool, CashSnapshot
 from actors.fees import KalshiFees
 from actors.machine import StateMachine
+from actors.market_info import InformedCashPool, InformedCashSnapshot
 from actors.matcher import MatcherSnapshot, PaperMatcher
 from actors.positions import Positions, PositionsSnapshot
 from actors.router import Router, RouterSnapshot
@@ -73,6 +74,7 @@ from runtime.events import (
     CashDeposited,
     CashReserved,
     Event,
+    MarketInfo,
     MarketLifecycle,
     ModelLoaded,
     OperatorCommand,
@@ -201,7 +203,7 @@ class Node:
     markets: tuple[str, ...] = ()
 
 
-_MARKET_DATA = (BookSnapshot, BookDelta, PublicTrade, MarketLifecycle, SeqGapDetected, BookResynced)
+_MARKET_DATA = (BookSnapshot, BookDelta, PublicTrade, MarketLifecycle, SeqGapDetected, BookResynced, MarketInfo)
 _ORDER_EVENTS = (OrderIntent, OrderAccepted, OrderRejected, OrderCanceled, OrderExpired, OrderFilled, CancelRequested)
 
 
@@ -221,7 +223,7 @@ def topology(spec: SessionSpec, policies: PolicyProvider) -> tuple[Node, ...]:
         *books,
         Node("cash", partial(_cash, spec), partial(_restore_cash, spec),
              frozenset({SessionStarted, CashDeposited, OrderIntent, OrderFilled, OrderRejected, OrderCanceled,
-                        OrderExpired, MarketLifecycle, AmendRequested, OrderAmended, AmendRejected})),
+                        OrderExpired, MarketLifecycle, AmendRequested, OrderAmended, AmendRejected, MarketInfo})),
         _execution(spec),
         Node("fills", Positions, _restore_positions, frozenset({OrderFilled, MarketLifecycle})),
         Node("orchestrator", partial(_orchestrator, spec, policies), partial(_restore_orchestrator, spec, policies),
@@ -247,8 +249,8 @@ def _fees(spec: SessionSpec) -> KalshiFees:
     return KalshiFees()  # the only schedule so far (``spec.fees == "kalshi"``)
 
 
-def _cash(spec: SessionSpec) -> CashPool:
-    return CashPool(_fees(spec))
+def _cash(spec: SessionSpec) -> InformedCashPool:
+    return InformedCashPool(_fees(spec))
 
 
 def _matcher(spec: SessionSpec) -> PaperMatcher:
@@ -286,8 +288,8 @@ def _restore_book(data: bytes) -> OrderBook:
     return OrderBook.restore(msgspec.msgpack.decode(data, type=BookState))
 
 
-def _restore_cash(spec: SessionSpec, data: bytes) -> CashPool:
-    return CashPool.restore(msgspec.msgpack.decode(data, type=CashSnapshot), _fees(spec))
+def _restore_cash(spec: SessionSpec, data: bytes) -> InformedCashPool:
+    return InformedCashPool.restore(msgspec.msgpack.decode(data, type=InformedCashSnapshot), _fees(spec))
 
 
 def _restore_matcher(spec: SessionSpec, data: bytes) -> PaperMatcher:

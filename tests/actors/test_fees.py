@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -199,3 +200,51 @@ def test_a_fill_at_or_better_than_the_limit_never_costs_more_than_its_count_of_w
     price = data.draw(st.integers(1, limit))
     unit = KALSHI.worst_unit_outlay("KXA-1", limit)
     assert leg_cost("bid", price, count) + KALSHI.trade_fee("KXA-1", price, count, True) <= count * unit
+
+
+# -- fee terms from the log (MarketInfo) ------------------------------------------------------------
+def info(market: str = "KXLOG-1", fee_type: str = "quadratic_with_maker_fees", multiplier_ppm: int | None = 1_500_000):
+    from runtime.events import MarketInfo
+
+    return MarketInfo(market=market, series="KXLOG", fee_type=fee_type, fee_multiplier_ppm=multiplier_ppm)
+
+
+def test_a_market_info_names_the_terms_its_market_is_charged_by():
+    """Multiplier 1.5 with maker fees: taker 1.5 × $1.75 = $2.625; maker 1.5 × $0.4375 = $0.65625 -> $0.6563."""
+    from actors.fees import MarketFees
+
+    fees = MarketFees(KALSHI)
+    assert fees.trade_fee("KXLOG-1", 5_000, 10_000, True) == 1_750_000  # before it: the configured schedule
+    fees.learn(info())
+    assert fees.trade_fee("KXLOG-1", 5_000, 10_000, True) == 2_625_000
+    assert fees.trade_fee("KXLOG-1", 5_000, 10_000, False) == 656_300
+    assert fees.trade_fee("KXOTHER-1", 5_000, 10_000, True) == 1_750_000  # other markets: unchanged
+    assert fees.worst_unit_outlay("KXLOG-1", 5_000) == 5_000 + fees.trade_fee("KXLOG-1", 5_000, 1, True)
+
+
+@pytest.mark.parametrize(("fee_type", "maker_fee"), [
+    ("quadratic", 0),  # takers only
+    ("quadratic_with_maker_fees", 437_500),  # makers at a quarter of the taker rate: 0.0175
+    ("quadratic_with_combo_maker_fees", 875_000),  # at half of it: 0.035
+    ("flat", 0),  # not in the spec: charged as quadratic
+])
+def test_each_fee_type_of_the_spec(fee_type, maker_fee):
+    from actors.fees import fee_terms
+
+    terms = fee_terms(info(fee_type=fee_type, multiplier_ppm=1_000_000))
+    assert terms is not None
+    assert terms.trade_fee(5_000, 10_000, False) == maker_fee
+    assert terms.trade_fee(5_000, 10_000, True) == 1_750_000
+
+
+def test_a_market_info_without_fee_terms_leaves_the_configured_schedule():
+    """No fee type or no multiplier (the series could not be read): the base schedule charges the market, and a
+    later MarketInfo replaces an earlier one whole."""
+    from actors.fees import MarketFees, fee_terms
+
+    assert fee_terms(info(fee_type="")) is None and fee_terms(info(multiplier_ppm=None)) is None
+    fees = MarketFees(KALSHI)
+    fees.learn(info(multiplier_ppm=2_000_000))
+    fees.learn(info(multiplier_ppm=None))
+    assert fees.trade_fee("KXLOG-1", 5_000, 10_000, True) == 1_750_000
+    assert fees.learned() == (info(multiplier_ppm=None),)

@@ -15,6 +15,7 @@ from runtime.events import (
     BookSnapshot,
     CancelRequested,
     CashReserved,
+    MarketInfo,
     MarketLifecycle,
     OrderAccepted,
     OrderCanceled,
@@ -455,3 +456,57 @@ def test_the_session_spec_names_the_tier_and_a_log_from_before_it_has_none():
     older = msgspec.structs.replace(command, args=tuple(a for a in command.args if a[0] != "rate_limits"))
     assert isinstance(started, SessionStarted)
     assert spec_from_log([Record(1, 1, started), Record(2, 1, older)]).rate_limits == "none"
+
+
+# -- the market's definition from the log (MarketInfo) ------------------------------------------------
+DECI = MarketInfo(market=M, price_level_structure="deci_cent", price_ranges=((10, 9_990, 10),), fee_type="quadratic",
+                  fee_multiplier_ppm=2_000_000)
+
+
+def test_a_sub_cent_market_accepts_a_price_on_its_grid_and_refuses_one_off_it():
+    """Given the market's grid is 0.001 to 0.999 by 0.001: a bid at 0.4210 is accepted, one at 0.4205 refused."""
+    v = Venue()
+    v.feed(DECI)
+    v.book(bids=[(4000, 500)], asks=[(4500, 300)])
+    assert kinds(v.order("c1", "bid", 4210, 100)) == ["OrderAccepted"]
+    (refused,) = v.order("c2", "bid", 4205, 100)
+    assert (refused.reason, refused.detail) == (
+        "invalid_price", "price 4205 is not on the grid of KXTEST (whole cents, 0.0010 to 0.9990 by 0.0010)")
+
+
+def test_without_a_market_info_any_price_in_range_is_accepted_as_before():
+    v = Venue()
+    v.book(bids=[(4000, 500)], asks=[(4500, 300)])
+    assert kinds(v.order("c1", "bid", 4205, 100)) == ["OrderAccepted"]
+
+
+def test_whole_cents_are_valid_on_every_grid():
+    v = Venue()
+    v.feed(msgspec.structs.replace(DECI, price_ranges=((9_000, 10_000, 10),)))
+    v.book(bids=[(4000, 500)], asks=[(4500, 300)])
+    assert kinds(v.order("c1", "bid", 4100, 100)) == ["OrderAccepted"]
+    assert kinds(v.order("c2", "bid", 4110, 100)) == ["OrderRejected"]
+
+
+def test_a_fill_pays_the_fee_terms_of_its_market_info():
+    """Multiplier 2: one contract taken at 0.42 pays 0.07 × 2 × 0.42 × 0.58 = $0.034104, rounded up to $0.0342,
+    not the fee function's (1 micro-dollar per count unit)."""
+    v = Venue()
+    v.feed(DECI)
+    v.book(bids=[(4000, 500)], asks=[(4200, 300)])
+    out = v.order("c1", "bid", 4200, 100)
+    assert [(e.price, e.count, e.fee) for e in out if isinstance(e, OrderFilled)] == [(4200, 100, 34_200)]
+
+
+def test_market_info_is_in_the_snapshot_and_left_out_when_there_is_none():
+    v = Venue()
+    v.feed(DECI)
+    raw = msgspec.msgpack.encode(v.m.snapshot())
+    resumed = PaperMatcher.restore(msgspec.msgpack.decode(raw, type=MatcherSnapshot), taker_fee)
+    assert resumed.snapshot() == v.m.snapshot() and resumed.snapshot().market_info == (DECI,)
+    resumed.handle(10, 10, BookSnapshot(market=M, yes_bids=((4000, 500),), no_bids=((5800, 300),)))
+    resumed.handle(11, 11, OrderIntent(cause_seq=1, client_order_id="c1", market=M, side="bid", price=4200, count=100))
+    out = resumed.handle(12, 12, CashReserved(client_order_id="c1", amount=1, cause_seq=11))
+    assert [e.fee for e in out if isinstance(e, OrderFilled)] == [34_200]
+    plain = PaperMatcher(taker_fee)
+    assert "market_info" not in msgspec.msgpack.decode(msgspec.msgpack.encode(plain.snapshot()))

@@ -32,6 +32,7 @@ from runtime.events import (
     CancelRequested,
     CashDeposited,
     Event,
+    MarketInfo,
     MarketLifecycle,
     ModelLoaded,
     OperatorCommand,
@@ -661,3 +662,52 @@ def test_the_baselines_trade_round_trips_on_a_synthetic_session(seed):
     fills = [r.event for r in log if type(r.event) is OrderFilled]
     realized = sum(fold.positions.get(m).realized_pnl for m in tickers(5))
     assert fold.cash.cash + fold.cash.rounding_paid == 1_000_000_000 + realized - sum(f.fee for f in fills)
+
+
+# --- the market's definition from the log (MarketInfo) ---------------------------------------------------
+DECI_CENT = MarketInfo(market=M, price_level_structure="deci_cent", price_ranges=((10, 9_990, 10),),
+                       fee_type="quadratic", fee_multiplier_ppm=2_000_000)
+
+
+def test_a_touch_on_the_grid_of_the_markets_info_is_sent():
+    """A touch at 50.5¢: off the whole-cent tick, but on the market's logged grid (0.1¢ steps): the cross goes out."""
+    fold = Fold(orchestrator(policies=fixed(entry=EntryDecision("cross"))))
+    fold.feed(T0, dollars(1_000), DECI_CENT)
+    then = fold.feed(T0, book(ask=5_050))
+    assert decided(then)[-1][1] == "cross" and [i.price for i in intents(then)] == [5_050]
+    fold = Fold(orchestrator(policies=fixed(entry=EntryDecision("cross"))))
+    fold.feed(T0, dollars(1_000), msgspec.structs.replace(DECI_CENT, price_ranges=((100, 9_900, 100),)))
+    assert decided(fold.feed(T0, book(ask=5_050)))[-1] == ("entry", "skip_price")
+
+
+def test_the_close_time_of_a_market_info_is_an_entry_cutoff_too():
+    """Closing in 120 s by its MarketInfo: no entry. A later close_date_updated moving it out: the entry goes out."""
+    fold = Fold(orchestrator())
+    fold.feed(T0, dollars(1_000), msgspec.structs.replace(DECI_CENT, close_ts_ms=T0 // MS + 120_000))
+    assert intents(fold.feed(T0, book())) == []
+    fold.feed(T0, MarketLifecycle(market=M, kind="close_date_updated", close_ts_ms=T0 // MS + 3_600_000))
+    assert len(intents(fold.feed(T0 + 2 * S, book()))) == 1
+
+
+def test_the_fee_terms_of_a_market_info_price_what_the_orchestrator_reserves():
+    """One contract at 50¢, reserved in its smallest pieces (1/100 contract, each fee rounded up to $0.0001): at
+    multiplier 1 a piece's fee is $0.000175 -> $0.0002, at multiplier 2 (the MarketInfo's) $0.00035 -> $0.0004; so
+    100 × ($0.50 + fee) + the one-cent allowance is $0.53 before and $0.55 after."""
+    orch = orchestrator()
+    before = worst_case_cost(orch.fees, M, "bid", 5_000, 100)
+    orch.handle(1, T0, DECI_CENT)
+    after = worst_case_cost(orch.fees, M, "bid", 5_000, 100)
+    assert (before, after) == (530_000, 550_000)
+    assert worst_case_cost(orch.fees, N, "bid", 5_000, 100) == before  # another market: as configured
+
+
+def test_market_info_survives_a_snapshot_and_is_left_out_of_one_without_it():
+    orch = orchestrator()
+    plain = msgspec.msgpack.decode(msgspec.msgpack.encode(orch.snapshot()))
+    assert "market_info" not in plain and plain["halted"] is False  # the bytes of a session without MarketInfo
+    orch.handle(1, T0, DECI_CENT)
+    snap = msgspec.msgpack.decode(msgspec.msgpack.encode(orch.snapshot()), type=OrchestratorSnapshot)
+    assert snap.market_info == (DECI_CENT,)
+    restored = Orchestrator.restore(snap, RULES, fees=FEES)
+    assert restored.snapshot() == orch.snapshot()
+    assert worst_case_cost(restored.fees, M, "bid", 5_000, 100) == worst_case_cost(orch.fees, M, "bid", 5_000, 100)
