@@ -1,7 +1,9 @@
 """Drives the local exchange through Kalshi's official Python SDK (``kalshi-python-sync``): run by
 ``test_kalshi_sdk_conformance.py`` with the SDK's own Python (3.13, ``$TAPE_SDK_PYTHON``), never imported by
 tape. Reads one JSON object on stdin (``host``, ``key_id``, ``key_path``, ``ticker``, ``rest_price``,
-``cross_price``, ``expiration_time``), makes every call the runtime makes, and prints one JSON object: per call, the model the
+``cross_price``, ``expiration_time``, and ``amend_key_id``, ``amend_price`` for the amends and order groups, made
+on a second account so the first one's reads stay as they were), makes every call the runtime makes, and prints
+one JSON object: per call, the model the
 reply was parsed into and its fields (``model_dump(mode="json")``), or the error the SDK raised (its
 status, and the error body as the SDK's ``ErrorResponse``, read by the SDK where the spec lists that status for
 the call, else by ``ErrorResponse.from_json``).
@@ -18,10 +20,10 @@ args = json.load(sys.stdin)
 results: dict[str, dict] = {}
 
 
-def client(signed: bool) -> k.KalshiClient:
+def client(signed: bool, key_id: str | None = None) -> k.KalshiClient:
     config = k.Configuration(host=args["host"])
     if signed:
-        config.api_key_id = args["key_id"]
+        config.api_key_id = key_id or args["key_id"]
         with open(args["key_path"]) as f:
             config.private_key_pem = f.read()
     return k.KalshiClient(config)
@@ -42,7 +44,8 @@ def record(name: str, call) -> object:
         results[name] = {"ok": False, "status": None, "exception": type(exc).__name__,
                          "error": "".join(traceback.format_exception_only(exc)).strip()[:2000]}
         return None
-    results[name] = {"ok": True, "model": type(reply).__name__, "value": reply.model_dump(mode="json")}
+    value = reply.model_dump(mode="json") if hasattr(reply, "model_dump") else reply  # some replies are plain objects
+    results[name] = {"ok": True, "model": type(reply).__name__, "value": value}
     return reply
 
 
@@ -108,5 +111,38 @@ record("get_balance", signed.get_balance)
 record("get_market_unknown", lambda: signed.get_market("KXNOPE-404"))
 record("public_get_balance", public.get_balance)
 record("public_create_order_v2", lambda: public.create_order_v2(**order, client_order_id="sdk-unsigned"))
+
+# amend and decrease (V2), on a second account: an order that rests, moved and grown, renamed, decreased by one,
+# refused a side change, decreased to nothing (canceled), then amended too late and decreased unknown (404)
+amender = client(True, args["amend_key_id"])
+mine = record("amend_create", lambda: amender.create_order_v2(**order, client_order_id="sdk-amend"))
+if mine is not None:
+    record("amend_order_v2", lambda: amender.amend_order_v2(
+        mine.order_id, ticker=ticker, side="bid", price=args["amend_price"], count="3.00",
+        client_order_id="sdk-amend", updated_client_order_id="sdk-amended"))
+    record("amend_order_v2_side", lambda: amender.amend_order_v2(
+        mine.order_id, ticker=ticker, side="ask", price=args["amend_price"], count="3.00"))
+    record("decrease_order_v2", lambda: amender.decrease_order_v2(mine.order_id, reduce_by="1.00"))
+    record("amend_get_order", lambda: amender.get_order(mine.order_id))
+    record("decrease_order_v2_to_zero", lambda: amender.decrease_order_v2(mine.order_id, reduce_to="0"))
+    record("amend_order_v2_gone", lambda: amender.amend_order_v2(
+        mine.order_id, ticker=ticker, side="bid", price=args["amend_price"], count="3.00"))
+record("decrease_order_v2_unknown", lambda: amender.decrease_order_v2("no-such-order", reduce_to="0"))
+
+# order groups: V2 create takes order_group_id
+group = record("create_order_group", lambda: amender.create_order_group(contracts_limit=5))
+if group is not None:
+    gid = group.order_group_id
+    record("create_order_v2_grouped", lambda: amender.create_order_v2(**order, client_order_id="sdk-grouped",
+                                                                      order_group_id=gid))
+    record("get_order_group", lambda: amender.get_order_group(gid))
+    record("update_order_group_limit", lambda: amender.update_order_group_limit(gid, contracts_limit_fp="7.00"))
+    record("get_order_groups", amender.get_order_groups)
+    record("trigger_order_group", lambda: amender.trigger_order_group(gid))
+    record("create_order_v2_grouped_triggered", lambda: amender.create_order_v2(
+        **order, client_order_id="sdk-grouped-2", order_group_id=gid))
+    record("reset_order_group", lambda: amender.reset_order_group(gid))
+    record("delete_order_group", lambda: amender.delete_order_group(gid))
+    record("get_order_group_deleted", lambda: amender.get_order_group(gid))
 
 json.dump(results, sys.stdout)

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.timeout(180)
 
 DRIVER = Path(__file__).with_name("sdk_driver.py")
 KEY_ID = "sdk-conformance-key"
+AMEND_KEY_ID = "sdk-amend-key"  # a second account for amends and order groups (the first one's reads stay as they were)
 HOW_TO = ("Kalshi's SDK runs in its own Python 3.13 environment: build it with `.ci/sdk-venv` and set "
           "TAPE_SDK_PYTHON=$PWD/.venv-sdk/bin/python")
 
@@ -87,7 +88,8 @@ async def _drive(python: str, exchange: Exchange, verifier: Verifier, key_path: 
         assert info is not None and info.yes_ask is not None and info.yes_ask_size >= 100, info
         args = {"host": server.rest_url, "key_id": KEY_ID, "key_path": str(key_path), "ticker": ticker,
                 "rest_price": format_price(100), "cross_price": format_price(info.yes_ask),
-                "expiration_time": exchange.now_ns // 10**9 + 600}
+                "expiration_time": exchange.now_ns // 10**9 + 600, "amend_key_id": AMEND_KEY_ID,
+                "amend_price": format_price(200)}
         proc = await asyncio.create_subprocess_exec(python, str(DRIVER), stdin=asyncio.subprocess.PIPE,
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(json.dumps(args).encode()), 150)
@@ -261,3 +263,52 @@ def test_portfolio_calls_without_a_signature_are_a_401_error_response(run):
     assert run.refused("public_get_balance", 401)["code"] == "unauthorized"
     assert run.refused("public_create_order_v2", 401)["code"] == "unauthorized"
     assert not [d for d in run.exchange.order_details(KEY_ID) if d.report.client_order_id == "sdk-unsigned"]
+
+
+# --- amend, decrease, order groups (a second account) ---------------------------------------------------------
+def _amended(run: Run):
+    return next(d for d in run.exchange.order_details(AMEND_KEY_ID) if d.report.client_order_id == "sdk-amended")
+
+
+def test_an_amend_parses_with_the_new_total_and_the_new_client_order_id(run):
+    """Moved from 0.01 to 0.02 and from 2 to 3 contracts, renamed: the reply is the SDK's AmendOrderV2Response."""
+    reply = run.ok("amend_order_v2")
+    assert run.results["amend_order_v2"]["model"] == "AmendOrderV2Response"
+    order = _amended(run)
+    assert (reply["order_id"], reply["client_order_id"], reply["fill_count"], reply["remaining_count"]) == (
+        order.report.order_id, "sdk-amended", "0.00", "3.00")
+    assert isinstance(reply["ts_ms"], int) and reply["ts_ms"] > 0
+    assert run.refused("amend_order_v2_side", 400)["code"] == "bad_request"
+
+
+def test_a_decrease_parses_with_what_remains_and_the_order_shows_the_new_terms(run):
+    reply = run.ok("decrease_order_v2")
+    assert run.results["decrease_order_v2"]["model"] == "DecreaseOrderV2Response"
+    assert (reply["client_order_id"], reply["remaining_count"]) == ("sdk-amended", "2.00")
+    read = run.ok("amend_get_order")["order"]
+    assert (read["yes_price_dollars"], read["remaining_count_fp"], read["initial_count_fp"], read["status"]) == (
+        "0.0200", "2.00", "2.00", "resting")
+    assert run.ok("decrease_order_v2_to_zero")["remaining_count"] == "0.00"
+    assert _amended(run).report.status == "canceled"
+    assert run.refused("amend_order_v2_gone", 404)["code"] == "not_found"
+    assert run.refused("decrease_order_v2_unknown", 404)["code"] == "not_found"
+
+
+def test_order_groups_parse_and_a_triggered_group_refuses_orders_until_reset(run):
+    created = run.ok("create_order_group")
+    assert run.results["create_order_group"]["model"] == "CreateOrderGroupResponse" and created["subaccount"] == 0
+    grouped = run.ok("create_order_v2_grouped")
+    one = run.ok("get_order_group")
+    assert (one["orders"], one["contracts_limit_fp"], one["is_auto_cancel_enabled"]) == ([grouped["order_id"]],
+                                                                                          "5.00", True)
+    assert run.ok("update_order_group_limit") == {}
+    (listed,) = run.ok("get_order_groups")["order_groups"]
+    assert (listed["id"], listed["contracts_limit_fp"]) == (created["order_group_id"], "7.00")
+    assert run.ok("trigger_order_group") == {}
+    assert run.refused("create_order_v2_grouped_triggered", 400)["code"] == "order_group_triggered"
+    assert run.ok("reset_order_group") == {} and run.ok("delete_order_group") == {}
+    assert run.refused("get_order_group_deleted", 404)["code"] == "not_found"
+    grouped_order = next(d for d in run.exchange.order_details(AMEND_KEY_ID)
+                         if d.report.client_order_id == "sdk-grouped")
+    assert grouped_order.report.status == "canceled" and grouped_order.order_group_id == created["order_group_id"]
+
