@@ -3,16 +3,18 @@ cash, the book and private events), then the same through its REST API with our 
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
-from runtime.events import BookDelta, OrderFilled, OrderIntent, OrderStatusReported
+from runtime.events import BookDelta, OrderAccepted, OrderFilled, OrderIntent, OrderStatusReported
 from runtime.units import MONEY_SCALE
 from runtime.venues.kalshi import messages as m
 from runtime.venues.kalshi import rest as r
 from runtime.venues.kalshi.codec import encode
 from runtime.venues.kalshi.http import KalshiApiError, KalshiRest
+from runtime.venues.kalshi.ws import KalshiFeed
 from runtime.venues.sim import EPOCH_NS
 from runtime.venues.sim.exchange import GROUP_WINDOW_NS, PUBLIC, Exchange
 from runtime.venues.sim.server import ExchangeServer
@@ -267,3 +269,37 @@ async def test_kalshi_rest_amends_decreases_and_runs_order_groups_on_the_local_e
         with pytest.raises(KalshiApiError) as no_group:
             await client.order_group(gid)
         assert no_group.value.status == 404
+
+
+@pytest.mark.timeout(30)
+async def test_an_amend_reaches_the_websocket_as_deltas_naming_our_order_and_its_new_state():
+    """Through the server: the book deltas of a moved order carry its client_order_id (to its owner), and
+    user_orders reports the order again after the amend (resting, nothing filled: read as an acknowledgement)."""
+    ex = Exchange(2, 11, start_ns=time.time_ns(), session_s=36_000.0)
+    ticker = ex.tickers[1]
+    got: list = []
+    async with ExchangeServer(ex) as server, KalshiRest(server.rest_url, backoff_s=0.01) as client, \
+            KalshiFeed(server.ws_url, [ticker], channels=("orderbook_delta", "user_orders"), backoff_s=0.01) as feed:
+        server.pause()
+
+        async def consume() -> None:
+            async for batch in feed:
+                got.extend(e for _, e in batch)
+
+        consumer = asyncio.create_task(consume())
+        await asyncio.sleep(0.2)  # subscribed
+        ack = await client.create_order(OrderIntent(cause_seq=1, client_order_id="ws-1", market=ticker, side="bid",
+                                                    price=100, count=300))
+        await client.amend_order(ack.order_id, market=ticker, side="bid", price=200, count=500)
+        async with asyncio.timeout(10):
+            while not any(type(e) is BookDelta and e.client_order_id == "ws-1" and e.price == 200 for e in got) or \
+                    len([e for e in got if type(e) is OrderAccepted]) < 2:
+                await asyncio.sleep(0.02)
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+
+    ours = [(e.price, e.delta) for e in got if type(e) is BookDelta and e.client_order_id == "ws-1"]
+    assert ours == [(100, 300), (100, -300), (200, 500)]
+    assert [e.order_id for e in got if type(e) is OrderAccepted] == [ack.order_id, ack.order_id]
+    venue = ex.order("trust", ack.order_id)
+    assert (venue.price, venue.remaining_count) == (200, 500)  # type: ignore[union-attr]
