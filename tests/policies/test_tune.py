@@ -30,7 +30,7 @@ def test_the_shipped_space_parses_and_names_only_training_config_fields():
     space = load_space(DEFAULT_SPACE)
     fields = {f.name for f in msgspec.structs.fields(TrainConfig)}
     assert set(space.space) <= fields and set(space.base) <= fields
-    assert {"lr", "hidden", "train_batch", "entropy", "schedule", "rewards"} <= set(space.space)
+    assert {"lr", "hidden", "train_batch", "entropy", "lambda_", "schedule", "rewards"} <= set(space.space)
 
 
 def test_a_draw_goes_over_the_base_table_by_table():
@@ -157,16 +157,16 @@ def test_a_tiny_search_saves_its_best_trial_as_a_version_with_its_search_record(
     record = json.loads((version / SEARCH_FILE).read_text())
     assert record["version"] == report.version and record["metric"] == "heldout_pnl"
     trials = {t["number"]: t for t in record["trials"]}
-    assert sorted(trials) == [1, 2]
+    assert sorted(trials) == [1, 2], lines
     best = trials[record["best"]]
     finished = [t for t in trials.values() if t["status"] == "finished"]
-    assert best in finished and best["heldout_pnl"] == max(t["heldout_pnl"] for t in finished)
+    assert best in finished and best["heldout_pnl"] == max(t["heldout_pnl"] for t in finished), record
     assert manifest["train"] == best["config"] and manifest["version"] == best["version"]
     assert best["config"]["lr"] == best["params"]["lr"] and best["config"]["heldout"] == ["heldout"]
     for t in trials.values():
-        assert t["status"] in ("finished", "stopped")
-        assert [s["iteration"] for s in t["scores"]] == list(range(1, t["iterations"] + 1))
+        assert t["status"] in ("finished", "stopped"), (t, lines)
+        assert [s["iteration"] for s in t["scores"]] == list(range(1, t["iterations"] + 1)), (t, lines)
     assert load_model(out).version == report.version  # loads and checks, as tape eval would
     assert (version / "training.png").read_bytes().startswith(b"\x89PNG")
-    assert any("trial 1/2: iteration 1/2" in line for line in lines)
-    assert not any("nan" in line for line in lines)
+    assert any("trial 1/2: iteration 1/2" in line for line in lines), lines
+    assert not any("nan" in line for line in lines), lines
