@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from runtime.events import EVENT_TYPES, Level, Record
+from runtime.events import EVENT_TYPES, Level, Price, Record
 from runtime.log import EventLog, SessionMeta
 from runtime.log.files import fsync_path
 
@@ -70,9 +70,11 @@ RECORD_COLUMNS = ("seq", "ts_ns", "type")
 # Fixed-size tuples become structs; their members need names, chosen by the tuple's exact type.
 _LEVEL = pa.struct([pa.field("price", pa.int64()), pa.field("count", pa.int64())])
 _PAIR = pa.struct([pa.field("key", pa.string()), pa.field("value", pa.string())])
+_RANGE = pa.struct([pa.field("start", pa.int64()), pa.field("end", pa.int64()), pa.field("step", pa.int64())])
 _NAMED_TUPLES: list[tuple[mi.Type, pa.DataType]] = [
     (mi.type_info(Level), _LEVEL),  # (price, resting count) of a book level
     (mi.type_info(tuple[str, str]), _PAIR),  # (key, value), e.g. an operator command's arguments
+    (mi.type_info(tuple[Price, Price, Price]), _RANGE),  # (start, end, step) of a market's price range
 ]
 
 

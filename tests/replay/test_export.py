@@ -22,6 +22,7 @@ SETTINGS = LogSettings(sync="none")
 _ids = itertools.count()
 LEVEL = pa.struct([("price", pa.int64()), ("count", pa.int64())])
 PAIR = pa.struct([("key", pa.string()), ("value", pa.string())])
+RANGE = pa.struct([("start", pa.int64()), ("end", pa.int64()), ("step", pa.int64())])
 
 
 def delta(i: int) -> BookDelta:
@@ -130,6 +131,7 @@ def test_schema_covers_every_field_of_every_event_type():
         "yes_bids": pa.list_(LEVEL),
         "no_bids": pa.list_(LEVEL),
         "args": pa.list_(PAIR),
+        "price_ranges": pa.list_(RANGE),
     }
     assert {n: schema.field(n).type for n in expected} == expected
     allowed = {
@@ -141,6 +143,7 @@ def test_schema_covers_every_field_of_every_event_type():
         pa.list_(pa.string()),
         pa.list_(LEVEL),
         pa.list_(PAIR),
+        pa.list_(RANGE),
     }
     assert {n: schema.field(n).type for n in fields if schema.field(n).type not in allowed} == {}
 
