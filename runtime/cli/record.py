@@ -13,6 +13,7 @@ from ..events import SessionEnded, SessionStarted
 from ..ids import new_session_id
 from ..log import SessionMeta, create_log, is_postgres
 from ..venues.kalshi.auth import Signer
+from ..venues.kalshi.http import KalshiRest
 from ..venues.kalshi.ws import KalshiFeed
 from ..version import code_version
 from .progress import Status
@@ -72,11 +73,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     async with venue_urls(args.venue, args.url, count or 8, seed, span_s=args.duration * args.speed,
                           speed=args.speed) as (rest_url, ws_url):
         tickers = await resolve_markets(rest_url, signer, count, tickers, args.venue)
-        return await _record(args, settings, seed, ws_url, signer, tickers)
+        return await _record(args, settings, seed, ws_url, signer, tickers, rest_url)
 
 
 async def _record(args: argparse.Namespace, settings: Settings, seed: int, ws_url: str, signer: Signer | None,
-                  tickers: list[str]) -> int:
+                  tickers: list[str], rest_url: str) -> int:
     target = args.log or settings.log.target
     session_id = new_session_id("record")
     config_hash, version = settings_hash(settings), code_version()
@@ -85,11 +86,11 @@ async def _record(args: argparse.Namespace, settings: Settings, seed: int, ws_ur
     log = await create_log(target, meta, settings.log)
     progress = _Progress(len(tickers), args.duration)
     reason = "completed"
-    async with log:
+    async with log, KalshiRest(rest_url, signer=signer, tier=settings.venue.tier) as rest:
         await log.append([(time.time_ns(), SessionStarted(
             session_id=session_id, mode="record", venue=args.venue, seed=seed, config_hash=config_hash,
             code_version=version, markets=tuple(tickers)))])
-        feed = KalshiFeed(ws_url, tickers, channels=CHANNELS, signer=signer)
+        feed = KalshiFeed(ws_url, tickers, channels=CHANNELS, signer=signer, info=rest)  # MarketInfo first
         try:
             async with feed:
                 async with asyncio.timeout(args.duration):

@@ -39,6 +39,8 @@ def _field_units(tag: str) -> dict[str, Any]:
             units[name] = fmt
         elif name in ("yes_bids", "no_bids"):
             units[name] = "levels"
+        elif name == "price_ranges":
+            units[name] = "ranges"
     return units
 
 
@@ -47,6 +49,8 @@ def _show(value: Any, unit: Any) -> str:
         return "-"
     if unit == "levels":
         return "[" + " ".join(f"{format_price(p)}x{format_count(c)}" for p, c in value) + "]"
+    if unit == "ranges":  # MarketInfo's price grid: start..end by step
+        return "[" + " ".join(f"{format_price(a)}..{format_price(b)}/{format_price(s)}" for a, b, s in value) + "]"
     if unit is not None:
         return unit(value)
     if isinstance(value, bytes):

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actors.fees import KalshiFees, SeriesFees
-from runtime.events import MarketLifecycle, OrderFilled, OrderStatusReported, PositionReported, PublicTrade
+from runtime.events import MarketInfo, MarketLifecycle, OrderFilled, OrderStatusReported, PositionReported, PublicTrade
 from runtime.units import MONEY_SCALE, PRICE_MAX
 from runtime.venues.kalshi.rest import OrderRequest
 from runtime.venues.sim import EPOCH_NS, SynthSession
@@ -52,11 +52,14 @@ def wide_market(ex: Exchange) -> tuple[str, int, int]:
 # --- the market data ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("seed", "markets", "duration"), [(9, 4, 900.0), (2, 3, 1_800.0)])
 def test_without_orders_the_exchange_publishes_exactly_tape_synths_events(seed, markets, duration):
-    """Same seed, same tickers, same events at the same times, in the same order — and nothing private."""
+    """Same seed, same tickers, same events at the same times, in the same order — and nothing private. (tape synth
+    opens with each market's MarketInfo, which the exchange serves over REST: its definitions are those.)"""
     ex = exchange(markets, seed, duration)
     entries = ex.advance(ex.end_ns)
     assert all(audience == PUBLIC for _, audience, _ in entries)
-    assert public(entries) == list(SynthSession(seed, markets, duration).events())
+    synth = list(SynthSession(seed, markets, duration).events())
+    assert [type(e) for _, e in synth[:markets]] == [MarketInfo] * markets
+    assert public(entries) == synth[markets:]
     assert ex.now_ns == ex.end_ns
 
 

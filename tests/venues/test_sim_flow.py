@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from actors.book import OrderBook
-from runtime.events import BookDelta, BookSnapshot, MarketLifecycle, PublicTrade
+from runtime.events import BookDelta, BookSnapshot, MarketInfo, MarketLifecycle, PublicTrade
 from runtime.venues.sim import EPOCH_NS, FlowConfig, MarketFlow, SynthSession, derive_seed
 
 HOUR = 3_600.0
@@ -65,6 +65,8 @@ def test_a_session_is_time_ordered_and_each_market_opens_snapshots_closes_and_se
         per_market[event.market].append((ts, event))  # type: ignore[attr-defined]
     assert sorted(per_market) == list(session.tickers)
     for market, stream in per_market.items():
+        assert type(stream[0][1]) is MarketInfo and stream[0][0] == session.start_ns  # its definition comes first
+        stream = stream[1:]
         kinds = [e.kind for _, e in stream if type(e) is MarketLifecycle]
         assert kinds == ["activated", "deactivated", "determined", "settled"], market
         first, second = stream[0][1], stream[1][1]

@@ -58,6 +58,7 @@ from . import messages as m
 from . import rest
 from .auth import Signer
 from .codec import encode
+from .info import Series, SeriesResponse
 from .rest import AmendAck, ApiError, CancelAck, OrderAck, OrderGroup
 
 __all__ = [
@@ -475,6 +476,11 @@ class KalshiRest:
         """``GET /markets/{ticker}``."""
         path = f"/markets/{quote(ticker, safe='')}"
         return self._decode(await self._call("GET", path), m.MarketResponse, path).market
+
+    async def series(self, ticker: str) -> Series:
+        """``GET /series/{series_ticker}``: its fee type and multiplier (:mod:`.info`)."""
+        path = f"/series/{quote(ticker, safe='')}"
+        return self._decode(await self._call("GET", path), SeriesResponse, path).series
 
     async def orderbook(self, ticker: str) -> BookSnapshot:
         """``GET /markets/{ticker}/orderbook``: the market's whole book."""

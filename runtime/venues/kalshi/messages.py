@@ -682,6 +682,7 @@ class Market(_Body, kw_only=True):
     rules_secondary: str | None = None
     price_level_structure: str | None = None
     price_ranges: list[PriceRange] | None = None
+    fee_waiver_expiration_time: str | None = None
 
 
 class MarketResponse(_Body, kw_only=True):

@@ -24,6 +24,12 @@ What it does, and where the rules live:
   after an exponential backoff (``backoff_s`` doubling to ``max_backoff_s``, jittered from ``rng``) and
   subscribe everything again (new sids). A refused upgrade with 401 or 403 is not retried: the iteration
   raises :class:`KalshiFeedError` (the key is wrong; retrying cannot help).
+* **Market info** (with ``info``, a REST client): before each connection subscribes, every market whose
+  definition is not logged yet is read (``GET /markets?tickers=…`` and each series' ``GET /series/{ticker}``, cached)
+  and delivered as a ``MarketInfo`` (:mod:`.info`) ahead of anything the connection brings, so it is logged before
+  the market's first book snapshot; a ``close_date_updated`` lifecycle event makes its market be read again (its
+  ``MarketInfo`` follows the lifecycle event). A failed read is a ``VenueError``, and the next connection retries
+  the markets still unread; a series that cannot be read gives a ``MarketInfo`` without fee terms.
 * **REST reconciliation** (with ``rest`` and ``reconcile``), on every connection once the private channels
   are confirmed, and whenever the tracker asks: fills since the last delivered fill's time minus
   ``reconcile_margin_ms`` (the feed's start, at first), resting orders (``OrderStatusReported``) and
@@ -48,13 +54,15 @@ from structlog.typing import FilteringBoundLogger
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from runtime.events import Event, VenueError
+from runtime.events import Event, MarketInfo, MarketLifecycle, VenueError
 from runtime.logger import get_logger
 
 from . import codec
+from . import info as mi
 from . import tracker as tr
 from .auth import WS_PATH, Signer
-from .http import KalshiError, KalshiRest
+from .http import KalshiApiError, KalshiError, KalshiRest
+from .messages import Market
 from .tracker import DEFAULT_CHANNELS, FeedStats, FeedTracker
 
 __all__ = ["KalshiFeed", "KalshiFeedError"]
@@ -81,7 +89,7 @@ class KalshiFeed:
                  clock_ns: Callable[[], int] = time.time_ns, backoff_s: float = 0.2, max_backoff_s: float = 10.0,
                  reconcile: bool = True, rng: random.Random | None = None, reconcile_margin_ms: int = 60_000,
                  max_pending: int = 100_000, open_timeout_s: float = 10.0, ping_interval_s: float | None = 20.0,
-                 ping_timeout_s: float | None = 20.0, legacy: bool = False) -> None:
+                 ping_timeout_s: float | None = 20.0, legacy: bool = False, info: KalshiRest | None = None) -> None:
         if backoff_s < 0 or max_backoff_s < 0:
             raise ValueError(f"backoff_s {backoff_s} and max_backoff_s {max_backoff_s} must be >= 0")
         if max_pending < 1:
@@ -113,6 +121,10 @@ class KalshiFeed:
         self._failure: BaseException | None = None
         self._ended = False
         self._started_ms = 0
+        self._info = info
+        self._informed: set[str] = set()  # markets whose MarketInfo has been delivered
+        self._series: dict[str, mi.Series] = {}  # series read, by ticker
+        self._rereads: set[asyncio.Task[None]] = set()  # close_date_updated re-reads in flight
 
     def __repr__(self) -> str:
         return f"KalshiFeed({self.ws_url!r}, markets={list(self._tracker.markets)!r}, connected={self.connected})"
@@ -157,7 +169,9 @@ class KalshiFeed:
         self._stop_reconciling()
         if self._task is not None and not self._task.done():
             self._task.cancel()
-        for task in [*self._cancelled, *([self._task] if self._task is not None else [])]:
+        for task in self._rereads:
+            task.cancel()
+        for task in [*self._cancelled, *self._rereads, *([self._task] if self._task is not None else [])]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._end()
@@ -225,6 +239,8 @@ class KalshiFeed:
     async def _connection(self) -> tuple[str, bool]:
         """One connection, until it ends: why it ended, and whether it had been healthy (subscribed, and
         not given up by the tracker)."""
+        if self._info is not None:
+            await self._inform(self._info, [t for t in self._tracker.markets if t not in self._informed])
         headers = None
         if self._signer is not None:
             headers = self._signer.headers("GET", self._sign_path, time.time_ns() // 1_000_000)
@@ -250,6 +266,8 @@ class KalshiFeed:
                 step = self._tracker.frame(self._decoder.decode(raw, received_ns))
                 if step.events:
                     await self._push(received_ns, step.events)
+                    if self._info is not None:
+                        self._reread_moved(self._info, step.events)
                 if step.commands:
                     await self._send(ws, step.commands)
                 if step.reconcile:
@@ -283,6 +301,69 @@ class KalshiFeed:
             await self._room.wait()
         self._pending.extend((received_ns, e) for e in events)
         self._ready.set()
+
+    # --- market info -------------------------------------------------------------------------------
+    async def _inform(self, rest: KalshiRest, tickers: Sequence[str]) -> None:
+        """Deliver the ``MarketInfo`` of ``tickers`` (module docstring), 100 markets a read."""
+        for lo in range(0, len(tickers), 100):
+            chunk = tickers[lo : lo + 100]
+            try:
+                markets = {market.ticker: market for market in await rest.markets(tickers=chunk)}
+            except KalshiError as exc:
+                await self._info_failed(rest, f"could not read the markets {', '.join(chunk[:3])}… : {exc}")
+                return
+            infos: list[Event] = []
+            for ticker in chunk:
+                market = markets.get(ticker)
+                if market is None:
+                    await self._info_failed(rest, f"GET /markets did not return {ticker}")
+                    continue
+                info = await self._market_info(rest, market)
+                if info is not None:
+                    infos.append(info)
+                    self._informed.add(ticker)
+            if infos:
+                await self._push(self._clock_ns(), infos)
+
+    async def _market_info(self, rest: KalshiRest, market: Market) -> MarketInfo | None:
+        """One market's ``MarketInfo``, its series read once (None, with a ``VenueError``, if it cannot be read)."""
+        name = mi.series_ticker(market)
+        series = self._series.get(name)
+        if series is None:
+            try:
+                series = self._series[name] = await rest.series(name)
+            except KalshiApiError as exc:  # no such series, or refused: no fee terms (the configured ones apply)
+                await self._info_failed(rest, f"could not read series {name} of {market.ticker}: {exc}")
+            except KalshiError as exc:
+                await self._info_failed(rest, f"could not read series {name} of {market.ticker}: {exc}")
+                return None
+        try:
+            return mi.market_info(market, series, rest.base_url)
+        except ValueError as exc:
+            await self._info_failed(rest, f"market {market.ticker}: {exc}")
+            return None
+
+    async def _info_failed(self, rest: KalshiRest, message: str) -> None:
+        _log().warning("market info not read", error=message)
+        await self._push(self._clock_ns(), [VenueError(where=rest.source, message=codec.clip(f"market info: {message}"))])
+
+    def _reread_moved(self, rest: KalshiRest, events: Sequence[Event]) -> None:
+        """A ``close_date_updated`` among ``events``: read that market's definition again, in the background."""
+        for event in events:
+            if type(event) is MarketLifecycle and event.kind == "close_date_updated":
+                task = asyncio.create_task(self._reread(rest, event.market), name=f"kalshi-feed info {event.market}")
+                self._rereads.add(task)
+                task.add_done_callback(self._rereads.discard)
+
+    async def _reread(self, rest: KalshiRest, ticker: str) -> None:
+        try:
+            market = await rest.market(ticker)
+        except KalshiError as exc:
+            await self._info_failed(rest, f"could not read {ticker} again after its close moved: {exc}")
+            return
+        info = await self._market_info(rest, market)
+        if info is not None:
+            await self._push(self._clock_ns(), [info])
 
     # --- REST reconciliation -------------------------------------------------------------------------
     def _start_reconciling(self) -> None:

@@ -27,8 +27,11 @@ Every reply has the shape of Kalshi's OpenAPI spec, with every field it requires
 * cancel and batch cancel answer ``reduced_by``; a batch create's items are flat (``order_id``, counts,
   ``ts_ms``, or ``error``); every list has ``cursor``, ``""`` on its last page.
 
-Market data (``/markets``, a market, its order book) is Kalshi's public data: :func:`is_public` says which
-requests need no signature.
+A **series** (``GET /series/{series_ticker}``: the exchange's one, its prefix) has its fee terms, ``fee_type`` and
+``fee_multiplier``, from the exchange's fee schedule, and the other fields the spec requires.
+
+Market data (``/markets``, a market, its order book, the series) is Kalshi's public data: :func:`is_public` says
+which requests need no signature.
 """
 
 from __future__ import annotations
@@ -40,14 +43,17 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import msgspec
 from aiohttp import web
 
+from actors.fees import KalshiFees, SeriesFees
 from runtime.events import BookSnapshot, MalformedInput
 from runtime.logger import get_logger
 from runtime.units import PRICE_MAX, format_count, format_money, format_price
 
 from ..kalshi import codec, rest
 from ..kalshi import convert as cv
+from ..kalshi import info as mi
 from ..kalshi import messages as m
 from .exchange import CommandResult, Exchange, ExchangeError, MarketInfo, OrderDetail, PositionDetail
+from .session import PRICE_LEVEL_STRUCTURE, fee_type, market_rules
 
 _MARKET_STATUS: Final = {"unopened": ("initialized",), "open": ("active",), "closed": ("closed", "determined"),
                          "settled": ("settled",)}
@@ -57,15 +63,16 @@ DEFAULT_LIMIT: Final = 100
 MAX_BATCH: Final = 20
 _OWNER: Final = web.RequestKey("owner", str)  # the account a request acts for
 _WIRE_STATUS: Final = {"settled": "finalized"}  # the exchange's market status -> Kalshi's Market.status enum
-_PRICE_LEVEL_STRUCTURE: Final = {100: "linear_cent", 10: "deci_cent"}
 _ZERO_PRICE: Final = format_price(0)
 _PUBLIC_PREFIX: Final = "/trade-api/v2/markets"
+_PUBLIC_SERIES: Final = "/trade-api/v2/series/"
 
 
 def is_public(method: str, path: str) -> bool:
     """Whether Kalshi serves this request without a signature: reads of market data (``GET /markets``, a
-    market, its order book, trades). Every portfolio endpoint needs one."""
-    return method in ("GET", "HEAD") and (path == _PUBLIC_PREFIX or path.startswith(_PUBLIC_PREFIX + "/"))
+    market, its order book, trades, a series). Every portfolio endpoint needs one."""
+    return method in ("GET", "HEAD") and (path == _PUBLIC_PREFIX or path.startswith(_PUBLIC_PREFIX + "/")
+                                          or path.startswith(_PUBLIC_SERIES))
 
 
 def _log() -> Any:
@@ -312,6 +319,20 @@ class RestApi:
             book = BookSnapshot(book.market, tuple(sorted(book.yes_bids)[-depth:]), tuple(sorted(book.no_bids)[-depth:]))
         return _json(cv.book_to_rest(book))
 
+    async def _series(self, request: web.Request) -> web.Response:
+        ticker = request.match_info["series_ticker"]
+        prefix = self.exchange.prefix
+        if ticker != prefix:
+            return _error(404, "not_found", f"series {ticker!r} not found")
+        fees = self.exchange.fees
+        terms = fees.terms(prefix) if isinstance(fees, KalshiFees) else SeriesFees()
+        whole, part = divmod(terms.multiplier_ppm, 1_000_000)
+        multiplier = whole if not part else terms.multiplier_ppm / 1_000_000  # a JSON number, as the spec has it
+        return _json(mi.SeriesResponse(series=mi.Series(
+            ticker=prefix, frequency="custom", title="Synthetic markets of the local exchange", category="Synthetic",
+            categories=["Synthetic"], tags=[], settlement_sources=[], contract_url="", contract_terms_url="",
+            fee_type=fee_type(terms), fee_multiplier=multiplier, additional_prohibitions=[])))
+
     def _market_body(self, i: MarketInfo) -> m.Market:
         """The spec's ``Market`` of what the exchange knows (see the module docstring)."""
         tick = i.tick
@@ -340,10 +361,8 @@ class RestApi:
             settlement_ts=None if i.settled_ns is None else _iso(i.settled_ns),
             settlement_bounds_type="default",
             expiration_value=format_price(i.settlement_value) if settled else "",  # type: ignore[arg-type]
-            rules_primary=(f"{i.ticker} settles Yes with the probability of its latent fair value at the close "
-                           "(a seeded draw of the local exchange's order-flow model); $1 per winning contract."),
-            rules_secondary="Synthetic: no real-world event decides it.",
-            price_level_structure=_PRICE_LEVEL_STRUCTURE.get(tick, "custom"), price_ranges=[grid])
+            rules_primary=market_rules(i.ticker)[0], rules_secondary=market_rules(i.ticker)[1],
+            price_level_structure=PRICE_LEVEL_STRUCTURE.get(tick, "custom"), price_ranges=[grid])
 
 
 # --- helpers -------------------------------------------------------------------------------------------------

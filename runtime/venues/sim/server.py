@@ -190,6 +190,7 @@ class ExchangeServer(RestApi, WsApi):
             ("GET", "/markets", self._markets),
             ("GET", "/markets/{ticker}", self._market),
             ("GET", "/markets/{ticker}/orderbook", self._orderbook),
+            ("GET", "/series/{series_ticker}", self._series),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, API_PREFIX + path, handler)

@@ -5,7 +5,9 @@ with :func:`derive_seed` ``(seed, "market", i)``, so a market's events do not de
 markets run beside it. Event time starts at ``start_ns`` (by default the fixed :data:`EPOCH_NS`, never
 the wall clock), so the same arguments give the same events, byte for byte once logged.
 
-Per market the stream is: ``activated`` (with the close time), a full :class:`BookSnapshot`, then the
+The stream opens with every market's :class:`MarketInfo` (:func:`market_info`: the definition the local exchange
+serves for it over REST — its grid, the series' fee terms, its close and its rules), at the start, in market order.
+Per market the stream is then: ``activated`` (with the close time), a full :class:`BookSnapshot`, then the
 :class:`BookDelta` and :class:`PublicTrade` events the engine produces, and at the close the deltas
 that empty the book, ``deactivated``, ``determined`` and ``settled`` (result and settlement value).
 Markets are merged by time; at equal times the lower market index comes first.
@@ -28,11 +30,14 @@ from pathlib import Path
 
 import msgspec
 
-from runtime.events import Event, SessionEnded, SessionStarted
+from actors.fees import COMBO_MAKER_RATE_PPM, KalshiFees, SeriesFees
+from runtime.events import Event, MarketInfo, SessionEnded, SessionStarted
+from runtime.units import PRICE_MAX
 
 from .flow import FlowConfig, MarketFlow
 
-__all__ = ["EPOCH_NS", "FAIR_FILE", "FairPath", "FairSidecar", "SynthSession", "derive_seed", "read_fair", "write_fair"]
+__all__ = ["EPOCH_NS", "FAIR_FILE", "FairPath", "FairSidecar", "SynthSession", "derive_seed", "fee_type", "market_info",
+           "market_rules", "read_fair", "write_fair"]
 
 EPOCH_NS = 1_767_225_600 * 1_000_000_000  # 2026-01-01T00:00:00Z: synthetic sessions' event time starts here
 _SEED_MASK = (1 << 63) - 1
@@ -85,6 +90,36 @@ def read_fair(run_dir: str | Path) -> FairSidecar | None:
         raise ValueError(f"{path}: not a fair-value sidecar ({exc})") from None
 
 
+PRICE_LEVEL_STRUCTURE = {100: "linear_cent", 10: "deci_cent"}
+"""the spec's ``price_level_structure`` of the exchange's ticks (any other tick: ``custom``)"""
+
+
+def market_rules(ticker: str) -> tuple[str, str]:
+    """A synthetic market's ``rules_primary`` and ``rules_secondary``."""
+    return (f"{ticker} settles Yes with the probability of its latent fair value at the close (a seeded draw of the "
+            "local exchange's order-flow model); $1 per winning contract.", "Synthetic: no real-world event decides it.")
+
+
+def fee_type(terms: SeriesFees) -> str:
+    """The spec's ``fee_type`` of fee terms (the inverse of :func:`actors.fees.fee_terms`)."""
+    if not terms.maker_fees:
+        return "quadratic"
+    return "quadratic_with_combo_maker_fees" if terms.maker_rate_ppm == COMBO_MAKER_RATE_PPM else "quadratic_with_maker_fees"
+
+
+def market_info(ticker: str, *, tick: int, close_ns: int, latest_expiration_ns: int, settle_after_s: int,
+                series: str, fees: SeriesFees, source: str = "sim") -> MarketInfo:
+    """A market of the local exchange as a ``MarketInfo``: what ``GET /markets/{ticker}`` and ``GET /series/{series}``
+    say of it (one grid from ``tick`` to $1 − ``tick`` by ``tick``; binary; it cannot close early)."""
+    primary, secondary = market_rules(ticker)
+    return MarketInfo(market=ticker, series=series, market_type="binary",
+                      price_level_structure=PRICE_LEVEL_STRUCTURE.get(tick, "custom"),
+                      price_ranges=((tick, PRICE_MAX - tick, tick),), fee_type=fee_type(fees),
+                      fee_multiplier_ppm=fees.multiplier_ppm, close_ts_ms=close_ns // 1_000_000,
+                      latest_expiration_ts_ms=latest_expiration_ns // 1_000_000, settlement_timer_s=settle_after_s,
+                      can_close_early=False, rules_primary=primary, rules_secondary=secondary, source=source)
+
+
 def derive_seed(seed: int, *path: str | int) -> int:
     """A 63-bit seed for a named part of a seeded run (``derive_seed(7, "market", 3)``), stable across
     platforms and Python versions (sha256 of the text, not ``hash()``)."""
@@ -110,6 +145,7 @@ class SynthSession:
         self.config = config or FlowConfig()
         self.start_ns = start_ns
         self.end_ns = start_ns + round(duration_s * 1_000_000_000)
+        self.prefix = prefix
         self.tickers = tuple(f"{prefix}-{i:03d}" for i in range(markets))
         self.flows = tuple(MarketFlow(ticker, self.config, derive_seed(seed, "market", i), self.start_ns, self.end_ns,
                                       record_fair=record_fair)
@@ -133,11 +169,22 @@ class SynthSession:
             FairPath(market=flow.market, ts_ns=[t for t, _ in path], fair=[f for _, f in path])  # type: ignore[union-attr]
             for flow, path in zip(self.flows, paths, strict=True)])
 
+    def market_infos(self) -> list[MarketInfo]:
+        """Every market's definition (module docstring), in market order; the fees are Kalshi's default terms, as the
+        local exchange charges them."""
+        fees = KalshiFees().terms(self.prefix)
+        return [market_info(flow.market, tick=self.config.tick, close_ns=flow.profile.close_ns,
+                            latest_expiration_ns=self.end_ns, settle_after_s=round(self.config.settle_after_s),
+                            series=self.prefix, fees=fees) for flow in self.flows]
+
     def events(self) -> Iterator[tuple[int, Event]]:
-        """Every market's events merged in time order (ties: lower market index, then emission order)."""
+        """Every market's ``MarketInfo`` at the start, then its events merged in time order (ties: lower market index,
+        then emission order)."""
         if self._used:
             raise RuntimeError("a SynthSession's events are generated once; build a new session to run again")
         self._used = True
+        for info in self.market_infos():
+            yield self.start_ns, info
         streams = [_keyed(i, flow) for i, flow in enumerate(self.flows)]
         for ts, _, _, events in heapq.merge(*streams):
             for event in events:
