@@ -34,7 +34,8 @@ of an order with no reservation (``order_not_open``), one that would not leave a
 applies the new terms (a decrease releases the difference: ``CashReleased``); ``AmendRejected`` from the
 venue returns to the old terms. An order is done only when nothing remains under either terms.
 
-A fill whose ``trade_id`` was seen before is ignored (the positions machine records the duplicate).
+A fill whose ``trade_id`` was applied before, or that is too old to tell (:mod:`actors.dedupe`: the trade ids are
+remembered in bounded generations), is ignored (the positions machine records the duplicate).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from runtime.events import (
 )
 from runtime.units import PRICE_MAX, format_count, format_money
 
+from .dedupe import FillWindow, FillWindowSnapshot, Verdict
 from .fees import CENT, REBATE, FeeSchedule, leg_cost, leg_price, round_fill
 from .machine import NOTHING
 from .positions import settlement_value
@@ -99,12 +101,13 @@ class Reservation(msgspec.Struct, gc=False):
         return not self.remaining and (self.pending_unit is None or self.pending_count <= self.filled)
 
 
-class CashSnapshot(msgspec.Struct, frozen=True):
+class CashSnapshot(msgspec.Struct, frozen=True, omit_defaults=True):
     cash: int
     rounding_paid: int
     reservations: tuple[Reservation, ...]  # by client order id
     positions: tuple[tuple[str, int], ...]  # signed count by market
-    seen_trades: tuple[str, ...]  # sorted
+    seen_trades: tuple[str, ...]  # sorted: the fill window's current generation
+    seen_window: FillWindowSnapshot | None = None  # and the rest of it (actors.dedupe)
 
 
 class CashPool:
@@ -120,7 +123,7 @@ class CashPool:
         self.rounding_paid = 0  # rounding fees less rebates, over all fills: kept by the venue
         self._reservations: dict[str, Reservation] = {}
         self._positions: dict[str, int] = {}  # signed count: the YES + NO pairs a fill closes pay $1
-        self._seen: set[str] = set()
+        self._fills = FillWindow()  # the trade ids applied (actors.dedupe)
 
     @property
     def available(self) -> int:
@@ -230,9 +233,8 @@ class CashPool:
         return (CashReleased(client_order_id=cid, amount=r.hold, cause_seq=seq),)
 
     def _fill(self, seq: int, fill: OrderFilled) -> Sequence[Event]:
-        if fill.trade_id in self._seen:
+        if self._fills.admit(fill) is not Verdict.NEW:
             return NOTHING
-        self._seen.add(fill.trade_id)
         held = self._positions.get(fill.market, 0)
         sign = 1 if fill.side == "bid" else -1
         closed = min(fill.count, max(0, -sign * held))  # opposite contracts this fill pairs off
@@ -262,12 +264,13 @@ class CashPool:
 
     # -- snapshots ------------------------------------------------------------------------------
     def snapshot(self) -> CashSnapshot:
+        seen, window = self._fills.snapshot_parts()
         return CashSnapshot(
             cash=self.cash,
             rounding_paid=self.rounding_paid,
             reservations=tuple(msgspec.structs.replace(self._reservations[c]) for c in sorted(self._reservations)),
             positions=tuple((m, n) for m, n in sorted(self._positions.items()) if n),
-            seen_trades=tuple(sorted(self._seen)),
+            seen_trades=seen, seen_window=window,
         )
 
     @classmethod
@@ -279,7 +282,7 @@ class CashPool:
         pool._reservations = {r.client_order_id: msgspec.structs.replace(r) for r in snap.reservations}
         pool.reserved = sum(r.hold for r in pool._reservations.values())
         pool._positions = dict(snap.positions)
-        pool._seen = set(snap.seen_trades)
+        pool._fills = FillWindow.restore(snap.seen_trades, snap.seen_window)
         return pool
 
 

@@ -12,7 +12,8 @@ is a bug and raises. Venue events (accepted, rejected, canceled, expired, filled
 state-machine convention bad input never raises: one that the table refuses — a cancel after the last
 fill, a fill beyond the remaining count, an event for an order never placed — is recorded as
 ``OrderTransitionRefused`` and not applied (the order stays as it was; reconciliation is the remedy).
-A fill whose ``trade_id`` was seen before is ignored (the positions machine records the duplicate).
+A fill whose ``trade_id`` was applied before, or that is too old to tell (:mod:`actors.dedupe`: the trade ids are
+remembered in bounded generations), is ignored (the positions machine records the duplicate).
 An acknowledgement of an order the venue already showed us (accepted again — the order gateway and the
 ``user_orders`` channel both report it — or after a fill or cancel that raced it) changes nothing and is
 not refused, unless it names another venue order id.
@@ -47,6 +48,7 @@ from runtime.events import (
 )
 from runtime.units import format_count
 
+from .dedupe import FillWindow, FillWindowSnapshot, Verdict
 from .machine import NOTHING
 
 __all__ = ["TRANSITIONS", "IllegalTransition", "OrderRecord", "OrderState", "Orders", "OrdersSnapshot", "transition"]
@@ -96,9 +98,10 @@ class OrderRecord(msgspec.Struct, gc=False):
         return 0 if not TRANSITIONS[self.state] else self.count - self.filled
 
 
-class OrdersSnapshot(msgspec.Struct, frozen=True):
+class OrdersSnapshot(msgspec.Struct, frozen=True, omit_defaults=True):
     orders: tuple[OrderRecord, ...]  # by client order id
-    seen_trades: tuple[str, ...]  # sorted
+    seen_trades: tuple[str, ...]  # sorted: the fill window's current generation
+    seen_window: FillWindowSnapshot | None = None  # and the rest of it (actors.dedupe)
 
 
 _TARGET: Final[dict[type, OrderState]] = {
@@ -114,7 +117,7 @@ class Orders:
 
     def __init__(self) -> None:
         self._orders: dict[str, OrderRecord] = {}
-        self._seen: set[str] = set()
+        self._fills = FillWindow()  # the trade ids applied (actors.dedupe)
 
     def get(self, client_order_id: str) -> OrderRecord | None:
         """A copy of the order's record, or None if it was never placed."""
@@ -180,9 +183,8 @@ class Orders:
         return NOTHING
 
     def _fill(self, seq: int, fill: OrderFilled) -> Sequence[Event]:
-        if fill.trade_id in self._seen:
+        if self._fills.admit(fill) is not Verdict.NEW:
             return NOTHING
-        self._seen.add(fill.trade_id)
         cid = fill.client_order_id
         o = self._orders.get(cid)
         filled = (o.filled if o else 0) + fill.count
@@ -208,13 +210,14 @@ class Orders:
 
     # -- snapshots ------------------------------------------------------------------------------
     def snapshot(self) -> OrdersSnapshot:
+        seen, window = self._fills.snapshot_parts()
         return OrdersSnapshot(orders=tuple(msgspec.structs.replace(self._orders[c]) for c in sorted(self._orders)),
-                              seen_trades=tuple(sorted(self._seen)))
+                              seen_trades=seen, seen_window=window)
 
     @classmethod
     def restore(cls, snap: OrdersSnapshot) -> Orders:
         """A machine equal to the one whose ``snapshot()`` was ``snap``."""
         machine = cls()
         machine._orders = {o.client_order_id: msgspec.structs.replace(o) for o in snap.orders}
-        machine._seen = set(snap.seen_trades)
+        machine._fills = FillWindow.restore(snap.seen_trades, snap.seen_window)
         return machine

@@ -12,8 +12,9 @@ side, closed first in, first out, so every amount is an exact integer:
   closes everything: it realizes ``position × v − cost_basis``.
 
 Realized PnL is before fees; ``fees`` is the sum of the fills' ``fee`` per market. A fill whose
-``trade_id`` was seen before changes nothing and is recorded as ``FillDuplicated``. Every change is
-recorded as ``PositionChanged``.
+``trade_id`` was applied before, or that is too old to tell (:mod:`actors.dedupe`: the trade ids are remembered
+in bounded generations; a fill older than what was forgotten is refused as stale), changes nothing and is
+recorded as ``FillDuplicated``. Every change is recorded as ``PositionChanged``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import msgspec
 from runtime.events import Event, FillDuplicated, MarketLifecycle, OrderFilled, PositionChanged
 from runtime.units import PRICE_MAX
 
+from .dedupe import FillWindow, FillWindowSnapshot, Verdict
 from .machine import NOTHING
 
 __all__ = ["MarketPosition", "Positions", "PositionsSnapshot", "settlement_value"]
@@ -51,9 +53,10 @@ class MarketPosition(msgspec.Struct, frozen=True):
     lots: tuple[tuple[int, int], ...] = ()
 
 
-class PositionsSnapshot(msgspec.Struct, frozen=True):
+class PositionsSnapshot(msgspec.Struct, frozen=True, omit_defaults=True):
     markets: tuple[MarketPosition, ...]  # by market ticker
-    seen_trades: tuple[str, ...]  # sorted
+    seen_trades: tuple[str, ...]  # sorted: the fill window's current generation
+    seen_window: FillWindowSnapshot | None = None  # and the rest of it (actors.dedupe)
 
 
 class _Book(msgspec.Struct, gc=False):
@@ -71,7 +74,7 @@ class Positions:
 
     def __init__(self) -> None:
         self._books: dict[str, _Book] = {}
-        self._seen: set[str] = set()
+        self._fills = FillWindow()  # the trade ids applied (actors.dedupe)
 
     # -- queries --------------------------------------------------------------------------------
     def get(self, market: str) -> MarketPosition:
@@ -105,9 +108,8 @@ class Positions:
         return NOTHING
 
     def _fill(self, seq: int, fill: OrderFilled) -> Sequence[Event]:
-        if fill.trade_id in self._seen:
+        if self._fills.admit(fill) is not Verdict.NEW:
             return (FillDuplicated(trade_id=fill.trade_id, cause_seq=seq),)
-        self._seen.add(fill.trade_id)
         b = self._books.get(fill.market)
         if b is None:
             b = self._books[fill.market] = _Book()
@@ -147,8 +149,9 @@ class Positions:
 
     # -- snapshots ------------------------------------------------------------------------------
     def snapshot(self) -> PositionsSnapshot:
-        return PositionsSnapshot(markets=tuple(self.get(m) for m in sorted(self._books)),
-                                 seen_trades=tuple(sorted(self._seen)))
+        seen, window = self._fills.snapshot_parts()
+        return PositionsSnapshot(markets=tuple(self.get(m) for m in sorted(self._books)), seen_trades=seen,
+                                 seen_window=window)
 
     @classmethod
     def restore(cls, snap: PositionsSnapshot) -> Positions:
@@ -157,5 +160,5 @@ class Positions:
         for p in snap.markets:
             machine._books[p.market] = _Book(p.position, p.cost_basis, p.realized_pnl, p.fees,
                                              deque([price, count] for price, count in p.lots))
-        machine._seen = set(snap.seen_trades)
+        machine._fills = FillWindow.restore(snap.seen_trades, snap.seen_window)
         return machine

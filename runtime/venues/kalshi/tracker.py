@@ -45,8 +45,11 @@ Rules (``kalshi-protocol.md``):
   confirmed (so no fill can fall between the REST read and the subscription), or at the first
   confirmation when no private channel is subscribed.
 * **Fills** are delivered once per ``trade_id``, whichever of the WebSocket and REST brings them first;
-  later copies are dropped and counted (:attr:`FeedStats.duplicate_fills`). The ids are kept for the life
-  of the tracker (one short string per fill of the session).
+  later copies are dropped and counted (:attr:`FeedStats.duplicate_fills`). The ids are remembered in the
+  bounded generations of :class:`actors.dedupe.FillWindow` (at least its ``GENERATION`` fills after each), far
+  more than a reconciliation reads back (the fills since the last one less a minute). A fill older than what
+  the window forgot is not dropped here but delivered (counted in :attr:`FeedStats.stale_fills`): the machines
+  of the log, which apply the same rule, refuse it and record that they did.
 
 The markers (:class:`SeqGapDetected`): ``expected`` and ``received`` say what happened —
 
@@ -68,6 +71,7 @@ from typing import Final, NamedTuple, TypeAlias, Union
 
 from msgspec import Struct
 
+from actors.dedupe import FillWindow, Verdict
 from runtime.events import BookDelta, BookResynced, BookSnapshot, Event, OrderFilled, SeqGapDetected
 
 from . import messages as m
@@ -141,6 +145,7 @@ class FeedStats:
     books_resynced: int = 0  # stale books cleared by a snapshot after a marker
     reconnects: int = 0  # connections after the first
     duplicate_fills: int = 0  # fills dropped because their trade id was already delivered
+    stale_fills: int = 0  # fills older than the forgotten ones: delivered, for the log's machines to refuse
     malformed: int = 0  # frames that could not be decoded
 
     def as_dict(self) -> dict[str, int]:
@@ -187,7 +192,7 @@ class FeedTracker:
         self._stale: set[str] = set(self.markets) if self._books else set()
         self._announced: set[str] = set()  # stale markets a marker named (BookResynced is due on their snapshot)
         self._reconcile_due = False
-        self._trade_ids: set[str] = set()
+        self._fills = FillWindow()  # trade ids delivered (actors.dedupe)
         self._last_fill_ms: int | None = None
 
     # --- reads ----------------------------------------------------------------------------------------
@@ -416,10 +421,13 @@ class FeedTracker:
             events.append(BookResynced(market=market, sid=sid))
 
     def _new_fill(self, fill: OrderFilled) -> bool:
-        if fill.trade_id in self._trade_ids:
+        verdict = self._fills.admit(fill)
+        if verdict is Verdict.SEEN:
             self.stats.duplicate_fills += 1
             return False
-        self._trade_ids.add(fill.trade_id)
+        if verdict is Verdict.STALE:
+            self.stats.stale_fills += 1
+            return True
         ts = fill.venue_ts_ms
         if ts is not None and (self._last_fill_ms is None or ts > self._last_fill_ms):
             self._last_fill_ms = ts

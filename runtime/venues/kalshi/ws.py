@@ -34,7 +34,9 @@ What it does, and where the rules live:
   are confirmed, and whenever the tracker asks: fills since the last delivered fill's time minus
   ``reconcile_margin_ms`` (the feed's start, at first), resting orders (``OrderStatusReported``) and
   positions (``PositionReported``), each stamped when its reply arrived and delivered in the same stream,
-  fills deduplicated by trade id with the WebSocket's. A failed reconciliation is a ``VenueError`` event;
+  fills deduplicated by trade id with the WebSocket's. With ``own`` (the client order id prefix of this session's
+  orders) only this session's fills and resting orders are delivered: an account's other sessions, before or
+  beside it, are not this log's to reconcile. A failed reconciliation is a ``VenueError`` event;
   the next connection tries again.
 * **Close** (``await feed.close()`` or leaving the ``async with``) closes the socket and cancels and awaits
   the feed's tasks; iteration then ends.
@@ -87,7 +89,8 @@ class KalshiFeed:
     def __init__(self, ws_url: str, markets: Sequence[str], *, channels: Sequence[str] = DEFAULT_CHANNELS,
                  signer: Signer | None = None, rest: KalshiRest | None = None, use_yes_price: bool = False,
                  clock_ns: Callable[[], int] = time.time_ns, backoff_s: float = 0.2, max_backoff_s: float = 10.0,
-                 reconcile: bool = True, rng: random.Random | None = None, reconcile_margin_ms: int = 60_000,
+                 reconcile: bool = True, own: str | None = None, rng: random.Random | None = None,
+                 reconcile_margin_ms: int = 60_000,
                  max_pending: int = 100_000, open_timeout_s: float = 10.0, ping_interval_s: float | None = 20.0,
                  ping_timeout_s: float | None = 20.0, legacy: bool = False, info: KalshiRest | None = None) -> None:
         if backoff_s < 0 or max_backoff_s < 0:
@@ -103,6 +106,7 @@ class KalshiFeed:
         self._decoder = codec.WsDecoder(SOURCE, legacy=legacy, use_yes_price=use_yes_price)  # legacy: integer cents too
         self._signer = signer
         self._rest = rest if reconcile else None
+        self._own = own  # this session's client order id prefix: reconciliation delivers only its orders' fills
         self._clock_ns = clock_ns
         self._rng = rng or random.Random()
         self._max_pending = max_pending
@@ -393,6 +397,8 @@ class KalshiFeed:
                 message = f"reconciliation after connecting could not read {what}: {exc}; the next connection retries"
                 await self._push(self._clock_ns(), [VenueError(where=rest.source, message=codec.clip(message))])
                 return
+            if self._own is not None:  # this session's orders only (an event without a client order id stays)
+                events = [e for e in events if getattr(e, "client_order_id", self._own).startswith(self._own)]
             await self._push(self._clock_ns(), self._tracker.reconciled(events))
         _log().info("reconciled", since_ms=since_ms)
 
