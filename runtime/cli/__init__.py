@@ -137,6 +137,7 @@ class _CommandParser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     from . import bench, dashboard, demo, exchange, logcmd, paper, record, replay, rl, synth
+    from . import soak as soak_command
     from . import tune as tune_command
 
     parser = argparse.ArgumentParser(
@@ -160,6 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     rl.register(commands)
     tune_command.register(commands)
     dashboard.register(commands)
+    soak_command.register(commands)
     return parser
 
 
