@@ -312,11 +312,41 @@ def _restore(nodes: Sequence[Node], checkpoint: Checkpoint) -> list[StateMachine
 
 def _differs(nodes: Sequence[Node], ours: Sequence[Any], theirs: Sequence[Any], seq: int) -> Divergence | None:
     """A ``state`` divergence at ``seq`` naming the first node whose entry in ``ours`` differs from the checkpoint's
-    (``theirs``, in node order), or that one of them lacks; None if they agree."""
+    (``theirs``, in node order), or that one of them lacks; None if they agree (see :func:`_agrees`)."""
     if list(ours) == list(theirs):
         return None
-    k = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b), min(len(ours), len(theirs)))
+    k = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if not _agrees(a, b)),
+             None if len(ours) == len(theirs) else min(len(ours), len(theirs)))
+    if k is None:
+        return None
     return Divergence(seq, "state", None, None, node=nodes[min(k, len(nodes) - 1)].name)
+
+
+def _agrees(ours: Any, theirs: Any) -> bool:
+    """Whether our ``(name, snapshot bytes)`` entry agrees with a checkpoint's. Equal bytes agree. A checkpoint
+    written by older code may lack fields the code keeps today (new fields are appended with defaults, and a
+    snapshot is a map per struct): then every field it does hold must equal ours — what it holds must agree, what
+    it predates is not compared."""
+    if ours == theirs:
+        return True
+    (name, data), (their_name, their_data) = ours, theirs
+    if name != their_name or not isinstance(data, bytes) or not isinstance(their_data, bytes):
+        return False
+    try:
+        mine, old = msgspec.msgpack.decode(data), msgspec.msgpack.decode(their_data)
+    except msgspec.DecodeError:
+        return False
+    return _holds(mine, old)
+
+
+def _holds(mine: Any, old: Any) -> bool:
+    """``old`` (a decoded older snapshot) equals ``mine`` with the map keys ``old`` lacks left out, recursively."""
+    if isinstance(old, dict):
+        return isinstance(mine, dict) and old.keys() <= mine.keys() and all(_holds(mine[k], v) for k, v in old.items())
+    if isinstance(old, list):
+        return (isinstance(mine, list) and len(mine) == len(old)
+                and all(_holds(a, b) for a, b in zip(mine, old, strict=True)))
+    return type(mine) is type(old) and mine == old
 
 
 async def _walk(log: EventLog, nodes: Sequence[Node], machines: Sequence[StateMachine], first: int, last: int | None,

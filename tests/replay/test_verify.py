@@ -314,3 +314,16 @@ async def test_a_tampered_record_in_a_later_segment_is_found_where_the_serial_re
         serial, parallel = await verify(log, policies=PROVIDER, jobs=1), await verify(log, policies=PROVIDER, jobs=2)
     assert serial.divergence is not None and parallel.segments > 1
     assert parallel.divergence == serial.divergence and serial.divergence.seq == i + 1
+
+
+def test_a_checkpoint_from_older_code_agrees_on_what_it_holds_and_on_nothing_else():
+    """A field the stored snapshot predates is not compared; every field it holds must equal ours."""
+    from replay.verify import _agrees
+
+    def entry(**fields):
+        return ("cash", msgspec.msgpack.encode({"cash": 5, "reservations": [{"cid": "a", **fields}]}))
+
+    assert _agrees(entry(carry=0, filled=3), entry(carry=0))  # ours tracks more than the old checkpoint
+    assert not _agrees(entry(carry=1, filled=3), entry(carry=0))  # a value it holds differs
+    assert not _agrees(entry(carry=0), entry(carry=0, filled=3))  # ours lacks what it holds
+    assert not _agrees(("books", entry(carry=0)[1]), entry(carry=0))  # another node
