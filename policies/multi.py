@@ -13,8 +13,8 @@ none: unscaled), and :func:`~policies.roles.action_mask`. Live inference (:mod:`
 the same way from the same observation.
 
 **Rewards: each role its own share** (:mod:`policies.rewards`, where the design is documented). At once, on the
-decision: a signal's ``buy_*`` is paid the reference trade of its direction over the decision horizon and a
-``hold`` is charged the move it passed on; a sizing of 0 and an entry's ``skip`` are charged the reference trade
+decision: a signal's ``buy_*`` is paid the market's move in its direction over the decision horizon and a
+``hold`` is charged (a weight of) the move it passed on; a sizing of 0 and an entry's ``skip`` are charged the reference trade
 they passed on. When a trade ends (the records of the episode folded through a
 :class:`~policies.attribution.TradeTracker`), its PnL is split exactly (:func:`~policies.rewards.split`): the
 entry, exit and sizing parts go to those roles (the signal's part is what it was paid at the decision); an entry
@@ -165,17 +165,13 @@ class MultiRoleEnv(MultiAgentEnv):
 
     # -- rewards (policies.rewards) ---------------------------------------------------------------
     def _reference(self, obs: Any, side: int) -> int:
-        ep = self.episode
-        assert ep is not None
-        cf = reference(self._path(), ep.tape.market, obs.view.now_ns, side, self.rewards.reference,
-                       self.rewards.horizon_s)
-        return cf or 0
+        return reference(self._path(), obs.view.now_ns, side, self.rewards.reference, self.rewards.horizon_s) or 0
 
     def _on_decision(self, role: Role, action: int, obs: Any, paid: dict[Role, int]) -> None:
         """What a decision earns at once, in micro-dollars (the rest comes when its trade ends)."""
         if role == "signal":
             if action == 0:
-                best = max(0, self._reference(obs, 1), self._reference(obs, -1))
+                best = abs(self._reference(obs, 1))
                 paid["signal"] = paid.get("signal", 0) - round(self.rewards.abstain * best)
             else:
                 paid["signal"] = paid.get("signal", 0) + self._reference(obs, 1 if action == 1 else -1)

@@ -198,11 +198,9 @@ CURVE_FILE = "training.png"
 def _save_history(directory: Path, history: list[Mapping[str, Any]]) -> None:
     """The training history as JSON, and its curve as PNG (:func:`policies.plots.training_curve`)."""
     (directory / HISTORY_FILE).write_text(json.dumps(history, indent=1) + "\n")
-    try:
-        from .plots import training_curve
-    except ImportError:  # TODO(issue 14, item 5): policies/plots.py is being written; drop this guard once it is in
-        return
-    training_curve(history, directory / CURVE_FILE)  # type: ignore[arg-type]
+    from .plots import training_curve
+
+    training_curve(history, directory / CURVE_FILE)
 
 
 def _save(algo: Any, staging: Path, config: Any, tapes: Sequence[Tape], kind: str, ids: list[str], digest: str,

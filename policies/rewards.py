@@ -2,23 +2,27 @@
 to trade, what the same decision horizon would have paid.
 
 **The reference trade.** Every share is measured against one plain trade: at the decision's event time ``t``,
-take the opposite touch (``buy_yes`` pays the best ask, ``buy_no`` sells YES at the best bid), hold for the
-decision horizon ``H`` (``horizon_s``), and take the touch back at ``t + H``, or a minute before the market closes
-if that is sooner (never through the settlement: its coin flip is no one's call but the exit's, which chooses to
-hold through it); Kalshi's taker fee on both legs. Its PnL, :func:`reference`, is exact in
-micro-dollars. The quotes come from the tape itself (:class:`QuotePath`: the market's book as the tape draws it,
-which our orders never change), so the reward may look ``H`` ahead; no observation ever does.
+in at the mid, held for the decision horizon ``H`` (``horizon_s``), out at the mid at ``t + H``, or a minute before
+the market closes if that is sooner (never through the settlement: its coin flip is no one's call but the exit's,
+which chooses to hold through it). Its PnL, :func:`reference`, is the market's move over the horizon in the called
+direction, ``s x (mid(t + H) - mid(t)) x count`` (``s`` +1 YES, -1 NO), in micro-dollars. It pays no spread and no
+fee: what getting in and out costs is the execution's, not the call's. The quotes come from the tape itself
+(:class:`QuotePath`: the market's book as the tape draws it, which our orders never change), so the reward may
+look ``H`` ahead; no observation ever does.
 
-**A trade's PnL split.** A trade (:class:`~policies.attribution.Trade`: from the fill that takes the position
-away from zero until it is zero again, or the end) of ``q`` contracts on side ``s`` decided at ``t`` splits into
-four parts that add up to its PnL exactly, in integer micro-dollars (:func:`split`):
+**A trade's PnL split** (:mod:`policies.attribution`'s split, with the horizon between the signal and the exit). A
+trade (:class:`~policies.attribution.Trade`: from the fill that takes the position away from zero until it is
+zero again, or the end) of ``q`` contracts on side ``s`` decided at ``t`` splits into four parts that add up to its
+PnL exactly, in integer micro-dollars (:func:`split`):
 
-* ``signal`` — the reference trade's PnL for the direction it called, at the reference size ``reference``
-  (one contract): the market's move over the horizon, net of the plain execution's costs;
-* ``entry`` — getting in against the reference: ``s x (touch at t x q - entry cost) + (reference fee - entry
-  fees)``, scaled to the reference size (positive when a passive order earned the spread instead of paying it);
-* ``exit`` — getting out against the reference: everything the trade made beyond the reference's entry and
-  exit, scaled to the reference size: the timing (holding longer or shorter than ``H``) and the exit's execution;
+* ``signal`` — the market's move over the horizon in the direction it called, at the reference size
+  ``reference`` (one contract): the reference trade;
+* ``entry`` — getting in against the mid at the decision, fees included: ``s x (mid(t) x q - entry cost) -
+  entry fees``, scaled to the reference size (a passive order that fills earns the half spread, a crossing one
+  pays it and the taker fee);
+* ``exit`` — everything else the trade made beyond the move to ``t + H`` and the entry, scaled to the reference
+  size: the timing (holding longer or shorter than ``H``, or through the settlement) and the exit's execution
+  and fees;
 * ``sizing`` — the rest: what the chosen size made of it, ``pnl - signal - entry - exit``, which is about
   ``(q - reference) x`` the trade's PnL per contract. Sizing up before a winner earns, before a loser costs.
 
@@ -27,12 +31,14 @@ another role chose; the size is sizing's alone.
 
 **Declining to trade** is judged against the horizon, so abstaining is not a free optimum where an edge was:
 
-* a signal's ``hold`` is charged ``abstain x max(0, reference(buy_yes), reference(buy_no))``: the move it passed on,
-  had a plain trade in either direction paid; a ``buy_*`` is paid the reference of its direction at once (so a
-  wrong buy is charged the move that went against it, symmetrically);
+* a signal's ``hold`` is charged ``abstain x |move|``: the move it passed on, in whichever direction it went; a
+  ``buy_*`` is paid the move in its direction at once (so a wrong buy is charged the move that went against it,
+  symmetrically);
 * a sizing of 0 (skip) is charged the reference trade of the signal's direction (``(0 - reference) x`` its PnL per
   contract: the same formula as a size);
-* an entry's ``skip``, or a passive order that never fills, is charged the reference trade it passed on.
+* an entry's ``skip``, or a passive order that never fills, is charged the reference trade it passed on. A
+  passive order thus pays for its adverse selection: it fills when the market comes to it and misses the moves
+  that run away, and each miss is charged.
 
 A decision that could not act (no touch to take) earns nothing. Rewards are in cents (micro-dollars / 10,000)
 times the environment's ``reward_scale``.
@@ -45,7 +51,6 @@ from bisect import bisect_right
 import msgspec
 
 from actors.book import OrderBook
-from actors.fees import FeeSchedule, KalshiFees
 from runtime.events import BookDelta, BookSnapshot, MarketLifecycle, SeqGapDetected
 
 from .attribution import Trade
@@ -56,7 +61,6 @@ __all__ = ["CENT", "QuotePath", "RewardConfig", "Shares", "reference", "split"]
 CENT = 10_000
 """micro-dollars per reward unit (a cent)"""
 _NS = 1_000_000_000
-_FEES = KalshiFees()
 _BEFORE_CLOSE = 60 * _NS
 
 
@@ -65,7 +69,7 @@ class RewardConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
     horizon_s: int = 300
     """the decision horizon: how long the reference trade is held"""
-    abstain: float = 1.0
+    abstain: float = 0.5
     """the weight of the opportunity cost charged to a signal's ``hold``"""
     reference: int = 100
     """the reference size, 1/100 contract (one contract)"""
@@ -113,23 +117,21 @@ class QuotePath:
         i = bisect_right(self.times, ts)
         return self.quotes[i - 1] if i else (None, None)
 
+    def mid2(self, ts: int) -> int | None:
+        """Twice the mid as of ``ts`` (exact), or None without both sides."""
+        bid, ask = self.at(ts)
+        return None if bid is None or ask is None else bid + ask
 
-def reference(path: QuotePath, market: str, ts: int, side: int, count: int, horizon_s: int,
-              fees: FeeSchedule = _FEES) -> int | None:
+
+def reference(path: QuotePath, ts: int, side: int, count: int, horizon_s: int) -> int | None:
     """The reference trade's PnL in micro-dollars (module docstring): ``side`` +1 buys YES, -1 buys NO, ``count``
-    in 1/100 contract, decided at ``ts``; None when there is no touch to take at ``ts``."""
-    bid, ask = path.at(ts)
-    take = ask if side > 0 else bid
-    if take is None:
+    in 1/100 contract, decided at ``ts``; None when the book at ``ts`` has no mid. (No mid at the horizon: no
+    move.)"""
+    start = path.mid2(ts)
+    if start is None:
         return None
-    bid2, ask2 = path.at(path.horizon(ts, horizon_s))
-    back = bid2 if side > 0 else ask2
-    if back is None:  # that side is gone: out at the other touch, else where it came in
-        back = ask2 if side > 0 else bid2
-    if back is None:
-        back = take
-    return side * (back - take) * count - fees.trade_fee(market, take, count, True) - fees.trade_fee(market, back, count,
-                                                                                                     True)
+    end = path.mid2(path.horizon(ts, horizon_s))
+    return side * ((start if end is None else end) - start) * count // 2
 
 
 class Shares(msgspec.Struct, frozen=True):
@@ -144,17 +146,16 @@ class Shares(msgspec.Struct, frozen=True):
         return self.signal + self.sizing + self.entry + self.exit
 
 
-def split(trade: Trade, path: QuotePath, config: RewardConfig, fees: FeeSchedule = _FEES) -> Shares:
+def split(trade: Trade, path: QuotePath, config: RewardConfig) -> Shares:
     """The trade's PnL split between the roles (module docstring)."""
-    q, s, market, t = trade.quantity or trade.size, trade.side, trade.market, trade.decided_ns
+    q, s, t = trade.quantity or trade.size, trade.side, trade.decided_ns
     ref = config.reference
-    bid, ask = path.at(t)
-    take = ask if s > 0 else bid
-    if not q or take is None:  # nothing to measure against: all of it is the execution's
+    mid2 = path.mid2(t)
+    if not q or mid2 is None:  # nothing to measure against: all of it is the execution's
         return Shares(0, 0, trade.pnl, 0)
-    signal_q = reference(path, market, t, s, q, config.horizon_s, fees) or 0
-    entry_q = s * (take * q - trade.entry_cost) + fees.trade_fee(market, take, q, True) - trade.entry_fees
+    signal_q = reference(path, t, s, q, config.horizon_s) or 0
+    entry_q = s * (mid2 * q - 2 * trade.entry_cost) // 2 - trade.entry_fees
     exit_q = trade.pnl - signal_q - entry_q
-    signal = reference(path, market, t, s, ref, config.horizon_s, fees) or 0
+    signal = reference(path, t, s, ref, config.horizon_s) or 0
     entry, exit_ = entry_q * ref // q, exit_q * ref // q
     return Shares(signal=signal, sizing=trade.pnl - signal - entry - exit_, entry=entry, exit=exit_)

@@ -82,8 +82,9 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """environments each env runner steps together (one batched forward pass for all: RLlib's per-step cost is
     mostly fixed, so 4-8 sample several times faster)"""
     lr: float = 3e-4
-    gamma: float = 0.995
-    lambda_: float = 1.0
+    gamma: float = 0.9
+    """the discount: the roles' rewards come at (signal, sizing, entry) or soon after (exit) their decisions"""
+    lambda_: float = 0.95
     """GAE's lambda"""
     entropy: float = 0.0
     """PPO's entropy coefficient"""
@@ -118,7 +119,7 @@ def seed_everything(seed: int) -> None:
 def ppo_config(env: Any, env_config: dict[str, Any], *, seed: int = 0, roles: Sequence[Role] | None = None,
                train_roles: Sequence[Role] | None = None, num_env_runners: int = 0, num_learners: int = 0,
                num_gpus_per_learner: float = 0.0, train_batch: int = 4_000, minibatch: int = 500, epochs: int = 6,
-               lr: float = 3e-4, gamma: float = 0.995, lambda_: float = 1.0, entropy: float = 0.0,
+               lr: float = 3e-4, gamma: float = 0.9, lambda_: float = 0.95, entropy: float = 0.0,
                hidden: Sequence[int] = (64, 64),
                envs_per_runner: int = 1) -> Any:
     """The PPO config (module docstring). ``env`` is an environment class; ``roles`` (multi-agent only) are the

@@ -82,8 +82,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     t.add_argument("--epochs", type=int, default=6, metavar="E", help="SGD passes per iteration (default 6)")
     t.add_argument("--lr", type=float, default=3e-4, help="learning rate (default 3e-4)")
     t.add_argument("--entropy", type=float, default=None, help="PPO's entropy coefficient (default 0)")
-    t.add_argument("--gamma", type=float, default=None, help="discount factor (default 0.995)")
-    t.add_argument("--lambda", dest="lambda_", type=float, default=None, help="GAE's lambda (default 1)")
+    t.add_argument("--gamma", type=float, default=None, help="discount factor (default 0.9)")
+    t.add_argument("--lambda", dest="lambda_", type=float, default=None, help="GAE's lambda (default 0.95)")
     t.add_argument("--horizon", type=int, default=None, metavar="SECONDS",
                    help="(--env roles) the decision horizon the roles' rewards measure against (policies/rewards.py; "
                    "default 300)")

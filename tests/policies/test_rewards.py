@@ -41,37 +41,39 @@ def fee(price: int, count: int) -> int:
     return FEE.trade_fee(M, price, count, True)
 
 
-def test_the_reference_trade_takes_the_touch_and_takes_it_back_a_horizon_later():
+def test_the_reference_trade_is_the_move_of_the_mid_over_the_horizon():
     one = 100  # a contract
-    assert reference(PATH, M, T0, +1, one, 120) == (4_000 - 4_200) * one - fee(4_200, one) - fee(4_000, one)
-    assert reference(PATH, M, T0, +1, one, 300) == (5_000 - 4_200) * one - fee(4_200, one) - fee(5_000, one)
-    assert reference(PATH, M, T0, -1, one, 300) == -(5_200 - 4_000) * one - fee(4_000, one) - fee(5_200, one)
+    assert reference(PATH, T0, +1, one, 120) == 0  # 41c until 200 s
+    assert reference(PATH, T0, +1, one, 300) == (5_100 - 4_100) * one
+    assert reference(PATH, T0, -1, one, 300) == -(5_100 - 4_100) * one
     # the close within the horizon: out a minute before it, never through the settlement
-    assert reference(PATH, M, T0, +1, one, 1_200) == (5_000 - 4_200) * one - fee(4_200, one) - fee(5_000, one)
-    assert reference(PATH, M, T0 + 960 * S, +1, one, 300) == (6_000 - 6_200) * one - fee(6_200, one) - fee(6_000, one)
-    assert reference(PATH, M, T0 - S, +1, one, 300) is None  # no book yet: nothing to take
+    assert reference(PATH, T0, +1, one, 1_200) == (5_100 - 4_100) * one
+    assert reference(PATH, T0 + 960 * S, +1, one, 300) == 0
+    assert reference(PATH, T0 - S, +1, one, 300) is None  # no book yet: no mid
 
 
 def test_a_trades_pnl_splits_exactly_and_each_role_gets_the_part_it_controls():
-    """5 contracts bought passively at 41c (the ask was 42c), sold at 51c 300 s later (the bid then 50c)."""
+    """5 contracts bought passively at 40c (the mid was 41c), sold at 51c 300 s later (the mid then 51c)."""
     q, config = 500, RewardConfig(horizon_s=300)
     out_fee = fee(5_100, q)
-    pnl = (5_100 - 4_100) * q - out_fee
+    pnl = (5_100 - 4_000) * q - out_fee
     trade = Trade(market=M, size=q, side=1, pnl=pnl, signal=0, entry=0, exit=0, fees=-out_fee, closed=True, quantity=q,
-                  entry_cost=4_100 * q, entry_fees=0, decided_ns=T0)
+                  entry_cost=4_000 * q, entry_fees=0, decided_ns=T0)
     shares = split(trade, PATH, config)
     assert shares.total() == pnl and all(type(v) is int for v in (shares.signal, shares.sizing, shares.entry,
                                                                    shares.exit))
-    assert shares.signal == reference(PATH, M, T0, +1, 100, 300)  # the call, per contract, executed plainly
-    assert shares.entry == ((4_200 - 4_100) * q + fee(4_200, q)) * 100 // q  # a cent and the taker fee saved
-    assert shares.exit == (pnl - reference(PATH, M, T0, +1, q, 300) - shares.entry * q // 100) * 100 // q
-    assert shares.exit > 0  # out a cent above the bid
-    assert shares.sizing == pytest.approx(pnl * 4 / 5, rel=0.01)  # 4 contracts beyond the reference one
-    # a loser sized up costs sizing in proportion
-    loser = Trade(market=M, size=q, side=-1, pnl=-pnl, signal=0, entry=0, exit=0, fees=0, closed=True, quantity=q,
-                  entry_cost=4_000 * q, entry_fees=fee(4_000, q), decided_ns=T0)
+    assert shares.signal == (5_100 - 4_100) * 100  # the call: the mid's move over the horizon, per contract
+    assert shares.entry == (4_100 - 4_000) * 100  # the half spread a passive fill earned, per contract
+    assert shares.exit == -out_fee * 100 // q  # out at the mid at the horizon: only the fee
+    assert shares.sizing == pnl - shares.signal - shares.entry - shares.exit
+    assert shares.sizing == pytest.approx(pnl * 4 / 5, rel=1e-3)  # 4 contracts beyond the reference one
+    # a loser sized up costs sizing in proportion; crossing pays the half spread and the fee
+    loser = Trade(market=M, size=q, side=-1, pnl=-(5_200 - 4_000) * q - fee(4_000, q) - fee(5_200, q), signal=0,
+                  entry=0, exit=0, fees=0, closed=True, quantity=q, entry_cost=4_000 * q, entry_fees=fee(4_000, q),
+                  decided_ns=T0)
     lost = split(loser, PATH, config)
-    assert lost.total() == -pnl and lost.sizing < 0
+    assert lost.total() == loser.pnl and lost.sizing < 0
+    assert lost.entry == (-(4_100 - 4_000) * q - fee(4_000, q)) * 100 // q
 
 
 def test_every_trade_of_an_episode_splits_exactly():
@@ -107,6 +109,7 @@ def step_through(env: MultiRoleEnv, choose, seed: int = 0, steps: int = 50_000):
 
 
 def test_a_signal_is_paid_its_call_over_the_horizon_and_a_hold_is_charged_the_move_it_passed_on():
+    """buy_yes: the move; buy_no: minus it; hold: minus half (the default abstain weight) of its size."""
     rng = np.random.default_rng(0)
     charged = 0
     for tape in (TAPE, *TAPES):  # (the quotes rise 8c at 200 s on TAPE: holds before it pass on a move)
@@ -114,9 +117,8 @@ def test_a_signal_is_paid_its_call_over_the_horizon_and_a_hold_is_charged_the_mo
         path = QuotePath(tape)
         choose = (lambda r, o: 0) if tape is TAPE else (lambda r, o: int(rng.integers(3)))
         for _, obs, action, rewards in step_through(env, choose):
-            yes = reference(path, tape.market, obs.view.now_ns, +1, 100, 300) or 0
-            no = reference(path, tape.market, obs.view.now_ns, -1, 100, 300) or 0
-            expected = (-max(0, yes, no), yes, no)[action] / 10_000  # cents
+            move = reference(path, obs.view.now_ns, +1, 100, 300) or 0
+            expected = (-round(0.5 * abs(move)), move, -move)[action] / 10_000  # cents (abstain 0.5)
             assert rewards["signal"] == pytest.approx(expected)
             charged += action == 0 and expected < 0
     assert charged, "some holds passed on a move"
@@ -133,5 +135,5 @@ def test_declining_to_enter_is_charged_the_reference_trade():
     assert skips
     path = QuotePath(env.episode.tape)
     for obs, rewards in skips[:20]:
-        cf = reference(path, env.episode.tape.market, obs.view.now_ns, obs.signal.sign, 100, 300) or 0
+        cf = reference(path, obs.view.now_ns, obs.signal.sign, 100, 300) or 0
         assert rewards["entry"] == pytest.approx(-cf / 10_000)

@@ -209,6 +209,7 @@ def test_staged_training_trains_the_roles_in_turn_and_records_its_history(models
     assert {p.version for p in model.policies().values()} == {report.version}
     saved = json.loads((tmp_path / "staged" / report.version / "history.json").read_text())
     assert saved == json.loads(json.dumps(report.history))
+    assert (tmp_path / "staged" / report.version / "training.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_models_load_as_policies_without_an_algorithm(models):
