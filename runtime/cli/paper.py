@@ -138,8 +138,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         runner = await _runner(args.runner, spec, log)
         where = f"{target}{'&' if '?' in target else '?'}session={session_id}" if is_postgres(target) \
             else f"{target.rstrip('/')}/{session_id}"
-        board = None if listen is None else LiveDashboard.start(where, host=listen[0], port=listen[1], token=listen[2],
-                                                                settings=settings.log, models=_model_dirs(args.policies))
+        board = None if listen is None else _start_dashboard(where, listen, settings, args)
         orders = "REAL ORDERS to the venue" if args.live_orders else "orders on paper"
         shown = ", ".join(tickers[:6]) + (f", … ({len(tickers)} in all)" if len(tickers) > 6 else "")
         print(f"paper session {session_id}: trading {shown} on {args.venue}, ${args.cash:,.2f}, "
@@ -156,7 +155,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                                    config_hash=config_hash, code_version=version, rest=rest if live else None,
                                    models=models)
             if board is not None:
-                board.halt_with(session.stop)  # the page's halt: the same stop as Ctrl-C
+                board.halt_with(session.stop)  # the page's halt (its token checked by the dashboard): Ctrl-C's stop
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGINT, session.stop)
             try:
@@ -195,6 +194,19 @@ def _dashboard_address(args: argparse.Namespace) -> tuple[str, int, str | None] 
         return (*parse_listen(args.dashboard, token, option="--dashboard", token_option="--dashboard-token"), token)
     except ListenError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _start_dashboard(where: str, listen: tuple[str, int, str | None], settings: Settings,
+                     args: argparse.Namespace) -> LiveDashboard:
+    """The dashboard's own process, following the log at ``where`` (the address is bound here: in use, a usage
+    mistake); it never shares this process's interpreter, and the trading loop never waits for it."""
+    from . import UsageError
+
+    try:
+        return LiveDashboard.start(where, host=listen[0], port=listen[1], token=listen[2], settings=settings.log,
+                                   logging=settings.logging, models=_model_dirs(args.policies))
+    except OSError as exc:
+        raise UsageError(f"--dashboard {args.dashboard}: {exc.strerror or exc}") from None
 
 
 def _model_dirs(policies: str) -> tuple[str, ...]:

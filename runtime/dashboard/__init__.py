@@ -11,22 +11,16 @@ The dashboard reads the session's log — never its actors — so a session bein
   snapshots instead; none is ever waited for), and scrubbing to any seq or event time;
 * :mod:`.server` — :class:`DashboardServer`: the page, its files and plotly's script, and the WebSocket, with the
   security rules (loopback by default, a token elsewhere, same-origin WebSockets, read-only but ``halt``);
-* :mod:`.models` — the models page's data (registry versions, training curves, evaluations, the session's loads).
-
-:class:`LiveDashboard` runs a server on its own thread and event loop beside a session in this process, so
-nothing the dashboard does is ever awaited by the trading loop.
+* :mod:`.models` — the models page's data (registry versions, training curves, evaluations, the session's loads);
+* :mod:`.live` — :class:`LiveDashboard`: ``tape paper --dashboard``'s server in a process of its own, following
+  the session's log as ``tape dashboard LOG`` does (so it never shares the trading loop's interpreter), the page's
+  halt passed back to the session over a socket.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import threading
-from collections.abc import Callable
-
-from config import LogSettings
-
 from .fold import SessionView
+from .live import LiveDashboard
 from .server import DashboardServer, is_loopback
 
 __all__ = ["DashboardServer", "ListenError", "LiveDashboard", "SessionView", "is_loopback", "parse_listen"]
@@ -56,66 +50,3 @@ def parse_listen(text: str, token: str | None, *, option: str, token_option: str
         raise ListenError(f"{option} {text}: a dashboard on an address other than loopback needs a token: pass "
                           f"{token_option} TOKEN or set {TOKEN_ENV} (or listen on 127.0.0.1)")
     return host, port
-
-
-class LiveDashboard:
-    """A :class:`DashboardServer` on its own thread and event loop (module docstring). ``halt_with(fn)`` names what
-    the page's ``halt`` calls: ``fn`` runs in the event loop that called ``halt_with`` (the session's)."""
-
-    def __init__(self, target: str, *, host: str, port: int, token: str | None, settings: LogSettings | None = None,
-                 models: tuple[str, ...] = ()) -> None:
-        self._halt: tuple[asyncio.AbstractEventLoop, Callable[[], None]] | None = None
-        self.server = DashboardServer(target, host=host, port=port, token=token, settings=settings,
-                                      halt=self._call_halt, models=models, single=True)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._started = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name="tape-dashboard", daemon=True)
-
-    @classmethod
-    def start(cls, target: str, **kwargs) -> LiveDashboard:
-        """Start serving ``target``; returns once listening (raises what prevented it, e.g. a port in use)."""
-        board = cls(target, **kwargs)
-        board._thread.start()
-        board._started.wait()
-        if board._error is not None:
-            raise board._error
-        return board
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def halt_with(self, fn: Callable[[], None]) -> None:
-        self._halt = (asyncio.get_running_loop(), fn)
-
-    def _call_halt(self) -> None:
-        if self._halt is not None:
-            loop, fn = self._halt
-            loop.call_soon_threadsafe(fn)
-
-    def _main(self) -> None:
-        asyncio.run(self._serve())
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        try:
-            await self.server.start()
-        except BaseException as exc:
-            self._error = exc
-            self._started.set()
-            return
-        self._started.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await self.server.close()
-
-    def close(self) -> None:
-        """Stop serving and wait for the thread (a few seconds at most)."""
-        if self._loop is not None and self._stop is not None and self._thread.is_alive():
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(timeout=5.0)

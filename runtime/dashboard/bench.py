@@ -6,7 +6,7 @@ markets, the machines in this process, a file log fsynced per batch, the seeded 
 most decisions: many samples), decisions only on book updates:
 
 * **off**: no dashboard;
-* **on**: the dashboard served beside it as ``tape paper --dashboard`` serves it (its own thread, following the
+* **on**: the dashboard served beside it as ``tape paper --dashboard`` serves it (its own process, following the
   log), with ``clients`` WebSocket clients in another process (as browsers are) reading every message.
 
 ``latency_off_*`` / ``latency_on_*``: tick to order (a book update's receive stamp to the order intent it caused
@@ -64,9 +64,10 @@ async def _session(markets: int, seconds: float, speed: float, policies, dashboa
         log = await create_log(scratch, meta, _SETTINGS)
         if dashboard:
             board = LiveDashboard.start(str(scratch / meta.session_id), host="127.0.0.1", port=0, token=None)
+            await board.wait_ready()  # serving and following before the session starts, not catching up during it
             child = subprocess.Popen([sys.executable, "-c", "import sys; from runtime.dashboard.bench import _clients; "
                                       "_clients(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]))",
-                                      f"http://127.0.0.1:{board.server.port}/ws", str(clients), str(seconds + 5)],
+                                      f"http://127.0.0.1:{board.port}/ws", str(clients), str(seconds + 5)],
                                      stdout=subprocess.PIPE, text=True)
         async with ExchangeServer(exchange, speed=speed) as server, log, \
                 KalshiFeed(server.ws_url, exchange.tickers, channels=("orderbook_delta", "trade")) as feed:

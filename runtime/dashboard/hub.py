@@ -9,7 +9,8 @@ queue is full is marked *behind* — its queue is dropped and, once it reads aga
 each channel instead (so a client that never reads costs a bounded amount of memory and nothing else). The
 trading loop never sees any of this: the hub reads the log, never the actors.
 
-**Scrubbing.** Every ``checkpoint_every`` records the head fold is copied; a client that seeks to a seq (or an
+**Scrubbing.** Every ``checkpoint_every`` records the head fold is copied (pickled: a few times cheaper than a
+deep copy, the fold's pause included, and unpickled only when a seek needs it); a client that seeks to a seq (or an
 event time, turned into the last seq at or before it) gets a view rebuilt from the nearest copy at or before it
 plus the records after it, sent as snapshots marked ``paused``; it then receives only ``head`` messages (how
 far the log goes) until it asks for ``live`` again.
@@ -24,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import copy
+import pickle
 import statistics
 import time
 from array import array
@@ -43,10 +44,16 @@ __all__ = ["CHANNELS", "Client", "Hub"]
 
 CHANNELS = ("market", "trader", "trades")
 TICK_S = 0.1  # deltas at most ten times a second
+POLL_S = 0.02  # how often a log another process writes is looked at for new records, once the fold caught up
 QUEUE_MAX = 64  # messages waiting for one client before it is marked behind
 CHECKPOINT_EVERY = 25_000
 CHECKPOINTS_KEPT = 32
 _encode = msgspec.json.Encoder().encode
+
+
+def _copy(view: SessionView) -> bytes:
+    """``view`` frozen as it is now (``pickle.loads`` makes a view of it)."""
+    return pickle.dumps(view, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _message(kind: str, channel: str | None, n: int, view: SessionView, data: Any, **extra: Any) -> str:
@@ -95,7 +102,7 @@ class Hub:
         self.location = ""
         self.meta: dict[str, Any] = {}
         self._ts = array("q")  # the running maximum of ts_ns, by seq - 1: event time -> seq
-        self._checkpoints: list[tuple[int, SessionView]] = []
+        self._checkpoints: list[tuple[int, bytes]] = []  # (through, the pickled view)
         self._every = checkpoint_every
         self._next_checkpoint = checkpoint_every
         self._tick_s = tick_s
@@ -137,7 +144,7 @@ class Hub:
         self.ready.set()
         meta_at = time.monotonic()
         try:
-            async for batch in log.follow(1, poll_s=0.05):
+            async for batch in log.follow(1, poll_s=POLL_S):
                 view.fold(batch)
                 ts, last = self._ts, self._ts[-1] if self._ts else 0
                 for r in batch:
@@ -171,7 +178,7 @@ class Hub:
 
     def _checkpoint(self) -> None:
         view = self.view
-        self._checkpoints.append((view.through, copy.deepcopy(view)))
+        self._checkpoints.append((view.through, _copy(view)))
         if len(self._checkpoints) > CHECKPOINTS_KEPT:  # keep the count bounded: every other one, twice as far apart
             del self._checkpoints[1::2]
             self._every *= 2
@@ -280,10 +287,10 @@ class Hub:
             seq = min(seq, self.view.through)
         seq = max(1, seq)
         if seq == self.view.through:
-            return copy.deepcopy(self.view)
+            return pickle.loads(_copy(self.view))
         async with self._seek_lock:
             i = bisect.bisect_right([s for s, _ in self._checkpoints], seq)
-            view = copy.deepcopy(self._checkpoints[i - 1][1]) if i else SessionView()
+            view = pickle.loads(self._checkpoints[i - 1][1]) if i else SessionView()
             if view.through < seq:
                 if self._seeker is None:
                     self._seeker = await self._open_log()

@@ -36,6 +36,7 @@ import hmac
 import importlib.util
 import ipaddress
 import json
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -86,11 +87,13 @@ class DashboardServer:
     runs, a DSN without a session: a session list) — on ``host:port`` (see the module docstring).
 
     ``halt`` (live sessions only) is what the ``halt`` operation calls, in the server's event loop; ``models``
-    are registry directories for the models page (beside those the session's ``ModelLoaded`` events name)."""
+    are registry directories for the models page (beside those the session's ``ModelLoaded`` events name).
+    ``sock``: a socket already listening on ``host:port`` to serve on (``tape paper --dashboard`` binds it in the
+    session's process, so a port in use is named there, and hands it to the dashboard's own process)."""
 
     def __init__(self, target: str, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                  settings: LogSettings | None = None, halt: Callable[[], None] | None = None,
-                 models: tuple[str, ...] = (), single: bool | None = None) -> None:
+                 models: tuple[str, ...] = (), single: bool | None = None, sock: socket.socket | None = None) -> None:
         if not is_loopback(host) and not token:
             raise ValueError(f"a dashboard on {host} (not loopback) needs a token")
         self.target, self.host, self.port = target, host, port
@@ -99,6 +102,7 @@ class DashboardServer:
         self.halt = halt
         self.models = models
         self.single = _names_one_session(target) if single is None else single
+        self.sock = sock
         self.hubs: dict[str | None, Hub] = {}
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
@@ -116,7 +120,8 @@ class DashboardServer:
         app.router.add_get("/ws", self._ws)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port) if self.sock is None else web.SockSite(self._runner,
+                                                                                                     self.sock)
         await site.start()
         self.port = self._runner.addresses[0][1]
         if self.single:

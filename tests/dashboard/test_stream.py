@@ -126,7 +126,7 @@ async def caught_up(w: Watcher, run: Path) -> None:
 
 
 async def test_a_live_session_streams_snapshots_then_every_delta_in_order(tmp_path):
-    """A client watching a paper session as it runs (the server on its own thread, as tape paper --dashboard runs
+    """A client watching a paper session as it runs (the server in its own process, as tape paper --dashboard runs
     it) gets each channel's snapshot, then deltas numbered without a gap; at the end its state is the replay's.
     A second client that never reads a byte is connected throughout: nothing changes for the first, or the session."""
     boards: list[LiveDashboard] = []
@@ -143,9 +143,10 @@ async def test_a_live_session_streams_snapshots_then_every_delta_in_order(tmp_pa
 
     async def on_log(run: Path) -> None:
         board = LiveDashboard.start(str(run), host="127.0.0.1", port=0, token=None)
+        assert await board.wait_ready()  # following the log before the session starts (on a busy machine too)
         boards.append(board)
-        clients.append(asyncio.create_task(watch(f"http://127.0.0.1:{board.server.port}/ws")))
-        _reader, writer = await asyncio.open_connection("127.0.0.1", board.server.port)  # a client that never reads
+        clients.append(asyncio.create_task(watch(f"http://127.0.0.1:{board.port}/ws")))
+        _reader, writer = await asyncio.open_connection("127.0.0.1", board.port)  # a client that never reads
         writer.write(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
                      b"\x81\x8f\x00\x00\x00\x00" + b'{"op":"hello"} ')
@@ -206,6 +207,29 @@ async def test_a_client_that_never_reads_is_dropped_to_snapshots_and_never_waite
 
 async def _never_opened():
     raise AssertionError("this hub's log is never opened")
+
+
+async def test_a_seek_from_a_checkpoint_rebuilds_what_a_fold_from_the_first_record_does(finished):
+    """Scrubbing starts from the nearest checkpoint (the head fold, frozen as it passed by): whichever one it starts
+    from, and at the head itself, the view is the one a fold from seq 1 makes."""
+    hub = Hub(lambda: open_log(finished), checkpoint_every=400, tick_s=3600)
+    await hub.start()
+    try:
+        last = await _last_seq(finished)
+        async with asyncio.timeout(60):
+            while hub.view.through < last:
+                await asyncio.sleep(0.05)
+        assert len(hub._checkpoints) >= 3
+        for seq in sorted({1, 399, 400, 401, last // 2, last - 1, last}):
+            view = await hub.view_at(seq)
+            fresh = SessionView()
+            async with await open_log(finished) as log:
+                async for batch in log.read(1, seq):
+                    fresh.fold(batch)
+            assert view.through == fresh.through == seq
+            assert (view.trader(), view.market(), view.trades()) == (fresh.trader(), fresh.market(), fresh.trades())
+    finally:
+        await hub.close()
 
 
 async def test_a_log_damaged_mid_way_shows_everything_before_the_damage_and_says_where(finished, tmp_path):
