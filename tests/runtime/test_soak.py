@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from runtime.soak import SoakError, _check_linux, memory
+from runtime.events import OrderFilled, PositionReported
+from runtime.soak import OWNER, SoakError, _check_linux, memory
+from runtime.venues.kalshi.http import KalshiRest
+from runtime.venues.kalshi.rest import OrderRequest
+from runtime.venues.kalshi.ws import KalshiFeed
+from runtime.venues.sim.exchange import Exchange
+from runtime.venues.sim.server import ExchangeServer
 
 TAPE = shutil.which("tape", path=str(Path(sys.executable).parent)) or "tape"
 ENV = {**os.environ, "TAPE__LOGGING__FORMAT": "json", "TAPE__LOGGING__LEVEL": "warning"}
@@ -64,3 +72,25 @@ def test_a_bad_fault_spec_is_a_usage_error(tmp_path):
     run = subprocess.run([TAPE, "soak", "--duration", "5", "--faults", "gap=x", "--log", str(tmp_path)],
                          capture_output=True, text=True, env=ENV, timeout=60)
     assert run.returncode == 2 and "--faults: gap='x' is not a whole number" in run.stderr
+
+
+async def test_the_feed_reconciles_only_this_sessions_fills():
+    """One account, two sessions' orders filled before the feed connects: with ``own="a-"`` its REST reconciliation
+    delivers session a's fill and not session b's (the fill channel is the account's, REST reads are filtered)."""
+    ex = Exchange(3, 5, session_s=900.0, start_ns=time.time_ns() - 10 * 1_000_000_000)
+    ex.advance(ex.now_ns + 2 * 1_000_000_000)
+    ticker, ask = next((t, f.engine.best_ask()) for t, f in zip(ex.tickers, ex.flows, strict=True)
+                       if f.engine.best_ask() is not None)
+    for coid in ("a-1-1", "b-1-1"):
+        result = ex.create_order(OWNER, OrderRequest(market=ticker, side="bid", price=ask, count=100, tif="ioc",
+                                                     client_order_id=coid), ex.now_ns)
+        assert result.order is not None and result.order.fill_count == 100, result
+    events = []
+    async with ExchangeServer(ex) as server, KalshiRest(server.rest_url) as rest, \
+            KalshiFeed(server.ws_url, [ticker], channels=("fill",), rest=rest, own="a-") as feed:
+        async with asyncio.timeout(20):
+            async for batch in feed:
+                events += [e for _, e in batch]
+                if any(type(e) is PositionReported for e in events):  # the reconciliation's last read
+                    break
+    assert [e.client_order_id for e in events if type(e) is OrderFilled] == ["a-1-1"]
