@@ -67,7 +67,7 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     roles: tuple[Role, ...] = ROLES
     """(env ``roles``) the roles that learn; the others are ``frozen``"""
     frozen: str = "rule"
-    schedule: Schedule = "joint"
+    schedule: Schedule = "staged"
     """(env ``roles``) ``joint`` or ``staged`` (module docstring)"""
     iterations: int = 20
     seed: int = 0
@@ -221,14 +221,17 @@ def _env_class(kind: EnvKind) -> Any:
 
 def stages(config: TrainConfig) -> list[tuple[int, tuple[Role, ...], tuple[Role, ...]]]:
     """The schedule's stages: ``(iterations, acting roles, training roles)``; one stage for ``joint`` (and the single
-    agent), :data:`STAGES` restricted to ``config.roles`` for ``staged`` (each stage at least one iteration)."""
-    if config.env == "single" or config.schedule == "joint":
-        return [(config.iterations, tuple(config.roles), tuple(config.roles))]
+    agent), :data:`STAGES` restricted to ``config.roles`` for ``staged``: each stage one iteration, and the rest
+    shared by the stages' shares (largest remainders first). Fewer iterations than stages train jointly."""
     plan = [(share, tuple(r for r in roles if r in config.roles)) for share, roles in STAGES]
     plan = [(share, roles) for share, roles in plan if roles]
-    total = sum(share for share, _ in plan)
-    counts = [max(1, round(config.iterations * share / total)) for share, _ in plan]
-    counts[-1] = max(1, config.iterations - sum(counts[:-1]))
+    if config.env == "single" or config.schedule == "joint" or config.iterations < len(plan):
+        return [(config.iterations, tuple(config.roles), tuple(config.roles))]
+    total, rest = sum(share for share, _ in plan), config.iterations - len(plan)
+    exact = [rest * share / total for share, _ in plan]
+    counts = [1 + int(x) for x in exact]
+    for k in sorted(range(len(plan)), key=lambda k: (int(exact[k]) - exact[k], k))[:config.iterations - sum(counts)]:
+        counts[k] += 1
     out, acting = [], ()
     for n, (_, roles) in zip(counts, plan, strict=True):
         acting = tuple(r for r in ROLES if r in acting or r in roles)

@@ -29,8 +29,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         "the paper session's own machines (book, paper matcher with latency and queue model, Kalshi fees, cash pool, "
         "orchestrator): what is learned is what trades live.\n\n"
         "--env roles (default): the four roles are agents acting in turn, one RLlib module each; --roles picks "
-        "those that learn, the others stay --frozen (rule baselines). All share the outcome of each trade as "
-        "reward. --env single: one agent plays every role with one discrete action (hold, buy YES/NO passive or "
+        "those that learn, the others stay --frozen (rule baselines). Each role is rewarded with its own share of "
+        "each trade (policies/rewards.py: the signal the market's move over a decision horizon, entry and exit the "
+        "execution and timing against it, sizing what the size made of it; declining to trade is charged what the "
+        "horizon would have paid); by default the roles learn in stages (--schedule staged: the signal first, then "
+        "entry and exit, then sizing). Observations are scaled per feature as fitted on --data, actions masked where "
+        "they cannot apply; both are saved with the model.\n\n"
+        "--env single: one agent plays every role with one discrete action (hold, buy YES/NO passive or "
         "crossing, close), rewarded by the change of the marked PnL.\n\n"
         "Resources are RLlib's: --num-env-runners sampling actors, --num-learners learner actors, "
         "--num-gpus-per-learner GPUs each (0 = CPU). On a cluster (`ray up`; RAY_ADDRESS set, or inside `ray job "
@@ -41,6 +46,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
         "  tape synth --sessions 8 --markets 8 --duration 1800 --seed 1 --log data/train\n"
         "  tape train --data data/train --iterations 30 --out models/kxsim\n"
+        "  tape train --data data/train --iterations 30 --eval-every 5 --heldout data/heldout --out models/kxsim\n"
         "  tape train --data data/train --roles signal,exit --iterations 50 --out models/kxsim\n"
         "  tape train --data runs/ --env single --num-env-runners 2 --num-gpus-per-learner 1 --out models/single\n"
         "  ray job submit --working-dir . -- tape train --data postgresql://…/tape --num-env-runners 16 \\\n"
@@ -56,7 +62,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                    "random, or a model trained before (its roles keep its weights)")
     t.add_argument("--schedule", choices=("joint", "staged"), default=None,
                    help="(--env roles) joint: every role learns from the first iteration; staged: the signal first "
-                   "(the others rules), then entry and exit, then sizing (default joint)")
+                   "(the others rules), then entry and exit, then sizing (default staged)")
     t.add_argument("--iterations", type=int, default=20, metavar="N", help="PPO iterations (default 20)")
     t.add_argument("--eval-every", type=int, default=0, metavar="K",
                    help="with --heldout: the held-out PnL every K iterations and after the last, in the progress and "
@@ -81,9 +87,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     t.add_argument("--minibatch", type=int, default=500, metavar="STEPS", help="SGD minibatch (default 500)")
     t.add_argument("--epochs", type=int, default=6, metavar="E", help="SGD passes per iteration (default 6)")
     t.add_argument("--lr", type=float, default=3e-4, help="learning rate (default 3e-4)")
-    t.add_argument("--entropy", type=float, default=None, help="PPO's entropy coefficient (default 0)")
-    t.add_argument("--gamma", type=float, default=None, help="discount factor (default 0.9)")
-    t.add_argument("--lambda", dest="lambda_", type=float, default=None, help="GAE's lambda (default 0.95)")
+    t.add_argument("--entropy", type=float, default=None, metavar="C", help="PPO's entropy coefficient (default 0)")
+    t.add_argument("--gamma", type=float, default=None, metavar="G", help="discount factor (default 0.9)")
+    t.add_argument("--lambda", dest="lambda_", type=float, default=None, metavar="L", help="GAE's lambda (default 0.95)")
     t.add_argument("--horizon", type=int, default=None, metavar="SECONDS",
                    help="(--env roles) the decision horizon the roles' rewards measure against (policies/rewards.py; "
                    "default 300)")

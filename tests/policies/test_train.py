@@ -21,7 +21,7 @@ import msgspec
 import numpy as np
 import pytest
 
-from policies.base import OBSERVATION_NAMES
+from policies.base import OBSERVATION_NAMES, ROLES
 from policies.bench import bench_tapes
 from policies.env import EnvConfig, TradingEnv
 from policies.evaluate import evaluate
@@ -201,6 +201,9 @@ def test_staged_training_trains_the_roles_in_turn_and_records_its_history(models
     config = tiny(4, schedule="staged", iterations=3, eval_every=2)
     assert stages(config) == [(1, ("signal",), ("signal",)), (1, ("signal", "entry", "exit"), ("entry", "exit")),
                               (1, ("signal", "sizing", "entry", "exit"), ("sizing",))]
+    assert [n for n, _, _ in stages(tiny(4, iterations=30))] == [12, 12, 6]  # staged is the default
+    assert stages(tiny(4, iterations=2)) == [(2, ROLES, ROLES)]  # fewer iterations than stages: jointly
+    assert stages(tiny(4, iterations=30, schedule="joint")) == [(30, ROLES, ROLES)]
     report = train(config, tmp_path / "staged", tapes=models["tapes"], heldout=models["tapes"][:1])
     assert [set(h["returns"]) for h in report.history] == [
         {"signal"}, {"signal", "entry", "exit"}, {"signal", "sizing", "entry", "exit"}]
