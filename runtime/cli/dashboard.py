@@ -26,8 +26,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "PnL and cash over time, the fills and orders with each order's decision trace (the roles' decisions, their "
         "model versions and the input that caused them), the venue's health, and a models page. A time scrubber "
         "rebuilds the state at any seq or event time (what `tape replay run --to SEQ` prints); a log still being "
-        "written is followed as it grows. LOG may also be a directory of runs or a database DSN without ?session=: "
-        "the page then lists the sessions.\n\n"
+        "written is followed as it grows. LOG may also be a directory of runs, or a database DSN naming no session (no ?session=ID), "
+        "and the page then lists the sessions.\n\n"
         "Security: it listens on 127.0.0.1 unless --listen names another address, which needs a token (--token or "
         f"${TOKEN_ENV}; open the page as http://HOST:PORT/#token=TOKEN). The page is read-only; only a dashboard "
         "started by `tape paper --dashboard` can halt its session.",

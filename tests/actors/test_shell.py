@@ -146,5 +146,5 @@ def test_the_in_process_runner_is_the_reference(tmp_path):
     """The in-process runner builds one machine per node, in node order."""
     spec, _ = paper_inputs(markets=2, duration_s=60)
     runner = InProcessRunner(topology(spec, PROVIDER))
-    assert [type(m).__name__ for m in runner.machines] == ["OrderBook", "OrderBook", "CashPool", "PaperMatcher",
+    assert [type(m).__name__ for m in runner.machines] == ["OrderBook", "OrderBook", "InformedCashPool", "PaperMatcher",
                                                             "Positions", "Orchestrator"]

@@ -111,7 +111,7 @@ async def test_with_a_public_key_unsigned_requests_are_refused(tmp_path):
     proc, printed = await start("--markets", "1", "--public-key", str(pem))
     try:
         async with aiohttp.ClientSession() as http:
-            reply = await http.get(printed["REST"] + "/markets")
+            reply = await http.get(printed["REST"] + "/portfolio/balance")  # market data is public, as at Kalshi
             assert reply.status == 401 and (await reply.json())["code"] == "unauthorized"
     finally:
         code, _, err = await stop(proc)
