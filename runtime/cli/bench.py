@@ -70,16 +70,21 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Decode N Kalshi WebSocket frames (a seeded realistic mix: about 90%% orderbook_delta, 10%% trade, "
         "an orderbook_snapshot in 250) to tape events on one core (codec_decode_mps); then start the local exchange "
         "server in its own process with 32 markets running flat out and count the frames one raw WebSocket client "
-        "receives over loopback for --server-seconds (server_mps; --server-seconds 0 skips it). Each codec figure is "
+        "receives over loopback for --server-seconds (server_mps; --server-seconds 0 skips it); then the REST "
+        "requests per second that server answers one client signing every request with RSA-PSS, four in flight, "
+        "unpaced (rest_rps, for --rest-seconds; 0 skips it). Each codec figure is "
         "the median of --repeat runs; runtime/venues/kalshi/bench.py and runtime/venues/sim/bench.py say exactly "
         "what is timed.",
         epilog="keys of --json: messages, repeat, seed, mix, bytes_per_message, codec_decode_mps, events,\n"
-        "malformed, [server_mps, server_frames, server_bytes_per_frame, server_behind_s], machine\n\n"
+        "malformed, [server_mps, server_frames, server_bytes_per_frame, server_behind_s], [rest_rps, rest_requests],\n"
+        "machine\n\n"
         "example:\n  tape bench venue --messages 1000000 --json")
     v.add_argument("--messages", type=int, default=500_000, metavar="N", help="frames per run (default 500,000)")
     v.add_argument("--repeat", type=int, default=3, metavar="R", help="runs per figure; the median is shown (default 3)")
     v.add_argument("--server-seconds", type=float, default=5.0, metavar="S",
                    help="how long to count the exchange server's frames (default 5; 0 skips server_mps)")
+    v.add_argument("--rest-seconds", type=float, default=3.0, metavar="S",
+                   help="how long to count signed REST replies (default 3; 0 skips rest_rps)")
     v.add_argument("--json", action="store_true", help="print one JSON object")
     v.set_defaults(handler=bench_venue)
 
@@ -300,14 +305,15 @@ def bench_book(args: argparse.Namespace, settings: Settings) -> int:
 
 async def bench_venue(args: argparse.Namespace, settings: Settings) -> int:
     from ..venues.kalshi.bench import run_codec_bench
-    from ..venues.sim.bench import measure_server
+    from ..venues.sim.bench import measure_rest, measure_server
     from . import UsageError
 
     if args.messages < 1:
         raise UsageError("--messages must be at least 1")
     _check_repeat(args.repeat)
-    if args.server_seconds < 0:
-        raise UsageError(f"--server-seconds must be >= 0, got {args.server_seconds}")
+    if args.server_seconds < 0 or args.rest_seconds < 0:
+        raise UsageError(f"--server-seconds and --rest-seconds must be >= 0, got {args.server_seconds:g} and "
+                         f"{args.rest_seconds:g}")
     say = Status().line if not args.json else (lambda m: None)
     result = run_codec_bench(args.messages, repeat=args.repeat, say=say)
     if args.server_seconds > 0:
@@ -315,6 +321,10 @@ async def bench_venue(args: argparse.Namespace, settings: Settings) -> int:
         server = await measure_server(args.server_seconds)
         result.update(server_mps=server["server_mps"], server_frames=server["frames"],
                       server_bytes_per_frame=server["bytes_per_frame"], server_behind_s=server["behind_s"])
+    if args.rest_seconds > 0:
+        say(f"local exchange server: signed REST requests from one client for {args.rest_seconds:g} s …")
+        rest = await measure_rest(args.rest_seconds)
+        result.update(rest_rps=rest["rest_rps"], rest_requests=rest["requests"])
     return _report(args, f"tape bench venue: {args.messages:,} frames, median of {result['repeat']} run(s)", result)
 
 

@@ -28,15 +28,17 @@ def test_the_benchmark_decodes_every_frame_into_one_event():
 
 def test_tape_bench_venue_prints_the_figures_as_json():
     done = subprocess.run([TAPE, "bench", "venue", "--messages", "3000", "--repeat", "1", "--server-seconds", "0.5",
-                           "--json"], capture_output=True,
+                           "--rest-seconds", "0.5", "--json"], capture_output=True,
                           text=True, timeout=120, env={**os.environ, "TAPE__LOGGING__FORMAT": "json"})
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout)
     assert figures["codec_decode_mps"] > 0 and figures["messages"] == 3000 and figures["server_mps"] > 0
+    assert figures["rest_rps"] > 0 and figures["rest_requests"] > 0  # signed requests, every one answered
     assert figures["machine"]["cores"] >= 1
 
 
 def test_tape_bench_venue_has_complete_help():
     done = subprocess.run([TAPE, "bench", "venue", "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "codec_decode_mps" in done.stdout and "server_mps" in done.stdout
+    assert "rest_rps" in done.stdout and "--rest-seconds" in done.stdout
     assert "example" in done.stdout

@@ -1,6 +1,7 @@
 """Figures for the local exchange (printed, never asserted): matching-engine operations per second and
 synthetic-session events per second (``tape bench sim``), and the server's messages per second to one
-client over loopback (``server_mps``, in ``tape bench venue``).
+client over loopback (``server_mps``, in ``tape bench venue``) and the signed REST requests per second it
+answers one client (``rest_rps``, likewise).
 
 ``engine_ops_per_s``: a pre-built, seeded stream of engine commands — about half limit orders around
 the touch from 20 owners (most rest, some cross), a third cancels of earlier orders (some already
@@ -155,3 +156,94 @@ async def measure_server(seconds: float = 3.0, *, markets: int = 32, seed: int =
             await child.wait()
     return {"server_mps": round(frames / elapsed), "frames": frames, "bytes_per_frame": round(size / max(frames, 1), 1),
             "behind_s": round(behind_ns / _NS / speed, 3), "seconds": seconds, "markets": markets, "speed": speed}
+
+
+def _rest_child(markets: int, seed: int, public_pem_path: str) -> None:
+    """The server process of :func:`measure_rest`: the exchange checking RSA-PSS signatures against the key at
+    ``public_pem_path``, no rate limits; prints its port and tickers as one JSON line, serves until stdin closes."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from config import LoggingSettings
+    from runtime.logger import configure_logging
+    from runtime.venues.kalshi.auth import Verifier
+
+    configure_logging(LoggingSettings(level="warning", format="json"))
+
+    async def main() -> None:
+        exchange = Exchange(markets, seed, session_s=86_400.0, start_ns=time.time_ns() // _NS * _NS)
+        verifier = Verifier.from_pem(Path(public_pem_path).read_bytes())
+        async with ExchangeServer(exchange, verifier=verifier) as server:
+            print(json.dumps({"port": server.port, "tickers": exchange.tickers}), flush=True)
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+    asyncio.run(main())
+
+
+async def measure_rest(seconds: float = 3.0, *, markets: int = 8, seed: int = 1, in_flight: int = 4,
+                       warmup_s: float = 0.5) -> dict[str, float]:
+    """``rest_rps``: signed REST requests per second the local exchange answers one client over loopback.
+
+    The server runs in its own process and checks every request's RSA-PSS signature (2,048-bit key), as Kalshi
+    does; the client is one :class:`~runtime.venues.kalshi.http.KalshiRest` signing every request, unpaced
+    (``tier=None``: this measures the server, not an account's limits), with ``in_flight`` requests at a time in
+    a fixed rotation of what a session reads: the balance, a market, its order book, the resting orders. Counts
+    the replies (each parsed into its typed form) for ``seconds`` after ``warmup_s``."""
+    import json
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from runtime.venues.kalshi.auth import Signer
+    from runtime.venues.kalshi.http import KalshiRest
+
+    signer = Signer("bench", rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    with tempfile.TemporaryDirectory(prefix="tape-bench-rest-") as scratch:
+        pem = Path(scratch) / "bench_pub.pem"
+        pem.write_bytes(signer.public_key_pem())
+        code = f"from runtime.venues.sim.bench import _rest_child; _rest_child({markets}, {seed}, {str(pem)!r})"
+        child = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stdin=asyncio.subprocess.PIPE,
+                                                     stdout=asyncio.subprocess.PIPE,
+                                                     stderr=asyncio.subprocess.DEVNULL)
+        assert child.stdin is not None and child.stdout is not None
+        loop = asyncio.get_running_loop()
+        try:
+            hello = json.loads(await asyncio.wait_for(child.stdout.readline(), 60))
+            url = f"http://127.0.0.1:{hello['port']}/trade-api/v2"
+            tickers = hello["tickers"]
+            async with KalshiRest(url, signer=signer, tier=None) as rest:
+                calls = [rest.balance, lambda t: rest.market(t), lambda t: rest.orderbook(t), rest.orders]
+                done = 0
+                counting = False
+
+                async def worker(k: int) -> None:
+                    nonlocal done
+                    i = k
+                    while not stop.is_set():
+                        call = calls[i % len(calls)]
+                        ticker = tickers[i % len(tickers)]
+                        await (call(ticker) if i % len(calls) in (1, 2) else call())
+                        if counting:
+                            done += 1
+                        i += in_flight
+
+                stop = asyncio.Event()
+                workers = [asyncio.create_task(worker(k)) for k in range(in_flight)]
+                await asyncio.sleep(warmup_s)
+                counting, start = True, loop.time()
+                await asyncio.sleep(seconds)
+                counting, elapsed = False, loop.time() - start
+                counted = done
+                stop.set()
+                await asyncio.gather(*workers)
+        finally:
+            with contextlib.suppress(ProcessLookupError, asyncio.TimeoutError, BrokenPipeError):
+                child.stdin.close()
+                await asyncio.wait_for(child.wait(), 10)
+            if child.returncode is None:
+                child.kill()
+                await child.wait()
+    return {"rest_rps": round(counted / elapsed), "requests": counted, "seconds": seconds, "in_flight": in_flight}
