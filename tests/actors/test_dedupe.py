@@ -234,3 +234,18 @@ def test_the_feed_drops_copies_it_remembers_and_delivers_older_ones_for_the_log_
     assert tracker.reconciled(first) == first
     assert tracker.reconciled([fill(5), fill(1)]) == [fill(1)]
     assert tracker.stats.duplicate_fills == 1 and tracker.stats.stale_fills == 1
+
+
+def test_the_feed_reconciles_from_the_last_fill_before_the_break_not_after():
+    """Fills the new subscription brings first must not move the REST read past the ones the break lost; a failed
+    read is due again from the same point."""
+    tracker = FeedTracker(["KX"], channels=("fill",))
+    tracker.connect()
+    tracker.reconciled([fill(1)])
+    tracker._reconcile_due = False  # the first connection's reconciliation ran (its subscribe confirmed)
+    tracker.disconnect()
+    tracker.connect()  # due now, from fill 1
+    tracker.reconciled([fill(5)])  # the new connection's first fill
+    assert tracker.last_fill_ms == T0 + 5_000 and tracker.reconcile_from_ms == T0 + 1_000
+    tracker.reconcile_failed(T0 + 1_000)
+    assert tracker.reconcile_from_ms == T0 + 1_000

@@ -43,7 +43,10 @@ Rules (``kalshi-protocol.md``):
 * **REST reconciliation** is due on every connection, and again when a private channel is resubscribed or
   loses a frame; :attr:`Step.reconcile` turns true once every private channel of the connection is
   confirmed (so no fill can fall between the REST read and the subscription), or at the first
-  confirmation when no private channel is subscribed.
+  confirmation when no private channel is subscribed. It reads fills from :attr:`FeedTracker.reconcile_from_ms`:
+  the last fill delivered when it *became due* (the connection lost, the channel ended), not when it runs — fills
+  the new subscription brings first must not move the read past the ones the break lost. A reconciliation that
+  fails is due again from the same point (:meth:`FeedTracker.reconcile_failed`).
 * **Fills** are delivered once per ``trade_id``, whichever of the WebSocket and REST brings them first;
   later copies are dropped and counted (:attr:`FeedStats.duplicate_fills`). The ids are remembered in the
   bounded generations of :class:`actors.dedupe.FillWindow` (at least its ``GENERATION`` fills after each), far
@@ -192,6 +195,7 @@ class FeedTracker:
         self._stale: set[str] = set(self.markets) if self._books else set()
         self._announced: set[str] = set()  # stale markets a marker named (BookResynced is due on their snapshot)
         self._reconcile_due = False
+        self._reconcile_from: int | None = None  # the last fill's venue time when the reconciliation became due
         self._fills = FillWindow()  # trade ids delivered (actors.dedupe)
         self._last_fill_ms: int | None = None
 
@@ -221,7 +225,7 @@ class FeedTracker:
         self._pending.clear()
         self._snapshot_asks.clear()
         self._given_up.clear()
-        self._reconcile_due = True
+        self._due()
         return [self._subscribe(channel) for channel in self.channels]
 
     def disconnect(self) -> list[Event]:
@@ -287,7 +291,7 @@ class FeedTracker:
                 events.append(self._mark(f.sid, seq, seq, sub.markets))  # type: ignore[arg-type]
                 commands.append(self._get_snapshot(f.sid, sub))  # type: ignore[arg-type]
             elif sub is not None and sub.channel in PRIVATE_CHANNELS:
-                self._reconcile_due = True
+                self._due()
             return Step(events, commands, self._reconcile_now())
         for event in f.events:
             kind = type(event)
@@ -399,7 +403,7 @@ class FeedTracker:
             self.stats.resyncs += 1
             self._stale.update(self.markets)
         if channel in PRIVATE_CHANNELS:
-            self._reconcile_due = True
+            self._due()
         commands.append(self._subscribe(channel))
 
     def _ended(self, sid: int, sub: _Sub) -> SeqGapDetected:
@@ -432,6 +436,24 @@ class FeedTracker:
         if ts is not None and (self._last_fill_ms is None or ts > self._last_fill_ms):
             self._last_fill_ms = ts
         return True
+
+    @property
+    def reconcile_from_ms(self) -> int | None:
+        """Where a reconciliation reads fills from: the last fill delivered when it became due (module docstring)."""
+        return self._reconcile_from
+
+    def reconcile_failed(self, from_ms: int | None) -> None:
+        """The reconciliation that read from ``from_ms`` failed: it is due again, from there."""
+        was = self._reconcile_due
+        self._due()
+        if not was or from_ms is None or (self._reconcile_from is not None and from_ms < self._reconcile_from):
+            self._reconcile_from = from_ms
+
+    def _due(self) -> None:
+        """A reconciliation is due: it will read from the last fill delivered now (or from an earlier point still due)."""
+        if not self._reconcile_due:
+            self._reconcile_due = True
+            self._reconcile_from = self._last_fill_ms
 
     def _reconcile_now(self) -> bool:
         """True (once) when a due reconciliation can run: every private channel is confirmed."""

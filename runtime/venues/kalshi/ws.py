@@ -384,7 +384,7 @@ class KalshiFeed:
             task.add_done_callback(self._cancelled.discard)
 
     async def _reconcile(self, rest: KalshiRest) -> None:
-        last = self._tracker.last_fill_ms
+        last = self._tracker.reconcile_from_ms  # the last fill when it became due: not past what the break lost
         since_ms = (self._started_ms if last is None else last) - self.reconcile_margin_ms
         reads = (("fills", lambda: rest.fills(min_ts_s=max(0, since_ms // 1000))),
                  ("resting orders", lambda: rest.orders(status="resting")),
@@ -396,6 +396,7 @@ class KalshiFeed:
                 _log().warning("reconciliation failed", read=what, error=str(exc))
                 message = f"reconciliation after connecting could not read {what}: {exc}; the next connection retries"
                 await self._push(self._clock_ns(), [VenueError(where=rest.source, message=codec.clip(message))])
+                self._tracker.reconcile_failed(last)
                 return
             if self._own is not None:  # this session's orders only (an event without a client order id stays)
                 events = [e for e in events if getattr(e, "client_order_id", self._own).startswith(self._own)]
