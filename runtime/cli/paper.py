@@ -150,7 +150,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         live = args.live_orders
         async with log, KalshiRest(rest_url, signer=signer, tier=settings.venue.tier) as rest, \
                 KalshiFeed(ws_url, tickers, channels=LIVE_CHANNELS if live else CHANNELS, signer=signer,
-                           rest=rest if live else None, info=rest) as feed:
+                           rest=rest if live else None, info=rest, own=spec.prefix + "-" if live else None) as feed:
             session = PaperSession(log, spec, feed, session_id=session_id, venue=args.venue, runner=runner,
                                    config_hash=config_hash, code_version=version, rest=rest if live else None,
                                    models=models)

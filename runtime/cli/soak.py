@@ -9,6 +9,7 @@ import msgspec
 
 from config import Settings
 
+from ..logger import get_logger
 from ..soak import ALL_FAULTS, SoakError, sample_line, soak
 from ..venues.sim.faults import FaultError, Faults
 
@@ -57,24 +58,29 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     except FaultError as exc:
         raise UsageError(f"--faults: {exc}") from None
     new_directory(args.log, "--log")
-    out = sys.stderr if args.json else sys.stdout
-    print(f"soak: {args.markets} markets, {args.duration:g} s, speed {args.speed:g}x, faults {args.faults or 'none'}, "
-          f"live orders to the local exchange (loopback)", file=out, flush=True)
+    def say(text: str) -> None:  # people's lines on stdout; with --json (stdout is the report) a diagnostics record
+        if args.json:
+            get_logger("soak").info(text.strip())
+        else:
+            print(text, flush=True)
+
+    say(f"soak: {args.markets} markets, {args.duration:g} s, speed {args.speed:g}x, faults {args.faults or 'none'}, "
+        f"live orders to the local exchange (loopback)")
     try:
         report = await soak(duration_s=args.duration, markets=args.markets, faults=args.faults, every_s=args.every,
                             warmup_s=args.warmup, speed=args.speed, seed=args.seed, cash=args.cash, target=args.log,
-                            runner=args.runner, policy=args.policies, show=lambda s: print(sample_line(s), file=out, flush=True))
+                            runner=args.runner, policy=args.policies, show=lambda s: say(sample_line(s)))
     except SoakError as exc:
         print(f"tape soak: {exc}", file=sys.stderr)
         return 2
     r = report
-    print(f"soak {r.session_id} {r.reason}: {r.records:,} records, {r.orders:,} orders, log {r.log}", file=out)
-    print(f"  memory: {r.rss_start_kb / 1024:.1f} MiB after the {r.warmup_s:g} s warm-up, {r.rss_end_kb / 1024:.1f} MiB "
-          f"at the end ({r.rss_growth:+.2%}), peak {r.rss_peak_kb / 1024:.1f} MiB ({r.rss_peak_growth:+.2%})", file=out)
-    print(f"  fills: {r.exchange_fills:,} by the exchange's record, {r.log_fills:,} applied by the log; lost "
-          f"{len(r.fills_lost)}, doubled {len(r.fills_doubled)}, unknown {len(r.fills_unknown)}; duplicates refused "
-          f"{r.duplicates_refused_feed:,} by the feed, {r.duplicates_refused_log:,} by the machines", file=out)
-    print(f"  replay verify: {r.replay}", file=out, flush=True)
+    say(f"soak {r.session_id} {r.reason}: {r.records:,} records, {r.orders:,} orders, log {r.log}")
+    say(f"  memory: {r.rss_start_kb / 1024:.1f} MiB after the {r.warmup_s:g} s warm-up, {r.rss_end_kb / 1024:.1f} MiB "
+        f"at the end ({r.rss_growth:+.2%}), peak {r.rss_peak_kb / 1024:.1f} MiB ({r.rss_peak_growth:+.2%})")
+    say(f"  fills: {r.exchange_fills:,} by the exchange's record, {r.log_fills:,} applied by the log; lost "
+        f"{len(r.fills_lost)}, doubled {len(r.fills_doubled)}, unknown {len(r.fills_unknown)}; duplicates refused "
+        f"{r.duplicates_refused_feed:,} by the feed, {r.duplicates_refused_log:,} by the machines")
+    say(f"  replay verify: {r.replay}")
     if args.json:
         sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(r)) + b"\n")
         sys.stdout.flush()

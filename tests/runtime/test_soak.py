@@ -33,7 +33,7 @@ def test_a_short_soak_loses_and_doubles_no_fill_and_replays(tmp_path):
     memory series (every process, per kind) and the event rate."""
     run = subprocess.run([TAPE, "soak", "--duration", "25", "--markets", "20", "--every", "5", "--faults", FAULTS,
                           "--policies", "random", "--runner", "inprocess", "--log", str(tmp_path), "--json"],
-                         capture_output=True, text=True, env=ENV, timeout=300)
+                         capture_output=True, text=True, env={**ENV, "TAPE__LOGGING__LEVEL": "info"}, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout)
     assert report["fills_lost"] == [] and report["fills_doubled"] == [] and report["fills_unknown"] == []
@@ -45,7 +45,8 @@ def test_a_short_soak_loses_and_doubles_no_fill_and_replays(tmp_path):
     assert len(samples) >= 5 and all(s["rss_kb"] > 0 and s["by_kind"]["driver"] > 0 for s in samples)
     assert samples[-1]["records"] == report["records"] and any(s["events_per_s"] > 0 for s in samples)
     assert report["rss_start_kb"] > 0 and isinstance(report["rss_growth"], float)
-    lines = [line for line in run.stderr.splitlines() if " rss " in line]
+    records = [json.loads(line) for line in run.stderr.splitlines()]  # off a terminal: diagnostics only, as JSON
+    lines = [r["event"] for r in records if r.get("component") == "soak" and " rss " in r["event"]]
     assert len(lines) == len(samples) and "ev/s" in lines[0] and "driver=" in lines[0]
 
 
