@@ -317,6 +317,11 @@ def test_the_nested_error_shape_is_read():
         rest.ApiError(409, "order_already_exists", "duplicate client_order_id"))
 
 
+def test_kalshis_rate_limit_body_is_read():
+    """A 429 says ``{"error": "too many requests"}``: the text is the message."""
+    assert rest.api_error(429, b'{"error":"too many requests"}') == rest.ApiError(429, None, "too many requests")
+
+
 def test_an_error_body_that_is_not_json_is_kept_as_text():
     assert rest.api_error(502, b"<html>bad gateway</html>\n") == rest.ApiError(502, None, "<html>bad gateway</html>")
 

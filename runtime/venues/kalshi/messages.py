@@ -809,9 +809,10 @@ class EmptyResponse(_Body, kw_only=True):
 
 
 class ErrorBody(_Body, kw_only=True):
-    """An error reply: ``{"code", "message", "details"}``, or the same nested under ``error``."""
+    """An error reply: ``{"code", "message", "details"}``, the same nested under ``error``, or ``error`` as plain
+    text (Kalshi's 429: ``{"error": "too many requests"}``)."""
 
     code: str | Int | None = None
     message: str | None = None
     details: Any = None
-    error: ErrorDetail | None = None
+    error: ErrorDetail | str | None = None

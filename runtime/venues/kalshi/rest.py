@@ -735,11 +735,14 @@ class ApiError(Struct, frozen=True):
 
 
 def api_error(status: int, raw: bytes | str) -> ApiError:
-    """Read ``{"code", "message", "details"}`` or ``{"error": {...}}``; anything else is kept as text."""
+    """Read ``{"code", "message", "details"}``, ``{"error": {...}}`` or ``{"error": "text"}``; anything else is kept
+    as text."""
     body = decode_body(raw, m.ErrorBody)
     text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", "replace")
     if isinstance(body, MalformedInput):
         return ApiError(status, None, clip(text.strip()) or f"HTTP {status}")
+    if isinstance(body.error, str):  # Kalshi's 429 body
+        return ApiError(status, None, clip(body.error.strip() or text.strip() or f"HTTP {status}"))
     detail = body.error if body.error is not None else body
     code = None if detail.code is None else str(detail.code)
     details = detail.details
