@@ -34,7 +34,7 @@ import msgspec
 from .events import FillDuplicated, OrderFilled
 from .log import SessionMeta, create_log, open_log
 from .paper import PaperSession, Watch
-from .topology import SessionSpec
+from .topology import PolicyProvider, SessionSpec
 from .units import MONEY_SCALE
 from .venues.sim.faults import Faults
 
@@ -229,10 +229,10 @@ def _growth(samples: list[Sample], warmup_s: float) -> tuple[int, int, int, floa
 async def soak(*, duration_s: float, markets: int, faults: str = ALL_FAULTS, every_s: float = 60.0,
                warmup_s: float | None = None, speed: float = 10.0, seed: int = 7, cash: float = 10_000.0,
                target: str = "runs", runner: str = "ray", show: Callable[[Sample], None] = lambda s: None,
-               drain_s: float = 30.0, policy: str = "rule") -> SoakReport:
-    """Run a soak (module docstring); ``show`` gets each sample as it is taken."""
+               drain_s: float = 30.0, policy: str = "rule", policies: PolicyProvider) -> SoakReport:
+    """Run a soak (module docstring); ``show`` gets each sample as it is taken; ``policies`` is what the
+    orchestrator and the closing replay take their policies from (the command line passes the registry's)."""
     _check_linux()
-    from policies.registry import PROVIDER
     from replay.verify import verify
 
     from .cli.paper import LIVE_CHANNELS, _runner
@@ -287,7 +287,7 @@ async def soak(*, duration_s: float, markets: int, faults: str = ALL_FAULTS, eve
         report.fills_lost = sorted(made - applied.keys())
         report.fills_doubled = sorted(t for t, n in applied.items() if n > 1)
         report.fills_unknown = sorted(applied.keys() - made)
-        verdict = await verify(reader, policies=PROVIDER, jobs=os.cpu_count() or 1)
+        verdict = await verify(reader, policies=policies, jobs=os.cpu_count() or 1)
     report.replay_ok = verdict.ok
     report.replay = (f"ok: {verdict.records:,} records, {sum(verdict.derived.values()):,} derived events regenerated "
                      f"identically ({verdict.rate:,.0f} records/s)" if verdict.ok else f"DIVERGED: {verdict.divergence}")

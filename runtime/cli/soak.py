@@ -66,10 +66,13 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
     say(f"soak: {args.markets} markets, {args.duration:g} s, speed {args.speed:g}x, faults {args.faults or 'none'}, "
         f"live orders to the local exchange (loopback)")
+    from policies.registry import PROVIDER
+
     try:
         report = await soak(duration_s=args.duration, markets=args.markets, faults=args.faults, every_s=args.every,
                             warmup_s=args.warmup, speed=args.speed, seed=args.seed, cash=args.cash, target=args.log,
-                            runner=args.runner, policy=args.policies, show=lambda s: say(sample_line(s)))
+                            runner=args.runner, policy=args.policies, show=lambda s: say(sample_line(s)),
+                            policies=PROVIDER)
     except SoakError as exc:
         print(f"tape soak: {exc}", file=sys.stderr)
         return 2
