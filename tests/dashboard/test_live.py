@@ -8,6 +8,7 @@ Real parts: ``tape paper`` on the local exchange, paper sessions in process, the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import signal
 import subprocess
@@ -62,7 +63,10 @@ def test_the_pages_halt_stops_the_paper_session_and_the_token_is_written_nowhere
                 await w.until(lambda m: m["type"] == "error" and m["message"] == "halt refused: wrong or missing token")
                 await w.send({"op": "halt", "token": TOKEN, "confirm": "halt"})
                 await w.until(lambda m: m["type"] == "halted")
-                await w.until(lambda m: m["type"] == "head" and m["halted_seq"] is not None, timeout=60)
+                # the page sees the halt in the log, unless the session (and the dashboard with it) ends first:
+                # the log itself is checked below
+                with contextlib.suppress(ConnectionError):
+                    await w.until(lambda m: m["type"] == "head" and m["halted_seq"] is not None, timeout=60)
         asyncio.run(talk(int(match.group(1))))
         child.wait(timeout=120)
     finally:
