@@ -297,3 +297,38 @@ async def test_each_order_carries_its_decision_trace(finished):
         assert {f["client_order_id"] for f in fills} <= {o["client_order_id"] for o in orders}
     finally:
         await server.close()
+
+
+@pytest.mark.postgres
+def test_tape_dashboard_serves_a_postgresql_session_as_replay_rebuilds_it(pg_schema_dsn):
+    """A session logged to PostgreSQL: `tape dashboard DSN?session=ID` scrubbed to its end shows what
+    `tape replay run` of the same DSN prints."""
+    from runtime.log import list_sessions
+
+    done = subprocess.run([TAPE, "paper", "--runner", "inprocess", "--duration", "3", "--speed", "50",
+                           "--log", pg_schema_dsn], capture_output=True, text=True, env=ENV, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (session,) = asyncio.run(list_sessions(pg_schema_dsn))
+    target = f"{pg_schema_dsn}&session={session.session_id}"
+    printed = json.loads(subprocess.run([TAPE, "replay", "run", target, "--json"], capture_output=True, text=True,
+                                        env=ENV, check=True).stdout)
+    last = printed["through_seq"]
+
+    async def main(port: int) -> dict:
+        async with Watcher(f"http://127.0.0.1:{port}/ws") as w:
+            await w.send({"op": "hello"})
+            await w.until(lambda m: m["type"] == "snapshot" and m["channel"] == "trades")
+            await w.send({"op": "seek", "seq": last})
+            await w.until(lambda m: m["type"] == "snapshot" and m["channel"] == "trades" and m["paused"])
+            assert w.through == last
+            return w.state["trader"]
+
+    child = subprocess.Popen([TAPE, "dashboard", target, "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        line = child.stdout.readline()
+        assert line.startswith("dashboard: http://127.0.0.1:"), line + child.stderr.read()
+        assert_same_state(asyncio.run(main(int(line.split(":")[3].split("/")[0]))), printed)
+    finally:
+        child.terminate()
+        child.communicate(timeout=30)
