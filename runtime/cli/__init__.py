@@ -135,6 +135,23 @@ class _CommandParser(argparse.ArgumentParser):
         return super().add_subparsers(**kwargs)
 
 
+async def until_stopped() -> None:
+    """Wait for Ctrl-C or SIGTERM (a server command's main loop); the handlers are removed again on return."""
+    import contextlib
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import bench, dashboard, demo, exchange, logcmd, paper, record, replay, rl, synth
     from . import soak as soak_command

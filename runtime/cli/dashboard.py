@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import os
-import signal
 from pathlib import Path
 
 from config import Settings
@@ -68,16 +65,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"--listen {args.listen}: {exc.strerror or exc}") from None
     print(f"dashboard: {server.url} serving {args.log}" + (" (the page needs the token: #token=… after the address)"
                                                           if token else "") + "; Ctrl-C stops it", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    from . import until_stopped
+
     try:
-        await stop.wait()
+        await until_stopped()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
         await server.close()
     print("dashboard: stopped")
     return 0

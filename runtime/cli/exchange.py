@@ -4,9 +4,6 @@ the order-flow model — on one port, until Ctrl-C."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import signal
 import time
 
 from actors.limits import TIER_NAMES
@@ -135,16 +132,11 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
           f"  WebSocket  {server.ws_url}\n"
           f"  markets    {' '.join(exchange.tickers)}\n"
           "Ctrl-C stops it.", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    from . import until_stopped
+
     try:
-        await stop.wait()
+        await until_stopped()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(sig)
         await server.stop()
     print("tape exchange: stopped", flush=True)
     return 0
