@@ -48,7 +48,7 @@ from .data import Tape
 from .features import Scaling
 from .rewards import RewardConfig
 
-__all__ = ["SCHEDULES", "STAGES", "TrainConfig", "TrainReport", "episode_return", "fit_scaling", "format_return",
+__all__ = ["HASH_SEED", "SCHEDULES", "STAGES", "TrainConfig", "TrainReport", "episode_return", "fit_scaling", "format_return",
            "iteration_line", "ppo_config", "seed_everything", "stages", "train"]
 
 EnvKind = Literal["roles", "single"]
@@ -88,6 +88,8 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """GAE's lambda"""
     entropy: float = 0.0
     """PPO's entropy coefficient"""
+    clip: float = 0.2
+    """PPO's clip parameter: how far one update may move the policy's probability ratio from 1"""
     hidden: tuple[int, ...] = (64, 64)
     env_config: dict[str, Any] = {}
     """:class:`~policies.env.EnvConfig` fields (lot, cash, latency_ms, curriculum, max_steps…)"""
@@ -99,14 +101,28 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """the sessions that held-out PnL is measured on"""
 
 
+HASH_SEED = "0"
+"""the ``PYTHONHASHSEED`` training is repeatable under (``tape train`` and ``tape tune`` run under it): RLlib builds
+multi-agent episodes and batches by iterating over sets of agent ids, whose order follows Python's string hashing"""
+
+
 def seed_everything(seed: int) -> None:
     """The process-wide settings that make CPU training repeatable: deterministic torch kernels, one thread. (On a
-    GPU, cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG`` for deterministic kernels: set here unless the user set it.)"""
+    GPU, cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG`` for deterministic kernels: set here unless the user set it.) Python's
+    string hashing cannot be set in a running process: outside :data:`HASH_SEED` a warning says so."""
     import os
     import random
 
     import numpy as np
     import torch
+
+    from runtime.logger import get_logger
+
+    if os.environ.get("PYTHONHASHSEED") != HASH_SEED:
+        get_logger("policies.train").warning(
+            "training not repeatable across processes", pythonhashseed=os.environ.get("PYTHONHASHSEED"),
+            fix=f"run under PYTHONHASHSEED={HASH_SEED} (tape train and tape tune do): RLlib orders agents by set "
+                "iteration, which follows the hash seed")
 
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
@@ -120,7 +136,7 @@ def ppo_config(env: Any, env_config: dict[str, Any], *, seed: int = 0, roles: Se
                train_roles: Sequence[Role] | None = None, num_env_runners: int = 0, num_learners: int = 0,
                num_gpus_per_learner: float = 0.0, train_batch: int = 4_000, minibatch: int = 500, epochs: int = 6,
                lr: float = 3e-4, gamma: float = 0.9, lambda_: float = 0.95, entropy: float = 0.0,
-               hidden: Sequence[int] = (64, 64),
+               clip: float = 0.2, hidden: Sequence[int] = (64, 64),
                envs_per_runner: int = 1) -> Any:
     """The PPO config (module docstring). ``env`` is an environment class; ``roles`` (multi-agent only) are the
     modules, the agents of the environment, and ``train_roles`` those of them that train (default: all)."""
@@ -135,7 +151,7 @@ def ppo_config(env: Any, env_config: dict[str, Any], *, seed: int = 0, roles: Se
         .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
         .training(train_batch_size_per_learner=train_batch, minibatch_size=min(minibatch, train_batch),
                   num_epochs=epochs, lr=lr, gamma=gamma, lambda_=lambda_,
-                  entropy_coeff=entropy)
+                  entropy_coeff=entropy, clip_param=clip)
         .debugging(seed=seed, log_level="ERROR")
         .reporting(min_sample_timesteps_per_iteration=0)
     )
@@ -329,7 +345,8 @@ def train(config: TrainConfig, out: str | Path, *, tapes: Sequence[Tape] | None 
                               num_env_runners=config.num_env_runners, num_learners=config.num_learners,
                               num_gpus_per_learner=config.num_gpus_per_learner, train_batch=config.train_batch,
                               minibatch=config.minibatch, epochs=config.epochs, lr=config.lr, gamma=config.gamma,
-                              lambda_=config.lambda_, entropy=config.entropy, hidden=config.hidden,
+                              lambda_=config.lambda_, entropy=config.entropy, clip=config.clip,
+                              hidden=config.hidden,
                               envs_per_runner=config.envs_per_runner).build_algo()
             if weights:  # the stage before's modules: carried on
                 algo.learner_group.set_weights({m: w for m, w in weights.items() if m in acting})

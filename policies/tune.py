@@ -324,13 +324,6 @@ def _tune_space(space: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --- a trial ---------------------------------------------------------------------------------------------------
-# TODO(issue 14, item 4): train() reports each iteration only as a progress line; until it takes a callback with
-# the iteration's history item, a trial reads its held-out PnL from that line (the exact figures come with the
-# report at the end).
-_SCORED = re.compile(r"^iteration (\d+)/\d+: .*episode return (\S+?)(?: \(.*\))?, \d+ s, held-out PnL "
-                     r"\$([+-][\d,]+\.\d+)$")
-
-
 def _with_heldout(base: Mapping[str, Any], params: Mapping[str, Any], data: Sequence[str],
                   heldout_sources: Sequence[str], every: int) -> TrainConfig:
     """A trial's whole config: its draw over the base, with the data and the held-out evaluation."""
@@ -347,16 +340,16 @@ def _trial(params: dict[str, Any], *, base: dict[str, Any], data: tuple[str, ...
 
     config = _with_heldout(base, params, data, heldout_sources, every)
 
-    def say(line: str) -> None:
-        scored = _SCORED.match(line)
-        if scored is None or int(scored.group(1)) >= config.iterations:  # the last: reported below, exactly
+    def scored(item: dict[str, Any]) -> None:
+        """An iteration's held-out PnL to Tune as it is measured (the last is reported below, with the model)."""
+        if item["heldout_pnl"] is None or item["iteration"] >= config.iterations:
             return
-        ret = scored.group(2)
-        tune.report({METRIC: float(scored.group(3).replace(",", "")), "iteration": int(scored.group(1)),
-                     "final": False, **({"episode_return": float(ret)} if ret != "-" else {})})
+        known = [v for v in item["returns"].values() if v is not None]
+        tune.report({METRIC: float(item["heldout_pnl"]), "iteration": item["iteration"], "final": False,
+                     **({"episode_return": sum(known) / len(known)} if known else {})})
 
     root = Path(tune.get_context().get_trial_dir()) / "model"
-    report = train(config, root, tapes=tapes, heldout=heldout, say=say)
+    report = train(config, root, tapes=tapes, heldout=heldout, on_iteration=scored)
     last = report.history[-1] if report.history else {}
     ret = report.returns[-1] if report.returns else None
     tune.report({METRIC: float(last.get("heldout_pnl") or 0.0), "iteration": report.iterations, "final": True,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -49,6 +50,22 @@ Start here:
   tape bench log --json          how fast the event log is on this machine
 
 """ + EXIT_STATUSES
+
+
+def _pin_hash_seed() -> None:
+    """Re-execute this command (the console script's ``sys.argv``) under the hash seed training is repeatable under
+    (:data:`policies.train.HASH_SEED`: RLlib orders agents by set iteration, which follows Python's string hashing)
+    unless it already runs under it. The commands that train ask for it (their parsers set ``pinned_hash``); Ray's
+    workers get it from this environment (a local instance) or the runtime environment
+    (:func:`runtime.cli.cluster.connect`, on a cluster)."""
+    from policies.train import HASH_SEED
+
+    if os.environ.get("PYTHONHASHSEED") == HASH_SEED:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "runtime.cli", *sys.argv[1:]],
+              {**os.environ, "PYTHONHASHSEED": HASH_SEED})
 
 
 class UsageError(Exception):
@@ -204,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tape`` console script; returns the exit status (:data:`EXIT_STATUSES`)."""
     parser = _parser()
     args = parser.parse_args(argv)  # a malformed command line: argparse prints the usage and exits 2
+    if argv is None and getattr(args, "pinned_hash", False):
+        _pin_hash_seed()  # (in-process callers pass argv: their hashing is theirs, and train() warns)
     try:
         settings = _settings(args)
     except ConfigError as exc:

@@ -29,5 +29,10 @@ def connect() -> None:
 
     if not ray.is_initialized():
         quiet_ray_notices()
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        address = os.environ.get("RAY_ADDRESS") or "local"
+        # a cluster's workers hash strings as this process does (a local instance's inherit its environment): RLlib
+        # orders agents by set iteration, and training is repeatable only under one hash seed (policies.train.HASH_SEED)
+        hash_seed = os.environ.get("PYTHONHASHSEED")
+        runtime_env = {"env_vars": {"PYTHONHASHSEED": hash_seed}} if hash_seed and address != "local" else None
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 runtime_env=runtime_env)

@@ -88,6 +88,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     t.add_argument("--epochs", type=int, default=6, metavar="E", help="SGD passes per iteration (default 6)")
     t.add_argument("--lr", type=float, default=3e-4, help="learning rate (default 3e-4)")
     t.add_argument("--entropy", type=float, default=None, metavar="C", help="PPO's entropy coefficient (default 0)")
+    t.add_argument("--clip", type=float, default=None, metavar="EPS",
+                   help="PPO's clip parameter: how far one update may move the probability ratio (default 0.2)")
     t.add_argument("--gamma", type=float, default=None, metavar="G", help="discount factor (default 0.9)")
     t.add_argument("--lambda", dest="lambda_", type=float, default=None, metavar="L", help="GAE's lambda (default 0.95)")
     t.add_argument("--horizon", type=int, default=None, metavar="SECONDS",
@@ -103,7 +105,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="start on the easiest quarter of the tapes, opening to all over this many episodes (default 0: off)")
     t.add_argument("--max-steps", type=int, default=0, metavar="N", help="truncate episodes after N agent steps (default 0: whole tapes)")
     t.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    t.set_defaults(handler=run_train)
+    t.set_defaults(handler=run_train, pinned_hash=True)
 
     e = commands.add_parser(
         "eval", help="compare policies (trained, rule, flow, random) on held-out sessions: PnL, Sharpe, drawdown, attribution",
@@ -244,6 +246,7 @@ async def run_train(args: argparse.Namespace, settings: Settings) -> int:
             data=tuple(args.data), env=args.env, roles=roles, frozen=args.frozen, iterations=args.iterations,
             schedule=args.schedule or defaults.schedule, eval_every=args.eval_every, heldout=tuple(args.heldout),
             entropy=defaults.entropy if args.entropy is None else args.entropy, rewards=rewards,
+            clip=defaults.clip if args.clip is None else args.clip,
             gamma=defaults.gamma if args.gamma is None else args.gamma,
             lambda_=defaults.lambda_ if args.lambda_ is None else args.lambda_,
             seed=args.seed, num_env_runners=args.num_env_runners, num_learners=args.num_learners,
@@ -298,6 +301,8 @@ def _check(config) -> None:
                          "--num-learners >= 0")
     if config.num_gpus_per_learner < 0:
         raise ValueError("--num-gpus-per-learner must be >= 0")
+    if not 0 < config.clip <= 1:
+        raise ValueError(f"--clip must be in (0, 1], got {config.clip:g}")
     from policies.registry import ModelError, is_named, load_model, load_policies
 
     try:

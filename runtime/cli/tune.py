@@ -64,7 +64,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                    "several machines, storage all of them reach)")
     p.add_argument("--markets", default=None, metavar="T1,T2", help="these tickers only (training and held out)")
     p.add_argument("--json", action="store_true", help="print the search record as one JSON object")
-    p.set_defaults(handler=run_tune)
+    p.set_defaults(handler=run_tune, pinned_hash=True)
 
 
 async def run_tune(args: argparse.Namespace, settings: Settings) -> int:
