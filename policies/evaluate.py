@@ -14,7 +14,11 @@ queue model and fees). Per policy set, over all tapes:
   (:mod:`policies.attribution`), dollars; ``mean_size`` the mean trade size (sizing's part), contracts;
 * ``share_of_oracle`` — ``pnl`` over the oracle's ``pnl`` when the oracle ran (``oracle=True``: the set
   :data:`ORACLE`, :mod:`policies.oracle`, which knows each synthetic tape's latent fair value) and made money;
-  else None.
+  else None;
+* ``versus`` — against a ``baseline`` set played on the same tapes (:class:`Paired`): the mean and standard error
+  of the per-tape difference (this set's PnL minus the baseline's, tape by tape) and its t-statistic, ``mean /
+  (sd / sqrt(n))``: paired, so what the tapes share (a market that moved, a quiet one) cancels out. Above 2, the
+  set beats the baseline beyond the tapes' noise.
 
 A policy set is a mapping of role to policy, or a function of the tape giving one (the oracle's policies know
 their tape's fair-value path; every other set is the same on every tape).
@@ -35,12 +39,37 @@ from .base import Policy
 from .data import Tape
 from .episode import Episode
 
-__all__ = ["ORACLE", "EvalResult", "PolicySet", "evaluate", "evaluate_one"]
+__all__ = ["ORACLE", "EvalResult", "Paired", "PolicySet", "evaluate", "evaluate_one", "paired"]
 
 ORACLE = "oracle"
 """the name of the oracle's set in :func:`evaluate`'s results"""
 
 PolicySet = Mapping[Role, Policy] | Callable[[Tape], Mapping[Role, Policy]]
+
+
+class Paired(msgspec.Struct, kw_only=True):
+    """A set against the baseline over the same tapes (module docstring: ``versus``)."""
+
+    baseline: str
+    tapes: int
+    diff_mean: float
+    """dollars per tape: this set's PnL minus the baseline's"""
+    diff_se: float
+    """the standard error of that mean (0 when the differences do not vary)"""
+    t: float | None
+    """``diff_mean / diff_se``; None when there is no spread (fewer than 2 tapes, or every difference the same)"""
+
+
+def paired(pnl: Sequence[float], baseline: Sequence[float], name: str) -> Paired:
+    """The per-tape comparison of ``pnl`` with ``baseline`` (the same tapes, in the same order)."""
+    if len(pnl) != len(baseline):
+        raise ValueError(f"paired: {len(pnl)} tapes against {len(baseline)} of {name}")
+    diffs = [a - b for a, b in zip(pnl, baseline, strict=True)]
+    n = len(diffs)
+    mean = sum(diffs) / n if n else 0.0
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n > 1 else 0.0
+    se = sd / math.sqrt(n) if n else 0.0
+    return Paired(baseline=name, tapes=n, diff_mean=mean, diff_se=se, t=mean / se if se > 0 else None)
 
 
 class EvalResult(msgspec.Struct, kw_only=True):
@@ -63,6 +92,7 @@ class EvalResult(msgspec.Struct, kw_only=True):
     mean_size: float
     per_tape: list[float]
     share_of_oracle: float | None = None
+    versus: Paired | None = None
 
 
 def _dollars(micros: float) -> float:
@@ -115,13 +145,16 @@ def evaluate_one(name: str, policies: PolicySet, tapes: Sequence[Tape], *, cash:
 
 
 def evaluate(sets: Mapping[str, PolicySet], tapes: Sequence[Tape], *, cash: int, latency_ms: int = 50,
-             decide_every_ms: int = 1_000, oracle: bool = False,
+             decide_every_ms: int = 1_000, oracle: bool = False, baseline: str | None = None,
              say: Callable[[str], None] = lambda _: None) -> list[EvalResult]:
     """Each named policy set on the same tapes, in the order given; with ``oracle`` the oracle last, and every
     result's ``share_of_oracle`` (module docstring). Every tape must then have a fair-value sidecar
-    (:class:`~policies.oracle.OracleError` names the first that has none)."""
+    (:class:`~policies.oracle.OracleError` names the first that has none). With ``baseline`` (one of the sets'
+    names), every other set's ``versus`` it."""
     from .oracle import fair_path, oracle_policies
 
+    if baseline is not None and baseline not in sets and not (oracle and baseline == ORACLE):
+        raise ValueError(f"baseline {baseline!r} is not among the policy sets ({', '.join(sets)})")
     if oracle:
         if ORACLE in sets:
             raise ValueError(f"a policy set is named {ORACLE!r}: the oracle's name")
@@ -137,4 +170,9 @@ def evaluate(sets: Mapping[str, PolicySet], tapes: Sequence[Tape], *, cash: int,
         ceiling = out[-1].pnl
         for result in out:
             result.share_of_oracle = result.pnl / ceiling if ceiling > 0 else None
+    if baseline is not None:
+        base = next(r for r in out if r.name == baseline)
+        for result in out:
+            if result is not base:
+                result.versus = paired(result.per_tape, base.per_tape, baseline)
     return out

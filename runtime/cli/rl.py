@@ -133,6 +133,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     e.add_argument("--oracle", action="store_true",
                    help="also play the oracle (knows the latent fair value of tape synth's sessions) and show each "
                    "set's share of its PnL")
+    e.add_argument("--baseline", default=None, metavar="NAME",
+                   help="compare every other set with this one tape by tape: the mean per-tape difference, its "
+                   "standard error and t-statistic (default: flow when it is among the sets, else none)")
     e.add_argument("--markets", default=None, metavar="T1,T2", help="these tickers only")
     e.add_argument("--cash", type=float, default=1_000.0, metavar="DOLLARS", help="starting cash per tape (default 1000)")
     e.add_argument("--latency-ms", type=int, default=50, metavar="MS", help="paper latency (default 50)")
@@ -342,6 +345,9 @@ async def run_eval(args: argparse.Namespace, settings: Settings) -> int:
                 trained_on[model.version] = set(model.manifest.data.get("sessions", []))
         except ModelError as exc:
             raise UsageError(f"--policies {name}: {exc}; --policies takes {POLICIES_TEXT}") from None
+    baseline = args.baseline if args.baseline is not None else ("flow" if "flow" in sets else None)
+    if baseline is not None and baseline not in sets and not (args.oracle and baseline == "oracle"):
+        raise UsageError(f"--baseline {baseline}: not among the policy sets ({', '.join(sets)}); name one of them")
     tapes = await _tapes(args.data, args.markets)
     if args.oracle:
         bare = next((t for t in tapes if t.sidecar is None), None)
@@ -356,7 +362,7 @@ async def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     status = Status()
     try:
         results = evaluate(sets, tapes, cash=round(args.cash * MONEY_SCALE), latency_ms=args.latency_ms,
-                           oracle=args.oracle, say=lambda line: status.line(line) if not args.json else None)
+                           oracle=args.oracle, baseline=baseline, say=lambda line: status.line(line) if not args.json else None)
     except OracleError as exc:
         raise BadDataError(f"--oracle: {exc}") from None
     if plot is not None:
@@ -414,6 +420,13 @@ def _table(results) -> None:
     if any(r.name == "oracle" for r in results):
         rows.append(("share of oracle", *("-" if r.share_of_oracle is None else f"{r.share_of_oracle:.1%}"
                                           for r in results)))
+    versus = next((r.versus.baseline for r in results if r.versus is not None), None)
+    if versus is not None:
+        rows.append((f"vs {versus} $/tape (± se)", *("-" if r.versus is None else
+                                                    f"{r.versus.diff_mean:+,.3f} ± {r.versus.diff_se:,.3f}"
+                                                    for r in results)))
+        rows.append((f"vs {versus}: t (paired)", *("-" if r.versus is None or r.versus.t is None else
+                                                  f"{r.versus.t:+.2f}" for r in results)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     first = results[0] if results else None
     if first is not None:

@@ -4,6 +4,7 @@ fair-value sidecar ``tape synth`` writes and the oracle that reads it, and ``tap
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ from policies.base import (
 )
 from policies.data import Tape, load_tapes
 from policies.features import FEATURE_NAMES
+from policies.evaluate import paired
 from policies.flow import FlowEntry, FlowExit, FlowParams, FlowSignal, flow_policies
 from policies.oracle import OracleError, OracleExit, OracleParams, OracleSignal, fair_path
 from policies.registry import is_named, load_policies
@@ -256,11 +258,40 @@ def test_eval_with_the_oracle_reports_every_set_s_share_of_it(heldout):
     for name in ("rule", "flow"):
         assert results[name]["share_of_oracle"] == pytest.approx(results[name]["pnl"] / oracle["pnl"])
     assert oracle["pnl"] >= results["flow"]["pnl"]
+    # flow among the sets: every other set is compared with it tape by tape
+    assert results["flow"]["versus"] is None
+    for name in ("rule", "oracle"):
+        versus = results[name]["versus"]
+        diffs = [a - b for a, b in zip(results[name]["per_tape"], results["flow"]["per_tape"], strict=True)]
+        assert versus["baseline"] == "flow" and versus["tapes"] == 6
+        assert versus["diff_mean"] == pytest.approx(np.mean(diffs))
+        assert versus["diff_se"] == pytest.approx(np.std(diffs, ddof=1) / np.sqrt(6))
+        assert versus["t"] == (pytest.approx(versus["diff_mean"] / versus["diff_se"]) if versus["diff_se"] else None)
 
     table = tape("eval", "--data", str(heldout), "--policies", "flow", "--oracle", cwd=heldout.parent)
     assert table.returncode == 0, table.stderr
     share = next(line for line in table.stdout.splitlines() if line.startswith("share of oracle"))
     assert share.split()[-1] == "100.0%"
+
+
+def test_paired_comparison_by_hand():
+    versus = paired([3.0, 1.0, 2.0], [1.0, 1.0, 0.0], "flow")
+    assert (versus.baseline, versus.tapes, versus.diff_mean) == ("flow", 3, pytest.approx(4 / 3))
+    assert versus.diff_se == pytest.approx(math.sqrt(4 / 3) / math.sqrt(3))  # diffs 2, 0, 2: sd sqrt(4/3)
+    assert versus.t == pytest.approx((4 / 3) / (math.sqrt(4 / 3) / math.sqrt(3)))
+    assert paired([1.0, 2.0], [0.0, 1.0], "rule").t is None  # every difference the same: no spread, no t
+    with pytest.raises(ValueError, match="2 tapes against 1 of rule"):
+        paired([1.0, 2.0], [0.0], "rule")
+
+
+def test_eval_baseline_must_be_one_of_the_sets(heldout):
+    done = tape("eval", "--data", str(heldout), "--policies", "rule,flow", "--baseline", "random", cwd=heldout.parent)
+    assert done.returncode == 2 and done.stdout == ""
+    assert "--baseline random: not among the policy sets (rule, flow); name one of them" in done.stderr
+    table = tape("eval", "--data", str(heldout), "--policies", "flow,rule", "--baseline", "rule", cwd=heldout.parent)
+    assert table.returncode == 0, table.stderr
+    rows = {line.split("  ")[0]: line for line in table.stdout.splitlines()}
+    assert "vs rule: t (paired)" in rows and rows["vs rule: t (paired)"].split()[-1] == "-"
 
 
 def test_eval_without_the_oracle_has_no_share(heldout):
