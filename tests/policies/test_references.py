@@ -26,8 +26,8 @@ from policies.base import (
     WorkingOrder,
 )
 from policies.data import Tape, load_tapes
-from policies.features import FEATURE_NAMES
 from policies.evaluate import paired
+from policies.features import FEATURE_NAMES
 from policies.flow import FlowEntry, FlowExit, FlowParams, FlowSignal, flow_policies
 from policies.oracle import OracleError, OracleExit, OracleParams, OracleSignal, fair_path
 from policies.registry import is_named, load_policies
