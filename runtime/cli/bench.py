@@ -134,6 +134,49 @@ def register(commands: argparse._SubParsersAction) -> None:
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(handler=bench_env)
 
+    t = sub.add_parser(
+        "train", help="wall minutes a default training run takes to match the flow baseline on held-out sessions",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write --train-sessions and --heldout-sessions synthetic sessions (--markets markets x --duration "
+        "seconds each, seeds --data-seed and --data-seed + 1) into a temporary directory with tape synth's own code, "
+        "fair-value sidecars included (data_seconds; --data and --heldout take existing sessions instead); play flow "
+        "and the oracle on the held-out tapes once (flow_pnl, oracle_pnl; baseline_seconds); then run the training "
+        "tape train runs with its defaults (four roles, staged, 8 environments per env runner, sampling and learning "
+        "in this process, --train-batch env steps an iteration) for --iterations, measuring the held-out PnL every "
+        "--eval-every iterations and after the last (curve: iteration, minutes, heldout_pnl).\n\n"
+        "minutes_to_flow: wall minutes from the start of training (Ray's start excluded) to the end of the first "
+        "held-out measurement at least flow's PnL, or null; it includes the held-out evaluations before it (the user "
+        "waits for them too), whose wall time over the whole training is eval_seconds. train_env_sps: env steps per "
+        "second of training less eval_seconds. final_pnl: the held-out PnL after the last iteration; share_of_oracle: "
+        "final_pnl / oracle_pnl when the oracle made money, else null. minutes_total: the training's wall minutes. "
+        "PnL in dollars. Progress (data, baselines, each iteration) goes to stderr. policies/bench_train.py says "
+        "exactly what is timed.",
+        epilog="keys of --json: minutes_to_flow, iterations_to_flow, flow_pnl, oracle_pnl, final_pnl,\n"
+        "share_of_oracle, train_env_sps, env_steps, iterations, eval_every, train_batch, seed, minutes_total,\n"
+        "eval_seconds, baseline_seconds, train_tapes, heldout_tapes, version, curve, train_sessions,\n"
+        "heldout_sessions, markets, duration_s, data_seed, data_seconds, machine\n\n"
+        "example:\n  tape bench train --json")
+    t.add_argument("--iterations", type=int, default=30, metavar="N", help="PPO iterations (default 30)")
+    t.add_argument("--eval-every", type=int, default=5, metavar="K",
+                   help="held-out PnL every K iterations and after the last (default 5)")
+    t.add_argument("--seed", type=int, default=0, metavar="S", help="the training's seed, as tape train --seed (default 0)")
+    t.add_argument("--train-batch", type=int, default=4_000, metavar="STEPS",
+                   help="env steps per iteration, as tape train --train-batch (default 4000)")
+    t.add_argument("--train-sessions", type=int, default=8, metavar="N", help="synthetic training sessions (default 8)")
+    t.add_argument("--heldout-sessions", type=int, default=3, metavar="N", help="synthetic held-out sessions (default 3)")
+    t.add_argument("--markets", type=int, default=8, metavar="M", help="markets per synthetic session (default 8)")
+    t.add_argument("--duration", type=float, default=1_800.0, metavar="SECONDS",
+                   help="event time per synthetic session (default 1800)")
+    t.add_argument("--data-seed", type=int, default=1, metavar="S",
+                   help="tape synth --seed of the training sessions; the held-out ones get S + 1 (default 1)")
+    t.add_argument("--data", nargs="+", default=None, metavar="LOG_OR_DIR",
+                   help="train on these sessions instead of writing synthetic ones (with --heldout)")
+    t.add_argument("--heldout", nargs="+", default=None, metavar="LOG_OR_DIR",
+                   help="measure on these sessions instead (with --data); the oracle plays only if every one has its "
+                   "fair-value sidecar")
+    t.add_argument("--json", action="store_true", help="print one JSON object")
+    t.set_defaults(handler=bench_train, pinned_hash=True)
+
     d = sub.add_parser(
         "dashboard", help="the dashboard: the staleness its clients see, and what it costs the tick-to-order latency",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -375,6 +418,71 @@ async def bench_env(args: argparse.Namespace, settings: Settings) -> int:
     say = Status().line if not args.json else (lambda m: None)
     result = run_env_bench(seconds=args.seconds, rllib_steps=args.rllib_steps, rllib=not args.no_rllib, say=say)
     return _report(args, "tape bench env: the RL environments", result)
+
+
+async def bench_train(args: argparse.Namespace, settings: Settings) -> int:
+    from policies.bench_train import run_train_bench
+
+    from . import UsageError
+    from .cluster import connect
+    from .rl import _tapes
+
+    if args.iterations < 1 or args.eval_every < 1 or args.train_batch < 1:
+        raise UsageError("--iterations, --eval-every and --train-batch must be at least 1")
+    if (args.data is None) != (args.heldout is None):
+        raise UsageError("--data and --heldout go together: the sessions to train on and those to measure on")
+    generate = args.data is None
+    if generate and (args.train_sessions < 1 or args.heldout_sessions < 1 or args.markets < 1
+                     or not args.duration > 0 or args.data_seed < 0):
+        raise UsageError("--train-sessions, --heldout-sessions and --markets must be at least 1, --duration positive "
+                         "and --data-seed >= 0")
+    say = Status().line
+    with tempfile.TemporaryDirectory(prefix="tape-bench-train-") as scratch:
+        started = time.perf_counter()
+        if generate:
+            data, heldout = [str(Path(scratch) / "train")], [str(Path(scratch) / "heldout")]
+            for root, sessions, seed in ((data[0], args.train_sessions, args.data_seed),
+                                         (heldout[0], args.heldout_sessions, args.data_seed + 1)):
+                say(f"writing {sessions} synthetic session(s) of {args.markets} market(s) x {args.duration:g} s, "
+                    f"seed {seed} …")
+                await _synth(Path(root), seed, sessions, args.markets, args.duration, settings)
+        else:
+            data, heldout = list(args.data), list(args.heldout)
+        tapes = await _tapes(data, None)
+        held = await _tapes(heldout, None)
+        data_seconds = time.perf_counter() - started
+        connect()
+        result = run_train_bench(tapes, held, data=data, iterations=args.iterations, eval_every=args.eval_every,
+                                 seed=args.seed, train_batch=args.train_batch, say=say)
+    result.update(train_sessions=len({t.session for t in tapes}), heldout_sessions=len({t.session for t in held}),
+                  markets=args.markets if generate else None, duration_s=args.duration if generate else None,
+                  data_seed=args.data_seed if generate else None, data_seconds=round(data_seconds, 1))
+    title = (f"tape bench train: {args.iterations} iterations of {args.train_batch:,} env steps, held-out PnL every "
+             f"{args.eval_every}")
+    if args.json:
+        return _report(args, title, result)
+    curve = result.pop("curve")
+    share = result["share_of_oracle"]
+    _report(args, title, {**{k: "-" if v is None else v for k, v in result.items()},
+                          "share_of_oracle": "-" if share is None else f"{share:.1%}"})
+    print(f"  held-out PnL (flow ${result['flow_pnl']:+,.2f}):")
+    for point in curve:
+        mark = "  >= flow" if point["heldout_pnl"] >= result["flow_pnl"] else ""
+        print(f"    iteration {point['iteration']:>4}  {point['minutes']:7.2f} min  ${point['heldout_pnl']:+,.2f}{mark}")
+    return 0
+
+
+async def _synth(root: Path, seed: int, sessions: int, markets: int, duration_s: float, settings: Settings) -> None:
+    """The sessions ``tape synth --sessions N --markets M --duration D --seed S --log ROOT`` writes, fair-value
+    sidecars included, written by its own code (byte for byte the same)."""
+    from ..venues.sim import derive_seed
+    from .synth import _Plan, _Progress, _write
+
+    progress = _Progress(sessions)
+    for k in range(sessions):
+        plan = _Plan(root, f"synth-{seed}-{k:04d}", derive_seed(seed, "session", k), markets, duration_s)
+        records, events = await _write(plan, settings, progress)
+        progress.session(plan.session_id, records, events)
 
 
 async def bench_dashboard(args: argparse.Namespace, settings: Settings) -> int:
