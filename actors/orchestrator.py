@@ -400,10 +400,13 @@ class Orchestrator:
         book = self._books.get(market)
         if book is None:
             return None
+        tracker = self._trackers[market]
+        if ts_ns > tracker.next_sample_ns:  # a regime grid point passed: sampled before the book moves on
+            tracker.advance(ts_ns)
         book.handle(seq, ts_ns, event)  # a BookInconsistent it returns is the book actor's to log
         if book.last_update_seq != seq:  # not applied (stale, or inconsistent): the tracker ignores it too
             return None
-        self._trackers[market].book_updated(ts_ns)
+        tracker.book_updated(ts_ns)
         state = self._markets[market]
         last = state.last_decided_ns
         if last is not None and ts_ns - last < self._every_ns:
@@ -520,7 +523,8 @@ class Orchestrator:
         close = self._markets[market].close_ts_ms
         view = MarketView(market=market, now_ns=now, best_bid=bid, best_ask=ask, bid_size=bid_size, ask_size=ask_size,
                           bid_depth=bid_depth, ask_depth=ask_depth, position=position, free_cash=free,
-                          close_ns=None if close is None else close * _MS)
+                          close_ns=None if close is None else close * _MS,
+                          history=self._trackers[market].history(now))
         return view, (bid, ask, bid_depth, ask_depth)
 
     def _enter(self, d: _Decision, now: int) -> Decision:

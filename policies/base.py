@@ -91,6 +91,9 @@ class MarketView(msgspec.Struct, frozen=True, kw_only=True):
     """cash neither reserved for open orders nor committed to intents on their way to the log"""
     close_ns: int | None = None
     """the market's close time, if known"""
+    history: tuple[tuple[int | None, int | None, int, int], ...] = ()
+    """the market's regime samples before ``now_ns``, oldest first (:mod:`policies.features`: ``Sample``); what a
+    model's regime filter reads (:mod:`policies.regimes`)"""
 
     @property
     def spread(self) -> int | None:

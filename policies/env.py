@@ -22,8 +22,9 @@ The orchestrator still checks everything (price grid, free cash, closing markets
 logged as a refusal and the agent simply holds. **Observation**: the exit role's vector
 (``OBSERVATION_NAMES["exit"]``: the 19 shared features, then average price, unrealized PnL, time held and the
 working entry order), with those six zero when flat — so the features are computed by the same code as in
-live trading, scaled by ``scaling`` (a :class:`~policies.features.Scaling` fitted on the training data and saved
-with the model; none: unscaled). **Reward**: the change of the market's marked value since the previous step, in dollars
+live trading, followed by the regime probabilities when ``regimes`` is given (:mod:`policies.regimes`,
+``tape train --regimes K``), scaled by ``scaling`` (a :class:`~policies.features.Scaling` fitted on the training data
+and saved with the model; none: unscaled). **Reward**: the change of the market's marked value since the previous step, in dollars
 (realized PnL + the position at the mid - fees, as ``tape paper`` marks it); the sum over an episode is its
 PnL. The episode ends (``terminated``) when the tape ends, after the market settled; ``max_steps`` truncates.
 
@@ -57,6 +58,7 @@ from .base import (
 from .data import Tape, load_tapes
 from .episode import Episode
 from .features import Scaling
+from .regimes import regime_filter
 
 __all__ = ["ACTIONS", "EnvConfig", "TradingEnv", "agent_observation", "decision_for", "sample_tape"]
 
@@ -160,12 +162,15 @@ class TradingEnv(gym.Env):
 
     def __init__(self, config: EnvConfig | Mapping[str, Any] | None = None, *,
                  tapes: Sequence[Tape] | None = None, record: bool = False) -> None:
-        scaling = None
+        scaling = regimes = None
         if config is not None and not isinstance(config, EnvConfig):
             config = dict(config)  # RLlib's env_config may carry the tapes themselves (local training, benchmarks)
             given = config.pop("tapes", None)
             tapes = given if tapes is None else tapes
             scaling = config.pop("scaling", None)
+            regimes = config.pop("regimes", None)
+        self.regimes = regime_filter(regimes)
+        """the regime filter whose probabilities follow the observation (module docstring)"""
         self.scaling: Scaling | None = (scaling if scaling is None or isinstance(scaling, Scaling)
                                         else msgspec.convert(scaling, Scaling))
         """the observation's scaling (module docstring)"""
@@ -176,7 +181,8 @@ class TradingEnv(gym.Env):
         if not self.tapes:
             raise ValueError("TradingEnv: no tapes")
         high = np.finfo(np.float32).max
-        self.observation_space = gym.spaces.Box(-high, high, shape=(OBS_SIZE,), dtype=np.float32)
+        self._size = OBS_SIZE + (0 if self.regimes is None else self.regimes.model.k)
+        self.observation_space = gym.spaces.Box(-high, high, shape=(self._size,), dtype=np.float32)
         self.action_space = gym.spaces.Discrete(len(ACTIONS))
         self.episodes = 0
         self.episode: Episode | None = None
@@ -230,11 +236,13 @@ class TradingEnv(gym.Env):
         reward = (value2 - self._value2) / (2 * MONEY_SCALE) * self.config.reward_scale
         self._value2 = value2
         truncated = not terminated and bool(self.config.max_steps) and self._count >= self.config.max_steps
-        obs_vec = np.zeros(OBS_SIZE, dtype=np.float32) if terminated else self._observe()
+        obs_vec = np.zeros(self._size, dtype=np.float32) if terminated else self._observe()
         return obs_vec, reward, terminated, truncated, self._info()
 
     def _observe(self) -> np.ndarray:
         vector = agent_observation(self._role, self._obs)
+        if self.regimes is not None:
+            vector = self.regimes.extend(vector, self._obs.view.history)
         return vector if self.scaling is None else self.scaling.apply(vector)
 
     def _info(self) -> dict[str, Any]:

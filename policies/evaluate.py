@@ -18,7 +18,14 @@ queue model and fees). Per policy set, over all tapes:
 * ``versus`` — against a ``baseline`` set played on the same tapes (:class:`Paired`): the mean and standard error
   of the per-tape difference (this set's PnL minus the baseline's, tape by tape) and its t-statistic, ``mean /
   (sd / sqrt(n))``: paired, so what the tapes share (a market that moved, a quiet one) cancels out. Above 2, the
-  set beats the baseline beyond the tapes' noise.
+  set beats the baseline beyond the tapes' noise;
+* ``regimes`` — with a regime model (:mod:`policies.regimes`: a trained model's own, or one ``tape eval --regimes K``
+  fitted on the evaluated tapes; ``regime_model`` says which), the trades' PnL and count split by the regime in force
+  when each trade's entry was decided (the filter's most probable state given the market's samples before that
+  decision, as the model's policies see it): ``{"regime_0": {"pnl", "trades"}, …}``, every regime listed (0 and 0
+  where none traded). It splits the trades, so it adds up to the sum of the trades' PnL, which is the set's ``pnl``:
+  a tape on which nothing was traded has PnL 0 (no fill, no fee) and adds to no regime, and a trade still open at
+  the tape's end is marked at the last mid as the set's PnL marks it. None without a regime model.
 
 A policy set is a mapping of role to policy, or a function of the tape giving one (the oracle's policies know
 their tape's fair-value path; every other set is the same on every tape).
@@ -38,8 +45,9 @@ from .attribution import trades
 from .base import Policy
 from .data import Tape
 from .episode import Episode
+from .regimes import RegimeModel, regime_at, tape_samples
 
-__all__ = ["ORACLE", "EvalResult", "Paired", "PolicySet", "evaluate", "evaluate_one", "paired"]
+__all__ = ["ORACLE", "EvalResult", "Paired", "PolicySet", "RegimePnL", "evaluate", "evaluate_one", "paired"]
 
 ORACLE = "oracle"
 """the name of the oracle's set in :func:`evaluate`'s results"""
@@ -72,6 +80,14 @@ def paired(pnl: Sequence[float], baseline: Sequence[float], name: str) -> Paired
     return Paired(baseline=name, tapes=n, diff_mean=mean, diff_se=se, t=mean / se if se > 0 else None)
 
 
+class RegimePnL(msgspec.Struct, kw_only=True):
+    """A set's trades entered in one regime (module docstring: ``regimes``)."""
+
+    pnl: float
+    """dollars"""
+    trades: int
+
+
 class EvalResult(msgspec.Struct, kw_only=True):
     """One policy set's figures over the tapes (module docstring)."""
 
@@ -93,6 +109,9 @@ class EvalResult(msgspec.Struct, kw_only=True):
     per_tape: list[float]
     share_of_oracle: float | None = None
     versus: Paired | None = None
+    regimes: dict[str, RegimePnL] | None = None
+    regime_model: str | None = None
+    """where ``regimes``' model came from: ``model`` (the set's own) or ``fitted`` (on the evaluated tapes)"""
 
 
 def _dollars(micros: float) -> float:
@@ -101,8 +120,11 @@ def _dollars(micros: float) -> float:
 
 def evaluate_one(name: str, policies: PolicySet, tapes: Sequence[Tape], *, cash: int,
                  latency_ms: int = 50, decide_every_ms: int = 1_000,
-                 progress: Callable[[int], None] | None = None) -> EvalResult:
-    """Play every tape with ``policies`` and gather the figures (module docstring)."""
+                 progress: Callable[[int], None] | None = None, regimes: RegimeModel | None = None,
+                 regime_model: str | None = None) -> EvalResult:
+    """Play every tape with ``policies`` and gather the figures (module docstring); with ``regimes``, the trades' PnL
+    by regime (``regime_model`` names where the model came from)."""
+    per_regime = {r: [0, 0] for r in regimes.names} if regimes is not None else None
     per_tape: list[float] = []
     worst = 0
     parts = {"signal": 0, "entry": 0, "exit": 0, "fees": 0}
@@ -118,7 +140,12 @@ def evaluate_one(name: str, policies: PolicySet, tapes: Sequence[Tape], *, cash:
         records = [r for batch in episode.log for r in batch]
         per_tape.append(_dollars(episode.value2() / 2))
         worst = max(worst, episode.max_drawdown2)
+        samples = tape_samples(tape) if regimes is not None else []
         for t in trades(records, tape.market):
+            if per_regime is not None and regimes is not None:
+                bucket = per_regime[regimes.names[regime_at(regimes, samples, t.decided_ns)]]
+                bucket[0] += t.pnl
+                bucket[1] += 1
             n_trades += 1
             wins += t.pnl > 0
             size += t.size
@@ -141,16 +168,20 @@ def evaluate_one(name: str, policies: PolicySet, tapes: Sequence[Tape], *, cash:
         sharpe=mean / std if std > 0 else 0.0, max_drawdown=_dollars(worst / 2), trades=n_trades,
         win_rate=wins / n_trades if n_trades else 0.0, fill_rate=filled / ordered if ordered else 0.0,
         fees=_dollars(fees), attribution={k: _dollars(v) for k, v in parts.items()},
-        mean_size=size / n_trades / COUNT_SCALE if n_trades else 0.0, per_tape=per_tape)
+        mean_size=size / n_trades / COUNT_SCALE if n_trades else 0.0, per_tape=per_tape,
+        regimes=None if per_regime is None else {r: RegimePnL(pnl=_dollars(p), trades=n) for r, (p, n) in per_regime.items()},
+        regime_model=None if per_regime is None else regime_model)
 
 
 def evaluate(sets: Mapping[str, PolicySet], tapes: Sequence[Tape], *, cash: int, latency_ms: int = 50,
              decide_every_ms: int = 1_000, oracle: bool = False, baseline: str | None = None,
+             regimes: Mapping[str, RegimeModel] | None = None, fitted: RegimeModel | None = None,
              say: Callable[[str], None] = lambda _: None) -> list[EvalResult]:
     """Each named policy set on the same tapes, in the order given; with ``oracle`` the oracle last, and every
     result's ``share_of_oracle`` (module docstring). Every tape must then have a fair-value sidecar
     (:class:`~policies.oracle.OracleError` names the first that has none). With ``baseline`` (one of the sets'
-    names), every other set's ``versus`` it."""
+    names), every other set's ``versus`` it. ``regimes`` gives a set's own regime model (by name), ``fitted`` the one
+    for every other set (fitted on these tapes): each such set's ``regimes`` breakdown."""
     from .oracle import fair_path, oracle_policies
 
     if baseline is not None and baseline not in sets and not (oracle and baseline == ORACLE):
@@ -164,8 +195,10 @@ def evaluate(sets: Mapping[str, PolicySet], tapes: Sequence[Tape], *, cash: int,
     out = []
     for name, policies in sets.items():
         say(f"evaluating {name} on {len(tapes)} tapes …")
+        own = (regimes or {}).get(name)
         out.append(evaluate_one(name, policies, tapes, cash=cash, latency_ms=latency_ms,
-                                decide_every_ms=decide_every_ms))
+                                decide_every_ms=decide_every_ms, regimes=own or fitted,
+                                regime_model="model" if own is not None else "fitted" if fitted is not None else None))
     if oracle:
         ceiling = out[-1].pnl
         for result in out:

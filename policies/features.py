@@ -34,6 +34,16 @@ index   name                value
 20      ``flow_imbalance``  ``signed_volume / traded_volume``; 0.0 without trades
 ======  ==================  ====================================================================
 
+**Regime samples.** The tracker also samples the market on a fixed grid of event time (multiples of
+``regime_every_ns``, 10 s), for the regime filter of :mod:`policies.regimes`: the sample at grid point ``g`` is
+``(mid2, spread, updates, trades)`` — twice the mid and the spread (exact integers, None without both sides), and the
+book updates and public trades in the window ending at ``g`` — as the market stood after every event up to ``g``. A
+grid point is sampled when the first event after it arrives (:meth:`FeatureTracker.advance`, called before the book
+folds that event), and :meth:`FeatureTracker.history` adds those a quiet market has passed since, so at event time
+``now`` the history holds the samples of the grid points before ``now``, oldest first, the last ``regime_samples + 1``
+of them (a bounded window: part of the snapshot). Observations carry it as ``MarketView.history``; nothing reads
+it unless a model has a regime filter.
+
 The window holds events with ``now_ns - window_ns < ts_ns <= now_ns``. ``now_ns`` is event time (the
 time of the event being decided on, or a timer's due time), never the wall clock, and is at or after
 the last event folded. State is integers; floats appear only in the returned vector, computed the same
@@ -55,7 +65,7 @@ from actors.machine import NOTHING
 from runtime.events import BookDelta, BookSnapshot, Event, MarketLifecycle, PublicTrade
 from runtime.units import COUNT_SCALE, MONEY_SCALE, PRICE_SCALE
 
-__all__ = ["FEATURE_NAMES", "FeatureSpec", "FeatureTracker", "Scaling", "TrackerState"]
+__all__ = ["FEATURE_NAMES", "FeatureSpec", "FeatureTracker", "Sample", "Scaling", "TrackerState"]
 
 FEATURE_NAMES: tuple[str, ...] = (
     "stale", "has_bid", "has_ask", "best_bid", "best_ask", "spread", "mid", "bid_depth", "ask_depth",
@@ -63,6 +73,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "to_close_s", "position", "cash", "signed_volume", "flow_imbalance",
 )
 _NS = 1_000_000_000
+
+Sample = tuple[int | None, int | None, int, int]
+"""a regime sample: ``(mid2, spread, updates, trades)`` at a grid point (module docstring)"""
 
 
 class Scaling(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -118,10 +131,15 @@ class FeatureSpec(msgspec.Struct, frozen=True, kw_only=True):
     """book updates ``momentum`` looks back over"""
     window_ns: int = 60 * _NS
     """length of the activity window, in nanoseconds of event time"""
+    regime_every_ns: int = 10 * _NS
+    """the grid of the regime samples (module docstring), in nanoseconds of event time"""
+    regime_samples: int = 30
+    """how many steps between regime samples the history keeps (it holds one sample more)"""
 
     def __post_init__(self) -> None:
-        if self.levels < 1 or self.momentum_updates < 1 or self.window_ns < 1:
-            raise ValueError(f"feature spec: levels, momentum_updates and window_ns must be >= 1, got {self}")
+        if min(self.levels, self.momentum_updates, self.window_ns, self.regime_every_ns, self.regime_samples) < 1:
+            raise ValueError(f"feature spec: levels, momentum_updates, window_ns, regime_every_ns and regime_samples "
+                             f"must be >= 1, got {self}")
 
 
 class TrackerState(msgspec.Struct, frozen=True, kw_only=True):
@@ -137,6 +155,10 @@ class TrackerState(msgspec.Struct, frozen=True, kw_only=True):
     signed: int = 0
     last_update_ns: int | None = None
     close_ts_ms: int | None = None
+    samples: tuple[Sample, ...] = ()
+    """the regime samples kept (module docstring), oldest first"""
+    next_sample_ns: int = 0
+    """the next grid point to sample; 0 before the first event"""
 
 
 class FeatureTracker:
@@ -153,6 +175,11 @@ class FeatureTracker:
         self._signed = 0  # all public volume seen, signed by taker side (+YES, -NO)
         self._last_update_ns: int | None = None
         self._close_ts_ms: int | None = None
+        self._samples: deque[Sample] = deque(maxlen=self.spec.regime_samples + 1)
+        self.next_sample_ns = 0
+        """the next grid point to sample (module docstring); 0 before the first event"""
+        self.sampled: list[tuple[int, Sample]] | None = None
+        """if set to a list, every sample taken is also appended to it with its grid point (fitting, evaluation)"""
 
     @property
     def market(self) -> str:
@@ -166,6 +193,8 @@ class FeatureTracker:
     def handle(self, seq: int, ts_ns: int, event: Event) -> Sequence[Event]:
         """Fold one event, after ``self.book`` has folded it. Derives nothing."""
         kind = type(event)
+        if ts_ns > self.next_sample_ns and getattr(event, "market", None) == self.book.market:
+            self.advance(ts_ns)  # (a book event: the caller should have advanced before the book folded it)
         if kind is BookDelta or kind is BookSnapshot:
             if self.book.last_update_seq == seq and event.market == self.book.market:  # type: ignore[union-attr]
                 self.book_updated(ts_ns)  # (else the book did not apply it: stale, or inconsistent)
@@ -200,6 +229,50 @@ class FeatureTracker:
         if trades.head < len(trades.times) and trades.times[trades.head] <= edge:
             trades.evict(edge)
             self._flow.evict(edge)
+
+    def advance(self, ts_ns: int) -> None:
+        """Sample the grid points before ``ts_ns`` not sampled yet (module docstring): call it before the book folds an
+        event of this market at ``ts_ns`` (the orchestrator does; :meth:`handle` does it for the events it folds)."""
+        g = self.next_sample_ns
+        if ts_ns <= g:
+            return
+        every = self.spec.regime_every_ns
+        if not g:  # the first event: the grid starts at the first point at or after it
+            self.next_sample_ns = -(-ts_ns // every) * every
+            return
+        sampled = self.sampled
+        if sampled is None:  # only the last regime_samples + 1 are kept: skip what a long quiet spell would drop
+            g = max(g, g + ((ts_ns - 1 - g) // every - self.spec.regime_samples) * every)
+        while g < ts_ns:
+            sample = self._sample(g)
+            self._samples.append(sample)
+            if sampled is not None:
+                sampled.append((g, sample))
+            g += every
+        self.next_sample_ns = g
+
+    def _sample(self, g: int) -> Sample:
+        """The regime sample at grid point ``g``, from the state now (nothing folded since ``g``)."""
+        book = self.book
+        bid, ask = book.best_bid(), book.best_ask()
+        edge = g - self.spec.window_ns
+        return (None if bid is None or ask is None else bid + ask, None if bid is None or ask is None else ask - bid,
+                self._updates.span(edge, g)[0], self._trades.span(edge, g)[0])
+
+    def history(self, now_ns: int) -> tuple[Sample, ...]:
+        """The regime samples of the grid points before ``now_ns``, oldest first, the last ``regime_samples + 1``
+        (module docstring)."""
+        out = tuple(self._samples)
+        g = self.next_sample_ns
+        if not g or g >= now_ns:
+            return out
+        every = self.spec.regime_every_ns
+        g = max(g, g + ((now_ns - 1 - g) // every - self.spec.regime_samples) * every)  # (the last ones only)
+        tail = []
+        while g < now_ns:
+            tail.append(self._sample(g))
+            g += every
+        return (*out, *tail)[-(self.spec.regime_samples + 1):]
 
     def _evict(self, ts_ns: int) -> None:
         """Drop what is out of the window for every ``now_ns >= ts_ns``."""
@@ -271,7 +344,8 @@ class FeatureTracker:
                             update_ts=tuple(updates.times[updates.head:]),
                             trades=tuple(zip(trades.times[trades.head:], trades.values[trades.head:], strict=True)),
                             volume=self._volume, last_update_ns=self._last_update_ns, close_ts_ms=self._close_ts_ms,
-                            flow=tuple(self._flow.values[self._flow.head:]), signed=self._signed)
+                            flow=tuple(self._flow.values[self._flow.head:]), signed=self._signed,
+                            samples=tuple(self._samples), next_sample_ns=self.next_sample_ns)
 
     @classmethod
     def restore(cls, state: TrackerState, book: OrderBook) -> FeatureTracker:
@@ -290,6 +364,8 @@ class FeatureTracker:
         tracker._signed = state.signed
         tracker._last_update_ns = state.last_update_ns
         tracker._close_ts_ms = state.close_ts_ms
+        tracker._samples.extend(state.samples)
+        tracker.next_sample_ns = state.next_sample_ns
         return tracker
 
 

@@ -25,7 +25,9 @@ step carry the marked PnL so far.
 Episodes, seeding, the curriculum and ``max_steps`` (counting every agent's steps; a truncated episode gives every
 agent its latest observation, as RLlib needs to bootstrap values) are as in :class:`~policies.env.TradingEnv`;
 the configuration is :class:`~policies.env.EnvConfig` plus ``roles``, ``frozen``, ``rewards``
-(:class:`~policies.rewards.RewardConfig` fields) and ``scaling`` (role -> scaling).
+(:class:`~policies.rewards.RewardConfig` fields), ``scaling`` (role -> scaling) and ``regimes`` (a
+:class:`~policies.regimes.RegimeModel` or its fields, ``tape train --regimes K``: its filtered probabilities for the
+episode's market follow every role's ``obs.vector()``, before the scaling).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from .data import Tape
 from .env import EnvConfig, env_config, sample_tape, tapes_for
 from .episode import Episode
 from .features import Scaling
+from .regimes import regime_filter
 from .rewards import CENT, QuotePath, RewardConfig, reference, split
 from .roles import ACTION_COUNTS, SIZES, action_mask, decision, observation_size
 
@@ -58,11 +61,12 @@ _HIGH = float(np.finfo(np.float32).max)
 _FLOAT_MIN = float(np.finfo(np.float32).min)
 
 
-def role_spaces(role: Role) -> tuple[gym.spaces.Dict, gym.spaces.Discrete]:
-    """``(observation space, action space)`` of a role: the (scaled) vector and the action mask."""
+def role_spaces(role: Role, regimes: int = 0) -> tuple[gym.spaces.Dict, gym.spaces.Discrete]:
+    """``(observation space, action space)`` of a role: the (scaled) vector, with ``regimes`` regime probabilities,
+    and the action mask."""
     n = ACTION_COUNTS[role]
     return (gym.spaces.Dict({"action_mask": gym.spaces.Box(0.0, 1.0, shape=(n,), dtype=np.float32),
-                             "observations": gym.spaces.Box(-_HIGH, _HIGH, shape=(observation_size(role),),
+                             "observations": gym.spaces.Box(-_HIGH, _HIGH, shape=(observation_size(role) + regimes,),
                                                             dtype=np.float32)}),
             gym.spaces.Discrete(n))
 
@@ -100,6 +104,7 @@ class MultiRoleEnv(MultiAgentEnv):
         except msgspec.ValidationError as exc:
             raise ValueError(f"rewards: {exc}") from None
         self.scaling = scalings(config.pop("scaling", None))
+        self.regimes = regime_filter(config.pop("regimes", None))
         tapes = given if tapes is None else tapes
         self.config: EnvConfig = env_config(config)
         self.tapes = sorted(tapes if tapes is not None else tapes_for(self.config), key=lambda t: t.difficulty)
@@ -110,7 +115,7 @@ class MultiRoleEnv(MultiAgentEnv):
         self.frozen = dict(frozen_policies)
         self.possible_agents = list(self.roles)
         self.agents = list(self.roles)
-        spaces = {r: role_spaces(r) for r in self.roles}
+        spaces = {r: role_spaces(r, 0 if self.regimes is None else self.regimes.model.k) for r in self.roles}
         self.observation_spaces = {r: s[0] for r, s in spaces.items()}
         self.action_spaces = {r: s[1] for r, s in spaces.items()}
         self._rng = np.random.default_rng(self.config.seed)  # until reset(seed=...): from the config, not the OS
@@ -139,6 +144,8 @@ class MultiRoleEnv(MultiAgentEnv):
     def observe(self, role: Role, obs: Any) -> dict[str, np.ndarray]:
         """The agent's observation of ``obs`` (module docstring)."""
         vector = obs.vector()
+        if self.regimes is not None:
+            vector = self.regimes.extend(vector, obs.view.history)
         scaling = self.scaling.get(role)
         return {"action_mask": action_mask(role, obs),
                 "observations": scaling.apply(vector) if scaling is not None else vector.astype(np.float32)}

@@ -20,11 +20,15 @@ Since format 2 it also holds each module's ``observations`` layout (the names of
 observation ``scaling`` (:class:`~policies.features.Scaling`, fitted on the training data) and whether its actions
 are ``masked`` (:func:`policies.roles.action_mask`); the hash covers all three, so a version means one thing
 forever. Format 1 (models saved before scaling and masking) has none of them and loads as it was trained:
-unscaled, unmasked, its hash computed as then.
+unscaled, unmasked, its hash computed as then. A model trained with ``--regimes K`` also holds its ``regimes``
+(:class:`~policies.regimes.RegimeModel`): its modules' observations are ``obs.vector()`` followed by the K regime
+probabilities that model's causal filter gives for the decision's market (``regime_0`` … in the layout, centre 0 and
+scale 1 in the scaling), and the hash covers it too; a model without one records no ``regimes`` and hashes as before.
 
 **The code must match the model**: a model whose recorded observation layout or scaling differs from this code's
 (a feature added, renamed or moved since it was trained) is refused with a :class:`ModelError` naming the module,
-the position and both names, before its weights are trusted.
+the position and both names, before its weights are trusted; so is a regime model whose features or sample grid are
+not this code's (:data:`~policies.regimes.REGIME_FEATURES`, :class:`~policies.features.FeatureSpec`).
 
 **Loading for inference** (:func:`load_model`) reads only the RLModules (no Algorithm, no Ray cluster),
 checks their weights against ``hash`` (a changed or damaged checkpoint is refused), and gives one
@@ -68,7 +72,8 @@ from runtime.topology import PolicyProvider
 
 from .base import OBSERVATION_NAMES, ROLES, Policy
 from .data import Tape
-from .features import Scaling
+from .features import FeatureSpec, Scaling
+from .regimes import REGIME_FEATURES, RegimeFilter, RegimeModel
 from .roles import ROLE_ACTIONS, action_mask, decision, random_policies
 
 __all__ = ["MODELS_ENV", "MODEL_FILE", "PROVIDER", "Model", "ModelError", "ModelPolicy", "ModelSource", "base_policy", "is_named",
@@ -107,6 +112,8 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     """(format 2) module id -> its observation scaling"""
     masked: bool = False
     """(format 2) the modules take ``{"observations", "action_mask"}`` and mask the actions that cannot apply"""
+    regimes: RegimeModel | None = None
+    """(format 2, ``--regimes K``) the regime model whose probabilities follow every module's ``obs.vector()``"""
 
 
 def _weights_digest(modules: Mapping[str, Any], kind: str, inputs: Mapping[str, Any] | None = None) -> str:
@@ -148,19 +155,28 @@ def _data_description(tapes: Sequence[Tape], sources: Sequence[str]) -> dict[str
             "events": sum(len(t.events) for t in tapes), "digest": h.hexdigest()}
 
 
-def _inputs(kind: str, ids: Sequence[str], scaling: Mapping[str, Scaling], masked: bool) -> dict[str, Any]:
-    """What a format-2 manifest records of the modules' inputs (and its hash covers)."""
-    layouts = {mid: OBSERVATION_NAMES["exit" if kind == "single" else mid] for mid in ids}  # type: ignore[index]
-    return {"observations": layouts, "scaling": {mid: scaling[mid] for mid in ids if mid in scaling},
-            "masked": masked}
+def observation_layout(kind: str, module: str, regimes: RegimeModel | None = None) -> tuple[str, ...]:
+    """The observation layout of a module (module id = its role, or the single agent's), with the regime
+    probabilities of ``regimes`` after ``obs.vector()``'s."""
+    base = OBSERVATION_NAMES["exit" if kind == "single" else module]  # type: ignore[index]
+    return base if regimes is None else (*base, *regimes.names)
+
+
+def _inputs(kind: str, ids: Sequence[str], scaling: Mapping[str, Scaling], masked: bool,
+            regimes: RegimeModel | None = None) -> dict[str, Any]:
+    """What a format-2 manifest records of the modules' inputs (and its hash covers); ``regimes`` only when there
+    is a regime model, so the models without one hash as they always did."""
+    layouts = {mid: observation_layout(kind, mid, regimes) for mid in ids}
+    out = {"observations": layouts, "scaling": {mid: scaling[mid] for mid in ids if mid in scaling}, "masked": masked}
+    return out if regimes is None else {**out, "regimes": regimes}
 
 
 def save_model(algo: Any, root: Path, config: Any, tapes: Sequence[Tape], *,
                scaling: Mapping[str, Scaling] | None = None, masked: bool = False,
-               history: Sequence[Mapping[str, Any]] | None = None) -> Manifest:
+               history: Sequence[Mapping[str, Any]] | None = None, regimes: RegimeModel | None = None) -> Manifest:
     """Save ``algo``'s trained modules as a new version under the registry directory ``root`` (module docstring),
-    with their observation ``scaling`` (module id -> scaling), whether they are ``masked``, and the training
-    ``history`` (``history.json`` and ``training.png``)."""
+    with their observation ``scaling`` (module id -> scaling), whether they are ``masked``, the ``regimes`` model
+    their observations end with (if any), and the training ``history`` (``history.json`` and ``training.png``)."""
     learner = algo.learner_group._learner if getattr(algo.learner_group, "_learner", None) else None
     kind = config.env
     ids = list(config.roles) if kind == "roles" else [SINGLE_MODULE]
@@ -169,7 +185,7 @@ def save_model(algo: Any, root: Path, config: Any, tapes: Sequence[Tape], *,
         modules = {mid: multi[mid] for mid in ids}
     else:  # remote learners: the weights come back as states
         modules = {mid: _StateOnly(state) for mid, state in algo.learner_group.get_weights(module_ids=ids).items()}
-    inputs = _inputs(kind, ids, scaling or {}, masked)
+    inputs = _inputs(kind, ids, scaling or {}, masked, regimes)
     digest = _weights_digest(modules, kind, inputs)
     version = f"ppo@{digest[:12]}"
     root = root.resolve()  # RLlib's checkpointing reads a relative path as a URI without a scheme
@@ -219,7 +235,8 @@ def _save(algo: Any, staging: Path, config: Any, tapes: Sequence[Tape], kind: st
         lot=int(config.env_config.get("lot", 1_000)) if kind == "single" else 0,
         train=msgspec.to_builtins(config), data=_data_description(tapes, config.data),
         software={"tape": code_version(), "ray": str(ray.__version__), "torch": str(torch.__version__)},
-        observations=inputs["observations"], scaling=inputs["scaling"], masked=inputs["masked"])
+        observations=inputs["observations"], scaling=inputs["scaling"], masked=inputs["masked"],
+        regimes=inputs.get("regimes"))
     for mid in ids:
         if not (staging / manifest.modules[mid]).is_dir():
             raise ModelError(f"RLlib's checkpoint has no module directory {manifest.modules[mid]} "
@@ -290,13 +307,14 @@ class Model:
     def policies(self) -> dict[Role, Policy]:
         """A policy per role: the model's for the roles it learned, the frozen ones for the rest."""
         m = self.manifest
+        regimes = None if m.regimes is None else RegimeFilter(m.regimes)  # one per set: its roles share a decision
         if m.kind == "single":
             module = self.modules[SINGLE_MODULE]
             scaling = m.scaling.get(SINGLE_MODULE)
-            return {role: SingleAgentPolicy(role, module, m.version, m.lot, scaling) for role in ROLES}
+            return {role: SingleAgentPolicy(role, module, m.version, m.lot, scaling, regimes) for role in ROLES}
         out: dict[Role, Policy] = dict(load_policies(m.frozen)) if set(m.roles) != set(ROLES) else {}
         for role in m.roles:
-            out[role] = ModelPolicy(role, self.modules[role], m.version, m.scaling.get(role), m.masked)
+            out[role] = ModelPolicy(role, self.modules[role], m.version, m.scaling.get(role), m.masked, regimes)
         return out
 
 
@@ -332,24 +350,43 @@ def _check_inputs(path: Path, m: Manifest) -> dict[str, Any] | None:
         return None
     if m.format > FORMAT:
         raise ModelError(f"{path}: model format {m.format} is newer than this code reads ({FORMAT}): update tape")
+    if m.regimes is not None:
+        _check_regimes(path, m.regimes)
     for mid in m.modules:
         role = "exit" if m.kind == "single" else mid
-        ours = OBSERVATION_NAMES.get(role)  # type: ignore[call-overload]
-        theirs = tuple(m.observations.get(mid, ()))
-        if ours is None:
+        if role not in OBSERVATION_NAMES:
             raise ModelError(f"{path}: module {mid!r} is not a role this code knows ({', '.join(ROLES)})")
+        ours = observation_layout(m.kind, mid, m.regimes)
+        theirs = tuple(m.observations.get(mid, ()))
         what = f"{path}: the {mid} module's observation layout"
         if theirs != ours:
-            i = next((k for k, (a, b) in enumerate(zip(theirs, ours, strict=False)) if a != b), min(len(theirs), len(ours)))
-            got = theirs[i] if i < len(theirs) else "(end)"
-            want = ours[i] if i < len(ours) else "(end)"
-            raise ModelError(f"{what} does not match this code's: {len(theirs)} features against {len(ours)}, first "
-                             f"difference at position {i}: the model has {got!r}, the code {want!r} (retrain it)")
+            raise ModelError(f"{what} does not match this code's: {_difference(theirs, ours)} (retrain it)")
         scaling = m.scaling.get(mid)
         if scaling is not None and scaling.names != ours:
             raise ModelError(f"{path}: the {mid} module's scaling is for another layout ({len(scaling.names)} features: "
                              f"{', '.join(scaling.names[:3])}…) than its observations ({len(ours)} features)")
-    return {"observations": m.observations, "scaling": m.scaling, "masked": m.masked}
+    out = {"observations": m.observations, "scaling": m.scaling, "masked": m.masked}
+    return out if m.regimes is None else {**out, "regimes": m.regimes}
+
+
+def _difference(theirs: Sequence[str], ours: Sequence[str]) -> str:
+    i = next((k for k, (a, b) in enumerate(zip(theirs, ours, strict=False)) if a != b), min(len(theirs), len(ours)))
+    got = theirs[i] if i < len(theirs) else "(end)"
+    want = ours[i] if i < len(ours) else "(end)"
+    return (f"{len(theirs)} features against {len(ours)}, first difference at position {i}: the model has {got!r}, "
+            f"the code {want!r}")
+
+
+def _check_regimes(path: Path, regimes: RegimeModel) -> None:
+    """A regime model must read what this code's trackers sample (module docstring)."""
+    if regimes.features != REGIME_FEATURES:
+        raise ModelError(f"{path}: the regime model's features do not match this code's: "
+                         f"{_difference(regimes.features, REGIME_FEATURES)} (retrain it)")
+    spec = FeatureSpec()
+    if (regimes.every_ns, regimes.samples) != (spec.regime_every_ns, spec.regime_samples):
+        raise ModelError(f"{path}: the regime model samples every {regimes.every_ns / 1e9:g} s over {regimes.samples} "
+                         f"steps; this code's trackers every {spec.regime_every_ns / 1e9:g} s over {spec.regime_samples} "
+                         "(retrain it)")
 
 
 def load_model(path: str | Path, expected_hash: str | None = None) -> Model:
@@ -467,15 +504,18 @@ class ModelPolicy:
     """A role decided by its trained module (module docstring)."""
 
     def __init__(self, role: Role, module: Any, version: str, scaling: Scaling | None = None,
-                 masked: bool = False) -> None:
+                 masked: bool = False, regimes: RegimeFilter | None = None) -> None:
         self.role: Role = role
         self.module = module
         self.version = version
         self.scaling = scaling
         self.masked = masked
+        self.regimes = regimes
 
     def decide(self, obs: Any) -> Any:
         vector = obs.vector()
+        if self.regimes is not None:
+            vector = self.regimes.extend(vector, obs.view.history)
         if self.scaling is not None:
             vector = self.scaling.apply(vector)
         action, probability = _act(self.module, vector, action_mask(self.role, obs) if self.masked else None)
@@ -485,12 +525,14 @@ class ModelPolicy:
 class SingleAgentPolicy:
     """One role of a single-agent model: the same module for every role, through the single agent's table."""
 
-    def __init__(self, role: Role, module: Any, version: str, lot: int, scaling: Scaling | None = None) -> None:
+    def __init__(self, role: Role, module: Any, version: str, lot: int, scaling: Scaling | None = None,
+                 regimes: RegimeFilter | None = None) -> None:
         self.role: Role = role
         self.module = module
         self.version = version
         self.lot = lot
         self.scaling = scaling
+        self.regimes = regimes
 
     def decide(self, obs: Any) -> Any:
         from .env import agent_observation, decision_for
@@ -499,5 +541,7 @@ class SingleAgentPolicy:
             return decision_for("sizing", 0, self.lot)
         seen_as: Role = "exit" if self.role == "exit" else "signal"  # entry sees what the signal step saw
         vector = agent_observation(seen_as, obs)
+        if self.regimes is not None:
+            vector = self.regimes.extend(vector, obs.view.history)
         action, _ = _act(self.module, vector if self.scaling is None else self.scaling.apply(vector))
         return decision_for(self.role, action, self.lot, obs)

@@ -10,6 +10,10 @@
 Multi-agent modules are :class:`~policies.multi.MaskedPPOModule` (PPO's default networks behind the roles' action
 masks). Before the first iteration, each module's observation **scaling** is fitted on the training tapes
 (:func:`fit_scaling`) and given to the environments; it is saved with the model and applied identically live.
+With ``regimes`` K (``tape train --regimes K``; 0, the default, is off) a K-state **regime model** is fitted on the
+training tapes first (:func:`policies.regimes.fit_regimes`); its causally filtered probabilities follow every
+module's observation (the scaling passes them unchanged), in the environments and, saved in the model version and
+its hash, live.
 
 **Schedules** (``schedule``): ``joint`` trains every chosen role together from the first iteration; ``staged``
 trains them in three stages over the same iterations (:data:`STAGES`: the signal first, with sizing, entry and exit
@@ -46,6 +50,7 @@ from runtime.events import Role
 from .base import OBSERVATION_NAMES, ROLES
 from .data import Tape
 from .features import Scaling
+from .regimes import RegimeModel
 from .rewards import RewardConfig
 
 __all__ = ["HASH_SEED", "SCHEDULES", "STAGES", "TrainConfig", "TrainReport", "episode_return", "fit_scaling", "format_return",
@@ -99,6 +104,8 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """every this many iterations (and after the last), the held-out PnL of the policies so far (0: never)"""
     heldout: tuple[str, ...] = ()
     """the sessions that held-out PnL is measured on"""
+    regimes: int = 0
+    """states of the regime model fitted on the data and observed by every module (:mod:`policies.regimes`); 0: none"""
 
 
 HASH_SEED = "0"
@@ -255,10 +262,12 @@ def stages(config: TrainConfig) -> list[tuple[int, tuple[Role, ...], tuple[Role,
     return out
 
 
-def fit_scaling(tapes: Sequence[Tape], env: EnvKind, *, sample: int = 16, cash: int = 10**9) -> dict[str, Scaling]:
+def fit_scaling(tapes: Sequence[Tape], env: EnvKind, *, sample: int = 16, cash: int = 10**9,
+                regimes: RegimeModel | None = None) -> dict[str, Scaling]:
     """Each module's observation scaling (:class:`~policies.features.Scaling`), fitted on observations of the training
     tapes: every role's, as the seeded random baselines meet them (they trade, so positions and working orders are
-    seen too), on up to ``sample`` tapes spread evenly over the data. Deterministic."""
+    seen too), on up to ``sample`` tapes spread evenly over the data. Deterministic. With ``regimes``, the layouts end
+    with its probabilities, which the scaling leaves as they are (centre 0, scale 1)."""
     import numpy as np
 
     from .env import agent_observation
@@ -281,21 +290,31 @@ def fit_scaling(tapes: Sequence[Tape], env: EnvKind, *, sample: int = 16, cash: 
         Episode(tape, {r: Recording(p) for r, p in random_policies(0).items()}, cash=cash).run()
     if env == "single":
         seen = [row for r in ("signal", "exit") for row in rows[r]]
-        return {SINGLE_MODULE: Scaling.fit(OBSERVATION_NAMES["exit"], np.array(seen))}
-    return {r: Scaling.fit(OBSERVATION_NAMES[r], np.array(rows[r])) for r in ROLES}
+        fitted = {SINGLE_MODULE: Scaling.fit(OBSERVATION_NAMES["exit"], np.array(seen))}
+    else:
+        fitted = {r: Scaling.fit(OBSERVATION_NAMES[r], np.array(rows[r])) for r in ROLES}
+    if regimes is None:
+        return fitted
+    k = regimes.k
+    return {m: Scaling(names=(*s.names, *regimes.names), center=(*s.center, *(0.0,) * k), scale=(*s.scale, *(1.0,) * k),
+                       clip=s.clip) for m, s in fitted.items()}
 
 
-def _policies_now(algo: Any, config: TrainConfig, acting: Sequence[Role], scaling: Mapping[str, Scaling]) -> Any:
+def _policies_now(algo: Any, config: TrainConfig, acting: Sequence[Role], scaling: Mapping[str, Scaling],
+                  regimes: RegimeModel | None = None) -> Any:
     """The policies as the modules are now (for the held-out evaluation during training)."""
+    from .regimes import regime_filter
     from .registry import SINGLE_MODULE, ModelPolicy, SingleAgentPolicy, load_policies
 
+    filtered = regime_filter(regimes)
     if config.env == "single":
         module = algo.get_module(SINGLE_MODULE)
         lot = int(config.env_config.get("lot", 1_000))
-        return {r: SingleAgentPolicy(r, module, "training", lot, scaling.get(SINGLE_MODULE)) for r in ROLES}
+        return {r: SingleAgentPolicy(r, module, "training", lot, scaling.get(SINGLE_MODULE), filtered) for r in ROLES}
     out = dict(load_policies(config.frozen)) if set(acting) != set(ROLES) else {}
     for role in acting:
-        out[role] = ModelPolicy(role, algo.get_module(role), "training", scaling.get(role), masked=True)
+        out[role] = ModelPolicy(role, algo.get_module(role), "training", scaling.get(role), masked=True,
+                                regimes=filtered)
     return out
 
 
@@ -318,9 +337,18 @@ def train(config: TrainConfig, out: str | Path, *, tapes: Sequence[Tape] | None 
     if heldout is None and config.heldout and config.eval_every:
         heldout = asyncio.run(load_tapes(config.heldout))
     cash = int(config.env_config.get("cash", 1_000 * 1_000_000))
-    scaling = fit_scaling(tapes, config.env)
+    regimes = None
+    if config.regimes:
+        from .regimes import fit_regimes
+
+        regimes = fit_regimes(tapes, config.regimes)
+        say(f"regimes: {regimes.k} states fitted on {regimes.steps:,} sample steps (mean volatility, activity, spread: "
+            + "; ".join(", ".join(f"{v:.2f}" for v in m) for m in regimes.means) + ")")
+    scaling = fit_scaling(tapes, config.env, regimes=regimes)
     env_config: dict[str, Any] = {**config.env_config, "tapes": list(tapes), "seed": config.seed,
                                   "scaling": {k: msgspec.to_builtins(v) for k, v in scaling.items()}}
+    if regimes is not None:
+        env_config["regimes"] = msgspec.to_builtins(regimes)
     if config.env == "single":
         env_config["scaling"] = env_config["scaling"]["default_policy"]
     else:
@@ -365,7 +393,7 @@ def train(config: TrainConfig, out: str | Path, *, tapes: Sequence[Tape] | None 
                 returns.append(ret)
                 pnl = None
                 if heldout and config.eval_every and (i % config.eval_every == 0 or i == config.iterations):
-                    pnl = evaluate_one("training", _policies_now(algo, config, acting, scaling), heldout,
+                    pnl = evaluate_one("training", _policies_now(algo, config, acting, scaling, regimes), heldout,
                                        cash=cash).pnl
                 history.append({"iteration": i, "returns": {r: per.get(r) for r in acting} if config.env == "roles"
                                 else {"single": ret}, "heldout_pnl": pnl})
@@ -375,7 +403,7 @@ def train(config: TrainConfig, out: str | Path, *, tapes: Sequence[Tape] | None 
                 say(line if pnl is None else f"{line}, held-out PnL ${pnl:+,.2f}")
         device = _learner_device(algo)
         saved = save_model(algo, Path(out), config, tapes, scaling=scaling, masked=config.env == "roles",
-                           history=history)
+                           history=history, regimes=regimes)
     finally:
         if algo is not None:
             algo.stop()

@@ -34,7 +34,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         "execution and timing against it, sizing what the size made of it; declining to trade is charged what the "
         "horizon would have paid); by default the roles learn in stages (--schedule staged: the signal first, then "
         "entry and exit, then sizing). Observations are scaled per feature as fitted on --data, actions masked where "
-        "they cannot apply; both are saved with the model.\n\n"
+        "they cannot apply; both are saved with the model. --regimes K fits a K-state hidden Markov model of the "
+        "markets' volatility, activity and spread on --data (policies/regimes.py) and gives every role the "
+        "probabilities of its states, filtered causally from the market's recent samples; it is saved with the model "
+        "and applied identically live.\n\n"
         "--env single: one agent plays every role with one discrete action (hold, buy YES/NO passive or "
         "crossing, close), rewarded by the change of the marked PnL.\n\n"
         "Resources are RLlib's: --num-env-runners sampling actors, --num-learners learner actors, "
@@ -97,6 +100,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                    "default 300)")
     t.add_argument("--abstain", type=float, default=None, metavar="W",
                    help="(--env roles) weight of the opportunity cost charged to a signal's hold (default 1)")
+    t.add_argument("--regimes", type=int, default=0, metavar="K",
+                   help="fit a K-state regime model (volatility, activity, spread) on --data and give the roles its "
+                   "filtered state probabilities as observations, saved with the model (default 0: none; 2-8)")
     t.add_argument("--markets", default=None, metavar="T1,T2", help="train on these tickers only")
     t.add_argument("--lot", type=int, default=10, metavar="CONTRACTS", help="(--env single) order size (default 10)")
     t.add_argument("--cash", type=float, default=1_000.0, metavar="DOLLARS", help="starting cash per episode (default 1000)")
@@ -122,10 +128,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--oracle adds the ceiling on synthetic sessions: the set 'oracle', which knows the latent fair value "
         "tape synth wrote beside each session (fair.msgpack; no other policy sees it) and trades it with the same "
         "execution, latency, queue model and fees; every set's PnL is then also shown as its share of the "
-        "oracle's. Sessions without that file (recorded ones) are refused with --oracle (exit 2).",
+        "oracle's. Sessions without that file (recorded ones) are refused with --oracle (exit 2).\n\n"
+        "Regimes: each set's trades' PnL is split by the market regime in force when each trade's entry was decided, "
+        "from a trained model's own regime model (tape train --regimes K), or for the other sets from one --regimes K "
+        "fits on the evaluated tapes (policies/regimes.py).",
         epilog="examples:\n"
         "  tape eval --data data/heldout --policies rule,random,flow,models/kxsim --oracle --plot pnl.png\n"
         "  tape eval --data runs/ --policies models/kxsim/ppo@3f2a9c81d0e4 --json\n"
+        "  tape eval --data data/heldout --policies rule,flow,models/kxsim --regimes 3\n"
         "  tape eval --data runs/paper-20261122T185900Z-3fa9c1 --policies rule,random:7")
     e.add_argument("--data", nargs="+", required=True, metavar="LOG_OR_DIR", help="held-out sessions")
     e.add_argument("--policies", default="rule,random", metavar="P1,P2",
@@ -136,6 +146,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     e.add_argument("--baseline", default=None, metavar="NAME",
                    help="compare every other set with this one tape by tape: the mean per-tape difference, its "
                    "standard error and t-statistic (default: flow when it is among the sets, else none)")
+    e.add_argument("--regimes", type=int, default=0, metavar="K",
+                   help="split every set's PnL by regime: a model trained with regimes uses its own; for the other sets "
+                   "a K-state regime model is fitted on the evaluated tapes (default 0: only the models' own; 2-8)")
     e.add_argument("--markets", default=None, metavar="T1,T2", help="these tickers only")
     e.add_argument("--cash", type=float, default=1_000.0, metavar="DOLLARS", help="starting cash per tape (default 1000)")
     e.add_argument("--latency-ms", type=int, default=50, metavar="MS", help="paper latency (default 50)")
@@ -251,7 +264,7 @@ async def run_train(args: argparse.Namespace, settings: Settings) -> int:
             entropy=defaults.entropy if args.entropy is None else args.entropy, rewards=rewards,
             clip=defaults.clip if args.clip is None else args.clip,
             gamma=defaults.gamma if args.gamma is None else args.gamma,
-            lambda_=defaults.lambda_ if args.lambda_ is None else args.lambda_,
+            lambda_=defaults.lambda_ if args.lambda_ is None else args.lambda_, regimes=args.regimes,
             seed=args.seed, num_env_runners=args.num_env_runners, num_learners=args.num_learners,
             num_gpus_per_learner=args.num_gpus_per_learner, train_batch=args.train_batch, minibatch=args.minibatch,
             epochs=args.epochs, lr=args.lr, envs_per_runner=args.envs_per_runner, hidden=args.hidden,
@@ -306,6 +319,7 @@ def _check(config) -> None:
         raise ValueError("--num-gpus-per-learner must be >= 0")
     if not 0 < config.clip <= 1:
         raise ValueError(f"--clip must be in (0, 1], got {config.clip:g}")
+    _check_regimes(config.regimes)
     from policies.registry import ModelError, is_named, load_model, load_policies
 
     try:
@@ -318,6 +332,14 @@ def _check(config) -> None:
     from policies.env import env_config
 
     env_config(config.env_config)  # its own checks (cash, lot…)
+
+
+REGIMES_MAX = 8
+
+
+def _check_regimes(k: int) -> None:
+    if k and not 2 <= k <= REGIMES_MAX:
+        raise ValueError(f"--regimes: 0 (none) or between 2 and {REGIMES_MAX} states, got {k}")
 
 
 async def run_eval(args: argparse.Namespace, settings: Settings) -> int:
@@ -333,8 +355,13 @@ async def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     _check_data(args.data)
     _check_play(args.cash, args.latency_ms)
     plot = _check_plot(args.plot)
+    try:
+        _check_regimes(args.regimes)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     sets = {}
     trained_on: dict[str, set[str]] = {}
+    own_regimes = {}
     for name in names:
         try:
             if is_named(name):
@@ -343,6 +370,8 @@ async def run_eval(args: argparse.Namespace, settings: Settings) -> int:
                 model = load_model(name)
                 sets[model.version] = model.policies()
                 trained_on[model.version] = set(model.manifest.data.get("sessions", []))
+                if model.manifest.regimes is not None:
+                    own_regimes[model.version] = model.manifest.regimes
         except ModelError as exc:
             raise UsageError(f"--policies {name}: {exc}; --policies takes {POLICIES_TEXT}") from None
     baseline = args.baseline if args.baseline is not None else ("flow" if "flow" in sets else None)
@@ -360,9 +389,21 @@ async def run_eval(args: argparse.Namespace, settings: Settings) -> int:
             get_logger("eval").warning(f"{version} was trained on {len(seen)} of these sessions "
                                        f"({', '.join(seen[:3])}…): not held out")
     status = Status()
+    fitted = None
+    if args.regimes:
+        from policies.regimes import fit_regimes
+
+        try:
+            fitted = fit_regimes(tapes, args.regimes)
+        except ValueError as exc:
+            raise BadDataError(f"--regimes: {exc}") from None
+        if not args.json:
+            status.line(f"regimes: {fitted.k} states fitted on the evaluated tapes ({fitted.steps:,} sample steps) for "
+                        "the sets without a regime model of their own")
     try:
         results = evaluate(sets, tapes, cash=round(args.cash * MONEY_SCALE), latency_ms=args.latency_ms,
-                           oracle=args.oracle, baseline=baseline, say=lambda line: status.line(line) if not args.json else None)
+                           oracle=args.oracle, baseline=baseline, regimes=own_regimes, fitted=fitted,
+                           say=lambda line: status.line(line) if not args.json else None)
     except OracleError as exc:
         raise BadDataError(f"--oracle: {exc}") from None
     if plot is not None:
@@ -372,6 +413,7 @@ async def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps({"tapes": len(tapes), "sessions": len({t.session for t in tapes}), "oracle": args.oracle,
                           "results": [msgspec.to_builtins(r) for r in results],
+                          "regimes_fitted": None if fitted is None else msgspec.to_builtins(fitted),
                           **({"plot": str(plot)} if plot is not None else {})}))
         return 0
     _table(results)
@@ -427,6 +469,15 @@ def _table(results) -> None:
                                                     for r in results)))
         rows.append((f"vs {versus}: t (paired)", *("-" if r.versus is None or r.versus.t is None else
                                                   f"{r.versus.t:+.2f}" for r in results)))
+    names = sorted({k for r in results if r.regimes for k in r.regimes})
+    if names:
+        for name in names:
+            rows.append((f"{name} $ (trades)", *("-" if not r.regimes or name not in r.regimes else
+                                                 f"{r.regimes[name].pnl:,.2f} ({r.regimes[name].trades})"
+                                                 for r in results)))
+        rows.append(("regime model", *("-" if r.regime_model is None else
+                                       "own" if r.regime_model == "model" else "fitted on these tapes"
+                                       for r in results)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     first = results[0] if results else None
     if first is not None:

@@ -195,8 +195,10 @@ def test_restore_refuses_the_book_of_another_market():
 
 def test_a_spec_that_looks_back_over_nothing_is_refused():
     """Each look-back length must be at least 1."""
-    with pytest.raises(ValueError, match="feature spec: levels, momentum_updates and window_ns must be >= 1"):
-        FeatureSpec(levels=0)
+    for field in ("levels", "regime_every_ns", "regime_samples"):
+        with pytest.raises(ValueError, match="feature spec: levels, momentum_updates, window_ns, regime_every_ns and "
+                           "regime_samples must be >= 1"):
+            FeatureSpec(**{field: 0})
 
 
 def test_updates_the_book_refused_are_not_counted():
