@@ -528,7 +528,8 @@ def tune(space: Space, data: Sequence[str], tapes: Sequence[Tape], heldout_sourc
         tune_config=ray_tune.TuneConfig(
             metric=METRIC, mode="max", num_samples=trials, time_budget_s=time_budget_s,
             max_concurrent_trials=max_concurrent,
-            search_alg=BasicVariantGenerator(random_state=config.seed),
+            # (Tune leaves a BasicVariantGenerator's own limit alone: max_concurrent_trials alone let 2 run)
+            search_alg=BasicVariantGenerator(random_state=config.seed, max_concurrent=max_concurrent or 0),
             scheduler=ASHAScheduler(time_attr="training_iteration", max_t=rungs, grace_period=1,
                                     reduction_factor=2)),
         run_config=ray_tune.RunConfig(
