@@ -527,8 +527,7 @@ def tune(space: Space, data: Sequence[str], tapes: Sequence[Tape], heldout_sourc
         param_space=_tune_space(space.space),
         tune_config=ray_tune.TuneConfig(
             metric=METRIC, mode="max", num_samples=trials, time_budget_s=time_budget_s,
-            max_concurrent_trials=max_concurrent,
-            # (Tune leaves a BasicVariantGenerator's own limit alone: max_concurrent_trials alone let 2 run)
+            # the limit goes to the generator: Tune ignores max_concurrent_trials beside a BasicVariantGenerator
             search_alg=BasicVariantGenerator(random_state=config.seed, max_concurrent=max_concurrent or 0),
             scheduler=ASHAScheduler(time_attr="training_iteration", max_t=rungs, grace_period=1,
                                     reduction_factor=2)),
