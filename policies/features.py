@@ -40,7 +40,7 @@ index   name                value
 book updates and public trades in the window ending at ``g`` — as the market stood after every event up to ``g``. A
 grid point is sampled when the first event after it arrives (:meth:`FeatureTracker.advance`, called before the book
 folds that event), and :meth:`FeatureTracker.history` adds those a quiet market has passed since, so at event time
-``now`` the history holds the samples of the grid points before ``now``, oldest first, the last ``regime_samples + 1``
+``now`` the history holds the samples of the grid points before ``now``, oldest first, the last ``regime_samples``
 of them (a bounded window: part of the snapshot). Observations carry it as ``MarketView.history``; nothing reads
 it unless a model has a regime filter.
 
@@ -133,8 +133,9 @@ class FeatureSpec(msgspec.Struct, frozen=True, kw_only=True):
     """length of the activity window, in nanoseconds of event time"""
     regime_every_ns: int = 10 * _NS
     """the grid of the regime samples (module docstring), in nanoseconds of event time"""
-    regime_samples: int = 30
-    """how many steps between regime samples the history keeps (it holds one sample more)"""
+    regime_samples: int = 36
+    """how many regime samples the history keeps (:mod:`policies.regimes` filters the last 30 steps between them, each
+    step's volatility over the 6 steps up to it)"""
 
     def __post_init__(self) -> None:
         if min(self.levels, self.momentum_updates, self.window_ns, self.regime_every_ns, self.regime_samples) < 1:
@@ -175,7 +176,7 @@ class FeatureTracker:
         self._signed = 0  # all public volume seen, signed by taker side (+YES, -NO)
         self._last_update_ns: int | None = None
         self._close_ts_ms: int | None = None
-        self._samples: deque[Sample] = deque(maxlen=self.spec.regime_samples + 1)
+        self._samples: deque[Sample] = deque(maxlen=self.spec.regime_samples)
         self.next_sample_ns = 0
         """the next grid point to sample (module docstring); 0 before the first event"""
         self.sampled: list[tuple[int, Sample]] | None = None
@@ -241,8 +242,8 @@ class FeatureTracker:
             self.next_sample_ns = -(-ts_ns // every) * every
             return
         sampled = self.sampled
-        if sampled is None:  # only the last regime_samples + 1 are kept: skip what a long quiet spell would drop
-            g = max(g, g + ((ts_ns - 1 - g) // every - self.spec.regime_samples) * every)
+        if sampled is None:  # only the last regime_samples are kept: skip what a long quiet spell would drop
+            g = max(g, g + ((ts_ns - 1 - g) // every - self.spec.regime_samples + 1) * every)
         while g < ts_ns:
             sample = self._sample(g)
             self._samples.append(sample)
@@ -260,19 +261,19 @@ class FeatureTracker:
                 self._updates.span(edge, g)[0], self._trades.span(edge, g)[0])
 
     def history(self, now_ns: int) -> tuple[Sample, ...]:
-        """The regime samples of the grid points before ``now_ns``, oldest first, the last ``regime_samples + 1``
-        (module docstring)."""
+        """The regime samples of the grid points before ``now_ns``, oldest first, the last ``regime_samples`` (module
+        docstring)."""
         out = tuple(self._samples)
         g = self.next_sample_ns
         if not g or g >= now_ns:
             return out
         every = self.spec.regime_every_ns
-        g = max(g, g + ((now_ns - 1 - g) // every - self.spec.regime_samples) * every)  # (the last ones only)
+        g = max(g, g + ((now_ns - 1 - g) // every - self.spec.regime_samples + 1) * every)  # (the last ones only)
         tail = []
         while g < now_ns:
             tail.append(self._sample(g))
             g += every
-        return (*out, *tail)[-(self.spec.regime_samples + 1):]
+        return (*out, *tail)[-self.spec.regime_samples:]
 
     def _evict(self, ts_ns: int) -> None:
         """Drop what is out of the window for every ``now_ns >= ts_ns``."""

@@ -6,10 +6,15 @@ time (``FeatureSpec.regime_every_ns``, 10 s; :mod:`policies.features`), the same
 Each step between two consecutive samples gives one observation of :data:`REGIME_FEATURES`:
 
 ==============  ==============================================================================================
-``volatility``  ``log(1 + |mid change| in cents)`` over the step (0 when either sample has no mid)
+``volatility``  ``log(1 + mean |mid change| in cents)`` over the step and the steps before it, up to
+                :data:`VOLATILITY_STEPS` (6: a minute) as far as the samples go (a step without a mid at either
+                end moves 0)
 ``activity``    ``log(1 + book updates + public trades)`` in the feature window (60 s) ending at the step's end
 ``spread``      ``log(1 + spread in cents)`` at the step's end (100 cents without both sides)
 ==============  ==============================================================================================
+
+(The mid moves on few 10-s steps of a quiet book: one step's move alone makes a "the mid just moved" state, not a
+regime; a minute's mean move is the volatility a regime has.)
 
 **The model** (:class:`RegimeModel`): ``K`` hidden states, each a Gaussian with a diagonal covariance over those
 three, and a Markov chain between them from one step to the next. :func:`fit` (Baum-Welch, scaled forward-backward
@@ -21,9 +26,10 @@ standardised features, split into ``K`` groups of equal size: each group's means
 calmest, so the same data gives the same labelled states. :func:`fit_regimes` fits one on tapes.
 
 **Inference is causal** (:meth:`RegimeModel.filter`): the forward filter over the history an observation carries
-(``MarketView.history``: the samples of the grid points before the decision, the last ``regime_samples + 1`` = 31),
-starting from the chain's stationary distribution (``prior``): the probability of each state at the last sample
-given the samples up to it and nothing later (never Viterbi, never smoothing). A bounded window makes it a pure
+(``MarketView.history``: the samples of the grid points before the decision, the last ``regime_samples`` = 36): the
+last :attr:`RegimeModel.steps_filtered` (30) steps, each with its whole volatility look-back, starting from the
+chain's stationary distribution (``prior``): the probability of each state at the last sample given the samples up
+to it and nothing later (never Viterbi, never smoothing). Early in a tape, fewer: as the fit saw them. A bounded window makes it a pure
 function of the observation: a replay from a checkpoint, on another process, computes the same probabilities.
 They are rounded to multiples of 1/256 (float32): ``exp`` and ``log`` may differ in the last bit between numpy
 builds, and the rounding hides such a difference unless a probability falls on a rounding boundary.
@@ -56,10 +62,23 @@ from runtime.units import PRICE_SCALE
 from .data import Tape
 from .features import FeatureSpec, FeatureTracker, Sample
 
-__all__ = ["REGIME_FEATURES", "RegimeFilter", "RegimeModel", "emissions", "fit", "fit_regimes", "regime_at",
-           "regime_filter", "regime_names", "tape_samples"]
+__all__ = [
+    "REGIME_FEATURES",
+    "VOLATILITY_STEPS",
+    "RegimeFilter",
+    "RegimeModel",
+    "emissions",
+    "fit",
+    "fit_regimes",
+    "regime_at",
+    "regime_filter",
+    "regime_names",
+    "tape_samples",
+]
 
 REGIME_FEATURES: tuple[str, ...] = ("volatility", "activity", "spread")
+VOLATILITY_STEPS = 6
+"""the steps a step's volatility averages over (module docstring)"""
 _CENTS2 = 2 * PRICE_SCALE // 100  # mid2 units per cent of mid
 _CENT = PRICE_SCALE // 100
 _LEVELS = 256  # the filter's probabilities are multiples of 1/_LEVELS
@@ -74,16 +93,18 @@ def regime_names(k: int) -> tuple[str, ...]:
 def emissions(history: Sequence[Sample]) -> np.ndarray:
     """One row of :data:`REGIME_FEATURES` per step between consecutive samples (module docstring), float64."""
     rows = []
+    moves: list[int] = []  # per step, |mid2 change| (0 without a mid)
     for (mid_a, _, _, _), (mid_b, spread, updates, trades) in pairwise(history):
-        move = 0.0 if mid_a is None or mid_b is None else abs(mid_b - mid_a) / _CENTS2
-        rows.append((math.log1p(move), math.log1p(updates + trades),
+        moves.append(0 if mid_a is None or mid_b is None else abs(mid_b - mid_a))
+        recent = moves[-VOLATILITY_STEPS:]
+        rows.append((math.log1p(sum(recent) / len(recent) / _CENTS2), math.log1p(updates + trades),
                      math.log1p(100.0 if spread is None else spread / _CENT)))
     return np.array(rows, dtype=np.float64).reshape(-1, len(REGIME_FEATURES))
 
 
 class RegimeModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A fitted regime model (module docstring): ``K`` states over :data:`REGIME_FEATURES`, on the sample grid
-    ``every_ns`` with ``samples`` steps of history; states ordered by mean volatility."""
+    ``every_ns``, filtering histories of ``samples`` samples; states ordered by mean volatility."""
 
     features: tuple[str, ...]
     every_ns: int
@@ -116,6 +137,11 @@ class RegimeModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     def names(self) -> tuple[str, ...]:
         return regime_names(self.k)
 
+    @property
+    def steps_filtered(self) -> int:
+        """The steps of a full history the filter reads: those with their whole volatility look-back."""
+        return max(1, self.samples - VOLATILITY_STEPS)
+
     def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return _arrays(self.means, self.variances, self.transitions, self.prior)
 
@@ -123,7 +149,8 @@ class RegimeModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         """The state probabilities at the last sample of ``history`` given the samples up to it (module docstring),
         float32, rounded to multiples of 1/256."""
         means, variances, transitions, prior = self._arrays()
-        alpha = _forward(emissions(history[-(self.samples + 1):]), means, variances, transitions, prior)[-1]
+        rows = emissions(history[-self.samples:])[-self.steps_filtered:]
+        alpha = _forward(rows, means, variances, transitions, prior)[-1]
         return (np.round(alpha * _LEVELS) / _LEVELS).astype(np.float32)
 
     def forward(self, rows: np.ndarray) -> np.ndarray:
@@ -318,4 +345,4 @@ def regime_at(model: RegimeModel, samples: Sequence[tuple[int, Sample]], ns: int
     """The regime in force at event time ``ns`` on a tape whose samples (:func:`tape_samples`) are ``samples``: the
     most probable state given the samples of the grid points before ``ns``, as a decision at ``ns`` sees them."""
     end = bisect_left(samples, ns, key=lambda s: s[0])
-    return model.state([s for _, s in samples[max(0, end - model.samples - 1):end]])
+    return model.state([s for _, s in samples[max(0, end - model.samples):end]])

@@ -384,9 +384,9 @@ def _check_regimes(path: Path, regimes: RegimeModel) -> None:
                          f"{_difference(regimes.features, REGIME_FEATURES)} (retrain it)")
     spec = FeatureSpec()
     if (regimes.every_ns, regimes.samples) != (spec.regime_every_ns, spec.regime_samples):
-        raise ModelError(f"{path}: the regime model samples every {regimes.every_ns / 1e9:g} s over {regimes.samples} "
-                         f"steps; this code's trackers every {spec.regime_every_ns / 1e9:g} s over {spec.regime_samples} "
-                         "(retrain it)")
+        raise ModelError(f"{path}: the regime model filters samples every {regimes.every_ns / 1e9:g} s, "
+                         f"{regimes.samples} of them; this code's trackers keep one every "
+                         f"{spec.regime_every_ns / 1e9:g} s, {spec.regime_samples} of them (retrain it)")
 
 
 def load_model(path: str | Path, expected_hash: str | None = None) -> Model:

@@ -81,7 +81,7 @@ def test_the_filter_is_causal():
 
 def test_a_decision_sees_the_samples_before_it_as_the_evaluation_does():
     """Inside a paper session (the orchestrator's trackers), a decision at ``now`` carries the regime samples of the
-    grid points before ``now``, the last 31: exactly what tape_samples gives for the tape up to then, so the regime
+    grid points before ``now``, the last 36: exactly what tape_samples gives for the tape up to then, so the regime
     eval assigns a trade is the one the model's policies saw."""
     tape = max(bench_tapes(4, 600), key=lambda t: len(t.events))
     samples = tape_samples(tape)
@@ -100,7 +100,7 @@ def test_a_decision_sees_the_samples_before_it_as_the_evaluation_does():
     assert len(seen) > 20
     for now, history in seen:
         before = [s for g, s in samples if g < now]
-        assert history == tuple(before[-31:]), now
+        assert history == tuple(before[-36:]), now
 
 
 def test_a_tracker_snapshot_keeps_its_samples():
@@ -164,8 +164,8 @@ def test_the_regime_model_is_covered_by_the_hash_and_checked_against_the_code(re
     manifest = json.loads(json.dumps(original))
     manifest["regimes"]["every_ns"] = 5 * 10**9
     (copy / MODEL_FILE).write_text(json.dumps(manifest))
-    with pytest.raises(ModelError, match="the regime model samples every 5 s over 30 steps; this code's trackers every "
-                                         "10 s over 30"):
+    with pytest.raises(ModelError, match="the regime model filters samples every 5 s, 36 of them; this code's "
+                                         "trackers keep one every 10 s, 36 of them"):
         load_model(copy)
     manifest = json.loads(json.dumps(original))
     manifest["observations"]["entry"] = manifest["observations"]["entry"][:-1]
@@ -210,16 +210,18 @@ def test_eval_splits_each_sets_pnl_by_regime(regime_model):
         assert sum(p.trades for p in r.regimes.values()) == r.trades
         assert sum(p.pnl for p in r.regimes.values()) == pytest.approx(r.pnl, abs=1e-6)
     samples = tape_samples(tapes[0])
-    assert regime_at(fitted, samples, samples[-1][0] + 1) == fitted.state([s for _, s in samples[-31:]])
+    assert regime_at(fitted, samples, samples[-1][0] + 1) == fitted.state([s for _, s in samples[-36:]])
     plain = evaluate({"rule": load_policies("rule")}, tapes[:1], cash=10**9)[0]
     assert plain.regimes is None and plain.regime_model is None
 
 
 def test_emissions_read_volatility_activity_and_spread():
-    """One row per step: log(1 + |mid move| in cents), log(1 + updates + trades), log(1 + spread in cents), 100 cents
-    without both sides."""
+    """One row per step: log(1 + mean |mid move| in cents over up to 6 steps), log(1 + updates + trades), log(1 +
+    spread in cents), 100 cents without both sides."""
     rows = emissions([(10_000, 200, 3, 1), (10_400, 400, 7, 0), (None, None, 0, 0)])
-    np.testing.assert_allclose(rows, np.log1p([[2.0, 7.0, 4.0], [0.0, 0.0, 100.0]]))
+    np.testing.assert_allclose(rows, np.log1p([[2.0, 7.0, 4.0], [1.0, 0.0, 100.0]]))
+    steady = [(10_000 + (1_200 if i == 3 else 0), 200, 1, 0) for i in range(12)]
+    np.testing.assert_allclose(np.expm1(emissions(steady)[:, 0]), [0, 0, 2, 3, 2.4, 2, 2, 2, 1, 0, 0])
     with pytest.raises(ValueError, match="too few to fit 3 regimes"):
         fit([rows], 3, every_ns=10, samples=30)
     assert RegimeModel(features=REGIME_FEATURES, every_ns=1, samples=1, means=((0.0,) * 3,), variances=((1.0,) * 3,),
@@ -271,3 +273,22 @@ def test_the_environments_append_the_regime_probabilities():
     (role, first), = observations.items()
     assert first["observations"].shape == (len(OBSERVATION_NAMES[role]) + 3,)
     assert multi.observation_spaces[role].contains(first)
+
+
+def test_a_long_quiet_spell_keeps_the_last_samples_as_if_each_had_been_taken():
+    """After minutes without an event, the history holds the last 36 grid points as sampling every one would: the
+    tracker skips only what its bounded window would drop."""
+    from runtime.events import BookSnapshot
+
+    second = 10**9
+    snapshot = BookSnapshot(market="KXQ", yes_bids=((4_000, 1_000),), no_bids=((5_000, 1_000),))
+    full, bounded = FeatureTracker(OrderBook("KXQ")), FeatureTracker(OrderBook("KXQ"))
+    full.sampled = []
+    for tracker in (full, bounded):
+        for seq, ts in enumerate((3 * second, 17 * second, 1_003 * second), start=1):
+            tracker.advance(ts)
+            tracker.book.handle(seq, ts, snapshot)
+            tracker.handle(seq, ts, snapshot)
+    assert bounded.history(1_003 * second) == tuple(s for _, s in full.sampled[-36:])
+    assert bounded.history(5_000 * second) == full.history(5_000 * second)
+    assert len(bounded.history(5_000 * second)) == 36 and bounded.next_sample_ns == full.next_sample_ns == 1_010 * second
