@@ -33,6 +33,7 @@ import msgspec
 
 from .events import FillDuplicated, OrderFilled
 from .log import SessionMeta, create_log, open_log
+from .logger import get_logger
 from .paper import PaperSession, Watch
 from .topology import PolicyProvider, SessionSpec
 from .units import MONEY_SCALE
@@ -287,6 +288,10 @@ async def soak(*, duration_s: float, markets: int, faults: str = ALL_FAULTS, eve
         report.fills_lost = sorted(made - applied.keys())
         report.fills_doubled = sorted(t for t, n in applied.items() if n > 1)
         report.fills_unknown = sorted(applied.keys() - made)
+        # the fills' verdict before the replay's (which takes minutes): a replay that fails still leaves it said
+        get_logger("soak").info("fills checked", exchange=report.exchange_fills, applied=report.log_fills,
+                                lost=len(report.fills_lost), doubled=len(report.fills_doubled),
+                                unknown=len(report.fills_unknown), rss_growth=round(report.rss_growth, 5))
         verdict = await verify(reader, policies=policies, jobs=os.cpu_count() or 1)
     report.replay_ok = verdict.ok
     report.replay = (f"ok: {verdict.records:,} records, {sum(verdict.derived.values()):,} derived events regenerated "
