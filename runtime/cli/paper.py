@@ -233,8 +233,9 @@ def _policies(name: str):
     except ModelError as exc:
         raise UsageError(f"--policies {name}: {exc}; --policies takes {POLICIES_TEXT}") from None
     base = base_policy(name)
-    print(f"policies: model {model.version} ({model.manifest.kind}: {', '.join(model.manifest.roles)}; others "
-          f"{model.manifest.frozen or base}) from {model.directory}", flush=True)
+    others = "" if len(model.manifest.roles) == 4 else f"; others {model.manifest.frozen or base}"
+    print(f"policies: model {model.version} ({model.manifest.kind}: {', '.join(model.manifest.roles)}{others}) from "
+          f"{model.directory}", flush=True)
     return base, ModelSource(name)
 
 
