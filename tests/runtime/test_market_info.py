@@ -22,7 +22,7 @@ from actors.fees import KalshiFees, SeriesFees
 from config.synth import FlowConfig
 from policies.registry import PROVIDER
 from replay.bench import paper_inputs
-from replay.verify import verify
+from replay.verify import _agrees, verify
 from runtime.events import MARKET_RULES_MAX, BookSnapshot, MarketInfo, MarketLifecycle, OrderFilled, OrderRejected
 from runtime.log import SessionMeta, create_log, open_log
 from runtime.sequencer import Checkpoint, InProcessRunner, Sequencer
@@ -62,8 +62,9 @@ async def test_a_log_from_before_market_info_replays_identically():
     assert report.records == 1_599 and report.derived["order_filled"] == 2
 
 
-async def fold_to_checkpoints(where: Path) -> list[tuple[int, str, bool]]:
-    """``(seq, node, same)`` for every node at every checkpoint: its snapshot folded afresh against the stored one."""
+async def fold_to_checkpoints(where: Path) -> list[tuple[int, str, bool, bool]]:
+    """``(seq, node, same, agrees)`` for every node at every checkpoint: its snapshot folded afresh against the stored
+    one, byte for byte and as replay verification compares an older checkpoint (every field it holds is equal)."""
     records = await records_of(where)
     async with await open_log(where) as log:
         checkpoints = {seq: msgspec.msgpack.decode(await log.get_checkpoint(seq), type=Checkpoint)
@@ -75,19 +76,22 @@ async def fold_to_checkpoints(where: Path) -> list[tuple[int, str, bool]]:
         for i in routes.targets(r.event):
             machines[i].handle(r.seq, r.ts_ns, r.event)
         if r.seq in checkpoints:
-            out += [(r.seq, name, snapshot_bytes(machine) == data)
+            out += [(r.seq, name, snapshot_bytes(machine) == data, _agrees((name, snapshot_bytes(machine)), (name, data)))
                     for (name, data), machine in zip(checkpoints[r.seq].nodes, machines, strict=True)]
     return out
 
 
 async def test_the_machines_market_info_changed_snapshot_an_old_log_as_before():
     """The books, the paper matcher and the positions at every checkpoint of the old log are byte for byte what was
-    stored (the matcher's snapshot leaves ``market_info`` out when it has none); the cash pool and the orchestrator
-    too wherever no order was open (see the next test)."""
+    stored (the matcher's snapshot leaves ``market_info`` out when it has none); the cash pool too wherever no order
+    was open (see the next test). The orchestrator's snapshot now also holds the regime samples its feature trackers
+    take (``policies.features``), which the old code did not: every field the old checkpoint holds is still equal."""
     compared = await fold_to_checkpoints(OLD_LOG)
     assert len(compared) == 3 * 7
-    assert all(same for _, name, same in compared if name not in ("cash", "orchestrator")), compared
-    assert all(same for seq, _, same in compared if seq == 831), compared  # no reservation open then
+    assert all(same for _, name, same, _ in compared if name not in ("cash", "orchestrator")), compared
+    assert all(same for seq, name, same, _ in compared if seq == 831 and name == "cash"), compared  # no reservation
+    assert all(agrees for _, _, _, agrees in compared), compared
+    assert not any(same for _, name, same, _ in compared if name == "orchestrator")  # (the samples are compared)
 
 
 async def test_an_old_logs_checkpoints_verify_in_parallel():
