@@ -183,6 +183,8 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _global_options(parser, None)
+    parser.add_argument("--version", action="version", version=_versions(),
+                        help="print tape's version (with its commit), Python's and Ray's, and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_CommandParser)
     demo.register(commands)
     logcmd.register(commands)
@@ -197,6 +199,20 @@ def _parser() -> argparse.ArgumentParser:
     dashboard.register(commands)
     soak_command.register(commands)
     return parser
+
+
+def _versions() -> str:
+    """``tape --version``: what a cluster's nodes must agree on (the README's cluster runbook)."""
+    import platform
+    from importlib import metadata
+
+    from ..version import code_version
+
+    try:
+        ray = metadata.version("ray")
+    except metadata.PackageNotFoundError:
+        ray = "not installed"
+    return f"tape {code_version()} (Python {platform.python_version()}, Ray {ray})"
 
 
 def _settings(args: argparse.Namespace) -> Settings:

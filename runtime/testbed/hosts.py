@@ -1,0 +1,275 @@
+"""Hosts in namespaces on one machine (package docstring): bring them up, reach them over SSH, kill one, take them
+all down.
+
+Names carry a tag (the owning process id by default) so that two testbeds on one machine never collide and a
+later testbed can sweep what a killed one left: ``tb<tag>h<i>`` (network namespace), ``tb<tag>v<i>`` (the
+machine's end of the host's veth pair), ``tb<tag>br`` (the bridge). The bridge has the first address of the
+testbed's /24 on the machine, so the machine itself (where ``ray up`` runs) reaches every host; traffic never
+leaves the bridge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+INIT = Path(__file__).with_name("init.py")
+_NAME = re.compile(r"^tb(\d+)(?:h\d+|br|v\d+)$")
+
+
+class TestbedError(RuntimeError):
+    """The testbed cannot be brought up here; the message says what is missing and what to do."""
+
+    __test__ = False  # (not a pytest test class)
+
+
+@dataclass(frozen=True)
+class Host:
+    """One host of a testbed."""
+
+    name: str
+    """``h0``, ``h1``, …; ``h0`` is the head by convention"""
+    ip: str
+    netns: str
+    dir: Path
+    """its own files: ``home`` (root's home there), ``ray`` (its ``/tmp/ray``), ``sshd_config``, ``host.log``"""
+
+
+class Testbed:
+    """``n`` hosts under ``root`` (a directory of the caller's, kept after ``down`` for its logs).
+
+    ``env`` is exported in every login shell of every host (its ``~/.profile`` and ``~/.bashrc``), after the
+    directory of this Python put first on ``PATH``: the hosts run the same installed environment as the machine.
+    """
+
+    __test__ = False
+
+    def __init__(self, n: int, root: Path, *, tag: int | None = None, env: Mapping[str, str] | None = None) -> None:
+        if n < 1:
+            raise ValueError(f"a testbed needs at least one host, not {n}")
+        self.tag = os.getpid() if tag is None else tag
+        self.root = Path(root).resolve()
+        self.env = dict(env or {})
+        self.subnet = f"10.213.{self.tag % 250 + 1}"
+        self.bridge = f"tb{self.tag}br"
+        self.key = self.root / "id_ed25519"
+        """the private key every host accepts for root (what a cluster file names as ``ssh_private_key``)"""
+        self.hosts = [Host(f"h{i}", f"{self.subnet}.{10 + i}", f"tb{self.tag}h{i}", self.root / f"h{i}")
+                      for i in range(n)]
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._init_pids: dict[str, int] = {}
+        if len(self.bridge) > 15:
+            raise ValueError(f"testbed tag {self.tag} makes interface names longer than Linux's 15 characters")
+
+    # --- up and down ------------------------------------------------------------------------------------------
+    def __enter__(self) -> Testbed:
+        try:
+            self.up()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    def up(self, timeout_s: float = 20.0) -> None:
+        """Make the bridge and every host, start each host's sshd, and wait until each accepts connections."""
+        _require()
+        sweep()
+        self.root.mkdir(parents=True, exist_ok=True)
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tape-testbed", "-f", str(self.key))
+        host_key = self.root / "ssh_host_ed25519_key"
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key))
+        authorized = self.root / "authorized_keys"
+        shutil.copy(self.key.with_suffix(".pub"), authorized)
+        _run("ip", "link", "add", self.bridge, "type", "bridge")
+        _run("ip", "addr", "add", f"{self.subnet}.1/24", "dev", self.bridge)
+        _run("ip", "link", "set", self.bridge, "up")
+        for i, host in enumerate(self.hosts):
+            veth = f"tb{self.tag}v{i}"
+            _run("ip", "netns", "add", host.netns)
+            _run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", host.netns)
+            _run("ip", "link", "set", veth, "master", self.bridge, "up")
+            _run("ip", "-n", host.netns, "addr", "add", f"{host.ip}/24", "dev", "eth0")
+            _run("ip", "-n", host.netns, "link", "set", "eth0", "up")
+            _run("ip", "-n", host.netns, "link", "set", "lo", "up")
+            self._start(host, host_key, authorized)
+        deadline = time.monotonic() + timeout_s
+        for host in self.hosts:
+            while not _accepts(host.ip, 22):
+                if time.monotonic() > deadline or self._procs[host.name].poll() is not None:
+                    raise TestbedError(f"testbed host {host.name} ({host.ip}): sshd did not come up in {timeout_s:.0f} s;"
+                                       f" its log, {host.dir / 'host.log'}:\n{_tail(host.dir / 'host.log')}")
+                time.sleep(0.05)
+
+    def _start(self, host: Host, host_key: Path, authorized: Path) -> None:
+        for sub in ("home", "ray"):
+            (host.dir / sub).mkdir(parents=True, exist_ok=True)
+        exports = [f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH"]
+        exports += [f"export {k}={shlex.quote(v)}" for k, v in sorted(self.env.items())]
+        for rc in (".profile", ".bashrc"):
+            (host.dir / "home" / rc).write_text("\n".join(exports) + "\n")
+        passwd = host.dir / "passwd"  # root's home: the host's own (not /root, which stays shared: pyenv lives there)
+        passwd.write_text("".join(_home(line, host.dir / "home") for line in
+                                  Path("/etc/passwd").read_text().splitlines(keepends=True)))
+        (host.dir / "hostname").write_text(host.netns + "\n")  # Ray finds a host's address from its name
+        (host.dir / "hosts").write_text("127.0.0.1 localhost\n" + "".join(f"{h.ip} {h.netns}\n" for h in self.hosts))
+        config = host.dir / "sshd_config"
+        config.write_text("\n".join([
+            f"ListenAddress {host.ip}", "Port 22", f"HostKey {host_key}", f"PidFile {host.dir / 'sshd.pid'}",
+            f"AuthorizedKeysFile {authorized}", "PermitRootLogin prohibit-password", "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no", "PrintMotd no", "PrintLastLog no",
+            "MaxStartups 200", "MaxSessions 200", "AcceptEnv LANG LC_*", "Subsystem sftp internal-sftp", ""]))
+        log = (host.dir / "host.log").open("ab")
+        self._procs[host.name] = proc = subprocess.Popen(
+            ["ip", "netns", "exec", host.netns, "unshare", "--mount", "--uts", "--pid", "--fork", "--mount-proc",
+             sys.executable, "-I", str(INIT), str(host.dir)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        self._init_pids[host.name] = _child_of(proc.pid)
+
+    def down(self) -> None:
+        """Kill every process of every host, delete the namespaces, the veths and the bridge. Idempotent."""
+        for host in self.hosts:
+            self.kill(host)
+        for host in self.hosts:
+            proc = self._procs.pop(host.name, None)
+            if proc is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=10)
+            subprocess.run(["ip", "netns", "del", host.netns], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
+
+    # --- using the hosts --------------------------------------------------------------------------------------
+    def host(self, name: str) -> Host:
+        return next(h for h in self.hosts if h.name == name)
+
+    def kill(self, host: Host | str) -> None:
+        """Lose a host: SIGKILL its first process, so the kernel kills every process the host ran (its raylet, its
+        workers, its sshd) at once, as a machine that loses power. Its address stays on the bridge, answering
+        nothing."""
+        name = host if isinstance(host, str) else host.name
+        pid = self._init_pids.pop(name, None)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def ssh(self, host: Host | str, command: str, *, timeout: float | None = None, check: bool = True,
+            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``command`` in a login shell on ``host`` over SSH (the way ``ray up`` does), its output captured."""
+        target = self.host(host) if isinstance(host, str) else host
+        prefix = "".join(f"export {k}={shlex.quote(v)}; " for k, v in sorted((env or {}).items()))
+        argv = ["ssh", *self.ssh_options(), f"root@{target.ip}", "bash --login -c " + shlex.quote(prefix + command)]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        if check and done.returncode != 0:
+            raise subprocess.CalledProcessError(done.returncode, command, done.stdout, done.stderr)
+        return done
+
+    def ssh_options(self) -> list[str]:
+        return ["-i", str(self.key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
+
+    def popen(self, host: Host | str, command: str, log: Path, env: Mapping[str, str] | None = None
+              ) -> subprocess.Popen[bytes]:
+        """Start ``command`` on ``host`` over SSH without waiting, its output to ``log``."""
+        target = self.host(host) if isinstance(host, str) else host
+        prefix = "".join(f"export {k}={shlex.quote(v)}; " for k, v in sorted((env or {}).items()))
+        with log.open("ab") as out:
+            return subprocess.Popen(["ssh", *self.ssh_options(), f"root@{target.ip}",
+                                     "bash --login -c " + shlex.quote(prefix + command)],
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+
+
+def sweep() -> list[str]:
+    """Delete the namespaces and bridges a testbed whose process is gone left behind; what was deleted."""
+    gone = []
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout.split()
+    links = [line.split()[0].split("@")[0] for line in
+             subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=False).stdout.splitlines()]
+    for name in [*names, *links]:
+        match = _NAME.match(name)
+        if match and not _alive(int(match.group(1))):
+            kind = "netns" if name in names else "link"
+            if kind == "netns":
+                for pid in subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True,
+                                          check=False).stdout.split():
+                    with contextlib.suppress(ProcessLookupError, ValueError):
+                        os.kill(int(pid), signal.SIGKILL)
+            subprocess.run(["ip", kind, "del", name], capture_output=True, check=False)
+            gone.append(name)
+    return gone
+
+
+def _require() -> None:
+    if sys.platform != "linux":
+        raise TestbedError("a testbed needs Linux (network, PID and mount namespaces)")
+    if os.geteuid() != 0:
+        raise TestbedError("a testbed needs root (ip netns, veth pairs, a bridge, mounts): run it as root")
+    missing = [tool for tool in ("ip", "unshare", "ssh", "ssh-keygen", "rsync") if shutil.which(tool) is None]
+    if not Path("/usr/sbin/sshd").exists():
+        missing.append("/usr/sbin/sshd")
+    if missing:
+        raise TestbedError(f"a testbed needs {', '.join(missing)}: apt-get install iproute2 util-linux "
+                           "openssh-server openssh-client rsync")
+
+
+def _home(line: str, home: Path) -> str:
+    fields = line.split(":")
+    if len(fields) == 7 and fields[0] == "root":
+        fields[5] = str(home)
+        return ":".join(fields)
+    return line
+
+
+def _run(*argv: str) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise TestbedError(f"{' '.join(argv)}: {done.stderr.strip() or done.stdout.strip()}")
+
+
+def _child_of(pid: int, timeout_s: float = 5.0) -> int:
+    """The PID of the process ``unshare --fork`` (running as ``pid``, after ``ip netns exec`` exec'd it) forked."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            if children:
+                return int(children[0])
+        time.sleep(0.01)
+    raise TestbedError(f"the testbed host process {pid} forked no first process in {timeout_s:.0f} s")
+
+
+def _accepts(ip: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((ip, port)) == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
