@@ -10,6 +10,8 @@
 with ``num_cpus=0`` (they wait far more than they run, so hundreds share two cores); one call per node
 per batch, only to the nodes that receive a record of it, all in flight at once; the answers merged in
 round order (cause seq, node order, emission order: a stable sort of the concatenation in node order).
+Each shell runs on the driver's node (a node affinity), unless placement
+rules (:mod:`runtime.placement`) ask for a resource that only some nodes declare; a rebuilt shell asks the same.
 
 **The data plane.** Ray creates, places and supervises the shells, and carries the cold calls (a restarted
 shell's catch-up, the liveness probe). The batches, and the snapshots a checkpoint takes (an empty frame asks
@@ -33,19 +35,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
 from runtime.events import Event, Record
 from runtime.log import EventLog
 from runtime.logger import get_logger
+from runtime.placement import Rule, check, resources_for
 from runtime.topology import Node, Routes
 
 from .channel import Channel, ChannelClosed, ChannelServer
 
-__all__ = ["RayRunner", "Shell"]
+__all__ = ["RayRunner", "Recovery", "Shell"]
 
 _encode = msgspec.msgpack.Encoder().encode
 _RECORDS = msgspec.msgpack.Decoder(list[Record])
@@ -54,6 +58,8 @@ _SNAPSHOT = msgspec.msgpack.Decoder(tuple[int, bytes])
 _SNAPSHOT_REQUEST = b""  # on a channel: a snapshot (a batch is never empty: an empty list is one byte of msgpack)
 _TAIL_BATCH = 10_000  # records per call while a restarted shell catches up
 PROBE_S = 10.0
+REBUILD_TRIES = 5
+"""how many times a dead shell is rebuilt before the runner gives up (:meth:`RayRunner._restart`)"""
 """a batch unanswered this long: ask Ray whether its shell is still alive (a lost node closes no connection)"""
 
 
@@ -108,6 +114,12 @@ class Shell:
         """The seq of the last record handled (0 before any)."""
         return self._last_seq
 
+    def node_ip(self) -> str:
+        """The address of the node this shell runs on."""
+        import ray
+
+        return ray.util.get_node_ip_address()
+
 
 _ACTOR: Any = None
 
@@ -121,6 +133,18 @@ def _actor_class() -> Any:
     return _ACTOR
 
 
+class Recovery(NamedTuple):
+    """A shell rebuilt after its death: from its snapshot at ``checkpoint_seq`` (0: from scratch), fed the
+    ``replayed`` records routed to it through ``through_seq``, in ``seconds`` (from the rebuild's start until its
+    channel connected)."""
+
+    node: str
+    checkpoint_seq: int
+    through_seq: int
+    replayed: int
+    seconds: float
+
+
 class _Dead(Exception):
     """A shell found dead while its batch was in flight (internal: the runner restarts it)."""
 
@@ -129,17 +153,44 @@ class RayRunner:
     """One :class:`Shell` actor per node on the connected Ray cluster (module docstring). ``channels=False``
     sends every batch through Ray calls (the fallback path, for comparison and tests)."""
 
-    def __init__(self, nodes: Sequence[Node], log: EventLog, *, channels: bool = True) -> None:
+    def __init__(self, nodes: Sequence[Node], log: EventLog, *, channels: bool = True,
+                 placement: Sequence[Rule] = ()) -> None:
         self.nodes = tuple(nodes)
         self.log = log
         self.routes = Routes(self.nodes)
         self.use_channels = channels
-        self.actors = [_actor_class().remote(node) for node in self.nodes]
+        self.placement = tuple(placement)
+        if self.placement:
+            import ray
+
+            check(self.placement, ray.cluster_resources(), [node.name for node in self.nodes])
+        self.actors = [self._new(i) for i in range(len(self.nodes))]
         self.channels: list[Channel | None] = [None] * len(self.nodes)
         self.kept: list[tuple[int, bytes] | None] = [None] * len(self.nodes)  # (seq, snapshot) for restarts
         self.restarts = 0
+        self.recoveries: list[Recovery] = []
+        """every shell rebuilt, in order"""
         self._last_seq = 0
         self._ready = False
+
+    def _new(self, i: int, *args: Any) -> Any:
+        """A shell actor for node ``i``: where the placement rules say (:mod:`runtime.placement`), else on the
+        driver's node (the sequencer's round trips stay on one host; a soft affinity let Ray spill shells to other
+        nodes while the driver's was busy starting workers)."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        resources = resources_for(self.placement, self.nodes[i].name)
+        if resources is not None:
+            options: dict[str, Any] = {"resources": resources}
+        else:
+            here = ray.get_runtime_context().get_node_id()
+            options = {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=here, soft=False)}
+        return _actor_class().options(**options).remote(self.nodes[i], *args)
+
+    async def where(self) -> list[str]:
+        """The address of the node each shell runs on, in node order."""
+        return list(await asyncio.gather(*(actor.node_ip.remote() for actor in self.actors)))
 
     async def ready(self) -> None:
         """Wait until every actor is up (its process started, its machine built) and its channel connected: a
@@ -244,13 +295,40 @@ class RayRunner:
         return [data for _, data in self.kept]  # type: ignore[misc]
 
     async def _restart(self, i: int, upto: int) -> None:
-        """A new shell for node ``i`` from its last snapshot and the log's records after it, through ``upto``."""
+        """A new shell for node ``i`` from its last snapshot and the log's records after it, through ``upto``. A
+        rebuilt shell that dies before it is ready is rebuilt again (Ray may place it on the very node being lost,
+        before that node is marked dead: seconds later it is cancelled), up to ``REBUILD_TRIES`` times."""
+        from ray.exceptions import RayActorError
+
         if self.channels[i] is not None:
             self.channels[i].close()  # type: ignore[union-attr]
             self.channels[i] = None
+        started = time.perf_counter()
+        for attempt in range(1, REBUILD_TRIES + 1):
+            try:
+                after, replayed = await self._rebuild(i, upto)
+                break
+            except RayActorError as exc:
+                if attempt == REBUILD_TRIES:
+                    raise RuntimeError(f"{self.nodes[i].name}: rebuilt {attempt} times, and each died before it was "
+                                       "ready; is any node left that can host it (its placement's resource)?") from exc
+                get_logger("runner").warning("rebuilt shell died before it was ready: rebuilding it again",
+                                             node=self.nodes[i].name, attempt=attempt, error=type(exc).__name__)
+                if self.channels[i] is not None:
+                    self.channels[i].close()  # type: ignore[union-attr]
+                    self.channels[i] = None
+        self.restarts += 1
+        recovery = Recovery(self.nodes[i].name, after, upto, replayed, time.perf_counter() - started)
+        self.recoveries.append(recovery)
+        get_logger("runner").warning("shell rebuilt", node=recovery.node, from_checkpoint_seq=after, through_seq=upto,
+                                     records_replayed=replayed, seconds=round(recovery.seconds, 3))
+
+    async def _rebuild(self, i: int, upto: int) -> tuple[int, int]:
+        """One try of :meth:`_restart`: ``(the seq of the snapshot it started from, the records it was fed)``."""
         kept = self.kept[i]
         after = 0 if kept is None else kept[0]
-        actor = _actor_class().remote(self.nodes[i], None if kept is None else kept[1], after)
+        actor = self._new(i, None if kept is None else kept[1], after)
+        replayed = 0
         tail: list[Record] = []
         targets = self.routes.targets
         if upto > after:
@@ -258,13 +336,16 @@ class RayRunner:
                 tail.extend(r for r in batch if i in targets(r.event))
                 if len(tail) >= _TAIL_BATCH:
                     await actor.handle_batch.remote(_encode(tail))
+                    replayed += len(tail)
                     tail = []
         if tail:
             await actor.handle_batch.remote(_encode(tail))
+            replayed += len(tail)
         self.actors[i] = actor
         if self.use_channels:
             await self._connect(i)
-        self.restarts += 1
+        await actor.last_seq.remote()  # ready: its process up, its machine built and fed
+        return after, replayed
 
     async def close(self) -> None:
         import ray

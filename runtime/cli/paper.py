@@ -84,6 +84,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--url", default=None, metavar="WS_URL", help="a running local exchange's WebSocket URL")
     p.add_argument("--runner", choices=("ray", "inprocess"), default="ray",
                    help="host the state machines on Ray actors (default) or in this process")
+    p.add_argument("--place", action="append", default=[], metavar="PATTERN=RESOURCE[:AMOUNT]",
+                   help="on a Ray cluster, run the state machines whose names match PATTERN (book:*, orchestrator, "
+                   "execution, cash, fills, positions, …) only on nodes that declare the custom RESOURCE (ray start "
+                   "--resources); repeatable, the first match wins; the rest stay on this node (README: cluster)")
     p.add_argument("--live-orders", action="store_true",
                    help="send REAL ORDERS to the venue instead of filling them on paper (default off): to the local "
                    "exchange with --venue sim, to Kalshi with --venue kalshi-demo or kalshi (production also needs "
@@ -115,6 +119,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"--venue kalshi --live-orders sends real orders with real money to Kalshi production: "
                          f"add {ACKNOWLEDGE} to confirm (or try --venue kalshi-demo, or --venue sim)")
     listen = _dashboard_address(args)
+    placement = _placement(args)
     count, tickers = parse_markets(args.markets)
     seed = settings.session.seed if args.seed is None else args.seed
     target = str(args.log or settings.log.target)
@@ -131,11 +136,13 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                            latency_ms=settings.paper.latency_ms, queue_model=settings.paper.queue_model, seed=seed,
                            prefix=session_id.rsplit("-", 1)[-1], execution="venue" if args.live_orders else "paper",
                            policy=base, rate_limits=settings.venue.tier)
+        if placement:  # refused before the log is made
+            _check_placement(placement, spec)
         config_hash, version = settings_hash(settings), code_version()
         meta = SessionMeta(session_id=session_id, mode=session_mode(spec, args.venue), venue=args.venue, seed=seed,
                            config_hash=config_hash, code_version=version, created_ns=time.time_ns())
         log = await create_log(target, meta, settings.log)
-        runner = await _runner(args.runner, spec, log)
+        runner = await _runner(args.runner, spec, log, placement)
         where = f"{target}{'&' if '?' in target else '?'}session={session_id}" if is_postgres(target) \
             else f"{target.rstrip('/')}/{session_id}"
         board = None if listen is None else _start_dashboard(where, listen, settings, args)
@@ -239,8 +246,39 @@ def _policies(name: str):
     return base, ModelSource(name)
 
 
-async def _runner(kind: str, spec: SessionSpec, log):
-    """The machines' host: Ray actors, or this process; the orchestrator's policies are the registry's."""
+def _placement(args: argparse.Namespace) -> tuple:
+    from ..placement import PlacementError, parse
+    from . import UsageError
+
+    try:
+        rules = parse(args.place)
+    except PlacementError as exc:
+        raise UsageError(f"--place: {exc}") from None
+    if rules and args.runner != "ray":
+        raise UsageError("--place places Ray actors: it needs --runner ray")
+    return rules
+
+
+def _check_placement(placement: tuple, spec: SessionSpec) -> None:
+    import ray
+
+    from policies.registry import PROVIDER
+
+    from ..placement import PlacementError, check
+    from ..topology import topology
+    from . import UsageError
+    from .cluster import connect
+
+    connect()
+    try:
+        check(placement, ray.cluster_resources(), [node.name for node in topology(spec, PROVIDER)])
+    except PlacementError as exc:
+        raise UsageError(f"--place: {exc}") from None
+
+
+async def _runner(kind: str, spec: SessionSpec, log, placement: tuple = ()):
+    """The machines' host: Ray actors (placed by ``placement``, :mod:`runtime.placement`), or this process; the
+    orchestrator's policies are the registry's."""
     from policies.registry import PROVIDER
 
     from ..sequencer import InProcessRunner
@@ -250,11 +288,22 @@ async def _runner(kind: str, spec: SessionSpec, log):
         return InProcessRunner(topology(spec, PROVIDER))
     from actors.shell import RayRunner
 
+    from ..placement import PlacementError
+    from . import UsageError
     from .cluster import connect
 
     connect()
-    runner = RayRunner(topology(spec, PROVIDER), log)
+    try:
+        runner = RayRunner(topology(spec, PROVIDER), log, placement=placement)
+    except PlacementError as exc:
+        raise UsageError(f"--place: {exc}") from None
     await runner.ready()  # every actor up before the feed subscribes: no backlog of stale market data
+    if placement:
+        where = await runner.where()
+        nodes = {ip: [n.name for n, at in zip(runner.nodes, where, strict=True) if at == ip] for ip in sorted(set(where))}
+        print("machines placed: " + "; ".join(f"{ip}: {len(names)} ({', '.join(names[:4])}"
+                                               f"{', …' if len(names) > 4 else ''})" for ip, names in nodes.items()),
+              flush=True)
     return runner
 
 
