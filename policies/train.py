@@ -144,18 +144,25 @@ def ppo_config(env: Any, env_config: dict[str, Any], *, seed: int = 0, roles: Se
                num_gpus_per_learner: float = 0.0, train_batch: int = 4_000, minibatch: int = 500, epochs: int = 6,
                lr: float = 3e-4, gamma: float = 0.9, lambda_: float = 0.95, entropy: float = 0.0,
                clip: float = 0.2, hidden: Sequence[int] = (64, 64),
-               envs_per_runner: int = 1) -> Any:
+               envs_per_runner: int = 1, placement: Sequence[Any] = ()) -> Any:
     """The PPO config (module docstring). ``env`` is an environment class; ``roles`` (multi-agent only) are the
-    modules, the agents of the environment, and ``train_roles`` those of them that train (default: all)."""
+    modules, the agents of the environment, and ``train_roles`` those of them that train (default: all).
+    ``placement`` (:mod:`runtime.placement` rules for ``env_runner`` and ``learner``) puts the env runners and the
+    learners on the nodes that declare a resource; a failed env runner is restarted (RLlib's fault tolerance)."""
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    from runtime.placement import resources_for
 
     model = DefaultModelConfig(fcnet_hiddens=list(hidden), head_fcnet_hiddens=[])
     config = (
         PPOConfig()
         .environment(env=env, env_config=env_config)
-        .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=envs_per_runner)
-        .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
+        .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=envs_per_runner,
+                     custom_resources_per_env_runner=resources_for(placement, "env_runner") or {})
+        .learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner,
+                  custom_resources_per_learner=resources_for(placement, "learner") or {})
+        .fault_tolerance(restart_failed_env_runners=True)
         .training(train_batch_size_per_learner=train_batch, minibatch_size=min(minibatch, train_batch),
                   num_epochs=epochs, lr=lr, gamma=gamma, lambda_=lambda_,
                   entropy_coeff=entropy, clip_param=clip)
@@ -320,9 +327,10 @@ def _policies_now(algo: Any, config: TrainConfig, acting: Sequence[Role], scalin
 
 def train(config: TrainConfig, out: str | Path, *, tapes: Sequence[Tape] | None = None,
           heldout: Sequence[Tape] | None = None, say: Callable[[str], None] = lambda _: None,
-          on_iteration: Callable[[dict[str, Any]], None] | None = None) -> TrainReport:
+          on_iteration: Callable[[dict[str, Any]], None] | None = None, placement: Sequence[Any] = ()) -> TrainReport:
     """Train (module docstring) and save the model under ``out``; ``tapes`` overrides loading ``config.data``,
-    ``heldout`` loading ``config.heldout``; ``on_iteration`` is given each iteration's history item as it ends."""
+    ``heldout`` loading ``config.heldout``; ``on_iteration`` is given each iteration's history item as it ends;
+    ``placement`` places the env runners and learners (:func:`ppo_config`; where they ran changes nothing learned)."""
     import asyncio
 
     import msgspec
@@ -374,8 +382,8 @@ def train(config: TrainConfig, out: str | Path, *, tapes: Sequence[Tape] | None 
                               num_gpus_per_learner=config.num_gpus_per_learner, train_batch=config.train_batch,
                               minibatch=config.minibatch, epochs=config.epochs, lr=config.lr, gamma=config.gamma,
                               lambda_=config.lambda_, entropy=config.entropy, clip=config.clip,
-                              hidden=config.hidden,
-                              envs_per_runner=config.envs_per_runner).build_algo()
+                              hidden=config.hidden, envs_per_runner=config.envs_per_runner,
+                              placement=placement).build_algo()
             if weights:  # the stage before's modules: carried on
                 algo.learner_group.set_weights({m: w for m, w in weights.items() if m in acting})
                 algo.env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group,

@@ -94,6 +94,8 @@ class VerifyReport(msgspec.Struct, kw_only=True):
     """how many segments were replayed (in parallel when more than one)"""
     jobs: int = 1
     """processes that replayed them"""
+    nodes: tuple[str, ...] = ()
+    """(on Ray) the addresses of the nodes the segments ran on, sorted"""
 
     @property
     def ok(self) -> bool:
@@ -125,13 +127,15 @@ async def verify(log: EventLog, progress: Callable[[int], None] | None = None, *
         runner = InProcessRunner(topology(spec, policies))
         part = await _walk(log, runner.nodes, runner.machines, 1, None, progress)
     elif on_ray:
-        part = await _on_ray(log, bounds, jobs, policies, progress)
+        part, nodes = await _on_ray(log, bounds, jobs, policies, progress)
     else:
         part = await _parallel(log, bounds, jobs, policies, progress)
     report = VerifyReport(location=log.location, spec=spec, records=part.last, inputs=part.inputs,
                           divergence=part.divergence, segments=len(bounds), jobs=min(jobs, len(bounds)),
                           seconds=time.perf_counter() - started)
     report.derived = dict(sorted(part.derived.items()))
+    if on_ray and len(bounds) > 1:
+        report.nodes = tuple(sorted(nodes))
     return report
 
 
@@ -213,26 +217,38 @@ async def _parallel(log: EventLog, bounds: list[tuple[int, int | None]], jobs: i
 
 
 async def _on_ray(log: EventLog, bounds: list[tuple[int, int | None]], jobs: int, policies: PolicyProvider,
-                  progress: Callable[[int], None] | None) -> _Part:
-    """The segments as Ray tasks (one CPU each), at most ``jobs`` running at once: on a cluster, replay runs at the
-    speed of all its cores. Each task reads its segment from the log itself: a PostgreSQL log, or a run directory on
+                  progress: Callable[[int], None] | None) -> tuple[_Part, set[str]]:
+    """The segments as Ray tasks (one CPU each, dealt over the nodes), at most ``jobs`` running at once: on a
+    cluster, replay runs at the speed of all its cores; the addresses of the nodes they ran on come back too. Each task reads its segment from the log itself: a PostgreSQL log, or a run directory on
     a filesystem every node sees. The environment the policies read (``policies.env_vars``: where the models are,
     ``--models``) is forwarded to the workers, so they look there too."""
     import ray
     from ray.exceptions import RayTaskError
 
     env = {name: os.environ[name] for name in policies.env_vars if os.environ.get(name)}
-    task = ray.remote(num_cpus=1, max_retries=0)(_segment_on_node).options(
-        **({"runtime_env": {"env_vars": env}} if env else {}))
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    task = ray.remote(num_cpus=1, max_retries=0)(_segment_on_node)
+    options = {"runtime_env": {"env_vars": env}} if env else {}
     target, session = log.target
+    nodes: set[str] = set()
+    # segments dealt round-robin over the nodes with CPUs (a soft affinity: a busy node's goes elsewhere); Ray's
+    # own SPREAD kept short tasks on the driver's node
+    cpus = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) >= 1)
+    dealt = iter(range(len(bounds)))
 
     async def on_ray(start: int, end: int | None) -> _Part:
+        k = next(dealt)
+        where = task.options(**options, **({"scheduling_strategy": NodeAffinitySchedulingStrategy(
+            node_id=cpus[k % len(cpus)], soft=True)} if cpus else {}))
         try:
-            return await task.remote(target, session, start, end, policies)
+            node, part = await where.remote(target, session, start, end, policies)
         except RayTaskError as exc:  # the task's own error (a log it cannot read, a model it cannot load)
             raise (exc.cause if isinstance(exc.cause, LogError | ValueError) else exc) from None
+        nodes.add(node)
+        return part
 
-    return await _share(bounds, [on_ray] * min(jobs, len(bounds)), progress)
+    return await _share(bounds, [on_ray] * min(jobs, len(bounds)), progress), nodes
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -253,14 +269,14 @@ def _context() -> multiprocessing.context.BaseContext:
 
 
 def _segment_on_node(target: str, session: str | None, start: int, end: int | None,
-                     policies: PolicyProvider) -> _Part:
-    """A Ray task's segment: a log this node cannot open says so, naming the node."""
-    try:
-        return _segment_in_process(target, session, start, end, policies)
-    except LogError as exc:
-        import ray
+                     policies: PolicyProvider) -> tuple[str, _Part]:
+    """A Ray task's segment, with the address of its node: a log this node cannot open says so, naming the node."""
+    import ray
 
-        node = ray.util.get_node_ip_address()
+    node = ray.util.get_node_ip_address()
+    try:
+        return node, _segment_in_process(target, session, start, end, policies)
+    except LogError as exc:
         raise LogError(f"{exc} (on the Ray node at {node}: each replays its segments from the log itself, so the log "
                        "must be one every node reaches: a PostgreSQL log, or a run directory on a shared filesystem)"
                        ) from None

@@ -108,6 +108,7 @@ async def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
         out: dict[str, Any] = {"log": report.location, "ok": report.ok, "records": report.records,
                                "inputs": report.inputs, "derived": report.derived, "seconds": report.seconds,
                                "records_per_s": report.rate, "segments": report.segments, "jobs": report.jobs,
+                               "nodes": list(report.nodes),
                                "divergence": None}
         if report.divergence is not None:
             d = report.divergence
@@ -117,7 +118,8 @@ async def verify_cmd(args: argparse.Namespace, settings: Settings) -> int:
         return 0 if report.ok else 1
     print(f"{report.location}: {report.records:,} records replayed ({report.inputs:,} inputs, {derived:,} derived) "
           f"in {report.seconds:.2f} s ({report.rate:,.0f} records/s"
-          + (f"; {report.segments} segments on {report.jobs} {'Ray workers' if args.ray else 'processes'})"
+          + (f"; {report.segments} segments on {report.jobs} {'Ray workers' if args.ray else 'processes'}"
+             + (f" on {len(report.nodes)} nodes: {', '.join(report.nodes)})" if report.nodes else ")")
              if report.segments > 1 else ")"))
     if report.derived:
         print("derived: " + ", ".join(f"{k} {v:,}" for k, v in report.derived.items()))

@@ -75,18 +75,56 @@ def test_ray_up_brings_up_every_node_with_its_declared_resources_and_token_auth(
     assert refused.returncode != 0, refused.stdout
 
 
-def test_a_paper_session_on_several_nodes_logs_what_one_process_logs(cluster, tmp_path_factory):
-    """Books and orchestrator on the workers (placement rules), the rest on the head: the channels cross hosts,
-    the log is byte for byte an in-process run's, and it verifies."""
+@pytest.fixture(scope="module")
+def paper_run(cluster, tmp_path_factory) -> Path:
+    """A paper session sequenced on the cluster by ``drive_paper.py`` on the head: its output directory."""
     out = tmp_path_factory.mktemp("paper")
     on_head(cluster, f"python {HERE / 'drive_paper.py'} {out}")
-    result = json.loads((out / "result.json").read_text())
+    return out
+
+
+def test_a_paper_session_on_several_nodes_logs_what_one_process_logs(cluster, paper_run):
+    """Books and orchestrator on the workers (placement rules), the rest on the head: the channels cross hosts,
+    the log is byte for byte an in-process run's, and it verifies."""
+    result = json.loads((paper_run / "result.json").read_text())
     workers = {w.ip for w in cluster.workers}
     assert {result["placed"]["orchestrator"]} <= workers
     assert {ip for name, ip in result["placed"].items() if name.startswith("book:")} <= workers
     assert result["placed"]["execution"] == cluster.head.ip  # no rule: the driver's node
     assert result["identical"], result
     assert result["verified"] and result["fills"] > 0 and not result["recoveries"], result
+
+
+def test_replay_verify_on_ray_runs_segments_on_every_node(cluster, paper_run):
+    """``tape replay verify --ray`` of a file log on the shared filesystem: its segments spread over the nodes."""
+    done = on_head(cluster, f"tape replay verify {paper_run / 'cluster'} --ray --jobs 3 --json",
+                   ).stdout.strip().splitlines()[-1]
+    report = json.loads(done)
+    assert report["ok"] and report["segments"] > 1, report
+    assert sorted(report["nodes"]) == sorted(h.ip for h in cluster.bed.hosts), report
+
+
+def test_a_training_job_runs_on_the_workers_and_the_head_trades_its_model(cluster, tmp_path_factory):
+    """``ray job submit -- tape train`` from the launcher, its env runners placed on the workers (``--place``): the
+    model version it saves on the shared filesystem is what ``tape eval`` and ``tape paper`` on the head load."""
+    shared = tmp_path_factory.mktemp("train")
+    on_head(cluster, f"tape synth --sessions 2 --markets 2 --duration 300 --seed 1 --log {shared / 'data'}")
+    job = cluster.ray("job", "submit", "--address", cluster.dashboard, "--",
+                      "tape", "train", "--data", str(shared / "data"), "--iterations", "2", "--train-batch", "400",
+                      "--minibatch", "200", "--epochs", "1", "--num-env-runners", "2", "--envs-per-runner", "1",
+                      "--place", "env_runner=tape_worker", "--out", str(shared / "models"), timeout=900, check=False)
+    assert job.returncode == 0 and "saved" in job.stdout, job.stdout[-4000:] + job.stderr[-4000:]
+    script = ("import json, ray; from ray.util.state import list_actors; ray.init(address='auto', logging_level='ERROR');"
+              "ips = {n['NodeID']: n['NodeManagerAddress'] for n in ray.nodes()};"
+              "print('RUNNERS=' + json.dumps(sorted(ips[a.node_id] for a in list_actors(detail=True, limit=10000) "
+              "if 'EnvRunner' in a.class_name)))")
+    listed = on_head(cluster, f"python -c {json.dumps(script)}").stdout
+    runners = json.loads(next(x for x in listed.splitlines() if x.startswith("RUNNERS="))[len("RUNNERS="):])
+    assert runners and set(runners) <= {w.ip for w in cluster.workers}, runners
+    evaluated = on_head(cluster, f"tape eval --data {shared / 'data'} --policies rule,{shared / 'models'} --json")
+    assert json.loads(evaluated.stdout.strip().splitlines()[-1]), evaluated.stdout
+    paper = on_head(cluster, f"tape paper --policies {shared / 'models'} --duration 5 --log {shared / 'runs'}")
+    assert "policies: model ppo@" in paper.stdout, paper.stdout
 
 
 def test_losing_the_orchestrators_node_in_a_session_loses_nothing(cluster, tmp_path_factory):
