@@ -28,6 +28,10 @@
 Never on a stale book, never on a closed market, never while an intent of the market is pending or an
 exit order of it is working, and no exit for ``exit_retry_ms`` after a close that did not complete. "Now"
 is the deciding event's ``ts_ns`` (for a timer, the time it was logged), never the wall clock.
+The markets a timer makes due are decided as one by one in the configured order, but in lockstep: each role is
+asked once per step for all the markets at that step (``decide_many``: one call to a policy actor,
+:mod:`actors.policy_actor`), and a market after one that placed an order decides again on the cash that order
+left (:meth:`Orchestrator._round`). The events are the same bytes either way.
 
 **What it decides.** A flat market with no working order runs signal → sizing → entry, unless it closes
 within ``entry_cutoff_s`` (no new entries then; exits go on until the close). A market with a position
@@ -54,7 +58,7 @@ its ``version`` is then what the decisions record. Without a loader the event ch
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -71,6 +75,7 @@ from policies.base import (
     SizingDecision,
     SizingObservation,
     WorkingOrder,
+    decide_many,
 )
 from policies.features import FeatureSpec, FeatureTracker, TrackerState
 from runtime.events import (
@@ -105,7 +110,8 @@ from .machine import NOTHING
 from .market_info import on_grid
 from .positions import Positions, PositionsSnapshot
 
-__all__ = ["Decision", "MarketState", "Orchestrator", "OrchestratorConfig", "OrchestratorSnapshot", "OwnOrder", "Step", "run", "worst_case_cost"]
+__all__ = ["Decision", "MarketState", "Orchestrator", "OrchestratorConfig", "OrchestratorSnapshot", "OwnOrder", "Step",
+           "lockstep", "run", "worst_case_cost"]
 
 _NS = 1_000_000_000
 _MS = 1_000_000
@@ -124,6 +130,7 @@ Step = tuple[Role, Any]
 """what a decision yields: the role to decide and its observation"""
 Decision = Generator[Step, Any, None]
 """a decision in progress (:meth:`Orchestrator.decision`): send it each role's decision"""
+_R = TypeVar("_R")
 
 
 def run(decision: Decision, policies: Mapping[Role, Policy]) -> None:
@@ -134,6 +141,37 @@ def run(decision: Decision, policies: Mapping[Role, Policy]) -> None:
             role, obs = decision.send(policies[role].decide(obs))
     except StopIteration:
         pass
+
+
+def lockstep(decisions: Sequence[Generator[Step, Any, _R]], policies: Mapping[Role, Policy]) -> list[_R]:
+    """Drive ``decisions`` together to their ends, what each returns in order: at each step every decision still
+    running has yielded a ``(role, observation)``, and each role present is asked once for all of its observations
+    (``decide_many``, roles in :data:`ROLES` order). A decision's answers are what :func:`run` would give it (a
+    policy is deterministic given its observation), so this is for decisions that do not depend on each other."""
+    results: list[Any] = [None] * len(decisions)
+    steps: dict[int, Step] = {}
+    for k, decision in enumerate(decisions):
+        try:
+            steps[k] = next(decision)
+        except StopIteration as stop:
+            results[k] = stop.value
+    while steps:
+        asked: dict[Role, list[int]] = {}
+        for k, (role, _) in steps.items():
+            asked.setdefault(role, []).append(k)
+        answers: dict[int, Any] = {}
+        for role in ROLES:
+            ks = asked.get(role)
+            if ks:
+                answers.update(zip(ks, decide_many(policies[role], [steps[k][1] for k in ks]), strict=True))
+        running: dict[int, Step] = {}
+        for k in steps:  # (ascending: the order they were first stepped in)
+            try:
+                running[k] = decisions[k].send(answers[k])
+            except StopIteration as stop:
+                results[k] = stop.value
+        steps = running
+    return results
 
 
 def worst_case_cost(fees: FeeSchedule, market: str, side: Literal["bid", "ask"], price: int, count: int) -> int:
@@ -276,6 +314,9 @@ class Orchestrator:
         self._pending_cost = 0
         self._halted = False
         self._models: dict[Role, ModelLoaded] = {}
+        self.lockstep = True
+        """a timer's round of decisions driven in lockstep (:meth:`_round`: each role asked once per step for every
+        market), or, False, one market after the other: the same events either way (a test compares them)"""
 
     # -- reads ----------------------------------------------------------------------------------
     @property
@@ -342,9 +383,35 @@ class Orchestrator:
             run(self.decision(seq, ts_ns, market, out), self.policies)
             return out or NOTHING
         out = []
-        for market in self.fold(seq, ts_ns, event, out):
-            run(self.decision(seq, ts_ns, market, out), self.policies)
+        due = self.fold(seq, ts_ns, event, out)
+        if len(due) > 1 and self.lockstep:
+            self._round(seq, ts_ns, due, out)
+        else:
+            for market in due:
+                run(self.decision(seq, ts_ns, market, out), self.policies)
         return out or NOTHING
+
+    def _round(self, seq: int, now: int, markets: Sequence[str], out: list[Event]) -> None:
+        """The decisions of several markets due at once (a timer), exactly as made one by one in ``markets`` order,
+        but each role asked once per step for all the markets at that step (:func:`lockstep`).
+
+        One by one, a market decides on the state the markets before it left, and the only part of it one market's
+        decision changes for another is what an intent does: its worst-case cost is held out of the free cash (in
+        every observation, and what the cash check compares with), and it numbers the next client order id. So the
+        markets are decided in waves: a wave runs the decisions of every market not yet decided, from the state as
+        it is, and commits them in order up to the first one that emitted an intent; the markets after that one are
+        decided again by the next wave, from the state it left (their first answers are dropped: a policy is
+        deterministic given its observation and keeps no state, so asking again costs only time). A round costs
+        each role one call per wave: one, unless orders go out in several markets of it."""
+        start = 0
+        while start < len(markets):
+            made = lockstep([self._deciding(seq, now, m, out) for m in markets[start:]], self.policies)
+            for decision in made:
+                start += 1
+                if decision is not None:
+                    self._commit(decision, out)
+                    if any(type(e) is OrderIntent for e in decision.orders):
+                        break
 
     def fold(self, seq: int, ts_ns: int, event: Event, out: list[Event]) -> Sequence[str]:
         """Fold one event and return the markets whose decision it makes due, in the configured order; events the
@@ -489,22 +556,37 @@ class Orchestrator:
         ``(role, observation)`` for each role it runs and is sent that role's decision back; what it derives is
         appended to ``out``. Driven by :func:`run` with policies, or step by step by a training environment:
         the same code either way."""
+        made = yield from self._deciding(seq, now, market, out)
+        if made is not None:
+            self._commit(made, out)
+
+    def _deciding(self, seq: int, now: int, market: str, out: list[Event]) -> Generator[Step, Any, _Decision | None]:
+        """:meth:`decision` up to its last answer: what it made (None: it ran no role), nothing committed yet. Its
+        reads of the orchestrator's state beyond ``market``'s own are the free cash and the intents in ``out``,
+        which only a committed intent changes (:meth:`_round`)."""
         state = self._markets[market]
         state.last_decided_ns = now
         if self._pending_in.get(market):
-            return
+            return None
         orders = self.working(market)
         if orders and any(o.purpose == "exit" for o in orders):
-            return
+            return None
         decision = _Decision(seq, market, sum(1 for e in out if type(e) is OrderIntent) if out else 0)
         if self.position(market) or orders:
             if state.exit_retry_ns is not None and now < state.exit_retry_ns:
-                return
+                return None
             yield from self._exit(decision, now, orders)
         elif state.close_ts_ms is None or state.close_ts_ms * _MS - now > self.config.entry_cutoff_s * _NS:
             yield from self._enter(decision, now)
         else:
-            return
+            return None
+        return decision
+
+    def _commit(self, decision: _Decision, out: list[Event]) -> None:
+        """Log what a decision made (if it placed or canceled an order, or its outcome changed) and hold its
+        intents' worst-case cost out of the free cash."""
+        market = decision.market
+        state = self._markets[market]
         outcome = decision.outcome
         if decision.orders or outcome != state.last_outcome:
             out.extend(decision.decided())

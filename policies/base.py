@@ -29,11 +29,14 @@ training and live alike.
 
 **Policies.** A policy has a ``role``, a ``version`` (recorded in every ``PolicyDecided`` it causes) and
 ``decide(observation) -> decision``. It must be deterministic given the observation and its version
-(inference mode): no clock, no unseeded randomness, no state carried between calls.
+(inference mode): no clock, no unseeded randomness, no state carried between calls. ``decide_many(observations)``
+answers several at once, each exactly as ``decide`` would (the orchestrator asks a role once for all the markets of
+a decision round; a policy in a Ray actor answers them in one call).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, Protocol, TypeVar
 
 import msgspec
@@ -62,6 +65,7 @@ __all__ = [
     "SizingObservation",
     "SizingPolicy",
     "WorkingOrder",
+    "decide_many",
 ]
 
 ROLES: tuple[Role, ...] = ("signal", "sizing", "entry", "exit")  # the order a decision runs them in
@@ -279,6 +283,19 @@ class Policy(Protocol[O_contra, D_co]):
         ...
 
     def decide(self, obs: O_contra, /) -> D_co: ...
+
+    def decide_many(self, observations: Sequence[O_contra], /) -> list[D_co]:
+        """The decisions for several observations at once (the markets of one decision round), in order: exactly
+        ``[decide(o) for o in observations]``, which is what this default does. A policy hosted elsewhere answers
+        them in one call (:mod:`actors.policy_actor`)."""
+        return [self.decide(o) for o in observations]
+
+
+def decide_many(policy: Policy, observations: Sequence, /) -> list:
+    """``policy.decide_many(observations)``, or for a policy without it (one that does not subclass :class:`Policy`,
+    as a rule written against the protocol), its ``decide`` of each in turn."""
+    many = getattr(policy, "decide_many", None)
+    return list(many(observations)) if many is not None else [policy.decide(o) for o in observations]
 
 
 SignalPolicy = Policy[SignalObservation, SignalDecision]
