@@ -8,7 +8,9 @@ lost and it is rebuilt. The first matching rule wins; a paper session's machine 
 driver's node (:class:`actors.shell.RayRunner`: the lowest latency).
 
 The names are a paper session's state machines (``book:KXSIM-000``, ``orchestrator``, ``execution``, ``cash``,
-``fills``, …: :mod:`runtime.topology`), and ``env_runner`` and ``learner`` for training. Placement changes where
+``fills``, …: :mod:`runtime.topology`), its policy actors (``policy:signal``, …: :mod:`actors.policy_actor`, placed
+by ``tape paper --policy-actors RESOURCE[:AMOUNT]``, :func:`parse_resource`), and ``env_runner`` and ``learner`` for
+training. Placement changes where
 machines run, never what they derive: a session's log is the same bytes wherever its machines ran.
 
 A rule naming a resource no node of the cluster offers is refused before anything starts (Ray would otherwise
@@ -58,6 +60,16 @@ def parse(specs: Sequence[str]) -> tuple[Rule, ...]:
                                  f"{resource.strip()} (ask for CPUs and GPUs with the command's own options)")
         rules.append(Rule(pattern.strip(), resource.strip(), value))
     return tuple(rules)
+
+
+def parse_resource(pattern: str, target: str) -> Rule:
+    """The rule ``PATTERN=target`` for an option that places one kind of thing and so takes ``RESOURCE[:AMOUNT]``
+    alone (``tape paper --policy-actors``: ``policy:*``), checked as :func:`parse` checks a rule."""
+    if "=" in target:
+        raise PlacementError(f"{target!r}: expected RESOURCE[:AMOUNT] (the names are given: {pattern}), "
+                             "e.g. 'tape_gpu' or 'tape_gpu:0.5'")
+    (rule,) = parse([f"{pattern}={target}"])
+    return rule
 
 
 def resources_for(rules: Sequence[Rule], name: str) -> dict[str, float] | None:

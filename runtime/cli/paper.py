@@ -88,6 +88,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="on a Ray cluster, run the state machines whose names match PATTERN (book:*, orchestrator, "
                    "execution, cash, fills, positions, …) only on nodes that declare the custom RESOURCE (ray start "
                    "--resources); repeatable, the first match wins; the rest stay on this node (README: cluster)")
+    p.add_argument("--policy-actors", nargs="?", const="", default=None, metavar="RESOURCE[:AMOUNT]",
+                   help="run each role's policy in a Ray actor of its own, asked once per decision round for every "
+                   "market (a large network on a node of its own): on the nodes that declare the custom RESOURCE if "
+                   "given, else on this node; needs --runner ray; the log is the same bytes (README: cluster)")
     p.add_argument("--live-orders", action="store_true",
                    help="send REAL ORDERS to the venue instead of filling them on paper (default off): to the local "
                    "exchange with --venue sim, to Kalshi with --venue kalshi-demo or kalshi (production also needs "
@@ -120,6 +124,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                          f"add {ACKNOWLEDGE} to confirm (or try --venue kalshi-demo, or --venue sim)")
     listen = _dashboard_address(args)
     placement = _placement(args)
+    policy_actors = _policy_actors(args)
     count, tickers = parse_markets(args.markets)
     seed = settings.session.seed if args.seed is None else args.seed
     target = str(args.log or settings.log.target)
@@ -138,11 +143,14 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                            policy=base, rate_limits=settings.venue.tier)
         if placement:  # refused before the log is made
             _check_placement(placement, spec)
+        if policy_actors:
+            _check_policy_actors(policy_actors)
         config_hash, version = settings_hash(settings), code_version()
         meta = SessionMeta(session_id=session_id, mode=session_mode(spec, args.venue), venue=args.venue, seed=seed,
                            config_hash=config_hash, code_version=version, created_ns=time.time_ns())
         log = await create_log(target, meta, settings.log)
-        runner = await _runner(args.runner, spec, log, placement)
+        hosts = None if policy_actors is None else _start_policy_actors(spec, policy_actors)  # kept to the end
+        runner = await _runner(args.runner, spec, log, placement, None if hosts is None else hosts[0].provider())
         where = f"{target}{'&' if '?' in target else '?'}session={session_id}" if is_postgres(target) \
             else f"{target.rstrip('/')}/{session_id}"
         board = None if listen is None else _start_dashboard(where, listen, settings, args)
@@ -171,6 +179,10 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                 loop.remove_signal_handler(signal.SIGINT)
             await log.mark("ended", f"paper {summary.reason}")
         status.clear()
+    if hosts is not None:
+        from actors.policy_actor import stop
+
+        stop(hosts[0])
     _print_summary(summary, spec, status.last)
     from policies.registry import PROVIDER
     from replay.verify import verify
@@ -259,6 +271,56 @@ def _placement(args: argparse.Namespace) -> tuple:
     return rules
 
 
+def _policy_actors(args: argparse.Namespace) -> tuple | None:
+    """``--policy-actors``' placement rules (none for the bare flag), or None without it."""
+    from ..placement import PlacementError, parse_resource
+    from . import UsageError
+
+    if args.policy_actors is None:
+        return None
+    if args.runner != "ray":
+        raise UsageError("--policy-actors hosts the policies in Ray actors: it needs --runner ray (in this process "
+                         "the orchestrator calls its policies directly)")
+    if not args.policy_actors:
+        return ()
+    try:
+        return (parse_resource("policy:*", args.policy_actors),)
+    except PlacementError as exc:
+        raise UsageError(f"--policy-actors: {exc}") from None
+
+
+def _check_policy_actors(rules: tuple) -> None:
+    import ray
+
+    from policies.base import ROLES
+
+    from ..placement import PlacementError, check
+    from . import UsageError
+    from .cluster import connect
+
+    connect()
+    try:
+        check(rules, ray.cluster_resources(), [f"policy:{role}" for role in ROLES])
+    except PlacementError as exc:
+        raise UsageError(f"--policy-actors: {exc}") from None
+
+
+def _start_policy_actors(spec: SessionSpec, rules: tuple) -> tuple:
+    """The session's policy actors, started from here, placed by ``rules``: ``(PolicyActors, their handles)``."""
+    from actors.policy_actor import PolicyActors, start, where
+    from policies.registry import PROVIDER
+
+    from .cluster import connect
+
+    connect()
+    actors = PolicyActors(PROVIDER, spec.prefix, rules)
+    handles = start(actors)
+    hosts = where(actors)
+    print("policy actors: " + "; ".join(f"{ip}: {', '.join(r for r, at in hosts.items() if at == ip)}"
+                                        for ip in sorted(set(hosts.values()))), flush=True)
+    return actors, handles
+
+
 def _check_placement(placement: tuple, spec: SessionSpec) -> None:
     import ray
 
@@ -276,9 +338,9 @@ def _check_placement(placement: tuple, spec: SessionSpec) -> None:
         raise UsageError(f"--place: {exc}") from None
 
 
-async def _runner(kind: str, spec: SessionSpec, log, placement: tuple = ()):
+async def _runner(kind: str, spec: SessionSpec, log, placement: tuple = (), policies=None):
     """The machines' host: Ray actors (placed by ``placement``, :mod:`runtime.placement`), or this process; the
-    orchestrator's policies are the registry's."""
+    orchestrator's policies are the registry's, or ``policies``' (a provider of policy actors' proxies)."""
     from policies.registry import PROVIDER
 
     from ..sequencer import InProcessRunner
@@ -294,7 +356,7 @@ async def _runner(kind: str, spec: SessionSpec, log, placement: tuple = ()):
 
     connect()
     try:
-        runner = RayRunner(topology(spec, PROVIDER), log, placement=placement)
+        runner = RayRunner(topology(spec, policies or PROVIDER), log, placement=placement)
     except PlacementError as exc:
         raise UsageError(f"--place: {exc}") from None
     await runner.ready()  # every actor up before the feed subscribes: no backlog of stale market data
