@@ -157,3 +157,34 @@ def run_env_bench(*, seconds: float = 3.0, rllib_steps: int = 4_000, rllib: bool
                            for k, v in figures.items() if k.startswith("rllib")})
             result["episode_steps"] = round(figures["episode_steps"])
     return result
+
+
+def measure_sampling(runners: int, steps_per_runner: int = 2_000, rounds: int = 3,
+                     placement: Any = (), envs_per_runner: int = ENVS_PER_RUNNER) -> dict[str, Any]:
+    """RLlib sampling env steps per second with ``runners`` remote env runners on the connected Ray cluster (placed
+    by ``placement``, :mod:`runtime.placement` rules for ``env_runner``), each sampling ``steps_per_runner`` steps of
+    the trading env at once; the best of ``rounds`` counts. ``nodes``: where the env runners ran. ``tape bench
+    cluster`` measures it on one worker and on two."""
+    import ray
+
+    from .env import TradingEnv
+    from .train import ppo_config
+
+    tapes = bench_tapes()
+    algo = ppo_config(TradingEnv, {"tapes": tapes}, num_env_runners=runners, train_batch=steps_per_runner,
+                      envs_per_runner=envs_per_runner, placement=placement).build_algo()
+    group = algo.env_runner_group
+    try:
+        group.foreach_env_runner(lambda r: len(r.sample(num_timesteps=steps_per_runner // 4)),
+                                 local_env_runner=False)  # warm-up: episodes started, the model traced
+        best = 0.0
+        for _ in range(max(1, rounds)):
+            started = time.perf_counter()
+            counts = group.foreach_env_runner(
+                lambda r: sum(len(e) for e in r.sample(num_timesteps=steps_per_runner, random_actions=False)),
+                local_env_runner=False)
+            best = max(best, sum(counts) / (time.perf_counter() - started))
+        nodes = group.foreach_env_runner(lambda r: ray.util.get_node_ip_address(), local_env_runner=False)
+    finally:
+        algo.stop()
+    return {"sps": round(best), "runners": runners, "nodes": sorted(nodes)}

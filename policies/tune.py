@@ -375,6 +375,8 @@ class TrialRecord(msgspec.Struct, kw_only=True):
     """the last report's"""
     version: str | None = None
     error: str | None = None
+    node: str | None = None
+    """the address of the Ray node it ran on"""
 
 
 class TuneReport(msgspec.Struct, kw_only=True):
@@ -439,6 +441,7 @@ def _callback(records: dict[str, TrialRecord], config_of: Callable[[dict[str, An
             r = self.record(trial)
             r.iterations = int(result["iteration"])
             r.heldout_pnl = float(result[METRIC])
+            r.node = result.get("node_ip") or r.node
             r.scores.append({"iteration": r.iterations, METRIC: r.heldout_pnl,
                              "episode_return": result.get("episode_return")})
             if result.get("final"):

@@ -28,7 +28,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from config import LogSettings
@@ -139,10 +139,11 @@ async def _replay_command(run: Path, jobs: int) -> dict:
 
 
 async def measure_latency(markets: int = 10, seconds: float = 15.0, *, policies: PolicyProvider, speed: float = 50.0,
-                          runner: str = "ray", policy: str = "random:3") -> dict[str, float]:
+                          runner: str = "ray", policy: str = "random:3", placement: Sequence = ()) -> dict[str, float]:
     """Tick-to-order latency in a real paper session, on Ray or in-process (see the module docstring). The seeded
     ``random`` baselines place an order on most decisions, so the figure has tens of samples a run (the ``rule``
-    baselines place a few per run); the path from a book update to its intent is the same code either way."""
+    baselines place a few per run); the path from a book update to its intent is the same code either way.
+    ``placement`` (:mod:`runtime.placement` rules) puts machines on other nodes of a cluster (``tape bench cluster``)."""
     from actors.shell import RayRunner
 
     from .paper import PaperSession
@@ -160,7 +161,7 @@ async def measure_latency(markets: int = 10, seconds: float = 15.0, *, policies:
     try:
         log = await create_log(scratch, meta, _SETTINGS)
         nodes = topology(spec, policies)
-        hosts = RayRunner(nodes, log) if runner == "ray" else InProcessRunner(nodes)
+        hosts = RayRunner(nodes, log, placement=placement) if runner == "ray" else InProcessRunner(nodes)
         if isinstance(hosts, RayRunner):
             await hosts.ready()  # the actors are up before the first market data arrives
         async with ExchangeServer(exchange, speed=speed) as server, log, \

@@ -197,6 +197,28 @@ def register(commands: argparse._SubParsersAction) -> None:
     d.add_argument("--json", action="store_true", help="print one JSON object")
     d.set_defaults(handler=bench_dashboard)
 
+    c = sub.add_parser(
+        "cluster", help="a real 3-node Ray cluster on this machine (namespaced hosts, ray up): sampling scaling, "
+        "cross-node tick-to-order latency",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Brings up Ray clusters with ray up of config/cluster-onprem.yaml on hosts made of Linux "
+        "namespaces on this machine (runtime/testbed: root, Debian's openssh-server and rsync): the head and one "
+        "worker, then the head and two. RLlib sampling with two env runners per worker on 1 worker and on 2 "
+        "(sampling_scaling), beside the same in processes on one node (local_scaling: the hosts share this "
+        "machine's cores); tick-to-order latency of a paper session with its books and orchestrator on the workers "
+        "against all on the head; ray up and ray down seconds. runtime/testbed/bench.py says what is timed. The "
+        "node-loss recovery is measured by tests/cluster (printed with -s).",
+        epilog="keys of --json: cores, cluster_up_s, cluster_down_s, sampling_sps_1_worker, sampling_nodes_1,\n"
+        "sampling_sps_2_workers, sampling_nodes_2, sampling_scaling, local_sps_2_runners, local_sps_4_runners,\n"
+        "local_scaling, latency_p50_ms, latency_p99_ms, decision_p50_ms, decision_p99_ms, the same with _one_node,\n"
+        "machine\n\nexample:\n  tape bench cluster --json")
+    c.add_argument("--steps", type=int, default=2_000, metavar="N",
+                   help="env steps each env runner samples per round (default 2,000)")
+    c.add_argument("--latency-seconds", type=float, default=20.0, metavar="S",
+                   help="length of each latency session (default 20)")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.set_defaults(handler=bench_cluster)
+
     m = sub.add_parser(
         "sim", help="the local exchange: matching-engine operations/s and order-flow model events/s",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -497,6 +519,23 @@ async def bench_dashboard(args: argparse.Namespace, settings: Settings) -> int:
     result = await run_dashboard_bench(policies=PROVIDER, markets=args.markets, clients=args.clients,
                                        seconds=args.seconds, speed=args.speed, say=say)
     return _report(args, f"tape bench dashboard: {args.markets} markets, {args.clients} clients", result)
+
+
+async def bench_cluster(args: argparse.Namespace, settings: Settings) -> int:
+    from ..testbed import TestbedError
+    from ..testbed.bench import run_cluster_bench
+    from ..testbed.hosts import require
+    from . import UsageError
+
+    if args.steps < 100 or not args.latency_seconds > 0:
+        raise UsageError("--steps must be at least 100 and --latency-seconds positive")
+    try:
+        require()
+    except TestbedError as exc:
+        raise UsageError(str(exc)) from None
+    say = Status().line if not args.json else (lambda m: None)
+    result = run_cluster_bench(steps=args.steps, latency_s=args.latency_seconds, say=say)
+    return _report(args, "tape bench cluster: three namespaced hosts on this machine, ray up", result)
 
 
 def _check_repeat(repeat: int) -> None:

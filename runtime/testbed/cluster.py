@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from .hosts import Testbed, TestbedError
+from .hosts import Host, Testbed, TestbedError
 
 ONPREM = Path(__file__).resolve().parents[2] / "config" / "cluster-onprem.yaml"
 GIB = 1024 ** 3
@@ -119,6 +119,15 @@ class RayCluster:
                 raise TestbedError(f"the cluster has {len(alive)} of {n} nodes alive after {timeout_s:.0f} s; "
                                    f"see {self.dir / 'ray-up.log'} and each host's /tmp/ray/session_latest/logs")
             time.sleep(1.0)
+
+    def rejoin(self, host: Host, timeout_s: float = 180.0) -> float:
+        """Bring a killed worker host back (its machine restarted) and wait until the cluster has every node again:
+        the head's autoscaler (v1) finds the listed worker's Ray gone and starts it over SSH, as it would on real
+        machines. The seconds it took."""
+        start = time.monotonic()
+        self.bed.revive(host)
+        self.wait_for_nodes(1 + len(self.workers), timeout_s)
+        return time.monotonic() - start
 
     @property
     def dashboard(self) -> str:

@@ -67,6 +67,8 @@ class Testbed:
         """the private key every host accepts for root (what a cluster file names as ``ssh_private_key``)"""
         self.hosts = [Host(f"h{i}", f"{self.subnet}.{10 + i}", f"tb{self.tag}h{i}", self.root / f"h{i}")
                       for i in range(n)]
+        self._host_key = self.root / "ssh_host_ed25519_key"
+        self._authorized = self.root / "authorized_keys"
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._init_pids: dict[str, int] = {}
         if len(self.bridge) > 15:
@@ -86,14 +88,12 @@ class Testbed:
 
     def up(self, timeout_s: float = 20.0) -> None:
         """Make the bridge and every host, start each host's sshd, and wait until each accepts connections."""
-        _require()
+        require()
         sweep()
         self.root.mkdir(parents=True, exist_ok=True)
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tape-testbed", "-f", str(self.key))
-        host_key = self.root / "ssh_host_ed25519_key"
-        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key))
-        authorized = self.root / "authorized_keys"
-        shutil.copy(self.key.with_suffix(".pub"), authorized)
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self._host_key))
+        shutil.copy(self.key.with_suffix(".pub"), self._authorized)
         _run("ip", "link", "add", self.bridge, "type", "bridge")
         _run("ip", "addr", "add", f"{self.subnet}.1/24", "dev", self.bridge)
         _run("ip", "link", "set", self.bridge, "up")
@@ -105,16 +105,27 @@ class Testbed:
             _run("ip", "-n", host.netns, "addr", "add", f"{host.ip}/24", "dev", "eth0")
             _run("ip", "-n", host.netns, "link", "set", "eth0", "up")
             _run("ip", "-n", host.netns, "link", "set", "lo", "up")
-            self._start(host, host_key, authorized)
+            self._start(host)
+        self._wait(self.hosts, timeout_s)
+
+    def revive(self, host: Host | str, timeout_s: float = 20.0) -> None:
+        """Start a killed host again (a machine back from a power cut: nothing of its processes, its files kept)."""
+        target = self.host(host) if isinstance(host, str) else host
+        if target.name in self._init_pids:
+            raise TestbedError(f"testbed host {target.name} is running: kill it first")
+        self._start(target)
+        self._wait([target], timeout_s)
+
+    def _wait(self, hosts: list[Host], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        for host in self.hosts:
+        for host in hosts:
             while not _accepts(host.ip, 22):
                 if time.monotonic() > deadline or self._procs[host.name].poll() is not None:
                     raise TestbedError(f"testbed host {host.name} ({host.ip}): sshd did not come up in {timeout_s:.0f} s;"
                                        f" its log, {host.dir / 'host.log'}:\n{_tail(host.dir / 'host.log')}")
                 time.sleep(0.05)
 
-    def _start(self, host: Host, host_key: Path, authorized: Path) -> None:
+    def _start(self, host: Host) -> None:
         for sub in ("home", "ray"):
             (host.dir / sub).mkdir(parents=True, exist_ok=True)
         exports = [f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH"]
@@ -128,8 +139,8 @@ class Testbed:
         (host.dir / "hosts").write_text("127.0.0.1 localhost\n" + "".join(f"{h.ip} {h.netns}\n" for h in self.hosts))
         config = host.dir / "sshd_config"
         config.write_text("\n".join([
-            f"ListenAddress {host.ip}", "Port 22", f"HostKey {host_key}", f"PidFile {host.dir / 'sshd.pid'}",
-            f"AuthorizedKeysFile {authorized}", "PermitRootLogin prohibit-password", "PasswordAuthentication no",
+            f"ListenAddress {host.ip}", "Port 22", f"HostKey {self._host_key}", f"PidFile {host.dir / 'sshd.pid'}",
+            f"AuthorizedKeysFile {self._authorized}", "PermitRootLogin prohibit-password", "PasswordAuthentication no",
             "KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no", "PrintMotd no", "PrintLastLog no",
             "MaxStartups 200", "MaxSessions 200", "AcceptEnv LANG LC_*", "Subsystem sftp internal-sftp", ""]))
         log = (host.dir / "host.log").open("ab")
@@ -174,7 +185,8 @@ class Testbed:
         argv = ["ssh", *self.ssh_options(), f"root@{target.ip}", "bash --login -c " + shlex.quote(prefix + command)]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         if check and done.returncode != 0:
-            raise subprocess.CalledProcessError(done.returncode, command, done.stdout, done.stderr)
+            raise TestbedError(f"on {target.name} ({target.ip}): {command!r} exited {done.returncode}:\n"
+                               f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         return done
 
     def ssh_options(self) -> list[str]:
@@ -212,7 +224,8 @@ def sweep() -> list[str]:
     return gone
 
 
-def _require() -> None:
+def require() -> None:
+    """Refuse (:class:`TestbedError`, saying what to install or do) where a testbed cannot be made."""
     if sys.platform != "linux":
         raise TestbedError("a testbed needs Linux (network, PID and mount namespaces)")
     if os.geteuid() != 0:

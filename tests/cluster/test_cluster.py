@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
+pytestmark = pytest.mark.timeout(1200)  # a cluster on two shared cores: minutes, not seconds
 REPO = HERE.parent.parent
 
 
@@ -114,17 +115,74 @@ def test_a_training_job_runs_on_the_workers_and_the_head_trades_its_model(cluste
                       "--minibatch", "200", "--epochs", "1", "--num-env-runners", "2", "--envs-per-runner", "1",
                       "--place", "env_runner=tape_worker", "--out", str(shared / "models"), timeout=900, check=False)
     assert job.returncode == 0 and "saved" in job.stdout, job.stdout[-4000:] + job.stderr[-4000:]
-    script = ("import json, ray; from ray.util.state import list_actors; ray.init(address='auto', logging_level='ERROR');"
-              "ips = {n['NodeID']: n['NodeManagerAddress'] for n in ray.nodes()};"
-              "print('RUNNERS=' + json.dumps(sorted(ips[a.node_id] for a in list_actors(detail=True, limit=10000) "
-              "if 'EnvRunner' in a.class_name)))")
-    listed = on_head(cluster, f"python -c {json.dumps(script)}").stdout
-    runners = json.loads(next(x for x in listed.splitlines() if x.startswith("RUNNERS="))[len("RUNNERS="):])
+    runners = env_runner_nodes(cluster, "DEAD")  # (the job has ended: its actors are gone)
     assert runners and set(runners) <= {w.ip for w in cluster.workers}, runners
     evaluated = on_head(cluster, f"tape eval --data {shared / 'data'} --policies rule,{shared / 'models'} --json")
     assert json.loads(evaluated.stdout.strip().splitlines()[-1]), evaluated.stdout
     paper = on_head(cluster, f"tape paper --policies {shared / 'models'} --duration 5 --log {shared / 'runs'}")
     assert "policies: model ppo@" in paper.stdout, paper.stdout
+
+
+def test_tune_runs_a_trial_on_every_node(cluster, tmp_path_factory):
+    """``tape tune`` on the head: three trials, each reserving two CPUs (itself and one env runner) on nodes of two,
+    so one runs on each node; the search record says where each ran, and the best is saved for the head to use."""
+    shared = tmp_path_factory.mktemp("tune")
+    on_head(cluster, f"tape synth --sessions 2 --markets 2 --duration 300 --seed 3 --log {shared / 'data'} && "
+                     f"tape synth --sessions 1 --markets 2 --duration 300 --seed 4 --log {shared / 'heldout'}")
+    (shared / "space.toml").write_text(
+        "[base]\niterations = 2\ntrain_batch = 400\nminibatch = 200\nepochs = 1\nnum_env_runners = 1\n"
+        "envs_per_runner = 1\nschedule = \"joint\"\n\n[space]\nlr = {choice = [1e-4, 3e-4, 1e-3]}\n")
+    on_head(cluster, f"tape tune --data {shared / 'data'} --heldout {shared / 'heldout'} --space {shared / 'space.toml'} "
+                     f"--trials 3 --max-concurrent 3 --storage {shared / 'runs'} --out {shared / 'models'}", timeout=900)
+    models = shared / "models"
+    record = json.loads((models / (models / "latest").read_text().strip() / "search.json").read_text())
+    trials = record["trials"]
+    assert [t["status"] for t in trials] == ["finished"] * 3, trials
+    assert sorted(t["node"] for t in trials) == sorted(h.ip for h in cluster.bed.hosts), trials
+
+
+def env_runner_nodes(cluster, state: str = "ALIVE") -> list[str]:
+    """The addresses of the nodes of the RLlib env runners in ``state``, as the head sees them."""
+    script = ("import json, ray; from ray.util.state import list_actors; ray.init(address='auto', logging_level='ERROR');"
+              "ips = {n['NodeID']: n['NodeManagerAddress'] for n in ray.nodes()};"
+              f"print('RUNNERS=' + json.dumps(sorted(ips[a.node_id] for a in list_actors(detail=True, limit=10000) "
+              f"if 'EnvRunner' in a.class_name and a.state == '{state}')))")
+    listed = on_head(cluster, f"python -c {json.dumps(script)}").stdout
+    return json.loads(next(x for x in listed.splitlines() if x.startswith("RUNNERS="))[len("RUNNERS="):])
+
+
+def job_status(cluster, job_id: str) -> str:
+    done = cluster.ray("job", "status", "--address", cluster.dashboard, job_id, check=False)
+    return (done.stdout + done.stderr).lower()
+
+
+def test_losing_a_worker_during_training_restarts_its_env_runners_and_training_completes(cluster, tmp_path_factory):
+    """Kill the worker host of an env runner after the second iteration: RLlib restarts the env runner on the other
+    worker, the job completes and saves its model. Then the host comes back and rejoins (for the next test)."""
+    shared = tmp_path_factory.mktemp("train-loss")
+    on_head(cluster, f"tape synth --sessions 2 --markets 2 --duration 300 --seed 2 --log {shared / 'data'}")
+    job_id = f"train-loss-{cluster.bed.tag}"
+    cluster.ray("job", "submit", "--address", cluster.dashboard, "--no-wait", "--submission-id", job_id, "--",
+                "tape", "train", "--data", str(shared / "data"), "--iterations", "20", "--train-batch", "1000",
+                "--minibatch", "500", "--epochs", "1", "--num-env-runners", "2", "--envs-per-runner", "1",
+                "--place", "env_runner=tape_worker", "--schedule", "joint", "--out", str(shared / "models"))
+    deadline = time.monotonic() + 600
+    while "iteration 2/20" not in (logs := cluster.ray("job", "logs", "--address", cluster.dashboard, job_id).stdout):
+        assert time.monotonic() < deadline, logs[-3000:]
+        time.sleep(2)
+    victim = next(h for h in cluster.workers if h.ip in env_runner_nodes(cluster))
+    cluster.bed.kill(victim)
+    killed = time.monotonic()
+    while not any(s in (status := job_status(cluster, job_id)) for s in ("succeeded", "failed", "stopped")):
+        assert time.monotonic() < killed + 420, status + cluster.ray(
+            "job", "logs", "--address", cluster.dashboard, job_id).stdout[-6000:]
+        time.sleep(3)
+    logs = cluster.ray("job", "logs", "--address", cluster.dashboard, job_id).stdout
+    assert "succeeded" in status and "iteration 20/20" in logs and "saved" in logs, status + logs[-4000:]
+    survivor = next(h for h in cluster.workers if h is not victim)
+    assert survivor.ip in env_runner_nodes(cluster, "DEAD")  # (every env runner of the job, ended with it)
+    print(f"\ntraining through a lost worker: finished {time.monotonic() - killed:.1f} s after the kill")
+    print(f"the lost worker, restarted, was back in the cluster (the autoscaler over SSH) in {cluster.rejoin(victim):.1f} s")
 
 
 def test_losing_the_orchestrators_node_in_a_session_loses_nothing(cluster, tmp_path_factory):

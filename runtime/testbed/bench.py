@@ -1,0 +1,110 @@
+"""``tape bench cluster``: a real Ray cluster on a testbed (package docstring), measured.
+
+* ``sampling_sps_1_worker`` / ``sampling_sps_2_workers``: RLlib sampling env steps per second with two env runners
+  per worker (each worker declares 2 CPUs), placed on the workers (``--place env_runner=tape_worker``), on a
+  cluster of the head and one worker, then of the head and two; ``sampling_scaling`` is their ratio. The hosts
+  share this machine's cores, so the same ratio in processes on one node (``local_scaling``: 2 then 4 env runners
+  on a local Ray) is printed beside it: what the cluster adds or costs is the difference.
+* ``latency_p50_ms`` / ``latency_p99_ms``: tick-to-order latency of a paper session (the seeded random baselines
+  on 10 markets, as ``tape bench runtime``) driven from the head with the books and the orchestrator on the
+  workers, every book update crossing hosts; ``…_one_node`` the same session with every machine on the head.
+* ``cluster_up_s`` / ``cluster_down_s``: ``ray up`` until every node is alive, and ``ray down``.
+
+Each measurement runs on the head as a Python process of its own (``python -c``), as a user's driver would; the
+figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .cluster import GIB, RayCluster
+from .hosts import Testbed
+
+_SAMPLING = """
+import json, ray
+ray.init(address={address!r}, logging_level="ERROR", log_to_driver=False{cpus})
+from policies.bench import measure_sampling
+from runtime.placement import parse
+print("RESULT=" + json.dumps(measure_sampling({runners}, {steps}, placement=parse({place!r}))))
+"""
+
+_LATENCY = """
+import asyncio, json, ray
+ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
+from policies.registry import PROVIDER
+from runtime.bench import measure_latency
+from runtime.placement import parse
+print("RESULT=" + json.dumps(asyncio.run(measure_latency(10, {seconds}, policies=PROVIDER,
+                                                         placement=parse({place!r})))))
+"""
+
+
+def _result(text: str) -> dict[str, Any]:
+    line = next((x for x in text.splitlines() if x.startswith("RESULT=")), None)
+    if line is None:
+        raise RuntimeError(f"a measurement printed no result:\n{text[-3000:]}")
+    return json.loads(line[len("RESULT="):])
+
+
+def _on_head(cluster: RayCluster, script: str, timeout: float) -> dict[str, Any]:
+    done = cluster.bed.ssh(cluster.head, f"cd {shlex.quote(os.getcwd())} && python -c {shlex.quote(script)}",
+                           timeout=timeout)
+    return _result(done.stdout)
+
+
+def _local(script: str, timeout: float) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the local measurement failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    return _result(done.stdout)
+
+
+def run_cluster_bench(*, steps: int = 2_000, latency_s: float = 20.0,
+                      say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Every figure of ``tape bench cluster`` (module docstring)."""
+    out: dict[str, Any] = {"cores": os.cpu_count()}
+    root = Path(tempfile.mkdtemp(prefix="tape-bench-cluster-"))
+    for workers in (1, 2):
+        with Testbed(1 + workers, root / f"bed{workers}", env={"RAY_AUTH_MODE": "token"}) as bed:
+            cluster = RayCluster(bed, cpus=2, memory_bytes=3 * GIB)
+            say(f"ray up: the head and {workers} worker(s) …")
+            try:
+                up = cluster.up()
+                if workers == 2:
+                    out["cluster_up_s"] = round(up, 1)
+                say(f"RLlib sampling, {2 * workers} env runners on the worker(s) …")
+                sampled = _on_head(cluster, _SAMPLING.format(address="auto", cpus="", runners=2 * workers,
+                                                             steps=steps, place=["env_runner=tape_worker"]), 900)
+                out[f"sampling_sps_{workers}_worker{'s' if workers > 1 else ''}"] = sampled["sps"]
+                out[f"sampling_nodes_{workers}"] = len(set(sampled["nodes"]))
+                if workers == 2:
+                    for name, place in (("", ["book:*=tape_worker", "orchestrator=tape_worker"]), ("_one_node", [])):
+                        say(f"tick-to-order latency, {'machines on the workers' if place else 'all on the head'} …")
+                        lat = _on_head(cluster, _LATENCY.format(seconds=latency_s, place=place), 600)
+                        out[f"latency_p50_ms{name}"] = round(lat.get("order_p50", float("nan")), 2)
+                        out[f"latency_p99_ms{name}"] = round(lat.get("order_p99", float("nan")), 2)
+                        out[f"decision_p50_ms{name}"] = round(lat.get("decision_p50", float("nan")), 2)
+                        out[f"decision_p99_ms{name}"] = round(lat.get("decision_p99", float("nan")), 2)
+            finally:
+                started = time.monotonic()
+                cluster.down()
+                if workers == 2:
+                    out["cluster_down_s"] = round(time.monotonic() - started, 1)
+    out["sampling_scaling"] = round(out["sampling_sps_2_workers"] / max(out["sampling_sps_1_worker"], 1), 2)
+    for runners in (2, 4):
+        say(f"the same sampling in processes on one node: {runners} env runners …")
+        local = _local(_SAMPLING.format(address="local", cpus=", num_cpus=4, include_dashboard=False",
+                                        runners=runners, steps=steps, place=[]), 900)
+        out[f"local_sps_{runners}_runners"] = local["sps"]
+    out["local_scaling"] = round(out["local_sps_4_runners"] / max(out["local_sps_2_runners"], 1), 2)
+    return out
