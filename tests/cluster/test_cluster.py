@@ -119,8 +119,13 @@ def test_a_training_job_runs_on_the_workers_and_the_head_trades_its_model(cluste
     assert runners and set(runners) <= {w.ip for w in cluster.workers}, runners
     evaluated = on_head(cluster, f"tape eval --data {shared / 'data'} --policies rule,{shared / 'models'} --json")
     assert json.loads(evaluated.stdout.strip().splitlines()[-1]), evaluated.stdout
-    paper = on_head(cluster, f"tape paper --policies {shared / 'models'} --duration 5 --log {shared / 'runs'}")
+    paper = on_head(cluster, f"tape paper --policies {shared / 'models'} --duration 5 --log {shared / 'runs'} "
+                             f"--place 'book:*=tape_worker'")
     assert "policies: model ppo@" in paper.stdout, paper.stdout
+    placed = next(line for line in paper.stdout.splitlines() if line.startswith("machines placed: "))
+    by_node = dict(part.split(": ", 1) for part in placed[len("machines placed: "):].split("; "))
+    assert set(by_node) - {cluster.head.ip} and all("book:" in by_node[ip] for ip in set(by_node) - {cluster.head.ip})
+    assert "book:" not in by_node.get(cluster.head.ip, ""), placed
 
 
 def test_tune_runs_a_trial_on_every_node(cluster, tmp_path_factory):
