@@ -28,10 +28,11 @@
 Never on a stale book, never on a closed market, never while an intent of the market is pending or an
 exit order of it is working, and no exit for ``exit_retry_ms`` after a close that did not complete. "Now"
 is the deciding event's ``ts_ns`` (for a timer, the time it was logged), never the wall clock.
-The markets a timer makes due are decided as one by one in the configured order, but in lockstep: each role is
-asked once per step for all the markets at that step (``decide_many``: one call to a policy actor,
-:mod:`actors.policy_actor`), and a market after one that placed an order decides again on the cash that order
-left (:meth:`Orchestrator._round`). The events are the same bytes either way.
+The markets a timer makes due are decided as one by one in the configured order; with policies that answer
+several observations at once (``decide_many``: one call to a policy actor, :mod:`actors.policy_actor`) in
+lockstep: each role is asked once per step for all the markets at that step, and a market after one that placed an
+order decides again on the cash that order left (:meth:`Orchestrator._round`). The events are the same bytes
+either way.
 
 **What it decides.** A flat market with no working order runs signal → sizing → entry, unless it closes
 within ``entry_cutoff_s`` (no new entries then; exits go on until the close). A market with a position
@@ -314,9 +315,11 @@ class Orchestrator:
         self._pending_cost = 0
         self._halted = False
         self._models: dict[Role, ModelLoaded] = {}
-        self.lockstep = True
-        """a timer's round of decisions driven in lockstep (:meth:`_round`: each role asked once per step for every
-        market), or, False, one market after the other: the same events either way (a test compares them)"""
+        self.lockstep: bool | None = None
+        """a timer's round of decisions driven in lockstep (True: :meth:`_round`, each role asked once per step for
+        every market), one market after the other (False), or (None) in lockstep when a policy answers several
+        observations itself (has ``decide_many``: a policy actor's proxy), since for policies in this process it only
+        costs time: the same events every way (a test compares them)"""
 
     # -- reads ----------------------------------------------------------------------------------
     @property
@@ -384,12 +387,15 @@ class Orchestrator:
             return out or NOTHING
         out = []
         due = self.fold(seq, ts_ns, event, out)
-        if len(due) > 1 and self.lockstep:
+        if len(due) > 1 and (self._batches() if self.lockstep is None else self.lockstep):
             self._round(seq, ts_ns, due, out)
         else:
             for market in due:
                 run(self.decision(seq, ts_ns, market, out), self.policies)
         return out or NOTHING
+
+    def _batches(self) -> bool:
+        return any(getattr(p, "decide_many", None) is not None for p in self.policies.values())
 
     def _round(self, seq: int, now: int, markets: Sequence[str], out: list[Event]) -> None:
         """The decisions of several markets due at once (a timer), exactly as made one by one in ``markets`` order,

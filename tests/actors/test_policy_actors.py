@@ -44,7 +44,7 @@ def session(policy: str = "rule", *, markets: int = 4, duration_s: float = 1200)
     return spec, inputs
 
 
-def in_process(spec, provider: PolicyProvider = PROVIDER, *, lockstep: bool = True):
+def in_process(spec, provider: PolicyProvider = PROVIDER, *, lockstep: bool | None):
     def make(log):
         runner = InProcessRunner(topology(spec, provider))
         orchestrator = runner.machines[-1]
@@ -79,7 +79,7 @@ async def test_a_round_in_lockstep_logs_what_one_market_after_the_other_logs(tmp
     random policies place orders in several markets of one round, so the later ones must see the cash the earlier
     ones' orders hold (and number their client order ids after theirs)."""
     spec, inputs = session(policy)
-    await write_session(tmp_path / "lockstep", spec, inputs, runner=in_process(spec))
+    await write_session(tmp_path / "lockstep", spec, inputs, runner=in_process(spec, lockstep=True))
     await write_session(tmp_path / "serial", spec, inputs, runner=in_process(spec, lockstep=False))
     records = await read_all(tmp_path / "lockstep" / "run")
     assert encode(records) == await log_bytes(tmp_path / "serial" / "run")
@@ -88,6 +88,7 @@ async def test_a_round_in_lockstep_logs_what_one_market_after_the_other_logs(tmp
     fills = sum(type(r.event) is OrderFilled for r in records)
     if policy == "rule":
         assert fills >= 15, fills
+        assert not topology(spec, PROVIDER)[-1].build()._batches()  # in-process rules: one by one, by default
     else:
         assert sum(n >= 2 for seq, n in intents.items() if seq in timers) >= 5  # orders in several markets of a round
 
@@ -228,8 +229,8 @@ def test_tape_paper_refuses_policy_actors_it_cannot_run(tmp_path, args, message)
 @pytest.mark.slow
 async def test_round_latency_figures(ray_session, tmp_path):
     """Prints, never asserts, what a timer's round of four markets costs the orchestrator (its ``handle`` of the
-    ``TimerFired``, the decisions included): policies in its process, in policy actors with the round in lockstep,
-    and in policy actors one market after the other. Asserts only that all three derive the same events. Run:
+    ``TimerFired``, the decisions included): policies in its process (one market after the other, the default there),
+    in policy actors with the round in lockstep (the default there), and in policy actors one market after the other. Asserts only that all three derive the same events. Run:
     ``pytest tests/actors/test_policy_actors.py -k latency -s``."""
     import statistics
     import time
@@ -243,7 +244,7 @@ async def test_round_latency_figures(ray_session, tmp_path):
     hosts = actors()
     kept = start(hosts)
     figures, outputs = {}, []
-    for name, provider, lockstep in (("in process", PROVIDER, True), ("policy actors, lockstep", hosts.provider(), True),
+    for name, provider, lockstep in (("in process", PROVIDER, None), ("policy actors, lockstep", hosts.provider(), None),
                                      ("policy actors, one by one", hosts.provider(), False)):
         machine = topology(spec, provider)[-1].build()
         machine.lockstep = lockstep  # type: ignore[attr-defined]
