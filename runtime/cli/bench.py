@@ -206,12 +206,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         "worker, then the head and two. RLlib sampling with two env runners per worker on 1 worker and on 2 "
         "(sampling_scaling), beside the same in processes on one node (local_scaling: the hosts share this "
         "machine's cores); tick-to-order latency of a paper session with its books and orchestrator on the workers "
-        "against all on the head; ray up and ray down seconds. runtime/testbed/bench.py says what is timed. The "
-        "node-loss recovery is measured by tests/cluster (printed with -s).",
+        "against all on the head; a node lost under a paper session: what its recovery took; ray up and ray down "
+        "seconds. runtime/testbed/bench.py says what is timed.",
         epilog="keys of --json: cores, cluster_up_s, cluster_down_s, sampling_sps_1_worker, sampling_nodes_1,\n"
         "sampling_sps_2_workers, sampling_nodes_2, sampling_scaling, local_sps_2_runners, local_sps_4_runners,\n"
         "local_scaling, latency_p50_ms, latency_p99_ms, decision_p50_ms, decision_p99_ms, the same with _one_node,\n"
-        "machine\n\nexample:\n  tape bench cluster --json")
+        "node_loss_machines_rebuilt, node_loss_recovery_s, node_loss_records_replayed, node_loss_rest_of_session_s,\n"
+        "node_loss_log_identical, machine\n\nexample:\n  tape bench cluster --json")
     c.add_argument("--steps", type=int, default=2_000, metavar="N",
                    help="env steps each env runner samples per round (default 2,000)")
     c.add_argument("--latency-seconds", type=float, default=20.0, metavar="S",
@@ -534,7 +535,8 @@ async def bench_cluster(args: argparse.Namespace, settings: Settings) -> int:
     except TestbedError as exc:
         raise UsageError(str(exc)) from None
     say = Status().line if not args.json else (lambda m: None)
-    result = run_cluster_bench(steps=args.steps, latency_s=args.latency_seconds, say=say)
+    result = run_cluster_bench(provider="policies.registry:PROVIDER", steps=args.steps,
+                               latency_s=args.latency_seconds, say=say)
     return _report(args, "tape bench cluster: three namespaced hosts on this machine, ray up", result)
 
 

@@ -8,6 +8,10 @@
 * ``latency_p50_ms`` / ``latency_p99_ms``: tick-to-order latency of a paper session (the seeded random baselines
   on 10 markets, as ``tape bench runtime``) driven from the head with the books and the orchestrator on the
   workers, every book update crossing hosts; ``…_one_node`` the same session with every machine on the head.
+* ``node_loss_*``: a paper session from the head (:mod:`runtime.testbed.session`) whose orchestrator's worker is
+  killed partway: how many machines were rebuilt, the longest rebuild (from its start until its channel was open:
+  Ray's 10-30 s to declare the node dead come before), the log records replayed into them, the rest of the session's
+  seconds, and whether its log is the in-process run's byte for byte and verifies.
 * ``cluster_up_s`` / ``cluster_down_s``: ``ray up`` until every node is alive, and ``ray down``.
 
 Each measurement runs on the head as a Python process of its own (``python -c``), as a user's driver would; the
@@ -69,9 +73,35 @@ def _local(script: str, timeout: float) -> dict[str, Any]:
     return _result(done.stdout)
 
 
-def run_cluster_bench(*, steps: int = 2_000, latency_s: float = 20.0,
+def _node_loss(cluster: RayCluster, out: Path, provider: str) -> dict[str, Any]:
+    """:mod:`runtime.testbed.session` with ``--kill`` on the head: the worker running the orchestrator is killed
+    once the session is partway through; what the recovery took."""
+    out.mkdir(parents=True)
+    driver = cluster.bed.popen(cluster.head, f"cd {shlex.quote(os.getcwd())} && python -m runtime.testbed.session "
+                                             f"{shlex.quote(str(out))} {provider} --kill", out / "driver.log")
+    deadline = time.monotonic() + 600
+    while not (out / "placed.json").exists():
+        if driver.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the node-loss session ended early:\n{(out / 'driver.log').read_text()[-3000:]}")
+        time.sleep(0.1)
+    placed = json.loads((out / "placed.json").read_text())
+    cluster.bed.kill(next(h for h in cluster.workers if h.ip == placed["orchestrator"]))
+    (out / "killed").write_text("")
+    if driver.wait(timeout=900) != 0:
+        raise RuntimeError(f"the node-loss session failed:\n{(out / 'driver.log').read_text()[-3000:]}")
+    result = json.loads((out / "result.json").read_text())
+    recoveries = result["recoveries"]
+    return {"node_loss_machines_rebuilt": len(recoveries),
+            "node_loss_recovery_s": round(max((r["seconds"] for r in recoveries), default=0.0), 1),
+            "node_loss_records_replayed": sum(r["replayed"] for r in recoveries),
+            "node_loss_rest_of_session_s": round(result["seconds_after_kill"], 1),
+            "node_loss_log_identical": bool(result["identical"] and result["verified"])}
+
+
+def run_cluster_bench(*, provider: str, steps: int = 2_000, latency_s: float = 20.0,
                       say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Every figure of ``tape bench cluster`` (module docstring)."""
+    """Every figure of ``tape bench cluster`` (module docstring); ``provider`` names the policy provider the
+    sessions on the head use, as ``module:attribute`` (the kernel imports no policies)."""
     out: dict[str, Any] = {"cores": os.cpu_count()}
     root = Path(tempfile.mkdtemp(prefix="tape-bench-cluster-"))
     for workers in (1, 2):
@@ -95,6 +125,8 @@ def run_cluster_bench(*, steps: int = 2_000, latency_s: float = 20.0,
                         out[f"latency_p99_ms{name}"] = round(lat.get("order_p99", float("nan")), 2)
                         out[f"decision_p50_ms{name}"] = round(lat.get("decision_p50", float("nan")), 2)
                         out[f"decision_p99_ms{name}"] = round(lat.get("decision_p99", float("nan")), 2)
+                    say("node loss: a paper session from the head, the orchestrator's worker killed partway …")
+                    out.update(_node_loss(cluster, root / "loss", provider))
             finally:
                 started = time.monotonic()
                 cluster.down()

@@ -78,9 +78,9 @@ def test_ray_up_brings_up_every_node_with_its_declared_resources_and_token_auth(
 
 @pytest.fixture(scope="module")
 def paper_run(cluster, tmp_path_factory) -> Path:
-    """A paper session sequenced on the cluster by ``drive_paper.py`` on the head: its output directory."""
+    """A paper session sequenced on the cluster by ``runtime/testbed/session.py`` on the head: its output directory."""
     out = tmp_path_factory.mktemp("paper")
-    on_head(cluster, f"python {HERE / 'drive_paper.py'} {out}")
+    on_head(cluster, f"python -m runtime.testbed.session {out} policies.registry:PROVIDER")
     return out
 
 
@@ -197,7 +197,8 @@ def test_losing_the_orchestrators_node_in_a_session_loses_nothing(cluster, tmp_p
     short."""
     out = tmp_path_factory.mktemp("loss")
     log = out / "driver.log"
-    driver = cluster.bed.popen(cluster.head, f"cd {REPO} && python {HERE / 'drive_paper.py'} {out} --kill", log)
+    driver = cluster.bed.popen(
+        cluster.head, f"cd {REPO} && python -m runtime.testbed.session {out} policies.registry:PROVIDER --kill", log)
     deadline = time.monotonic() + 600
     while not (out / "placed.json").exists():
         assert driver.poll() is None, log.read_text()[-4000:]

@@ -1,11 +1,14 @@
-"""A paper session sequenced on the cluster, run on its head node by the cluster tests (over SSH, as a user would).
+"""A paper session sequenced on a cluster from its head node, against the same session in one process: what the
+cluster tests and ``tape bench cluster`` run on a testbed's head (over SSH, as a user's driver would).
 
-``python drive_paper.py OUT [--kill]``: the inputs of ``replay.bench.paper_inputs`` (seed 7: 4 markets, 20 minutes of event
-time) sequenced with the machines as Ray actors, the books and the orchestrator placed on the workers
-(``--place``-style rules on ``tape_worker``), a checkpoint every 500 records; then the same inputs sequenced in
-process. With ``--kill``, halfway through it writes ``OUT/placed.json`` (where each machine runs) and waits for
-``OUT/killed`` (the test has killed the orchestrator's node), then goes on. It writes ``OUT/result.json``: where the
-machines ran, the recoveries, whether the two logs hold the same bytes, and the replay verification.
+``python -m runtime.testbed.session OUT PROVIDER [--kill]``: the inputs of ``replay.bench.paper_inputs`` (seed 7: 4
+markets, 20 minutes of event time, 17 fills) sequenced with the machines as Ray actors, the books and the
+orchestrator placed on the workers (``book:*=tape_worker``, ``orchestrator=tape_worker``), a checkpoint every 500
+records; then the same inputs sequenced in process. ``PROVIDER`` names the policy provider as ``module:attribute``
+(``policies.registry:PROVIDER``: the kernel imports no policies, it is told where they are). With ``--kill``,
+partway through it writes ``OUT/placed.json`` (where each machine runs) and waits for ``OUT/killed`` (the caller
+has killed the orchestrator's node), then goes on. It writes ``OUT/result.json``: where the machines ran, the
+recoveries, whether the two logs hold the same bytes, and the replay verification.
 """
 
 from __future__ import annotations
@@ -46,11 +49,12 @@ def encoded(records: list) -> list[bytes]:
     return [msgspec.msgpack.encode(r) for r in records]
 
 
-async def main(out: Path, kill: bool) -> None:
+async def main(out: Path, provider: str, kill: bool) -> None:
+    import importlib
+
     import ray
 
     from actors.shell import RayRunner
-    from policies.registry import PROVIDER
     from replay.bench import paper_inputs
     from replay.verify import verify
     from runtime.log import open_log
@@ -58,6 +62,8 @@ async def main(out: Path, kill: bool) -> None:
     from runtime.sequencer import InProcessRunner
     from runtime.topology import topology
 
+    module, _, name = provider.partition(":")
+    provided = getattr(importlib.import_module(module), name)  # the injected policy provider
     ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
     spec, inputs = paper_inputs(seed=7, markets=4, duration_s=1200)
     rules = parse(["book:*=tape_worker", "orchestrator=tape_worker"])
@@ -65,7 +71,7 @@ async def main(out: Path, kill: bool) -> None:
     killed_at: list[float] = []
 
     async def on_ray(log):
-        runner = RayRunner(topology(spec, PROVIDER), log, placement=rules)
+        runner = RayRunner(topology(spec, provided), log, placement=rules)
         await runner.ready()
         placed.update(zip([n.name for n in runner.nodes], await runner.where(), strict=True))
         return runner
@@ -89,11 +95,11 @@ async def main(out: Path, kill: bool) -> None:
     finished = ended[0]
 
     async def in_process(log):
-        return InProcessRunner(topology(spec, PROVIDER))
+        return InProcessRunner(topology(spec, provided))
 
     alone, _ = await sequence(out, "inprocess", spec, inputs, in_process)
     async with await open_log(out / "cluster") as log:
-        report = await verify(log, policies=PROVIDER, jobs=1)
+        report = await verify(log, policies=provided, jobs=1)
     result = {
         "placed": placed, "after": after, "records": len(on_cluster), "identical": encoded(on_cluster) == encoded(alone),
         "first_difference": next((a.seq for a, b in zip(on_cluster, alone, strict=False) if encoded([a]) != encoded([b])),
@@ -107,4 +113,4 @@ async def main(out: Path, kill: bool) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]), "--kill" in sys.argv[2:]))
+    asyncio.run(main(Path(sys.argv[1]), sys.argv[2], "--kill" in sys.argv[3:]))
