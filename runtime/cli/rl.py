@@ -276,11 +276,17 @@ async def run_train(args: argparse.Namespace, settings: Settings) -> int:
         _check(config)
     except (ValueError, msgspec.ValidationError) as exc:
         raise UsageError(str(exc)) from None
+    from runtime.placement import PlacementError, parse
+
+    try:
+        placement = parse(args.place)  # (a malformed rule is refused before the data loads)
+    except PlacementError as exc:
+        raise UsageError(f"--place: {exc}") from None
     tapes = await _tapes(args.data, args.markets)
     heldout = await _tapes(list(args.heldout), args.markets) if args.heldout and args.eval_every else None
     connect()
     _check_gpus(config)
-    placement = _check_placement(args.place, config)
+    _check_placement(placement, config)
     status = Status()
     say = status.line
     started = time.perf_counter()
@@ -296,24 +302,22 @@ async def run_train(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _check_placement(specs: list[str], config) -> tuple:
+def _check_placement(rules: tuple, config) -> None:
     """``--place`` rules for ``env_runner`` and ``learner``, refused at once when the cluster cannot meet them (Ray
     would leave the actors pending forever) or when nothing they name runs as an actor."""
     import ray
 
-    from runtime.placement import PlacementError, check, parse
+    from runtime.placement import PlacementError, check
 
     from . import UsageError
 
     names = [name for name, count in (("env_runner", config.num_env_runners), ("learner", config.num_learners))
              if count > 0]
     try:
-        rules = parse(specs)
         if rules:
             check(rules, ray.cluster_resources(), names or ["(no actors: --num-env-runners and --num-learners are 0)"])
     except PlacementError as exc:
         raise UsageError(f"--place: {exc}") from None
-    return rules
 
 
 def _check_gpus(config) -> None:

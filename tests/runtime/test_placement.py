@@ -40,3 +40,19 @@ def test_a_resource_no_node_offers_or_a_rule_matching_nothing_is_refused_at_once
         check(parse(["orchestrator=tape_gpu"]), offered)
     with pytest.raises(PlacementError, match="matches nothing to place"):
         check(parse(["orchestratr=tape_worker"]), offered, ["orchestrator", "cash"])
+
+
+@pytest.mark.parametrize("command", ["paper --duration 1", "train --data data --iterations 1"])
+def test_the_commands_refuse_a_malformed_rule_before_anything_runs(command, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tape = str(Path(sys.executable).with_name("tape"))
+    subprocess.run([tape, "synth", "--sessions", "1", "--markets", "1", "--duration", "60", "--log", "data"],
+                   cwd=tmp_path, capture_output=True, timeout=120, check=True)
+    done = subprocess.run([tape, *command.split(), "--place", "orchestrator"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120, check=False)
+    assert done.returncode == 2 and "--place: placement 'orchestrator': expected PATTERN=RESOURCE" in done.stderr, \
+        done.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]  # nothing written
