@@ -61,7 +61,7 @@ class Testbed:
         self.tag = os.getpid() if tag is None else tag
         self.root = Path(root).resolve()
         self.env = dict(env or {})
-        self.subnet = f"10.213.{self.tag % 250 + 1}"
+        self.subnet = _free_subnet(self.tag)
         self.bridge = f"tb{self.tag}br"
         self.key = self.root / "id_ed25519"
         """the private key every host accepts for root (what a cluster file names as ``ssh_private_key``)"""
@@ -236,6 +236,18 @@ def require() -> None:
     if missing:
         raise TestbedError(f"a testbed needs {', '.join(missing)}: apt-get install iproute2 util-linux "
                            "openssh-server openssh-client rsync")
+
+
+def _free_subnet(tag: int) -> str:
+    """A /24 of 10.213.0.0/16 that no interface of this machine has an address in: the one the tag picks, or the
+    next free one (two testbeds at once, whatever their tags, never share a subnet)."""
+    done = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True, check=False)
+    used = {int(m) for m in re.findall(r"inet 10\.213\.(\d+)\.", done.stdout)}
+    for k in range(250):
+        third = (tag + k) % 250 + 1
+        if third not in used:
+            return f"10.213.{third}"
+    raise TestbedError("every /24 of 10.213.0.0/16 is in use on this machine: take down the testbeds there")
 
 
 def _home(line: str, home: Path) -> str:
