@@ -3,7 +3,7 @@ held-out sessions. Figures to print, never assertions; wall time is what is meas
 
 The run: ``flow`` (:mod:`policies.flow`) and, when every held-out tape has its fair-value sidecar, the oracle
 (:mod:`policies.oracle`) play the held-out tapes once (:func:`policies.evaluate.evaluate`); then :func:`~policies.train.train`
-runs the :class:`~policies.train.TrainConfig` that ``tape train`` builds with its defaults (four roles, staged, 8
+runs the :class:`~policies.train.TrainConfig` that ``tape train`` builds with its defaults (signal, entry and exit learning, sizing the rule's, staged, 8
 environments per env runner, sampling and learning in this process) with the held-out tapes given and ``eval_every``
 K: the held-out PnL of the policies as they are every K iterations and after the last.
 
@@ -44,9 +44,10 @@ def bench_config(data: Sequence[str], *, iterations: int = 30, eval_every: int =
                  train_batch: int = 4_000) -> Any:
     """The :class:`~policies.train.TrainConfig` ``tape train --data DATA --iterations N --eval-every K --seed S``
     builds with its other options at their defaults (``runtime/cli/rl.py``'s ``run_train``)."""
+    from .base import LEARNING
     from .train import TrainConfig
 
-    return TrainConfig(data=tuple(data), iterations=iterations, eval_every=eval_every, seed=seed,
+    return TrainConfig(data=tuple(data), roles=LEARNING, iterations=iterations, eval_every=eval_every, seed=seed,
                        train_batch=train_batch, envs_per_runner=ENVS_PER_RUNNER,
                        env_config={"cash": CASH, "lot": 10 * 100, "latency_ms": 50, "curriculum": 0, "max_steps": 0})
 

@@ -93,3 +93,14 @@ def test_bad_arguments_exit_2_naming_them(capsys, args, needle):
 def test_help_says_what_is_timed(capsys):
     status, out, _ = run_main(capsys, "bench", "train", "--help")
     assert status == 0 and "minutes_to_flow" in out and "keys of --json" in out and "example:" in out
+
+
+def test_the_benchmark_trains_the_roles_tape_train_trains_by_default():
+    from policies.base import LEARNING
+    from policies.bench_train import bench_config
+    from runtime.cli import _parser
+    from runtime.cli.rl import LEARNING_TEXT
+
+    args = _parser().parse_args(["train", "--data", "somewhere"])
+    assert tuple(args.roles.split(",")) == LEARNING == bench_config(["somewhere"]).roles
+    assert ",".join(LEARNING) == LEARNING_TEXT
