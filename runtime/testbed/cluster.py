@@ -13,6 +13,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +24,8 @@ import yaml
 from .hosts import Host, Testbed, TestbedError
 
 ONPREM = Path(__file__).resolve().parents[2] / "config" / "cluster-onprem.yaml"
+RAY = str(Path(sys.executable).with_name("ray")) if Path(sys.executable).with_name("ray").exists() else "ray"
+"""this Python's ``ray`` (a ``tape`` run by its path, outside its activated environment, has no ``ray`` on PATH)"""
 GIB = 1024 ** 3
 
 
@@ -89,7 +92,7 @@ class RayCluster:
     def ray(self, *args: str, timeout: float = 120, check: bool = True, log: str | None = None
             ) -> subprocess.CompletedProcess[str]:
         """``ray ARGS`` on the launcher; its output appended to ``launcher/LOG`` when named."""
-        done = subprocess.run(["ray", *args], env=self.env, capture_output=True, text=True, timeout=timeout,
+        done = subprocess.run([RAY, *args], env=self.env, capture_output=True, text=True, timeout=timeout,
                               check=False, cwd=self.dir)
         if log:
             with (self.dir / log).open("a") as out:
