@@ -3,7 +3,7 @@ held-out sessions. Figures to print, never assertions; wall time is what is meas
 
 The run: ``flow`` (:mod:`policies.flow`) and, when every held-out tape has its fair-value sidecar, the oracle
 (:mod:`policies.oracle`) play the held-out tapes once (:func:`policies.evaluate.evaluate`); then :func:`~policies.train.train`
-runs the :class:`~policies.train.TrainConfig` that ``tape train`` builds with its defaults (signal, entry and exit learning, sizing the rule's, staged, 8
+runs the :class:`~policies.train.TrainConfig` that ``tape train`` builds with its defaults (four roles, staged, 8
 environments per env runner, sampling and learning in this process) with the held-out tapes given and ``eval_every``
 K: the held-out PnL of the policies as they are every K iterations and after the last.
 

@@ -16,7 +16,7 @@ from .cluster import connect
 from .progress import Status
 
 ROLES_TEXT = "signal,sizing,entry,exit"
-LEARNING_TEXT = "signal,entry,exit"  # policies.base.LEARNING (a test keeps them equal)
+LEARNING_TEXT = ROLES_TEXT  # policies.base.LEARNING (a test keeps them equal)
 POLICIES_TEXT = "rule, flow, random[:SEED] or a model directory saved by tape train"
 
 
@@ -33,9 +33,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "those that learn, the others stay --frozen (rule baselines). Each role is rewarded with its own share of "
         "each trade (policies/rewards.py: the signal the market's move over a decision horizon, entry and exit the "
         "execution and timing against it, sizing what the size made of it; declining to trade is charged what the "
-        "horizon would have paid); by default the signal, entry and exit learn, in stages (--schedule staged: the "
-        "signal first, then entry and exit; sizing last when --roles names it), and sizing stays the rule's: with "
-        "its stage too, held-out results were worse and erratic (README, training). Observations are scaled per feature as fitted on --data, actions masked where "
+        "horizon would have paid); by default the roles learn in stages (--schedule staged: the signal first, then "
+        "entry and exit, then sizing). Observations are scaled per feature as fitted on --data, actions masked where "
         "they cannot apply; both are saved with the model. --regimes K fits a K-state hidden Markov model of the "
         "markets' volatility, activity and spread on --data (policies/regimes.py) and gives every role the "
         "probabilities of its states, filtered causally from the market's recent samples; it is saved with the model "
@@ -61,14 +60,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     t.add_argument("--env", choices=("roles", "single"), default="roles",
                    help="roles: the four roles as agents (default); single: one agent for everything")
     t.add_argument("--roles", default=LEARNING_TEXT, metavar="R1,R2",
-                   help=f"(--env roles) the roles that learn, among {ROLES_TEXT} (default {LEARNING_TEXT}: sizing stays "
-                   "the rule's, which held out better; README, training)")
+                   help=f"(--env roles) the roles that learn, among {ROLES_TEXT} (default all four; signal,entry,exit "
+                   "leaves sizing the rule's: README, training, compares them)")
     t.add_argument("--frozen", default="rule", metavar="rule|flow|random|DIR",
                    help="(--env roles) the policies of the roles that do not learn: the rule baselines (default), "
                    "random, or a model trained before (its roles keep its weights)")
     t.add_argument("--schedule", choices=("joint", "staged"), default=None,
                    help="(--env roles) joint: every role learns from the first iteration; staged: the signal first "
-                   "(the others rules), then entry and exit, then sizing if it learns (default staged)")
+                   "(the others rules), then entry and exit, then sizing (default staged)")
     t.add_argument("--iterations", type=int, default=20, metavar="N", help="PPO iterations (default 20)")
     t.add_argument("--eval-every", type=int, default=0, metavar="K",
                    help="with --heldout: the held-out PnL every K iterations and after the last, in the progress and "
