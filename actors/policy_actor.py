@@ -41,7 +41,7 @@ from typing import Any
 
 from policies.base import ROLES, Policy, decide_many
 from runtime.events import ModelLoaded, Role
-from runtime.placement import Rule, resources_for
+from runtime.placement import Rule, ray_options
 from runtime.topology import PolicyProvider
 
 __all__ = ["PolicyActors", "PolicyHost", "PolicyProxy", "calls", "start", "stop", "where"]
@@ -129,18 +129,9 @@ def _host(actors: PolicyActors, role: Role) -> Any:
     """The role's host: found by name, or created where the placement says (else on this node, softly: a host Ray
     restarts after its node was lost may go elsewhere). ``num_cpus=0`` as the shells: they wait far more than they
     run."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    options: dict[str, Any] = {"name": actors.name(role), "get_if_exists": True, "num_cpus": 0, "max_restarts": -1,
-                               "max_task_retries": -1}
-    resources = resources_for(actors.placement, f"policy:{role}")
-    if resources is not None:
-        options["resources"] = resources
-    else:
-        here = ray.get_runtime_context().get_node_id()
-        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=here, soft=True)
-    return _actor_class().options(**options).remote(actors.base, role)
+    return _actor_class().options(
+        name=actors.name(role), get_if_exists=True, num_cpus=0, max_restarts=-1, max_task_retries=-1,
+        **ray_options(actors.placement, f"policy:{role}", soft=True)).remote(actors.base, role)
 
 
 class PolicyProxy:

@@ -44,7 +44,7 @@ import msgspec
 from runtime.events import Event, Record
 from runtime.log import EventLog
 from runtime.logger import get_logger
-from runtime.placement import Rule, check, resources_for
+from runtime.placement import Rule, check, ray_options
 from runtime.topology import Node, Routes
 
 from .channel import Channel, ChannelClosed, ChannelServer
@@ -58,9 +58,9 @@ _SNAPSHOT = msgspec.msgpack.Decoder(tuple[int, bytes])
 _SNAPSHOT_REQUEST = b""  # on a channel: a snapshot (a batch is never empty: an empty list is one byte of msgpack)
 _TAIL_BATCH = 10_000  # records per call while a restarted shell catches up
 PROBE_S = 10.0
+"""a batch unanswered this long: ask Ray whether its shell is still alive (a lost node closes no connection)"""
 REBUILD_TRIES = 5
 """how many times a dead shell is rebuilt before the runner gives up (:meth:`RayRunner._restart`)"""
-"""a batch unanswered this long: ask Ray whether its shell is still alive (a lost node closes no connection)"""
 
 
 class Shell:
@@ -167,7 +167,6 @@ class RayRunner:
         self.actors = [self._new(i) for i in range(len(self.nodes))]
         self.channels: list[Channel | None] = [None] * len(self.nodes)
         self.kept: list[tuple[int, bytes] | None] = [None] * len(self.nodes)  # (seq, snapshot) for restarts
-        self.restarts = 0
         self.recoveries: list[Recovery] = []
         """every shell rebuilt, in order"""
         self._last_seq = 0
@@ -177,16 +176,13 @@ class RayRunner:
         """A shell actor for node ``i``: where the placement rules say (:mod:`runtime.placement`), else on the
         driver's node (the sequencer's round trips stay on one host; a soft affinity let Ray spill shells to other
         nodes while the driver's was busy starting workers)."""
-        import ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        resources = resources_for(self.placement, self.nodes[i].name)
-        if resources is not None:
-            options: dict[str, Any] = {"resources": resources}
-        else:
-            here = ray.get_runtime_context().get_node_id()
-            options = {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=here, soft=False)}
+        options = ray_options(self.placement, self.nodes[i].name)
         return _actor_class().options(**options).remote(self.nodes[i], *args)
+
+    @property
+    def restarts(self) -> int:
+        """How many shells were rebuilt."""
+        return len(self.recoveries)
 
     async def where(self) -> list[str]:
         """The address of the node each shell runs on, in node order."""
@@ -300,9 +296,6 @@ class RayRunner:
         before that node is marked dead: seconds later it is cancelled), up to ``REBUILD_TRIES`` times."""
         from ray.exceptions import RayActorError
 
-        if self.channels[i] is not None:
-            self.channels[i].close()  # type: ignore[union-attr]
-            self.channels[i] = None
         started = time.perf_counter()
         for attempt in range(1, REBUILD_TRIES + 1):
             try:
@@ -314,10 +307,6 @@ class RayRunner:
                                        "ready; is any node left that can host it (its placement's resource)?") from exc
                 get_logger("runner").warning("rebuilt shell died before it was ready: rebuilding it again",
                                              node=self.nodes[i].name, attempt=attempt, error=type(exc).__name__)
-                if self.channels[i] is not None:
-                    self.channels[i].close()  # type: ignore[union-attr]
-                    self.channels[i] = None
-        self.restarts += 1
         recovery = Recovery(self.nodes[i].name, after, upto, replayed, time.perf_counter() - started)
         self.recoveries.append(recovery)
         get_logger("runner").warning("shell rebuilt", node=recovery.node, from_checkpoint_seq=after, through_seq=upto,
@@ -325,6 +314,10 @@ class RayRunner:
 
     async def _rebuild(self, i: int, upto: int) -> tuple[int, int]:
         """One try of :meth:`_restart`: ``(the seq of the snapshot it started from, the records it was fed)``."""
+        channel = self.channels[i]
+        if channel is not None:  # the dead shell's (or a dead rebuild's)
+            channel.close()
+            self.channels[i] = None
         kept = self.kept[i]
         after = 0 if kept is None else kept[0]
         actor = self._new(i, None if kept is None else kept[1], after)

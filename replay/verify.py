@@ -219,15 +219,15 @@ async def _parallel(log: EventLog, bounds: list[tuple[int, int | None]], jobs: i
 async def _on_ray(log: EventLog, bounds: list[tuple[int, int | None]], jobs: int, policies: PolicyProvider,
                   progress: Callable[[int], None] | None) -> tuple[_Part, set[str]]:
     """The segments as Ray tasks (one CPU each, dealt over the nodes), at most ``jobs`` running at once: on a
-    cluster, replay runs at the speed of all its cores; the addresses of the nodes they ran on come back too. Each task reads its segment from the log itself: a PostgreSQL log, or a run directory on
-    a filesystem every node sees. The environment the policies read (``policies.env_vars``: where the models are,
-    ``--models``) is forwarded to the workers, so they look there too."""
+    cluster, replay runs at the speed of all its cores; the addresses of the nodes they ran on come back too. Each
+    task reads its segment from the log itself: a PostgreSQL log, or a run directory on a filesystem every node sees.
+    The environment the policies read (``policies.env_vars``: where the models are, ``--models``) is forwarded to the
+    workers, so they look there too."""
     import ray
     from ray.exceptions import RayTaskError
-
-    env = {name: os.environ[name] for name in policies.env_vars if os.environ.get(name)}
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    env = {name: os.environ[name] for name in policies.env_vars if os.environ.get(name)}
     task = ray.remote(num_cpus=1, max_retries=0)(_segment_on_node)
     options = {"runtime_env": {"env_vars": env}} if env else {}
     target, session = log.target

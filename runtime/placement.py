@@ -22,6 +22,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_AMOUNT = 0.01
 
@@ -95,3 +96,16 @@ def check(rules: Sequence[Rule], offered: Mapping[str, float], names: Sequence[s
         if names and not any(fnmatch.fnmatchcase(n, rule.pattern) for n in names):
             raise PlacementError(f"placement {rule}: {rule.pattern!r} matches nothing to place "
                                  f"(names: {', '.join(sorted(names)[:8])}{', …' if len(names) > 8 else ''})")
+
+
+def ray_options(rules: Sequence[Rule], name: str, *, soft: bool = False) -> dict[str, Any]:
+    """Ray options placing the actor ``name``: the resources the first matching rule asks for, else a node affinity
+    to this process's node (``soft``: elsewhere when that node cannot take it, or is gone)."""
+    resources = resources_for(rules, name)
+    if resources is not None:
+        return {"resources": resources}
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=here, soft=soft)}

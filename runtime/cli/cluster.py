@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 
 # Ray's notice that a local instance turned its token authentication on by default: on by default it stays (the
 # user's RAY_AUTH_MODE is never touched); only the notice is kept out of the command's output.
@@ -36,3 +37,30 @@ def connect() -> None:
         runtime_env = {"env_vars": {"PYTHONHASHSEED": hash_seed}} if hash_seed and address != "local" else None
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
                  runtime_env=runtime_env)
+
+
+def placement_rules(option: str, specs: Sequence[str], pattern: str | None = None) -> tuple:
+    """``option``'s placement rules (:mod:`runtime.placement`): ``PATTERN=RESOURCE[:AMOUNT]`` each, or with
+    ``pattern`` one ``RESOURCE[:AMOUNT]`` for it; a malformed one is a usage error naming ``option``."""
+    from ..placement import PlacementError, parse, parse_resource
+    from . import UsageError
+
+    try:
+        return tuple(parse_resource(pattern, s) for s in specs) if pattern is not None else parse(specs)
+    except PlacementError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
+def check_placement(option: str, rules: Sequence, names: Sequence[str]) -> None:
+    """Connect (:func:`connect`) and refuse, as a usage error naming ``option``, rules this cluster cannot meet or
+    that match none of ``names`` (Ray would leave what they place pending forever)."""
+    import ray
+
+    from ..placement import PlacementError, check
+    from . import UsageError
+
+    connect()
+    try:
+        check(rules, ray.cluster_resources(), names)
+    except PlacementError as exc:
+        raise UsageError(f"{option}: {exc}") from None

@@ -108,7 +108,12 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
+    from policies.base import ROLES
+    from policies.registry import PROVIDER
+
+    from ..topology import topology
     from . import UsageError, new_directory
+    from .cluster import check_placement
 
     if not args.duration > 0 or not args.speed > 0:
         raise UsageError("--duration and --speed must be positive")
@@ -142,9 +147,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                            prefix=session_id.rsplit("-", 1)[-1], execution="venue" if args.live_orders else "paper",
                            policy=base, rate_limits=settings.venue.tier)
         if placement:  # refused before the log is made
-            _check_placement(placement, spec)
+            check_placement("--place", placement, [node.name for node in topology(spec, PROVIDER)])
         if policy_actors:
-            _check_policy_actors(policy_actors)
+            check_placement("--policy-actors", policy_actors, [f"policy:{role}" for role in ROLES])
         config_hash, version = settings_hash(settings), code_version()
         meta = SessionMeta(session_id=session_id, mode=session_mode(spec, args.venue), venue=args.venue, seed=seed,
                            config_hash=config_hash, code_version=version, created_ns=time.time_ns())
@@ -184,7 +189,6 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
         stop(hosts[0])
     _print_summary(summary, spec, status.last)
-    from policies.registry import PROVIDER
     from replay.verify import verify
 
     reader = await (open_log(target, session=session_id, settings=settings.log) if is_postgres(target)
@@ -259,13 +263,10 @@ def _policies(name: str):
 
 
 def _placement(args: argparse.Namespace) -> tuple:
-    from ..placement import PlacementError, parse
     from . import UsageError
+    from .cluster import placement_rules
 
-    try:
-        rules = parse(args.place)
-    except PlacementError as exc:
-        raise UsageError(f"--place: {exc}") from None
+    rules = placement_rules("--place", args.place)
     if rules and args.runner != "ray":
         raise UsageError("--place places Ray actors: it needs --runner ray")
     return rules
@@ -273,36 +274,15 @@ def _placement(args: argparse.Namespace) -> tuple:
 
 def _policy_actors(args: argparse.Namespace) -> tuple | None:
     """``--policy-actors``' placement rules (none for the bare flag), or None without it."""
-    from ..placement import PlacementError, parse_resource
     from . import UsageError
+    from .cluster import placement_rules
 
     if args.policy_actors is None:
         return None
     if args.runner != "ray":
         raise UsageError("--policy-actors hosts the policies in Ray actors: it needs --runner ray (in this process "
                          "the orchestrator calls its policies directly)")
-    if not args.policy_actors:
-        return ()
-    try:
-        return (parse_resource("policy:*", args.policy_actors),)
-    except PlacementError as exc:
-        raise UsageError(f"--policy-actors: {exc}") from None
-
-
-def _check_policy_actors(rules: tuple) -> None:
-    import ray
-
-    from policies.base import ROLES
-
-    from ..placement import PlacementError, check
-    from . import UsageError
-    from .cluster import connect
-
-    connect()
-    try:
-        check(rules, ray.cluster_resources(), [f"policy:{role}" for role in ROLES])
-    except PlacementError as exc:
-        raise UsageError(f"--policy-actors: {exc}") from None
+    return placement_rules("--policy-actors", [args.policy_actors] if args.policy_actors else [], "policy:*")
 
 
 def _start_policy_actors(spec: SessionSpec, rules: tuple) -> tuple:
@@ -321,23 +301,6 @@ def _start_policy_actors(spec: SessionSpec, rules: tuple) -> tuple:
     return actors, handles
 
 
-def _check_placement(placement: tuple, spec: SessionSpec) -> None:
-    import ray
-
-    from policies.registry import PROVIDER
-
-    from ..placement import PlacementError, check
-    from ..topology import topology
-    from . import UsageError
-    from .cluster import connect
-
-    connect()
-    try:
-        check(placement, ray.cluster_resources(), [node.name for node in topology(spec, PROVIDER)])
-    except PlacementError as exc:
-        raise UsageError(f"--place: {exc}") from None
-
-
 async def _runner(kind: str, spec: SessionSpec, log, placement: tuple = (), policies=None):
     """The machines' host: Ray actors (placed by ``placement``, :mod:`runtime.placement`), or this process; the
     orchestrator's policies are the registry's, or ``policies``' (a provider of policy actors' proxies)."""
@@ -350,15 +313,10 @@ async def _runner(kind: str, spec: SessionSpec, log, placement: tuple = (), poli
         return InProcessRunner(topology(spec, PROVIDER))
     from actors.shell import RayRunner
 
-    from ..placement import PlacementError
-    from . import UsageError
     from .cluster import connect
 
     connect()
-    try:
-        runner = RayRunner(topology(spec, policies or PROVIDER), log, placement=placement)
-    except PlacementError as exc:
-        raise UsageError(f"--place: {exc}") from None
+    runner = RayRunner(topology(spec, policies or PROVIDER), log, placement=placement)  # (placement checked by run)
     await runner.ready()  # every actor up before the feed subscribes: no backlog of stale market data
     if placement:
         where = await runner.where()

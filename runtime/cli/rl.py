@@ -12,7 +12,7 @@ from config import Settings
 
 from ..logger import get_logger
 from ..units import MONEY_SCALE
-from .cluster import connect
+from .cluster import check_placement, connect, placement_rules
 from .progress import Status
 
 ROLES_TEXT = "signal,sizing,entry,exit"
@@ -278,17 +278,15 @@ async def run_train(args: argparse.Namespace, settings: Settings) -> int:
         _check(config)
     except (ValueError, msgspec.ValidationError) as exc:
         raise UsageError(str(exc)) from None
-    from runtime.placement import PlacementError, parse
-
-    try:
-        placement = parse(args.place)  # (a malformed rule is refused before the data loads)
-    except PlacementError as exc:
-        raise UsageError(f"--place: {exc}") from None
+    placement = placement_rules("--place", args.place)  # (a malformed rule is refused before the data loads)
     tapes = await _tapes(args.data, args.markets)
     heldout = await _tapes(list(args.heldout), args.markets) if args.heldout and args.eval_every else None
     connect()
     _check_gpus(config)
-    _check_placement(placement, config)
+    if placement:  # refused at once when the cluster cannot meet it, or nothing it names runs as an actor
+        actors = [name for name, count in (("env_runner", config.num_env_runners), ("learner", config.num_learners))
+                  if count]
+        check_placement("--place", placement, actors or ["(no actors: --num-env-runners and --num-learners are 0)"])
     status = Status()
     say = status.line
     started = time.perf_counter()
@@ -302,24 +300,6 @@ async def run_train(args: argparse.Namespace, settings: Settings) -> int:
     print(f"saved {args.out}/{report.version} (latest)\nthen:\n  tape eval --data HELD_OUT --policies "
           f"rule,random,{args.out}\n  tape paper --policies {args.out}")
     return 0
-
-
-def _check_placement(rules: tuple, config) -> None:
-    """``--place`` rules for ``env_runner`` and ``learner``, refused at once when the cluster cannot meet them (Ray
-    would leave the actors pending forever) or when nothing they name runs as an actor."""
-    import ray
-
-    from runtime.placement import PlacementError, check
-
-    from . import UsageError
-
-    names = [name for name, count in (("env_runner", config.num_env_runners), ("learner", config.num_learners))
-             if count > 0]
-    try:
-        if rules:
-            check(rules, ray.cluster_resources(), names or ["(no actors: --num-env-runners and --num-learners are 0)"])
-    except PlacementError as exc:
-        raise UsageError(f"--place: {exc}") from None
 
 
 def _check_gpus(config) -> None:

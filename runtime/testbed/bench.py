@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .cluster import GIB, RayCluster
-from .hosts import Testbed
+from .hosts import Testbed, result_of
 
 _SAMPLING = """
 import json, ray
@@ -45,7 +45,7 @@ print("RESULT=" + json.dumps(measure_sampling({runners}, {steps}, placement=pars
 _LATENCY = """
 import asyncio, json, ray
 ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
-from policies.registry import PROVIDER
+from {module} import {name} as PROVIDER
 from runtime.bench import measure_latency
 from runtime.placement import parse
 print("RESULT=" + json.dumps(asyncio.run(measure_latency(10, {seconds}, policies=PROVIDER,
@@ -53,24 +53,13 @@ print("RESULT=" + json.dumps(asyncio.run(measure_latency(10, {seconds}, policies
 """
 
 
-def _result(text: str) -> dict[str, Any]:
-    line = next((x for x in text.splitlines() if x.startswith("RESULT=")), None)
-    if line is None:
-        raise RuntimeError(f"a measurement printed no result:\n{text[-3000:]}")
-    return json.loads(line[len("RESULT="):])
-
-
 def _on_head(cluster: RayCluster, script: str, timeout: float) -> dict[str, Any]:
-    done = cluster.bed.ssh(cluster.head, f"cd {shlex.quote(os.getcwd())} && python -c {shlex.quote(script)}",
-                           timeout=timeout)
-    return _result(done.stdout)
+    return cluster.bed.python(cluster.head, script, cwd=os.getcwd(), timeout=timeout)
 
 
 def _local(script: str, timeout: float) -> dict[str, Any]:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"the local measurement failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
-    return _result(done.stdout)
+    return result_of(done, "the local measurement")
 
 
 def _node_loss(cluster: RayCluster, out: Path, provider: str) -> dict[str, Any]:
@@ -120,7 +109,9 @@ def run_cluster_bench(*, provider: str, steps: int = 2_000, latency_s: float = 2
                 if workers == 2:
                     for name, place in (("", ["book:*=tape_worker", "orchestrator=tape_worker"]), ("_one_node", [])):
                         say(f"tick-to-order latency, {'machines on the workers' if place else 'all on the head'} …")
-                        lat = _on_head(cluster, _LATENCY.format(seconds=latency_s, place=place), 600)
+                        module, _, name = provider.partition(":")
+                        lat = _on_head(cluster, _LATENCY.format(module=module, name=name, seconds=latency_s,
+                                                                place=place), 600)
                         out[f"latency_p50_ms{name}"] = round(lat.get("order_p50", float("nan")), 2)
                         out[f"latency_p99_ms{name}"] = round(lat.get("order_p99", float("nan")), 2)
                         out[f"decision_p50_ms{name}"] = round(lat.get("decision_p50", float("nan")), 2)

@@ -8,9 +8,7 @@ the machine's ``/root`` or ``/tmp/ray``. Token authentication is on everywhere (
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -21,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from .hosts import Host, Testbed, TestbedError
+from .hosts import RESULT, Host, Testbed, TestbedError
 
 ONPREM = Path(__file__).resolve().parents[2] / "config" / "cluster-onprem.yaml"
 RAY = str(Path(sys.executable).with_name("ray")) if Path(sys.executable).with_name("ray").exists() else "ray"
@@ -104,13 +102,12 @@ class RayCluster:
     def nodes(self) -> list[dict[str, Any]]:
         """The cluster's nodes as the head sees them: ``{"ip", "alive", "resources"}`` each."""
         script = ("import json, ray; ray.init(address='auto', logging_level='ERROR'); "
-                  "print('NODES=' + json.dumps([{'ip': n['NodeManagerAddress'], 'alive': n['Alive'], "
+                  f"print({RESULT!r} + json.dumps([{{'ip': n['NodeManagerAddress'], 'alive': n['Alive'], "
                   "'resources': n['Resources']} for n in ray.nodes()]))")
-        done = self.bed.ssh(self.head, f"python -c {shlex.quote(script)}", timeout=60, check=False)
-        if done.returncode != 0:
+        try:
+            return self.bed.python(self.head, script, timeout=60)
+        except TestbedError:  # (not up yet)
             return []
-        line = next((x for x in done.stdout.splitlines() if x.startswith("NODES=")), None)
-        return [] if line is None else json.loads(line[len("NODES="):])
 
     def wait_for_nodes(self, n: int, timeout_s: float) -> None:
         deadline = time.monotonic() + max(timeout_s, 1.0)

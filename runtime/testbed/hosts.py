@@ -11,6 +11,7 @@ leaves the bridge.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shlex
@@ -23,8 +24,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 INIT = Path(__file__).with_name("init.py")
+RESULT = "RESULT="
+"""the prefix of the line a script run by :meth:`Testbed.python` prints its JSON result on"""
 _NAME = re.compile(r"^tb(\d+)(?:h\d+|br|v\d+)$")
 
 
@@ -177,31 +181,45 @@ class Testbed:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
-    def ssh(self, host: Host | str, command: str, *, timeout: float | None = None, check: bool = True,
-            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        """Run ``command`` in a login shell on ``host`` over SSH (the way ``ray up`` does), its output captured."""
+    def ssh(self, host: Host | str, command: str, *, timeout: float | None = None, check: bool = True
+            ) -> subprocess.CompletedProcess[str]:
+        """Run ``command`` on ``host`` over SSH in Ray's login shell (as ``ray up`` does), its output captured."""
         target = self.host(host) if isinstance(host, str) else host
-        prefix = "".join(f"export {k}={shlex.quote(v)}; " for k, v in sorted((env or {}).items()))
-        argv = ["ssh", *self.ssh_options(), f"root@{target.ip}", "bash --login -c " + shlex.quote(prefix + command)]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run(self._argv(target, command), capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, check=False)
         if check and done.returncode != 0:
             raise TestbedError(f"on {target.name} ({target.ip}): {command!r} exited {done.returncode}:\n"
                                f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         return done
 
-    def ssh_options(self) -> list[str]:
-        return ["-i", str(self.key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
-
-    def popen(self, host: Host | str, command: str, log: Path, env: Mapping[str, str] | None = None
-              ) -> subprocess.Popen[bytes]:
+    def popen(self, host: Host | str, command: str, log: Path) -> subprocess.Popen[bytes]:
         """Start ``command`` on ``host`` over SSH without waiting, its output to ``log``."""
         target = self.host(host) if isinstance(host, str) else host
-        prefix = "".join(f"export {k}={shlex.quote(v)}; " for k, v in sorted((env or {}).items()))
         with log.open("ab") as out:
-            return subprocess.Popen(["ssh", *self.ssh_options(), f"root@{target.ip}",
-                                     "bash --login -c " + shlex.quote(prefix + command)],
-                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+            return subprocess.Popen(self._argv(target, command), stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT)
+
+    def python(self, host: Host | str, script: str, *, cwd: Path | str | None = None, timeout: float = 600) -> Any:
+        """Run the Python ``script`` on ``host`` (in ``cwd``): what it printed on a line ``RESULT=<json>``, decoded;
+        a :class:`TestbedError` with its output when it failed or printed none."""
+        done = self.ssh(host, (f"cd {shlex.quote(str(cwd))} && " if cwd else "") + f"python -c {shlex.quote(script)}",
+                        timeout=timeout)
+        return result_of(done, f"a script on {host if isinstance(host, str) else host.name}")
+
+    def _argv(self, target: Host, command: str) -> list[str]:
+        from ..cluster_check import SshRunner
+
+        return SshRunner("root", str(self.key)).argv(target.ip, command)
+
+
+def result_of(done: subprocess.CompletedProcess[str], what: str) -> Any:
+    """The JSON a script printed on its ``RESULT=`` line; a :class:`TestbedError` naming ``what``, with its output,
+    when it printed none."""
+    line = next((x for x in done.stdout.splitlines() if x.startswith(RESULT)), None)
+    if line is None:
+        raise TestbedError(f"{what} printed no {RESULT} line (exit {done.returncode}):\n{done.stdout[-3000:]}\n"
+                           f"{done.stderr[-3000:]}")
+    return json.loads(line[len(RESULT):])
 
 
 def sweep() -> list[str]:

@@ -100,10 +100,10 @@ async def main(out: Path, provider: str, kill: bool) -> None:
     alone, _ = await sequence(out, "inprocess", spec, inputs, in_process)
     async with await open_log(out / "cluster") as log:
         report = await verify(log, policies=provided, jobs=1)
+    mine, theirs = encoded(on_cluster), encoded(alone)
     result = {
-        "placed": placed, "after": after, "records": len(on_cluster), "identical": encoded(on_cluster) == encoded(alone),
-        "first_difference": next((a.seq for a, b in zip(on_cluster, alone, strict=False) if encoded([a]) != encoded([b])),
-                                 None),
+        "placed": placed, "after": after, "records": len(on_cluster), "identical": mine == theirs,
+        "first_difference": next((r.seq for r, a, b in zip(on_cluster, mine, theirs, strict=False) if a != b), None),
         "verified": report.ok, "divergence": None if report.ok else str(report.divergence),
         "fills": sum(1 for r in on_cluster if type(r.event).__name__ == "OrderFilled"),
         "recoveries": [r._asdict() for r in runner.recoveries],

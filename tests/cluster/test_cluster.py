@@ -11,38 +11,22 @@ Needs root, ``/usr/sbin/sshd`` and ``rsync`` (``.ci/run`` installs them): withou
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.cluster.guard import testbed_or_skip
 
 HERE = Path(__file__).parent
 pytestmark = pytest.mark.timeout(1200)  # a cluster on two shared cores: minutes, not seconds
 REPO = HERE.parent.parent
 
 
-def _missing() -> str | None:
-    if sys.platform != "linux" or os.geteuid() != 0:
-        return "the cluster tests need root on Linux (network, PID and mount namespaces)"
-    missing = [t for t in ("ip", "unshare", "ssh", "ssh-keygen", "rsync") if shutil.which(t) is None]
-    if not Path("/usr/sbin/sshd").exists():
-        missing.append("sshd")
-    if missing:
-        return f"the cluster tests need {', '.join(missing)}: apt-get install openssh-server openssh-client rsync"
-    return None
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    why = _missing()
-    if why is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(why + " — in CI these tests must run, not skip", pytrace=False)
-        pytest.skip(why)
+    testbed_or_skip()
     from runtime.testbed import Testbed
     from runtime.testbed.cluster import GIB, RayCluster
 
@@ -150,10 +134,9 @@ def env_runner_nodes(cluster, state: str = "ALIVE") -> list[str]:
     """The addresses of the nodes of the RLlib env runners in ``state``, as the head sees them."""
     script = ("import json, ray; from ray.util.state import list_actors; ray.init(address='auto', logging_level='ERROR');"
               "ips = {n['NodeID']: n['NodeManagerAddress'] for n in ray.nodes()};"
-              f"print('RUNNERS=' + json.dumps(sorted(ips[a.node_id] for a in list_actors(detail=True, limit=10000) "
+              f"print('RESULT=' + json.dumps(sorted(ips[a.node_id] for a in list_actors(detail=True, limit=10000) "
               f"if 'EnvRunner' in a.class_name and a.state == '{state}')))")
-    listed = on_head(cluster, f"python -c {json.dumps(script)}").stdout
-    return json.loads(next(x for x in listed.splitlines() if x.startswith("RUNNERS="))[len("RUNNERS="):])
+    return cluster.bed.python(cluster.head, script, timeout=120)
 
 
 def job_status(cluster, job_id: str) -> str:

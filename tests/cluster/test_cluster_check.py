@@ -9,7 +9,6 @@ cluster file's own mistakes are checked without hosts.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -22,25 +21,10 @@ import pytest
 import yaml
 
 from runtime.cluster_check import ClusterFile, ClusterFileError, Done, Result, SshRunner, check, read_cluster_file
+from tests.cluster.guard import testbed_or_skip
 
 TAPE = shutil.which("tape", path=str(Path(sys.executable).parent)) or "tape"
 VERSION = re.compile(r"tape (?P<tape>[^+\s]+)\+g\w+ \(Python (?P<python>[^,]+), Ray [^)]+\)")
-
-
-def testbed_or_skip() -> None:
-    """Skip (fail in CI) where no testbed can be made: not root on Linux, or a tool it needs is missing."""
-    why = None
-    if sys.platform != "linux" or os.geteuid() != 0:
-        why = "these tests need root on Linux (the testbed's network, PID and mount namespaces)"
-    else:
-        missing = [t for t in ("ip", "unshare", "ssh", "ssh-keygen", "rsync") if shutil.which(t) is None]
-        missing += [] if Path("/usr/sbin/sshd").exists() else ["/usr/sbin/sshd"]
-        if missing:
-            why = f"these tests need {', '.join(missing)}: apt-get install openssh-server openssh-client rsync"
-    if why is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(why + " — in CI these tests must run, not skip", pytrace=False)
-        pytest.skip(why)
 
 
 @pytest.fixture(scope="module")
