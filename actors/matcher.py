@@ -38,6 +38,13 @@ below stand in for that; each is explicit and tested.
   refuses the order). A cancel is never refused: a client retries it, so it is delayed until the bucket holds
   its cost. The bucket starts full and is part of the snapshot.
 
+* **Beside live orders** (``own_prefix``: the shadow execution, :mod:`.shadow`). The book then shows our live
+  orders too: deltas carrying a client order id with ``own_prefix`` (Kalshi tells the owner which of its orders
+  caused a delta) are our own footprint. It is counted per level (less the venue's maker fills of our orders,
+  ``OrderFilled`` inputs) and never counts as queue: a paper order queues behind the displayed size less our own,
+  its queue does not advance when our own order leaves, and our own size is never taken. Size our own live order
+  took stays available to its paper copy (which reaches the simulated venue later) until the level next changes.
+
 The rules are deterministic, so the matcher needs no random draws. Fills are ``OrderFilled`` with
 ``trade_id`` ``paper-<seq>-<n>``; order ids are ``paper-<client order id>``.
 """
@@ -126,13 +133,14 @@ class MatcherSnapshot(msgspec.Struct, frozen=True, omit_defaults=True):
     scheduled: int
     limits: RateLimitsSnapshot | None = None  # (omitted when None: a snapshot without limits is as it was)
     market_info: tuple[MarketInfo, ...] = ()  # the latest per market, by market (omitted when empty, as above)
+    own: list[tuple[str, str, int, int]] = []  # our live orders' size per level, beside live orders (as above)
 
 
 class PaperMatcher:
     """Paper execution for every market of a session (see the module docstring for the rules)."""
 
     def __init__(self, fee: FeeFn, *, latency_ns: int = 0, queue_model: QueueModel = "conservative",
-                 limits: Tier | str | None = None) -> None:
+                 limits: Tier | str | None = None, own_prefix: str | None = None) -> None:
         if latency_ns < 0:
             raise ValueError(f"latency_ns must be >= 0, got {latency_ns}")
         if queue_model not in ("conservative", "proportional"):
@@ -155,11 +163,17 @@ class PaperMatcher:
         self._fills = 0  # fills emitted while handling the current event (trade id suffix)
         self._info: dict[str, MarketInfo] = {}  # the latest MarketInfo per market
         self._terms: dict[str, SeriesFees] = {}  # the fee terms those name
+        self.own_prefix = own_prefix  # beside live orders: the client order ids whose footprint the book shows
+        self._own: dict[tuple[str, str, int], int] = {}  # (market, book side, price) -> our live orders' size there
+        self.rested: list[tuple[str, str, int, int]] = []  # (client order id, market, ahead, remaining) of orders that
+        # came to rest while handling the current event
 
     # -- the fold -------------------------------------------------------------------------------
     def handle(self, seq: int, ts_ns: int, event: Event) -> Sequence[Event]:
         out: list[Event] = []
         self._fills = 0
+        if self.rested:
+            self.rested = []
         if self._due and self._due[0].at_ns <= ts_ns:
             self._run_due(seq, ts_ns, out)
         if type(event) is BookDelta:  # the hot path
@@ -167,15 +181,17 @@ class PaperMatcher:
             if book is not None:
                 key = (event.market, "bid", event.price) if event.side == "yes" else (
                     event.market, "ask", 10_000 - event.price)
+                if self.own_prefix is not None and event.client_order_id is not None and \
+                        event.client_order_id.startswith(self.own_prefix):
+                    self._own_delta(book, key, event, seq, ts_ns)
+                    return self._after(seq, ts_ns, out)
                 # with no resting order of ours in the market and nothing consumed or credited at the level,
                 # _level_changed has nothing to change (the common case): the book moves, nothing else
-                if self._resting_in.get(event.market) or key in self._consumed or key in self._credit:
+                if self._resting_in.get(event.market) or key in self._consumed or key in self._credit or key in self._own:
                     self._delta(book, key, event, seq, ts_ns, out)
                 else:
                     book.handle(seq, ts_ns, event)
-            if self._due and self._due[0].at_ns <= ts_ns:
-                self._run_due(seq, ts_ns, out)
-            return out or NOTHING
+            return self._after(seq, ts_ns, out)
         match event:
             case BookSnapshot(market=market):
                 book = self.books.get(market)
@@ -212,6 +228,12 @@ class PaperMatcher:
                     book.handle(seq, ts_ns, event)
             case MarketInfo():
                 self._learn(event)
+            case OrderFilled(cause_seq=None, is_taker=False) if self._own:  # the venue filled one of our live orders
+                if self.own_prefix is not None and event.client_order_id.startswith(self.own_prefix):
+                    self._own_filled(event)
+        return self._after(seq, ts_ns, out)
+
+    def _after(self, seq: int, ts_ns: int, out: list[Event]) -> Sequence[Event]:
         if self._due and self._due[0].at_ns <= ts_ns:  # work this event made due at once (zero latency)
             self._run_due(seq, ts_ns, out)
         return out or NOTHING
@@ -290,8 +312,11 @@ class PaperMatcher:
             self._cancel(order, "ioc_remainder", seq, out)
         elif order.remaining:
             order.ahead = book.bid_size(order.price) if order.side == "bid" else book.ask_size(order.price)
+            if self._own:
+                order.ahead = max(0, order.ahead - self._own.get((order.market, order.side, order.price), 0))
             order.ahead += sum(o.remaining for o in self._resting_at(order.market, order.side, order.price))
             self._rest(order)
+            self.rested.append((order.client_order_id, order.market, order.ahead, order.remaining))
             if order.expires_ns is not None:
                 self._schedule(order.expires_ns, "expire", order.client_order_id)
 
@@ -302,15 +327,25 @@ class PaperMatcher:
             levels = book.asks(8)
             if len(levels) == 8 and levels[-1][0] <= limit:
                 levels = book.asks(_ALL_LEVELS)
-            return [lv for lv in levels if lv[0] <= limit]
-        levels = book.bids(8)
-        if len(levels) == 8 and levels[-1][0] >= limit:
-            levels = book.bids(_ALL_LEVELS)
-        return [lv for lv in levels if lv[0] >= limit]
+            chosen = [lv for lv in levels if lv[0] <= limit]
+        else:
+            levels = book.bids(8)
+            if len(levels) == 8 and levels[-1][0] >= limit:
+                levels = book.bids(_ALL_LEVELS)
+            chosen = [lv for lv in levels if lv[0] >= limit]
+        if self._own:  # levels our own live order emptied are still there for its paper copy (module docstring)
+            oside = "ask" if order.side == "bid" else "bid"
+            shown = {p for p, _ in chosen}
+            gone = [(p, 0) for (m, side, p), n in self._own.items() if n < 0 and m == order.market and side == oside
+                    and p not in shown and (p <= limit if order.side == "bid" else p >= limit)]
+            if gone:
+                chosen = sorted(chosen + gone, reverse=order.side == "ask")
+        return chosen
 
     def _crossing_size(self, order: _Order, book: OrderBook) -> int:
         oside = "ask" if order.side == "bid" else "bid"
-        return sum(max(0, n - self._consumed.get((order.market, oside, p), 0)) for p, n in self._opposite(order, book))
+        return sum(max(0, n - self._consumed.get((order.market, oside, p), 0) - self._own.get((order.market, oside, p), 0))
+                   for p, n in self._opposite(order, book))
 
     def _take(self, order: _Order, book: OrderBook, seq: int, out: list[Event], *, taker: bool, at_own_price: bool) -> None:
         """Fill ``order`` against available opposite size within its limit, best level first."""
@@ -319,7 +354,7 @@ class PaperMatcher:
             if not order.remaining:
                 break
             key = (order.market, oside, price)
-            available = displayed - self._consumed.get(key, 0)
+            available = displayed - self._consumed.get(key, 0) - self._own.get(key, 0)
             if available <= 0:
                 continue
             take = min(available, order.remaining)
@@ -389,10 +424,40 @@ class PaperMatcher:
         book.handle(seq, ts_ns, event)
         self._level_changed(market, bside, level, before, seq, out)
 
+    def _own_delta(self, book: OrderBook, key: tuple[str, str, int], event: BookDelta, seq: int, ts_ns: int) -> None:
+        """Our own live order changed the level (placed, took, left): the book moves, the queue ahead of a paper order
+        there does not (it never counted our own size), and size we left is not what anyone else consumed."""
+        book.handle(seq, ts_ns, event)
+        own = self._own.get(key, 0) + event.delta
+        if own:
+            self._own[key] = own
+        else:
+            self._own.pop(key, None)
+        market, bside, level = key
+        after = book.bid_size(level) if bside == "bid" else book.ask_size(level)
+        if key in self._consumed:
+            self._consumed[key] = min(self._consumed[key], max(0, after - self._own.get(key, 0)))
+            if not self._consumed[key]:
+                del self._consumed[key]
+        others = max(0, after - self._own.get(key, 0))
+        for order in self._resting_at(market, bside, level):
+            order.ahead = min(order.ahead, others)
+
+    def _own_filled(self, fill: OrderFilled) -> None:
+        key = (fill.market, fill.side, fill.price)
+        own = self._own.get(key, 0)
+        if own > 0:
+            if own > fill.count:
+                self._own[key] = own - fill.count
+            else:
+                del self._own[key]
+
     def _level_changed(self, market: str, bside: str, level: int, before: int, seq: int, out: list[Event]) -> None:
         book = self.books[market]
         after = book.bid_size(level) if bside == "bid" else book.ask_size(level)
         key = (market, bside, level)
+        if self._own.get(key, 0) < 0:  # the size our own order took is back or gone for good: the race is over
+            del self._own[key]
         if key in self._consumed:
             self._consumed[key] = min(self._consumed[key], after)
             if not self._consumed[key]:
@@ -406,10 +471,11 @@ class PaperMatcher:
                 if not self._credit[key]:
                     del self._credit[key]
             cancelled = shrink - explained
+            others = after - self._own.get(key, 0) if self._own else after
             for order in list(self._resting_at(market, bside, level)):
                 if self.queue_model == "proportional" and cancelled and before:
                     order.ahead -= cancelled * order.ahead // before
-                order.ahead = min(order.ahead, after)
+                order.ahead = max(0, min(order.ahead, others))
         elif after > before and not book.stale:
             # only growth makes size available, and only at this level: resting orders of the other
             # side priced through it now cross it
@@ -427,9 +493,15 @@ class PaperMatcher:
                 del self._consumed[key]
         for key in [k for k in self._credit if k[0] == market]:
             del self._credit[key]
+        for key in [k for k in self._own if k[0] == market]:  # our orders are in the snapshot: no more than it shows
+            size = book.bid_size(key[2]) if key[1] == "bid" else book.ask_size(key[2])
+            self._own[key] = min(self._own[key], size)
+            if self._own[key] <= 0:
+                del self._own[key]
         for side in ("bid", "ask"):
             for price, queue in self._resting.get((market, side), {}).items():
                 size = book.bid_size(price) if side == "bid" else book.ask_size(price)
+                size = max(0, size - self._own.get((market, side, price), 0))
                 for order in queue:
                     order.ahead = min(order.ahead, size)
         self._cross(market, seq, out)
@@ -495,12 +567,14 @@ class PaperMatcher:
             scheduled=self._scheduled,
             limits=None if self.limits is None else self.limits.snapshot(),
             market_info=tuple(self._info[m] for m in sorted(self._info)),
+            own=[(*k, v) for k, v in self._own.items()],
         )
 
     @classmethod
     def restore(cls, snap: MatcherSnapshot, fee: FeeFn, *, latency_ns: int = 0,
-                queue_model: QueueModel = "conservative", limits: Tier | str | None = None) -> PaperMatcher:
-        m = cls(fee, latency_ns=latency_ns, queue_model=queue_model, limits=limits)
+                queue_model: QueueModel = "conservative", limits: Tier | str | None = None,
+                own_prefix: str | None = None) -> PaperMatcher:
+        m = cls(fee, latency_ns=latency_ns, queue_model=queue_model, limits=limits, own_prefix=own_prefix)
         if snap.limits is not None:
             m.limits = RateLimits.restore(snap.limits)
         m.books = {k: OrderBook.restore(v) for k, v in snap.books.items()}
@@ -515,6 +589,7 @@ class PaperMatcher:
         m._credit = {(a, b, c): v for a, b, c, v in snap.credit}
         m._closed = set(snap.closed)
         m._scheduled = snap.scheduled
+        m._own = {(a, b, c): v for a, b, c, v in snap.own}
         for info in snap.market_info:
             m._learn(info)
         return m

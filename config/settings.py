@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from .profiles import SHIPPED, PaperProfile
 from .synth import FlowConfig
 
 ENV_PREFIX = "TAPE__"
@@ -55,10 +56,24 @@ class SessionSettings(_Settings):
 
 
 class PaperSettings(_Settings):
-    """Paper execution: how our simulated orders meet the observed book."""
+    """Paper execution: how our simulated orders meet the observed book: a named profile (:mod:`config.profiles`),
+    or, with ``profile = ""``, the settings given here."""
 
+    profile: str = ""
     latency_ms: Annotated[int, Meta(ge=0, le=60_000)] = 50
     queue_model: Literal["conservative", "proportional"] = "conservative"
+    profiles: dict[str, PaperProfile] = {}
+    """profiles of your own (``[paper.profiles.NAME]``), beside the shipped ones"""
+
+    def effective(self) -> tuple[str, PaperProfile]:
+        """``(profile name, its settings)``: the named profile's, or ``("", latency_ms and queue_model)``."""
+        if not self.profile:
+            return "", PaperProfile(latency_ms=self.latency_ms, queue_model=self.queue_model)
+        known = {**SHIPPED, **self.profiles}
+        if self.profile not in known:
+            raise ConfigError(f"paper.profile = {self.profile!r}: no such profile (known: {', '.join(sorted(known))}; "
+                              "define your own under [paper.profiles.NAME])")
+        return self.profile, known[self.profile]
 
 
 class VenueSettings(_Settings):
@@ -139,9 +154,14 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
         data = _merge(data, overrides)
         source += " + environment"
     try:
-        return msgspec.convert(data, Settings)
+        settings = msgspec.convert(data, Settings)
     except msgspec.ValidationError as exc:
         raise ConfigError(_explain(exc, data, source)) from None
+    try:
+        settings.paper.effective()
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return settings
 
 
 def _explain(exc: msgspec.ValidationError, data: dict[str, Any], source: str) -> str:

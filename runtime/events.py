@@ -477,6 +477,43 @@ class MarketInfo(_Event, **_tag("market_info")):
     source: str = ""
 
 
+class ShadowFilled(_Event, **_tag("shadow_filled")):
+    """A fill the paper matcher would have made for one of our live orders: the shadow execution beside live
+    orders (:mod:`actors.shadow`). Never a fill of the ledger: no cash, position or policy folds it; it is
+    what ``tape fidelity`` compares with the venue's own fills of the same order."""
+
+    client_order_id: str
+    market: str
+    side: BookSide
+    price: Price
+    count: Count
+    fee: Money
+    is_taker: bool
+    cause_seq: Seq
+
+
+class ShadowQueued(_Event, **_tag("shadow_queued")):
+    """The shadow execution's copy of one of our orders came to rest: ``ahead`` is the size it queues behind
+    (the paper matcher's queue position), ``rested`` what rests of it."""
+
+    client_order_id: str
+    market: str
+    ahead: Count
+    rested: Count
+    cause_seq: Seq
+
+
+class QueuePositionReported(_Event, **_tag("queue_position_reported")):
+    """The venue's word on one of our resting orders' place in its queue: ``ahead`` contracts must trade or
+    cancel before it fills (Kalshi's ``GET /portfolio/orders/queue_positions``); an input."""
+
+    client_order_id: str
+    order_id: str
+    market: str
+    ahead: Count
+    venue_ts_ms: int | None = None
+
+
 MARKET_RULES_MAX = 2_000
 """the most characters of a market's rules text a ``MarketInfo`` keeps"""
 
@@ -520,6 +557,9 @@ Event: TypeAlias = Union[  # noqa: UP007 - msgspec needs a runtime Union of the 
     OrderAmended,
     AmendRejected,
     MarketInfo,
+    ShadowFilled,
+    ShadowQueued,
+    QueuePositionReported,
 ]
 
 

@@ -66,6 +66,7 @@ from .events import (
     OrderStatusReported,
     PolicyDecided,
     PositionReported,
+    QueuePositionReported,
     Record,
     SessionEnded,
     SessionMode,
@@ -149,7 +150,7 @@ class Watch:
         self.trade_ids: set[str] = set()  # every fill logged (not a duplicate)
         self.venue_fills = 0  # of them, inputs: reported by the venue
         self.ours: set[str] = set()  # client order ids of our intents
-        self.order_ids: set[str] = set()  # the venue's ids of our orders
+        self.order_ids: dict[str, str] = {}  # the venue's ids of our orders -> their client order ids
         self.venue_positions: dict[str, int] = {}  # the latest PositionReported per market
         self.models: list[str] = []  # "role=version" of every ModelLoaded, in order
 
@@ -179,7 +180,7 @@ class Watch:
             elif kind is ModelLoaded:
                 self.models.append(f"{event.role}={event.model_id}")  # type: ignore[union-attr]
             elif (kind is OrderAccepted or kind is OrderStatusReported) and event.client_order_id in self.ours:  # type: ignore[union-attr]
-                self.order_ids.add(event.order_id)  # type: ignore[union-attr]
+                self.order_ids[event.order_id] = event.client_order_id  # type: ignore[union-attr]
             elif kind is PositionReported:
                 self.venue_positions[event.market] = event.position  # type: ignore[union-attr]
             if self.router is not None and kind in ROUTER_TYPES:
@@ -233,7 +234,7 @@ class PaperSession:
                  runner: Runner | None = None, decide_every_s: float = 1.0, config_hash: str = "",
                  code_version: str = "", drain_s: float = 5.0, rest: KalshiRest | None = None,
                  reconcile_margin_s: int = 60, watch: Watch | None = None, models: ModelFeed | None = None,
-                 reload_every_s: float = 2.0, policies: PolicyProvider | None = None) -> None:
+                 reload_every_s: float = 2.0, policies: PolicyProvider | None = None, queue_every_s: float = 0.0) -> None:
         if spec.execution == "venue" and rest is None:
             raise ValueError("a session that sends its orders to the venue (execution='venue') needs rest=KalshiRest")
         self.log, self.spec, self.feed = log, spec, feed
@@ -242,6 +243,7 @@ class PaperSession:
         self.watch = watch or Watch(spec)
         self.models = models
         self.reload_every_s = reload_every_s
+        self.queue_every_s = queue_every_s
         if runner is None and policies is None:
             raise ValueError("a session needs its runner, or the policies to build one in this process (policies=)")
         self.runner = runner or InProcessRunner(topology(spec, policies))  # type: ignore[arg-type]
@@ -277,7 +279,11 @@ class PaperSession:
             self.gateway.start()
         feed = asyncio.create_task(self._read_feed(), name="paper-feed")
         timer = asyncio.create_task(self._timer(), name="paper-timer")
-        reload = asyncio.create_task(self._reload(), name="paper-models") if self.models is not None else None
+        helpers = [timer]  # (stopped at the end of trading; the feed goes on through the drain)
+        if self.models is not None:
+            helpers.append(asyncio.create_task(self._reload(), name="paper-models"))
+        if self.queue_every_s > 0 and self.spec.execution == "venue":
+            helpers.append(asyncio.create_task(self._queue_positions(), name="paper-queue"))
         reason = "completed"
         failure: Exception | None = None
         try:
@@ -293,8 +299,8 @@ class PaperSession:
                     await self._flush()
                     if on_status is not None:
                         on_status(self.watch, time.perf_counter() - self.started)
-                    for task in (feed, timer, reload):
-                        if task is not None and task.done() and task.exception() is not None:
+                    for task in (feed, *helpers):
+                        if task.done() and task.exception() is not None:
                             raise task.exception()  # type: ignore[misc]
                 if self._stop.is_set():
                     reason = "interrupted"
@@ -303,10 +309,9 @@ class PaperSession:
             except Exception as exc:  # the feed or a status callback failed: halt and end the session cleanly
                 failure, reason = exc, f"failed: {type(exc).__name__}: {exc}"[:500]
             finally:
-                for task in (timer, reload):
-                    if task is not None:
-                        task.cancel()
-                await asyncio.gather(*(t for t in (timer, reload) if t is not None), return_exceptions=True)
+                for task in helpers:
+                    task.cancel()
+                await asyncio.gather(*helpers, return_exceptions=True)
             await self._drain()  # the feed goes on: fills and cancels still arrive
         except SequencerStopped:
             await self._cancel_at_venue()  # the log records nothing more: stop trading, cancel what we can
@@ -326,6 +331,25 @@ class PaperSession:
         return self.watch.summary(reason, time.perf_counter() - self.started, venue=self.venue,
                                   reconciled_fills=self.reconciled_fills,
                                   gateway=None if self.gateway is None else self.gateway.stats)
+
+    async def _queue_positions(self) -> None:
+        """Venue execution with ``queue_every_s``: every so often, the venue's queue position of each of our resting
+        orders, logged as a ``QueuePositionReported`` input (the truth a shadow execution's queue is measured
+        against). A failed read is a ``VenueError``, and the next poll tries again."""
+        assert self.rest is not None
+        while True:
+            await asyncio.sleep(self.queue_every_s)
+            try:
+                positions = await self.rest.queue_positions(self.spec.markets)
+            except KalshiError as exc:
+                self._push([(time.time_ns(), VenueError(where="paper.queue_positions", message=clip(str(exc))))])
+                continue
+            now, coids = time.time_ns(), self.watch.order_ids
+            entries: list[tuple[int, Event]] = [
+                (now, QueuePositionReported(client_order_id=coids[oid], order_id=oid, market=ticker, ahead=ahead))
+                for oid, ticker, ahead in positions if oid in coids]
+            if entries:
+                self._push(entries)
 
     async def _cancel_at_venue(self) -> None:
         """Last resort when the log has failed (DESIGN: stop trading, cancel resting orders where it can): cancel

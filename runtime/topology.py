@@ -22,6 +22,9 @@ of the determinism contract: derived events of one cause are logged in node orde
     orchestrator    Orchestrator         market data, lifecycle, timers, models, every order and cash event
                                          its own copies of the cash pool and the positions fold; operator
                                          commands (``halt``: cancel every working order, decide no more)
+    shadow          ShadowExecution      (``spec.shadow``, venue execution only) what the paper execution node
+                                         folds, and the venue's fills of our orders: the paper matcher's
+                                         verdicts on our live orders, kept out of the ledger (actors.shadow)
 
 A node never receives an event type it ignores: a book delta goes to its book, the execution node and the
 orchestrator, nothing else. :class:`Routes` precomputes ``event type -> node indices`` (and, for the
@@ -63,6 +66,7 @@ from actors.market_info import InformedCashPool, InformedCashSnapshot
 from actors.matcher import MatcherSnapshot, PaperMatcher
 from actors.positions import Positions, PositionsSnapshot
 from actors.router import Router, RouterSnapshot
+from actors.shadow import ShadowExecution
 from actors.shard import BookShard, BookShardSnapshot
 from runtime.events import (
     AmendRejected,
@@ -87,6 +91,7 @@ from runtime.events import (
     OrderRejected,
     OrderStatusReported,
     PublicTrade,
+    QueuePositionReported,
     Record,
     Role,
     SeqGapDetected,
@@ -134,10 +139,20 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """paper: the Kalshi tier whose order rate the paper matcher enforces in event time (:mod:`actors.limits`; an
     order past it is rejected ``rate_limited``); ``none``: no limit, what a log written before this field existed
     ran with"""
+    shadow: bool = False
+    """``venue`` execution: a paper matcher with this spec's paper settings shadows our live orders (the ``shadow``
+    node, :mod:`actors.shadow`): what it would have filled is logged beside the venue's fills (``ShadowFilled``,
+    ``ShadowQueued``), never in the ledger — what ``tape fidelity`` measures"""
+    profile: str = ""
+    """the name of the paper profile the paper settings came from (``[paper] profile``, :mod:`config.profiles`);
+    the settings themselves are the fields above, so a replay needs nothing but the log"""
 
     def __post_init__(self) -> None:
         if not self.markets or len(set(self.markets)) != len(self.markets):
             raise ValueError(f"session spec: markets must be distinct and at least one, got {self.markets}")
+        if self.shadow and self.execution != "venue":
+            raise ValueError("session spec: shadow execution needs live orders (execution = 'venue'): a paper "
+                             "session's matcher is already the paper side")
 
 
 # Fields SessionStarted carries itself; the rest go into the session_spec command.
@@ -229,12 +244,29 @@ def topology(spec: SessionSpec, policies: PolicyProvider) -> tuple[Node, ...]:
         Node("orchestrator", partial(_orchestrator, spec, policies), partial(_restore_orchestrator, spec, policies),
              frozenset({*_MARKET_DATA, *_ORDER_EVENTS, TimerFired, ModelLoaded, SessionStarted, CashDeposited,
                         OperatorCommand})),
+        *((Node("shadow", partial(_shadow, spec), partial(_restore_shadow, spec), SHADOW_TYPES),) if spec.shadow else ()),
     )
 
 
 ROUTER_TYPES = frozenset({OrderIntent, CashReserved, CancelRequested, OrderAccepted, OrderRejected, OrderCanceled,
                           OrderExpired, OrderFilled, OrderStatusReported, AmendRequested, OrderAmended, AmendRejected})
 """what :class:`~actors.router.Router` folds: the execution node's events in ``venue`` mode"""
+
+
+SHADOW_TYPES = frozenset({*_MARKET_DATA, TimerFired, OrderIntent, CashReserved, OrderRejected, CancelRequested,
+                          OrderFilled, QueuePositionReported})
+"""what the shadow execution folds: the paper execution node's events, the venue's fills of our orders and its
+reports of their queue positions"""
+
+
+def _shadow(spec: SessionSpec) -> ShadowExecution:
+    return ShadowExecution(_fees(spec).trade_fee, prefix=spec.prefix, latency_ns=spec.latency_ms * _MS,
+                           queue_model=spec.queue_model)
+
+
+def _restore_shadow(spec: SessionSpec, data: bytes) -> ShadowExecution:
+    return ShadowExecution.restore(msgspec.msgpack.decode(data, type=MatcherSnapshot), _fees(spec).trade_fee,
+                                   prefix=spec.prefix, latency_ns=spec.latency_ms * _MS, queue_model=spec.queue_model)
 
 
 def _execution(spec: SessionSpec) -> Node:

@@ -45,6 +45,9 @@ def one_of_each() -> list[ev.Event]:
         ev.OrderAmended(client_order_id="c-1", order_id="o-1", price=850, count=700, remaining_count=400, cause_seq=15, venue_ts_ms=14),
         ev.AmendRejected(client_order_id="c-1", reason="order_not_open", detail="order o-1 is executed", cause_seq=15),
         ev.MarketInfo(market="KXA-1", series="KXA", market_type="binary", price_level_structure="tapered_deci_cent", price_ranges=((0, 1000, 10), (1000, 9000, 100), (9000, 10_000, 10)), fee_type="quadratic_with_maker_fees", fee_multiplier_ppm=500_000, fee_waiver_until_ms=1_700_000_000_000, close_ts_ms=1_700_000_600_000, latest_expiration_ts_ms=1_700_001_000_000, settlement_timer_s=300, can_close_early=True, rules_primary="Yes if A.", rules_secondary="Source: B.", source="kalshi"),
+        ev.ShadowFilled(client_order_id="c-1", market="KXA-1", side="bid", price=801, count=300, fee=6_300, is_taker=False, cause_seq=16),
+        ev.ShadowQueued(client_order_id="c-1", market="KXA-1", ahead=1_200, rested=500, cause_seq=6),
+        ev.QueuePositionReported(client_order_id="c-1", order_id="o-1", market="KXA-1", ahead=1_100, venue_ts_ms=15),
     ]
     assert {type(e) for e in samples} == set(ev.EVENT_TYPES.values()), "add the new event type to one_of_each()"
     return samples

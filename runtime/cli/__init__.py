@@ -170,7 +170,7 @@ async def until_stopped() -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import bench, clustercmd, dashboard, demo, exchange, logcmd, paper, record, replay, rl, synth
+    from . import bench, clustercmd, dashboard, demo, exchange, fidelity, logcmd, paper, record, replay, rl, synth
     from . import soak as soak_command
     from . import tune as tune_command
 
@@ -198,6 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     tune_command.register(commands)
     dashboard.register(commands)
     soak_command.register(commands)
+    fidelity.register(commands)
     clustercmd.register(commands)
     return parser
 

@@ -142,8 +142,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     async with venue_urls(args.venue, args.url, count or 4, seed, span_s=args.duration * args.speed,
                           speed=args.speed) as (rest_url, ws_url):
         tickers = await resolve_markets(rest_url, signer, count, tickers, args.venue)
-        spec = SessionSpec(markets=tuple(tickers), starting_cash=round(args.cash * MONEY_SCALE),
-                           latency_ms=settings.paper.latency_ms, queue_model=settings.paper.queue_model, seed=seed,
+        profile_name, profile = settings.paper.effective()
+        spec = SessionSpec(markets=tuple(tickers), starting_cash=round(args.cash * MONEY_SCALE), profile=profile_name,
+                           latency_ms=profile.latency_ms, queue_model=profile.queue_model, seed=seed,
                            prefix=session_id.rsplit("-", 1)[-1], execution="venue" if args.live_orders else "paper",
                            policy=base, rate_limits=settings.venue.tier)
         if placement:  # refused before the log is made

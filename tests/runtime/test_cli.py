@@ -228,7 +228,7 @@ def test_verify_counts_the_sound_records_before_damage_in_the_second_frame(tmp_p
 
 # --- the same conventions in every command: exit statuses, paths, valid values, examples, global options ---
 
-ID_SHAPE = r"(?:(?:paper|record|demo)-)?\d{8}T\d{6}Z-[0-9a-f]{6}"  # runtime.ids.new_session_id
+ID_SHAPE = r"(?:(?:paper|record|demo|fidelity)-)?\d{8}T\d{6}Z-[0-9a-f]{6}"  # runtime.ids.new_session_id
 
 
 def run_main(capsys, *argv: str) -> tuple[int, str, str]:
@@ -419,7 +419,7 @@ def test_every_help_example_names_runs_as_tape_names_them():
     from runtime.ids import new_session_id
 
     assert re.fullmatch(ID_SHAPE, new_session_id("paper")) and re.fullmatch(ID_SHAPE, new_session_id())
-    allowed = re.compile(rf"runs/(?:{ID_SHAPE}(?:-repaired)?|synth(?:/synth-\d+-\d{{4}})?)?")
+    allowed = re.compile(rf"runs/(?:{ID_SHAPE}(?:-repaired)?|synth(?:/synth-\d+-\d{{4}})?|fidelity-\*)?")  # (a glob of them)
     for command, text in _helps().items():
         assert "<id>" not in text, command
         for path in re.findall(r"runs/[^\s,')]*", text):

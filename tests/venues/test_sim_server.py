@@ -330,6 +330,34 @@ async def test_an_order_goes_through_rest_from_create_to_cancel_and_fill():
         assert executed[0]["taker_fees_dollars"] == event["fees_paid_dollars"] != "0.000000"
 
 
+async def test_queue_positions_are_the_engines_true_price_time_priority():
+    """GET /portfolio/orders/queue_positions (Kalshi's shape: whole contracts and the _fp count) names each resting
+    order of the caller's with the count ahead of it at its price; our REST client reads it back exactly."""
+    from runtime.events import OrderIntent
+    from runtime.venues.kalshi.http import KalshiRest
+
+    async with serve() as server, aiohttp.ClientSession(headers={KEY: "carol"}) as http, \
+            KalshiRest(server.rest_url) as client:
+        server.pause()
+        base, ex = server.rest_url, server.exchange
+        ticker = ex.tickers[0]
+        bid = ex.market(ticker).yes_bid  # type: ignore[union-attr]
+        acks = [await client.create_order(OrderIntent(cause_seq=1, client_order_id=f"q-{i}", market=ticker, side="bid",
+                                                      price=bid, count=250)) for i in range(2)]
+        ahead = ex.queue_positions("trust", {ticker})
+        assert [a for _, _, a in ahead] == [ahead[0][2], ahead[0][2] + 250] and ahead[0][2] > 0
+        assert await client.queue_positions([ticker]) == [(a.order_id, ticker, n) for a, (_, _, n) in zip(acks, ahead, strict=True)]
+        body = await (await http.get(f"{base}/portfolio/orders/queue_positions",
+                                     params={"market_tickers": ticker}, headers={KEY: "trust"})).json()
+        assert body["queue_positions"][1] == {"order_id": acks[1].order_id, "market_ticker": ticker,
+                                              "queue_position": (ahead[0][2] + 250) // 100,
+                                              "queue_position_fp": format_count(ahead[0][2] + 250)}
+        assert (await (await http.get(f"{base}/portfolio/orders/queue_positions",
+                                      params={"market_tickers": ticker})).json()) == {"queue_positions": []}  # carol's: none
+        missing = await http.get(f"{base}/portfolio/orders/queue_positions")
+        assert missing.status == 400 and (await missing.json())["message"] == "market_tickers or event_ticker is required"
+
+
 async def test_cursors_page_through_every_item_once_even_as_new_ones_arrive():
     async with serve(markets=5) as server, aiohttp.ClientSession(headers={KEY: "dave"}) as http:
         server.pause()

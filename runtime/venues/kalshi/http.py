@@ -52,7 +52,7 @@ from structlog.typing import FilteringBoundLogger
 from actors.limits import BucketName, Cost, RateLimits, Tier, request_cost
 from runtime.events import BookSnapshot, Event, MalformedInput, OrderFilled, OrderIntent, OrderStatusReported
 from runtime.logger import get_logger
-from runtime.units import format_count
+from runtime.units import format_count, parse_count
 
 from . import messages as m
 from . import rest
@@ -431,6 +431,21 @@ class KalshiRest:
         path = f"/portfolio/orders/{quote(order_id, safe='')}"
         body = self._decode(await self._call("GET", path), m.OrderResponse, path)
         return _read("GET", path, rest.order(body, self.source))
+
+    async def queue_positions(self, tickers: Iterable[str]) -> list[tuple[str, str, int]]:
+        """``GET /portfolio/orders/queue_positions``: ``(order_id, ticker, ahead)`` of each of our resting orders in
+        ``tickers`` — the count (1/100 contract) that must trade or cancel before it fills."""
+        path = "/portfolio/orders/queue_positions"
+        body = self._decode(await self._call("GET", path, params={"market_tickers": ",".join(tickers)}),
+                            m.QueuePositionsResponse, path)
+        out = []
+        for q in body.queue_positions or ():
+            try:
+                ahead = parse_count(q.queue_position_fp) if q.queue_position_fp is not None else q.queue_position * 100
+            except ValueError as exc:
+                raise KalshiError(f"GET {path}: order {q.order_id}: {exc}") from None
+            out.append((q.order_id, q.market_ticker, ahead))
+        return out
 
     async def orders(self, ticker: str | None = None, status: str | None = None) -> list[Event]:
         """``GET /portfolio/orders``, every page: an ``OrderStatusReported`` (or ``MalformedInput``) per order."""

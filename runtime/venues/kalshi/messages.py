@@ -553,6 +553,22 @@ class OrderResponse(_Body, kw_only=True):
     order: PortfolioOrder
 
 
+class OrderQueuePosition(_Body, kw_only=True):
+    """An item of ``GET /portfolio/orders/queue_positions``: the contracts ahead of a resting order at its price
+    (``queue_position`` whole contracts, ``queue_position_fp`` with the ``_fp`` precision)."""
+
+    order_id: str
+    market_ticker: str
+    queue_position: int
+    queue_position_fp: str | None = None
+
+
+class QueuePositionsResponse(_Body, kw_only=True):
+    """``GET /portfolio/orders/queue_positions`` (``market_tickers`` or ``event_ticker``)."""
+
+    queue_positions: list[OrderQueuePosition] | None = None
+
+
 class PortfolioFill(_Body, kw_only=True):
     """An item of ``GET /portfolio/fills``: the spec's ``Fill`` (no ``client_order_id``: the order's id
     names the order). ``yes_price_dollars`` is the YES-leg price; ``ts`` Unix seconds, ``created_time`` ISO-8601."""

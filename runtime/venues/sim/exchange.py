@@ -92,7 +92,7 @@ import hashlib
 import heapq
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
 import msgspec
@@ -1039,6 +1039,22 @@ class Exchange:
         """Every order of the owner with what REST shows of it, oldest first."""
         account = self._accounts.get(owner)
         return [] if account is None else [o.detail() for o in account.orders]
+
+    def queue_positions(self, owner: str, tickers: Collection[str] | None = None) -> list[tuple[str, str, int]]:
+        """``(order_id, ticker, ahead)`` of every resting order of the owner (in ``tickers``, if given), oldest
+        first: ``ahead`` is the count that must trade or cancel before it fills, by true price-time priority
+        (Kalshi's ``GET /portfolio/orders/queue_positions``)."""
+        account = self._accounts.get(owner)
+        if account is None:
+            return []
+        out = []
+        for o in account.orders:
+            if o.status != "resting" or (tickers is not None and o.market not in tickers):
+                continue
+            ahead = self.flows[o.index].engine.queue_ahead(o.engine_id)
+            if ahead is not None:
+                out.append((o.order_id, o.market, ahead))
+        return out
 
     def order_detail(self, owner: str, order_id: str) -> OrderDetail | None:
         order = self._orders.get(order_id)

@@ -257,6 +257,19 @@ class RestApi:
                                      and (status is None or o.report.status == status), _limit(q), q.get("cursor"))
         return _json(rest.orders_body([_order_item(owner, o) for o in page], cursor))
 
+    async def _queue_positions(self, request: web.Request) -> web.Response:
+        q = request.query
+        tickers = [t for t in q.get("market_tickers", "").split(",") if t]
+        event = q.get("event_ticker")
+        if not tickers and not event:
+            raise _BadRequest("market_tickers or event_ticker is required")
+        self._tick()
+        items = [m.OrderQueuePosition(order_id=oid, market_ticker=ticker, queue_position=ahead // 100,
+                                      queue_position_fp=format_count(ahead))
+                 for oid, ticker, ahead in self.exchange.queue_positions(request[_OWNER], set(tickers) or None)
+                 if not event or ticker.startswith(event + "-")]
+        return _json(m.QueuePositionsResponse(queue_positions=items))
+
     async def _order(self, request: web.Request) -> web.Response:
         order_id, owner = request.match_info["order_id"], request[_OWNER]
         detail = self.exchange.order_detail(owner, order_id)

@@ -183,6 +183,7 @@ class ExchangeServer(RestApi, WsApi):
             ("PUT", "/portfolio/order_groups/{order_group_id}/trigger", self._trigger_group),
             ("PUT", "/portfolio/order_groups/{order_group_id}/limit", self._group_limit),
             ("GET", "/portfolio/orders", self._orders),
+            ("GET", "/portfolio/orders/queue_positions", self._queue_positions),
             ("GET", "/portfolio/orders/{order_id}", self._order),
             ("GET", "/portfolio/fills", self._fills),
             ("GET", "/portfolio/positions", self._positions),

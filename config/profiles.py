@@ -1,0 +1,40 @@
+"""Paper profiles: named sets of the paper matcher's settings.
+
+A profile says how the paper matcher (:mod:`actors.matcher`) models what it cannot see: the latency of our orders
+and cancels, and how a resting order's queue advances when size ahead of it leaves without a trade. ``default`` is
+what paper sessions have always run with; ``calibrated-sim`` is what ``tape fidelity --calibrate`` chose against
+the local exchange's true matching (its figures, and the command that produced them, are in the README). A
+settings file names one with ``[paper] profile = "calibrated-sim"``, or defines its own under
+``[paper.profiles.NAME]`` (what ``tape fidelity --calibrate --save FILE`` writes). Every session records the
+profile's name and its settings in its spec, so a replay needs neither this table nor the file.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+__all__ = ["PARAMETERS", "SHIPPED", "PaperProfile"]
+
+
+class PaperProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The paper matcher's settings (``SessionSpec`` fields of the same names)."""
+
+    latency_ms: Annotated[int, Meta(ge=0, le=60_000)] = 50
+    """event time from a decision (or a cancel) to the simulated venue"""
+    queue_model: Literal["conservative", "proportional"] = "conservative"
+    """how the queue ahead advances when displayed size at its price shrinks without a trade"""
+
+
+PARAMETERS: dict[str, tuple[object, ...]] = {
+    "latency_ms": (0, 10, 25, 50, 100, 200, 400),
+    "queue_model": ("conservative", "proportional"),
+}
+"""what a calibration may search, and the values it tries by default (``tape fidelity --calibrate --grid``)"""
+
+SHIPPED: dict[str, PaperProfile] = {
+    "default": PaperProfile(),
+    "calibrated-sim": PaperProfile(latency_ms=0, queue_model="proportional"),
+}
