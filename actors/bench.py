@@ -186,8 +186,10 @@ def _nautilus(stream: BookStream) -> Callable[[], float] | None:
     return run
 
 
-def matcher_ops(stream: BookStream, orders: int = 20_000, seed: int = 7) -> float:
-    """Orders per second through the paper matcher, with Kalshi's fee schedule and zero latency.
+def matcher_ops(stream: BookStream, orders: int = 20_000, seed: int = 7, *, step_ns: int = 1_000,
+                **settings: object) -> float:
+    """Orders per second through the paper matcher, with Kalshi's fee schedule and zero latency (or ``settings``:
+    the matcher's keyword settings, e.g. a paper profile's; events are ``step_ns`` of event time apart).
 
     Each order is an ``OrderIntent`` and its ``CashReserved`` (the matcher's admission, validation and
     matching run on the second); a quarter are IOC, the rest GTC, a third of which are cancelled at
@@ -200,7 +202,7 @@ def matcher_ops(stream: BookStream, orders: int = 20_000, seed: int = 7) -> floa
     from .fees import KalshiFees
     from .matcher import PaperMatcher
 
-    matcher = PaperMatcher(KalshiFees().trade_fee)
+    matcher = PaperMatcher(KalshiFees().trade_fee, **settings)  # type: ignore[arg-type]
     for record in stream.snapshots:
         matcher.handle(record.seq, record.ts_ns, record.event)
     rng = random.Random(seed)
@@ -228,7 +230,7 @@ def matcher_ops(stream: BookStream, orders: int = 20_000, seed: int = 7) -> floa
     start = time.perf_counter()
     for event in events:
         seq += 1
-        ts += 1_000
+        ts += step_ns
         handle(seq, ts, event)  # type: ignore[arg-type]
     return orders / max(time.perf_counter() - start, 1e-9)
 

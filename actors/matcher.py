@@ -21,7 +21,9 @@ below stand in for that; each is explicit and tested.
   the rest of the traded volume fills it. A trade *through* its price (a sell below our bid, a buy
   above our ask) fills it outright. When displayed size at its price shrinks without a trade to
   explain it (a cancel), ``queue_model`` says how far the queue advances: ``conservative`` — only as
-  far as needed to keep ``ahead <= displayed``; ``proportional`` — by ``cancelled * ahead / before``.
+  far as needed to keep ``ahead <= displayed``; ``proportional`` — by ``cancelled * ahead / before``; ``share`` —
+  by ``cancel_ahead_pct`` percent of what was cancelled (a share calibrated against a true queue,
+  :mod:`runtime.fidelity`); each never past ``ahead <= displayed``.
   Shrinkage that follows a trade at that price is attributed to the trade first (the trade credit).
 * **Crossing.** If the displayed opposite side moves through a resting order's price, the order fills
   as a maker at its own price against the available size.
@@ -86,7 +88,7 @@ from .market_info import grid_text, on_grid
 __all__ = ["FeeFn", "PaperMatcher"]
 
 FeeFn = Callable[[str, int, int, bool], int]  # (market, price, count, is_taker) -> fee in micro-dollars
-QueueModel = Literal["conservative", "proportional"]
+QueueModel = Literal["conservative", "proportional", "share"]
 _CLOSING = frozenset({"deactivated", "determined", "settled"})
 _ALL_LEVELS = 10_001
 _ORDER_COST = Cost("write", DEFAULT_COST)  # what reaching the venue costs an order, and a cancel
@@ -140,11 +142,14 @@ class PaperMatcher:
     """Paper execution for every market of a session (see the module docstring for the rules)."""
 
     def __init__(self, fee: FeeFn, *, latency_ns: int = 0, queue_model: QueueModel = "conservative",
-                 limits: Tier | str | None = None, own_prefix: str | None = None) -> None:
+                 limits: Tier | str | None = None, own_prefix: str | None = None, cancel_ahead_pct: int = 0) -> None:
         if latency_ns < 0:
             raise ValueError(f"latency_ns must be >= 0, got {latency_ns}")
-        if queue_model not in ("conservative", "proportional"):
-            raise ValueError(f"queue_model must be 'conservative' or 'proportional', got {queue_model!r}")
+        if queue_model not in ("conservative", "proportional", "share"):
+            raise ValueError(f"queue_model must be 'conservative', 'proportional' or 'share', got {queue_model!r}")
+        if not 0 <= cancel_ahead_pct <= 100:
+            raise ValueError(f"cancel_ahead_pct must be 0..100, got {cancel_ahead_pct}")
+        self.cancel_ahead_pct = cancel_ahead_pct
         self.fee = fee
         self.latency_ns = latency_ns
         self.queue_model = queue_model
@@ -475,6 +480,8 @@ class PaperMatcher:
             for order in list(self._resting_at(market, bside, level)):
                 if self.queue_model == "proportional" and cancelled and before:
                     order.ahead -= cancelled * order.ahead // before
+                elif self.queue_model == "share" and cancelled:
+                    order.ahead -= cancelled * self.cancel_ahead_pct // 100
                 order.ahead = max(0, min(order.ahead, others))
         elif after > before and not book.stale:
             # only growth makes size available, and only at this level: resting orders of the other
@@ -573,8 +580,9 @@ class PaperMatcher:
     @classmethod
     def restore(cls, snap: MatcherSnapshot, fee: FeeFn, *, latency_ns: int = 0,
                 queue_model: QueueModel = "conservative", limits: Tier | str | None = None,
-                own_prefix: str | None = None) -> PaperMatcher:
-        m = cls(fee, latency_ns=latency_ns, queue_model=queue_model, limits=limits, own_prefix=own_prefix)
+                own_prefix: str | None = None, cancel_ahead_pct: int = 0) -> PaperMatcher:
+        m = cls(fee, latency_ns=latency_ns, queue_model=queue_model, limits=limits, own_prefix=own_prefix,
+                cancel_ahead_pct=cancel_ahead_pct)
         if snap.limits is not None:
             m.limits = RateLimits.restore(snap.limits)
         m.books = {k: OrderBook.restore(v) for k, v in snap.books.items()}

@@ -24,13 +24,26 @@ class PaperProfile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
     latency_ms: Annotated[int, Meta(ge=0, le=60_000)] = 50
     """event time from a decision (or a cancel) to the simulated venue"""
-    queue_model: Literal["conservative", "proportional"] = "conservative"
+    queue_model: Literal["conservative", "proportional", "share"] = "conservative"
     """how the queue ahead advances when displayed size at its price shrinks without a trade"""
+    cancel_ahead_pct: Annotated[int, Meta(ge=0, le=100)] = 0
+    """``share``: the percent of such a cancel taken from ahead of us (0 with the other models)"""
+
+    def __post_init__(self) -> None:
+        if self.cancel_ahead_pct and self.queue_model != "share":
+            raise ValueError(f"cancel_ahead_pct = {self.cancel_ahead_pct} needs queue_model = 'share' "
+                             f"(it is {self.queue_model!r})")
+
+    def text(self) -> str:
+        """``latency_ms=50 queue_model=share cancel_ahead_pct=60`` (the last only with ``share``)."""
+        share = f" cancel_ahead_pct={self.cancel_ahead_pct}" if self.queue_model == "share" else ""
+        return f"latency_ms={self.latency_ms} queue_model={self.queue_model}{share}"
 
 
 PARAMETERS: dict[str, tuple[object, ...]] = {
     "latency_ms": (0, 10, 25, 50, 100, 200, 400),
-    "queue_model": ("conservative", "proportional"),
+    "queue_model": ("conservative", "proportional", "share"),
+    "cancel_ahead_pct": (25, 50, 75, 100),
 }
 """what a calibration may search, and the values it tries by default (``tape fidelity --calibrate --grid``)"""
 

@@ -61,14 +61,19 @@ class PaperSettings(_Settings):
 
     profile: str = ""
     latency_ms: Annotated[int, Meta(ge=0, le=60_000)] = 50
-    queue_model: Literal["conservative", "proportional"] = "conservative"
+    queue_model: Literal["conservative", "proportional", "share"] = "conservative"
+    cancel_ahead_pct: Annotated[int, Meta(ge=0, le=100)] = 0
     profiles: dict[str, PaperProfile] = {}
     """profiles of your own (``[paper.profiles.NAME]``), beside the shipped ones"""
 
     def effective(self) -> tuple[str, PaperProfile]:
         """``(profile name, its settings)``: the named profile's, or ``("", latency_ms and queue_model)``."""
         if not self.profile:
-            return "", PaperProfile(latency_ms=self.latency_ms, queue_model=self.queue_model)
+            try:
+                return "", PaperProfile(latency_ms=self.latency_ms, queue_model=self.queue_model,
+                                        cancel_ahead_pct=self.cancel_ahead_pct)
+            except ValueError as exc:
+                raise ConfigError(f"paper: {exc}") from None
         known = {**SHIPPED, **self.profiles}
         if self.profile not in known:
             raise ConfigError(f"paper.profile = {self.profile!r}: no such profile (known: {', '.join(sorted(known))}; "

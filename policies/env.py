@@ -43,6 +43,7 @@ import gymnasium as gym
 import msgspec
 import numpy as np
 
+from config.profiles import SHIPPED, PaperProfile
 from runtime.events import Role
 from runtime.units import MONEY_SCALE
 
@@ -89,8 +90,18 @@ class EnvConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     """reward = dollars x this"""
     seed: int = 0
     """the session seed recorded in each episode's spec"""
+    paper_profile: str = ""
+    """a named paper profile (``config.profiles.SHIPPED``: ``calibrated-sim`` trains against the matcher calibrated
+    on the local exchange's true queue, ``tape fidelity --calibrate``); its settings replace ``latency_ms``"""
+
+    def paper(self) -> tuple[str, PaperProfile] | None:
+        """``(name, settings)`` of :attr:`paper_profile`, or None (``latency_ms`` with the default queue model)."""
+        return (self.paper_profile, SHIPPED[self.paper_profile]) if self.paper_profile else None
 
     def __post_init__(self) -> None:
+        if self.paper_profile and self.paper_profile not in SHIPPED:
+            raise ValueError(f"env config: paper_profile {self.paper_profile!r} is not a shipped profile "
+                             f"({', '.join(sorted(SHIPPED))})")
         if self.cash <= 0 or self.lot <= 0 or self.decide_every_ms <= 0 or min(self.max_steps, self.curriculum) < 0:
             raise ValueError(f"env config: cash, lot and decide_every_ms must be > 0, max_steps and curriculum >= 0; "
                              f"got {self}")
@@ -204,7 +215,8 @@ class TradingEnv(gym.Env):
             self.episodes += 1
             self.episode = Episode(tape, {}, agent_roles=frozenset(ROLES), agent_version="agent",
                                    cash=self.config.cash, latency_ms=self.config.latency_ms,
-                                   decide_every_ms=self.config.decide_every_ms, seed=self.config.seed)
+                                   decide_every_ms=self.config.decide_every_ms, seed=self.config.seed,
+                                   paper=self.config.paper())
             if self.record:
                 self.episode.log = []
             self._steps = self.episode.steps()

@@ -27,6 +27,7 @@ from typing import Any
 from actors.book import OrderBook
 from actors.orchestrator import Orchestrator
 from actors.positions import Positions
+from config.profiles import PaperProfile
 from runtime.events import Event, Record, Role, SessionEnded, TimerFired
 from runtime.topology import Routes, SessionSpec, session_inputs, topology
 
@@ -55,10 +56,16 @@ class Episode:
 
     def __init__(self, tape: Tape, policies: Mapping[Role, Policy], *, agent_roles: frozenset[Role] = frozenset(),
                  agent_version: str = "agent", cash: int, latency_ms: int = 50, decide_every_ms: int = 1_000,
-                 seed: int = 0, prefix: str = "t") -> None:
+                 seed: int = 0, prefix: str = "t", paper: tuple[str, PaperProfile] | None = None) -> None:
         self.tape = tape
-        self.spec = SessionSpec(markets=(tape.market,), starting_cash=cash, latency_ms=latency_ms, seed=seed,
-                                prefix=prefix)
+        if paper is None:  # (``latency_ms`` alone: the default profile's queue model)
+            self.spec = SessionSpec(markets=(tape.market,), starting_cash=cash, latency_ms=latency_ms, seed=seed,
+                                    prefix=prefix)
+        else:  # a named paper profile (``config.profiles``): its settings, its name in the spec
+            name, p = paper
+            self.spec = SessionSpec(markets=(tape.market,), starting_cash=cash, latency_ms=p.latency_ms, seed=seed,
+                                    prefix=prefix, queue_model=p.queue_model, cancel_ahead_pct=p.cancel_ahead_pct,
+                                    profile=name)
         self.nodes = topology(self.spec, PROVIDER)
         self.machines = [node.build() for node in self.nodes]
         self.routes = Routes(self.nodes)

@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import msgspec
 
+from config.profiles import PaperProfile
 from runtime.events import OrderFilled, OrderIntent, Role
 from runtime.units import COUNT_SCALE, MONEY_SCALE
 
@@ -121,7 +122,7 @@ def _dollars(micros: float) -> float:
 def evaluate_one(name: str, policies: PolicySet, tapes: Sequence[Tape], *, cash: int,
                  latency_ms: int = 50, decide_every_ms: int = 1_000,
                  progress: Callable[[int], None] | None = None, regimes: RegimeModel | None = None,
-                 regime_model: str | None = None) -> EvalResult:
+                 regime_model: str | None = None, paper: tuple[str, PaperProfile] | None = None) -> EvalResult:
     """Play every tape with ``policies`` and gather the figures (module docstring); with ``regimes``, the trades' PnL
     by regime (``regime_model`` names where the model came from)."""
     per_regime = {r: [0, 0] for r in regimes.names} if regimes is not None else None
@@ -133,7 +134,7 @@ def evaluate_one(name: str, policies: PolicySet, tapes: Sequence[Tape], *, cash:
     for i, tape in enumerate(tapes):
         chosen = policies(tape) if callable(policies) else policies
         versions = versions or {r: p.version for r, p in chosen.items()}
-        episode = Episode(tape, chosen, cash=cash, latency_ms=latency_ms, decide_every_ms=decide_every_ms)
+        episode = Episode(tape, chosen, cash=cash, latency_ms=latency_ms, decide_every_ms=decide_every_ms, paper=paper)
         episode.log = []
         episode.track_drawdown = True
         episode.run()
@@ -176,7 +177,7 @@ def evaluate_one(name: str, policies: PolicySet, tapes: Sequence[Tape], *, cash:
 def evaluate(sets: Mapping[str, PolicySet], tapes: Sequence[Tape], *, cash: int, latency_ms: int = 50,
              decide_every_ms: int = 1_000, oracle: bool = False, baseline: str | None = None,
              regimes: Mapping[str, RegimeModel] | None = None, fitted: RegimeModel | None = None,
-             say: Callable[[str], None] = lambda _: None) -> list[EvalResult]:
+             say: Callable[[str], None] = lambda _: None, paper: tuple[str, PaperProfile] | None = None) -> list[EvalResult]:
     """Each named policy set on the same tapes, in the order given; with ``oracle`` the oracle last, and every
     result's ``share_of_oracle`` (module docstring). Every tape must then have a fair-value sidecar
     (:class:`~policies.oracle.OracleError` names the first that has none). With ``baseline`` (one of the sets'
@@ -197,7 +198,7 @@ def evaluate(sets: Mapping[str, PolicySet], tapes: Sequence[Tape], *, cash: int,
         say(f"evaluating {name} on {len(tapes)} tapes …")
         own = (regimes or {}).get(name)
         out.append(evaluate_one(name, policies, tapes, cash=cash, latency_ms=latency_ms,
-                                decide_every_ms=decide_every_ms, regimes=own or fitted,
+                                decide_every_ms=decide_every_ms, regimes=own or fitted, paper=paper,
                                 regime_model="model" if own is not None else "fitted" if fitted is not None else None))
     if oracle:
         ceiling = out[-1].pnl

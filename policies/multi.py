@@ -157,7 +157,8 @@ class MultiRoleEnv(MultiAgentEnv):
             self.episodes += 1
             self.episode = Episode(self._tape(), self.frozen, agent_roles=frozenset(self.roles), agent_version="agent",
                                    cash=self.config.cash, latency_ms=self.config.latency_ms,
-                                   decide_every_ms=self.config.decide_every_ms, seed=self.config.seed)
+                                   decide_every_ms=self.config.decide_every_ms, seed=self.config.seed,
+                                   paper=self.config.paper())
             self.episode.log = []
             self._tracker = TradeTracker(self.episode.tape.market)
             self._steps = self.episode.steps()

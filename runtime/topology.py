@@ -122,7 +122,7 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """the fee schedule: Kalshi's published one (``actors.fees.KalshiFees()``)"""
     latency_ms: Annotated[int, Meta(ge=0, le=60_000)] = 50
     """paper: event time from a decision to the simulated venue"""
-    queue_model: Literal["conservative", "proportional"] = "conservative"
+    queue_model: Literal["conservative", "proportional", "share"] = "conservative"
     policy: Annotated[str, Meta(pattern=r"^(rule|flow|random(:[0-9]+)?)$")] = "rule"
     """the four policies at the start: ``rule`` = ``policies.rules.baselines()``, ``flow`` = the signed-flow rules
     (``policies.flow``), ``random[:SEED]`` = uniform random (deterministic), as :attr:`PolicyProvider.named` gives them; a trained model enters as ``ModelLoaded`` inputs"""
@@ -143,6 +143,8 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """``venue`` execution: a paper matcher with this spec's paper settings shadows our live orders (the ``shadow``
     node, :mod:`actors.shadow`): what it would have filled is logged beside the venue's fills (``ShadowFilled``,
     ``ShadowQueued``), never in the ledger — what ``tape fidelity`` measures"""
+    cancel_ahead_pct: Annotated[int, Meta(ge=0, le=100)] = 0
+    """paper, ``queue_model = "share"``: the percent of a cancel at a resting order's price taken from ahead of it"""
     profile: str = ""
     """the name of the paper profile the paper settings came from (``[paper] profile``, :mod:`config.profiles`);
     the settings themselves are the fields above, so a replay needs nothing but the log"""
@@ -259,14 +261,18 @@ SHADOW_TYPES = frozenset({*_MARKET_DATA, TimerFired, OrderIntent, CashReserved, 
 reports of their queue positions"""
 
 
+def _paper(spec: SessionSpec) -> dict[str, Any]:
+    """The paper matcher's settings in a spec (a paper profile's fields)."""
+    return {"latency_ns": spec.latency_ms * _MS, "queue_model": spec.queue_model, "cancel_ahead_pct": spec.cancel_ahead_pct}
+
+
 def _shadow(spec: SessionSpec) -> ShadowExecution:
-    return ShadowExecution(_fees(spec).trade_fee, prefix=spec.prefix, latency_ns=spec.latency_ms * _MS,
-                           queue_model=spec.queue_model)
+    return ShadowExecution(_fees(spec).trade_fee, prefix=spec.prefix, **_paper(spec))
 
 
 def _restore_shadow(spec: SessionSpec, data: bytes) -> ShadowExecution:
     return ShadowExecution.restore(msgspec.msgpack.decode(data, type=MatcherSnapshot), _fees(spec).trade_fee,
-                                   prefix=spec.prefix, latency_ns=spec.latency_ms * _MS, queue_model=spec.queue_model)
+                                   prefix=spec.prefix, **_paper(spec))
 
 
 def _execution(spec: SessionSpec) -> Node:
@@ -286,7 +292,7 @@ def _cash(spec: SessionSpec) -> InformedCashPool:
 
 
 def _matcher(spec: SessionSpec) -> PaperMatcher:
-    return PaperMatcher(_fees(spec).trade_fee, latency_ns=spec.latency_ms * _MS, queue_model=spec.queue_model,
+    return PaperMatcher(_fees(spec).trade_fee, **_paper(spec),
                         limits=_limits(spec))
 
 
@@ -326,7 +332,7 @@ def _restore_cash(spec: SessionSpec, data: bytes) -> InformedCashPool:
 
 def _restore_matcher(spec: SessionSpec, data: bytes) -> PaperMatcher:
     return PaperMatcher.restore(msgspec.msgpack.decode(data, type=MatcherSnapshot), _fees(spec).trade_fee,
-                                latency_ns=spec.latency_ms * _MS, queue_model=spec.queue_model, limits=_limits(spec))
+                                **_paper(spec), limits=_limits(spec))
 
 
 def _restore_router(data: bytes) -> Router:

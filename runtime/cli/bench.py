@@ -220,6 +220,33 @@ def register(commands: argparse._SubParsersAction) -> None:
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.set_defaults(handler=bench_cluster)
 
+    f = sub.add_parser(
+        "fidelity", help="paper against true on held-out fidelity sessions, default and calibrated profiles; the "
+        "matcher's orders/s under each",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Records --sessions fidelity sessions (tape fidelity: live orders on a local exchange in this "
+        "process, the paper matcher shadowing them; seeds from --seed, away from the seeds calibrated-sim was chosen "
+        "on), or takes --logs, re-folds each under the default and the calibrated-sim paper profiles and prints the "
+        "passive fill rate's error (percentage points) and the PnL's error (percent), paper minus true over every "
+        "session; then the paper matcher's orders/s under each profile on the same order stream and their ratio "
+        "(matcher_ops). runtime/fidelity/bench.py says what is timed.",
+        epilog="keys of --json: sessions, logs, fill_rate_error_pp_default, fill_rate_error_pp_calibrated,\n"
+        "pnl_error_pct_default, pnl_error_pct_calibrated, pnl_true, pnl_paper_*, passive_fill_rate_*,\n"
+        "matcher_ops_default, matcher_ops_calibrated, matcher_ops, calibrated_profile, machine\n\n"
+        "example:\n  tape bench fidelity --json")
+    f.add_argument("--sessions", type=int, default=4, metavar="N", help="fidelity sessions to record (default 4)")
+    f.add_argument("--seconds", type=float, default=90.0, metavar="S", help="wall seconds per session (default 90)")
+    f.add_argument("--markets", type=int, default=16, metavar="N", help="markets per session (default 16)")
+    f.add_argument("--speed", type=float, default=10.0, metavar="X", help="the exchange's speed (default 10)")
+    f.add_argument("--seed", type=int, default=9_001, metavar="S", help="the first session's seed (default 9001)")
+    f.add_argument("--policies", default="rule", metavar="rule|flow|random[:SEED]|MODEL_DIR",
+                   help="what trades (default rule)")
+    f.add_argument("--logs", nargs="+", default=None, metavar="LOG", help="measure these fidelity sessions instead")
+    f.add_argument("--log", default="runs", metavar="DIR", help="where the sessions go (default runs)")
+    f.add_argument("--repeat", type=int, default=3, metavar="N", help="matcher timing runs; the median (default 3)")
+    f.add_argument("--json", action="store_true", help="print one JSON object")
+    f.set_defaults(handler=bench_fidelity)
+
     m = sub.add_parser(
         "sim", help="the local exchange: matching-engine operations/s and order-flow model events/s",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -538,6 +565,39 @@ async def bench_cluster(args: argparse.Namespace, settings: Settings) -> int:
     result = run_cluster_bench(provider="policies.registry:PROVIDER", steps=args.steps,
                                latency_s=args.latency_seconds, say=say)
     return _report(args, "tape bench cluster: three namespaced hosts on this machine, ray up", result)
+
+
+async def bench_fidelity(args: argparse.Namespace, settings: Settings) -> int:
+    from config.profiles import SHIPPED
+
+    from ..fidelity.bench import run_fidelity_bench
+    from ..fidelity.session import FidelityError, run_session
+    from . import UsageError, new_directory
+    from .fidelity import _load
+    from .paper import _policies
+
+    _check_repeat(args.repeat)
+    say = Status().line if not args.json else (lambda m: None)
+    logs = args.logs
+    if logs is None:
+        if args.sessions < 1 or not args.seconds > 0 or args.markets < 1 or not args.speed > 0:
+            raise UsageError("--sessions, --seconds, --markets and --speed must be positive")
+        from policies.registry import PROVIDER, ModelSource, is_named
+
+        base, _ = _policies(args.policies)
+        new_directory(args.log, "--log")
+        logs = []
+        for i in range(args.sessions):
+            say(f"fidelity session {i + 1}/{args.sessions} (seed {args.seed + i}) …")
+            run = await run_session(seed=args.seed + i, markets=args.markets, seconds=args.seconds, policies=PROVIDER,
+                                    policy=base, speed=args.speed, profile=SHIPPED["default"], target=args.log,
+                                    models=None if is_named(args.policies) else ModelSource(args.policies))
+            logs.append(run.log)
+    try:
+        result = run_fidelity_bench(await _load(logs), repeat=args.repeat, say=say)
+    except FidelityError as exc:
+        raise UsageError(str(exc)) from None
+    return _report(args, f"tape bench fidelity: {len(logs)} held-out session(s)", result)
 
 
 def _check_repeat(repeat: int) -> None:

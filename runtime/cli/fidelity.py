@@ -11,7 +11,7 @@ import msgspec
 
 from config import Settings
 
-from ..fidelity.session import FidelityError, check_venue
+from ..fidelity.session import FidelityError, check_venue, spec_profile
 
 VENUES = ("sim", "kalshi-demo", "kalshi", "recorded")
 
@@ -37,7 +37,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "  tape fidelity --logs runs/fidelity-* --calibrate --save mine.toml --profile-name mine\n"
         "                                                                 then: tape paper --config mine.toml\n"
         "  tape fidelity --calibrate --grid latency_ms=0,10,25 --grid queue_model=proportional\n"
-        "parameters --grid may search: latency_ms, queue_model\n"
+        "parameters --grid may search: latency_ms, queue_model (conservative, proportional, share), cancel_ahead_pct\n"
         "exit status: 0 measured (and every replay verified), 1 a replay diverged, 2 used wrongly")
     p.add_argument("--sessions", type=int, default=4, metavar="N", help="fidelity sessions to run (default 4)")
     p.add_argument("--seconds", type=float, default=120.0, metavar="S", help="wall seconds per session (default 120)")
@@ -99,8 +99,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     from ..fidelity.report import plot, render, summarize
 
     summary = summarize(measures)
-    profiles = sorted({f"{m.spec.profile or '(settings)'}: latency_ms={m.spec.latency_ms} queue_model={m.spec.queue_model}"
-                       for m in measures})
+    profiles = sorted({f"{m.spec.profile or '(settings)'}: {spec_profile(m.spec).text()}" for m in measures})
     say(render(summary, title=f"fill fidelity, paper settings {'; '.join(profiles)}"))
     result: dict = {"logs": logs, "summary": summary}
     ok = True
@@ -133,10 +132,9 @@ async def _run_sessions(args: argparse.Namespace, settings: Settings, say) -> li
         seed = args.seed + i
         say(f"fidelity session {i + 1}/{args.sessions}: seed {seed}, {args.markets} markets, {args.seconds:g} s at "
             f"{args.speed:g}x, policies {args.policies}, live orders to the local exchange; paper profile "
-            f"{name or '(settings)'} (latency_ms={profile.latency_ms}, queue_model={profile.queue_model})")
+            f"{name or '(settings)'} ({profile.text()})")
         run = await run_session(seed=seed, markets=args.markets, seconds=args.seconds, policies=PROVIDER, policy=base,
-                                speed=args.speed, latency_ms=profile.latency_ms, queue_model=profile.queue_model,
-                                profile=name, target=args.log, cash=args.cash,
+                                speed=args.speed, profile=profile, profile_name=name, target=args.log, cash=args.cash,
                                 models=None if is_named(args.policies) else ModelSource(args.policies))
         s = run.summary
         say(f"  {run.log}: {s.reason}, {s.intents:,} orders, {s.fills:,} true fills, PnL ${s.pnl / 1e6:,.2f}")
@@ -185,11 +183,11 @@ def _calibrate(args: argparse.Namespace, sessions: list, grid: dict, say) -> obj
     say(f"calibration: {len(train)} training session(s), {len(held_out)} held out; grid "
         + ", ".join(f"{k}={','.join(map(str, v))}" for k, v in sorted(grid.items())))
     result = calibrate(train, held_out, grid, progress=lambda i, n, t: say(
-        f"  {i}/{n} latency_ms={t.profile.latency_ms} queue_model={t.profile.queue_model}: error {t.error:.2f} "
+        f"  {i}/{n} {t.profile.text()}: error {t.error:.2f} "
         f"(fill rate {t.fill_rate_error_pp if t.fill_rate_error_pp is None else round(t.fill_rate_error_pp, 2)} pp, "
         f"PnL {t.pnl_error_pct if t.pnl_error_pct is None else round(t.pnl_error_pct, 1)} %)"))
     c = result.chosen
-    say(f"chosen: latency_ms={c.latency_ms} queue_model={c.queue_model}")
+    say(f"chosen: {c.text()}")
     if result.held_out_chosen is not None and result.held_out_default is not None:
         say(render(result.held_out_chosen, title="held out, chosen settings:"))
         say(render(result.held_out_default, title="held out, default settings:"))
@@ -197,6 +195,87 @@ def _calibrate(args: argparse.Namespace, sessions: list, grid: dict, say) -> obj
         path = Path(args.save)
         path.write_text(f'# tape fidelity --calibrate: chosen on {len(train)} session(s), held out {len(held_out)}\n'
                         f'[paper]\nprofile = "{args.profile_name}"\n\n[paper.profiles.{args.profile_name}]\n'
-                        f'latency_ms = {c.latency_ms}\nqueue_model = "{c.queue_model}"\n')
+                        f'latency_ms = {c.latency_ms}\nqueue_model = "{c.queue_model}"\ncancel_ahead_pct = {c.cancel_ahead_pct}\n')
         say(f"saved: {path} (tape paper --config {path})")
     return result
+
+
+class TrueResult(msgspec.Struct, kw_only=True):
+    """``tape eval --execution true``: one policy set on the local exchange, true and paper side by side."""
+
+    name: str
+    sessions: list[str]
+    pnl_true: float  # dollars, every session together
+    pnl_paper: float
+    pnl_error_pct: float | None
+    orders: int
+    filled_true: float  # contracts
+    filled_paper: float
+    passive_fill_rate_true: float | None
+    passive_fill_rate_paper: float | None
+    pnl_true_per_session: list[float]
+    pnl_paper_per_session: list[float]
+
+
+async def eval_true(args: argparse.Namespace, settings: Settings, names: list[str]) -> int:
+    """``tape eval --execution true`` (see its --help): each set's sessions, then the table (or JSON)."""
+    from policies.registry import PROVIDER, ModelSource, is_named
+
+    from ..fidelity.measure import measure
+    from ..fidelity.report import plot, summarize
+    from ..fidelity.session import run_session
+    from ..units import MONEY_SCALE
+    from . import UsageError, new_directory
+    from .paper import _policies
+
+    if args.data is not None:
+        raise UsageError("--data: --execution true plays on the local exchange's own markets; leave --data out")
+    markets = 8 if args.markets is None else args.markets
+    if not str(markets).isdigit() or int(markets) < 1:
+        raise UsageError(f"--markets {markets}: --execution true takes a count of markets (the exchange's own tickers)")
+    if args.sessions < 1 or not args.seconds > 0 or not args.speed > 0:
+        raise UsageError("--sessions, --seconds and --speed must be positive")
+    bases = {name: _policies(name)[0] for name in names}  # (checked before anything runs)
+    profile_name, profile = settings.paper.effective()
+    new_directory(args.log, "--log")
+    say = (lambda text: print(text, file=sys.stderr, flush=True)) if args.json else (lambda text: print(text, flush=True))
+    results, measures = [], []
+    for name in names:
+        logs = []
+        for i in range(args.sessions):
+            run = await run_session(seed=args.seed + i, markets=int(markets), seconds=args.seconds, policies=PROVIDER,
+                                    policy=bases[name], speed=args.speed, profile=profile, profile_name=profile_name,
+                                    target=args.log, cash=args.cash,
+                                    models=None if is_named(name) else ModelSource(name))
+            say(f"{name}: session {i + 1}/{args.sessions} (seed {args.seed + i}) {run.log}: {run.summary.intents:,} "
+                f"orders, true PnL ${run.summary.pnl / MONEY_SCALE:,.2f}")
+            logs.append(run.log)
+        these = [measure(records, log=log) for log, records in await _load(logs)]
+        measures += these
+        s = summarize(these)
+        results.append(TrueResult(
+            name=name, sessions=logs, pnl_true=s.pnl_true, pnl_paper=s.pnl_paper, pnl_error_pct=s.pnl_error_pct,
+            orders=s.overall.orders, filled_true=s.overall.true.filled / 100, filled_paper=s.overall.paper.filled / 100,
+            passive_fill_rate_true=s.overall.true.passive_fill_rate, passive_fill_rate_paper=s.overall.paper.passive_fill_rate,
+            pnl_true_per_session=[m.pnl_true / MONEY_SCALE for m in these],
+            pnl_paper_per_session=[m.pnl_paper / MONEY_SCALE for m in these]))
+    if args.plot:
+        say(f"plot: {plot(measures, args.plot, title='tape eval --execution true')}")
+    if args.json:
+        print(msgspec.json.encode({"execution": "true", "profile": profile_name, "paper": profile,
+                                   "results": results}).decode())
+        return 0
+    print(f"execution true: {args.sessions} session(s) x {args.seconds:g} s per set on the local exchange; paper = the "
+          f"paper matcher beside them ({profile_name or 'settings'}: {profile.text()})")
+    print(f"{'set':28}{'true PnL $':>12}{'paper PnL $':>13}{'paper-true %':>14}{'orders':>8}{'filled true':>13}"
+          f"{'filled paper':>14}{'passive fill% true/paper':>26}")
+
+    def pct(v: float | None) -> str:
+        return "—" if v is None else f"{100 * v:.1f}"
+
+    for r in results:
+        print(f"{r.name[:27]:28}{r.pnl_true:>12,.2f}{r.pnl_paper:>13,.2f}"
+              f"{'—' if r.pnl_error_pct is None else format(r.pnl_error_pct, '+.1f'):>14}{r.orders:>8,}"
+              f"{r.filled_true:>13,.0f}{r.filled_paper:>14,.0f}"
+              f"{pct(r.passive_fill_rate_true) + ' / ' + pct(r.passive_fill_rate_paper):>26}")
+    return 0

@@ -112,6 +112,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     t.add_argument("--lot", type=int, default=10, metavar="CONTRACTS", help="(--env single) order size (default 10)")
     t.add_argument("--cash", type=float, default=1_000.0, metavar="DOLLARS", help="starting cash per episode (default 1000)")
     t.add_argument("--latency-ms", type=int, default=50, metavar="MS", help="paper latency (default 50)")
+    t.add_argument("--paper-profile", default="", metavar="NAME", help=PROFILE_TEXT)
     t.add_argument("--curriculum", type=int, default=0, metavar="EPISODES",
                    help="start on the easiest quarter of the tapes, opening to all over this many episodes (default 0: off)")
     t.add_argument("--max-steps", type=int, default=0, metavar="N", help="truncate episodes after N agent steps (default 0: whole tapes)")
@@ -136,13 +137,29 @@ def register(commands: argparse._SubParsersAction) -> None:
         "oracle's. Sessions without that file (recorded ones) are refused with --oracle (exit 2).\n\n"
         "Regimes: each set's trades' PnL is split by the market regime in force when each trade's entry was decided, "
         "from a trained model's own regime model (tape train --regimes K), or for the other sets from one --regimes K "
-        "fits on the evaluated tapes (policies/regimes.py).",
+        "fits on the evaluated tapes (policies/regimes.py).\n\n"
+        "--execution true plays each set with REAL ORDERS on a local exchange started in this process instead (loopback, "
+        "true price-time priority; --sessions sessions of --seconds, the same seeds for every set) with the paper matcher "
+        "shadowing them (tape fidelity): each set's true PnL and its paper PnL side by side, with the passive fill rate "
+        "either way. --data is not used then: the exchange makes its own markets.",
         epilog="examples:\n"
         "  tape eval --data data/heldout --policies rule,random,flow,models/kxsim --oracle --plot pnl.png\n"
         "  tape eval --data runs/ --policies models/kxsim/ppo@3f2a9c81d0e4 --json\n"
         "  tape eval --data data/heldout --policies rule,flow,models/kxsim --regimes 3\n"
-        "  tape eval --data runs/paper-20261122T185900Z-3fa9c1 --policies rule,random:7")
-    e.add_argument("--data", nargs="+", required=True, metavar="LOG_OR_DIR", help="held-out sessions")
+        "  tape eval --data runs/paper-20261122T185900Z-3fa9c1 --policies rule,random:7\n"
+        "  tape eval --execution true --policies rule,flow,models/kxsim --sessions 3 --seconds 120")
+    e.add_argument("--data", nargs="+", default=None, metavar="LOG_OR_DIR", help="held-out sessions (required but "
+                   "with --execution true)")
+    e.add_argument("--execution", choices=("paper", "true"), default="paper",
+                   help="paper: the paper matcher on --data (default); true: live orders on the local exchange, the "
+                   "paper matcher beside them")
+    e.add_argument("--sessions", type=int, default=2, metavar="N", help="--execution true: sessions per set (default 2)")
+    e.add_argument("--seconds", type=float, default=120.0, metavar="S",
+                   help="--execution true: wall seconds per session (default 120)")
+    e.add_argument("--speed", type=float, default=10.0, metavar="X",
+                   help="--execution true: the exchange's event time per wall second (default 10)")
+    e.add_argument("--seed", type=int, default=1, metavar="S", help="--execution true: the first session's seed (default 1)")
+    e.add_argument("--log", default="runs", metavar="DIR", help="--execution true: where the sessions go (default runs)")
     e.add_argument("--policies", default="rule,random", metavar="P1,P2",
                    help="comma-separated: rule, flow, random[:SEED], or model paths (default rule,random)")
     e.add_argument("--oracle", action="store_true",
@@ -157,11 +174,27 @@ def register(commands: argparse._SubParsersAction) -> None:
     e.add_argument("--markets", default=None, metavar="T1,T2", help="these tickers only")
     e.add_argument("--cash", type=float, default=1_000.0, metavar="DOLLARS", help="starting cash per tape (default 1000)")
     e.add_argument("--latency-ms", type=int, default=50, metavar="MS", help="paper latency (default 50)")
+    e.add_argument("--paper-profile", default="", metavar="NAME", help=PROFILE_TEXT)
     e.add_argument("--plot", default=None, metavar="OUT.png",
                    help="also draw each policy set's cumulative PnL over the tapes, in the order played, into this PNG "
                    "(its directory must exist)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.set_defaults(handler=run_eval)
+
+
+PROFILE_TEXT = ("the paper matcher's settings as a named profile (config/profiles.py): calibrated-sim = calibrated by "
+                "tape fidelity against the local exchange's true queue; replaces --latency-ms (default: none)")
+
+
+def _paper_profile(name: str) -> str:
+    """``--paper-profile``: a shipped profile's name ("" for none); else a usage error naming them."""
+    from config.profiles import SHIPPED
+
+    from . import UsageError
+
+    if name and name not in SHIPPED:
+        raise UsageError(f"--paper-profile {name!r}: choose among {', '.join(sorted(SHIPPED))}")
+    return name
 
 
 def _check_data(data: list[str]) -> None:
@@ -274,7 +307,8 @@ async def run_train(args: argparse.Namespace, settings: Settings) -> int:
             num_gpus_per_learner=args.num_gpus_per_learner, train_batch=args.train_batch, minibatch=args.minibatch,
             epochs=args.epochs, lr=args.lr, envs_per_runner=args.envs_per_runner, hidden=args.hidden,
             env_config={"cash": round(args.cash * MONEY_SCALE), "lot": args.lot * 100, "latency_ms": args.latency_ms,
-                        "curriculum": args.curriculum, "max_steps": args.max_steps})
+                        "curriculum": args.curriculum, "max_steps": args.max_steps,
+                        "paper_profile": _paper_profile(args.paper_profile)})
         _check(config)
     except (ValueError, msgspec.ValidationError) as exc:
         raise UsageError(str(exc)) from None
@@ -362,8 +396,16 @@ async def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
     if not names:
         raise UsageError(f"--policies: name at least one ({POLICIES_TEXT})")
+    if args.execution == "true":
+        from .fidelity import eval_true
+
+        return await eval_true(args, settings, names)
+    if args.data is None:
+        raise UsageError("--data: name the held-out sessions to play (or evaluate with --execution true on the local "
+                         "exchange)")
     _check_data(args.data)
     _check_play(args.cash, args.latency_ms)
+    _paper_profile(args.paper_profile)  # (checked before the tapes are read)
     plot = _check_plot(args.plot)
     try:
         _check_regimes(args.regimes)
@@ -411,7 +453,11 @@ async def run_eval(args: argparse.Namespace, settings: Settings) -> int:
             status.line(f"regimes: {fitted.k} states fitted on the evaluated tapes ({fitted.steps:,} sample steps) for "
                         "the sets without a regime model of their own")
     try:
+        from config.profiles import SHIPPED
+
+        profile = _paper_profile(args.paper_profile)
         results = evaluate(sets, tapes, cash=round(args.cash * MONEY_SCALE), latency_ms=args.latency_ms,
+                           paper=(profile, SHIPPED[profile]) if profile else None,
                            oracle=args.oracle, baseline=baseline, regimes=own_regimes, fitted=fitted,
                            say=lambda line: status.line(line) if not args.json else None)
     except OracleError as exc:

@@ -88,7 +88,7 @@ def refold(records: Sequence[Record], profile: PaperProfile) -> tuple[list[Shado
 
     spec = spec_from_log(records)
     machine = ShadowExecution(KalshiFees().trade_fee, prefix=spec.prefix, latency_ns=profile.latency_ms * _MS,
-                              queue_model=profile.queue_model)
+                              queue_model=profile.queue_model, cancel_ahead_pct=profile.cancel_ahead_pct)
     fills: list[ShadowFilled] = []
     queue: dict[int, tuple[int, int]] = {}
     types = SHADOW_TYPES
@@ -101,6 +101,13 @@ def refold(records: Sequence[Record], profile: PaperProfile) -> tuple[list[Shado
             elif type(e) is ShadowQueued and type(r.event) is QueuePositionReported:
                 queue[r.seq] = (e.ahead, e.rested)
     return fills, queue
+
+
+def _profile(values: dict[str, object]) -> PaperProfile:
+    """A grid point as a profile (``cancel_ahead_pct`` only means something with ``queue_model = "share"``)."""
+    if values.get("queue_model") != "share":
+        values = {**values, "cancel_ahead_pct": 0}
+    return msgspec.convert(values, PaperProfile)
 
 
 def measure_with(sessions: Sequence[tuple[str, Sequence[Record]]], profile: PaperProfile) -> list[SessionMeasure]:
@@ -125,14 +132,14 @@ def calibrate(train: Sequence[tuple[str, Sequence[Record]]], held_out: Sequence[
     if not train:
         raise CalibrationError("a calibration needs at least one training session")
     names = sorted(grid)
-    combos = list(itertools.product(*(grid[n] for n in names)))
+    profiles = list(dict.fromkeys(_profile(dict(zip(names, values, strict=True)))
+                                  for values in itertools.product(*(grid[n] for n in names))))
     trials: list[tuple[Trial, Summary]] = []
-    for i, values in enumerate(combos, 1):
-        profile = msgspec.convert(dict(zip(names, values, strict=True)), PaperProfile)
+    for i, profile in enumerate(profiles, 1):
         s = summarize(measure_with(train, profile))
         trial = Trial(profile=profile, error=error(s), fill_rate_error_pp=s.fill_rate_error_pp, pnl_error_pct=s.pnl_error_pct)
         trials.append((trial, s))
-        progress(i, len(combos), trial)
+        progress(i, len(profiles), trial)
     trials.sort(key=lambda ts: (ts[0].error, msgspec.json.encode(ts[0].profile)))
     chosen, train_chosen = trials[0]
     default = SHIPPED["default"]

@@ -94,7 +94,6 @@ class SessionMeasure:
     pnl_true: int
     pnl_paper: int
     curve: list[tuple[float, int, int]]  # (seconds since the start, true PnL, paper PnL)
-    shadow_profile: tuple[int, str]  # (latency_ms, queue_model) the shadow ran with
 
     def mid2_at(self, market: str, ts_ns: int) -> int | None:
         times, mids = self.mids.get(market, ((), ()))
@@ -195,7 +194,7 @@ def measure(records: Sequence[Record], *, log: str = "", paper: Sequence[ShadowF
     pnl_true, pnl_paper = value(true_pos), value(paper_pos)
     curve.append(((end - start) / _NS, pnl_true, pnl_paper))
     return SessionMeasure(log=log, spec=spec, outcomes=list(outcomes.values()), mids=mids, pnl_true=pnl_true,
-                          pnl_paper=pnl_paper, curve=curve, shadow_profile=(spec.latency_ms, spec.queue_model))
+                          pnl_paper=pnl_paper, curve=curve)
 
 
 def _pair(outcomes: dict[str, Outcome], coid: str, paper: tuple[int, int] | None, true_ahead: int) -> None:

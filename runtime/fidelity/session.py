@@ -5,7 +5,8 @@
 runs on it — the topology's machines, the order gateway sending real orders, fills on the feed's private channels —
 with the spec's ``shadow`` on and the venue's queue position of each resting order polled every
 ``queue_every_s`` (``QueuePositionReported``). The paper settings the shadow runs with are the spec's
-(``latency_ms``, ``queue_model``, named by ``profile``); :mod:`.calibrate` can re-fold the log under others.
+(:class:`~config.profiles.PaperProfile`, named by ``profile_name``); :mod:`.calibrate` can re-fold the log under
+others.
 
 The venue must match our orders for real: :func:`check_venue` refuses anything else with the reason.
 """
@@ -17,12 +18,14 @@ from collections.abc import Callable
 
 import msgspec
 
+from config.profiles import SHIPPED, PaperProfile
+
 from ..log import SessionMeta, create_log
 from ..paper import PaperSession, Summary, Watch
 from ..topology import PolicyProvider, SessionSpec
 from ..units import MONEY_SCALE
 
-__all__ = ["FidelityError", "SessionRun", "check_venue", "run_session"]
+__all__ = ["FidelityError", "SessionRun", "check_venue", "run_session", "spec_profile"]
 
 OWNER = "trust"  # the account the local exchange gives unsigned requests
 
@@ -45,6 +48,11 @@ class SessionRun(msgspec.Struct, kw_only=True):
     summary: Summary
 
 
+def spec_profile(spec: SessionSpec) -> PaperProfile:
+    """The paper settings a session's spec holds, as a profile."""
+    return PaperProfile(latency_ms=spec.latency_ms, queue_model=spec.queue_model, cancel_ahead_pct=spec.cancel_ahead_pct)
+
+
 def check_venue(venue: str, live_orders: bool = True) -> None:
     """Refuse a venue that does not match our orders for real (``tape fidelity --venue``)."""
     if venue == "sim" and live_orders:
@@ -62,8 +70,8 @@ def check_venue(venue: str, live_orders: bool = True) -> None:
 
 
 async def run_session(*, seed: int, markets: int, seconds: float, policies: PolicyProvider, policy: str = "rule",
-                      speed: float = 5.0, latency_ms: int = 50, queue_model: str = "conservative",
-                      profile: str = "default", target: str = "runs", cash: float = 10_000.0,
+                      speed: float = 5.0, profile: PaperProfile = SHIPPED["default"], profile_name: str = "default",
+                      target: str = "runs", cash: float = 10_000.0,
                       queue_every_s: float = 1.0, models=None,
                       on_status: Callable[[Watch, float], None] | None = None) -> SessionRun:
     """Run one fidelity session (module docstring); its log goes under ``target``."""
@@ -82,8 +90,8 @@ async def run_session(*, seed: int, markets: int, seconds: float, policies: Poli
     exchange = Exchange(markets, seed, config=FlowConfig(tight_share=1.0),
                         session_s=max(3_600.0, seconds * speed * 2), start_ns=time.time_ns())
     spec = SessionSpec(markets=exchange.tickers, starting_cash=round(cash * MONEY_SCALE), seed=seed, prefix=prefix,
-                       execution="venue", shadow=True, policy=policy, latency_ms=latency_ms,
-                       queue_model=queue_model, profile=profile)  # type: ignore[arg-type]
+                       execution="venue", shadow=True, policy=policy, latency_ms=profile.latency_ms,
+                       queue_model=profile.queue_model, cancel_ahead_pct=profile.cancel_ahead_pct, profile=profile_name)
     meta = SessionMeta(session_id=session_id, mode="demo", venue="sim", seed=seed, created_ns=time.time_ns())
     async with ExchangeServer(exchange, speed=speed) as server:
         log = await create_log(target, meta)
@@ -96,4 +104,4 @@ async def run_session(*, seed: int, markets: int, seconds: float, policies: Poli
             summary = await session.run(seconds, on_status)
             await log.mark("ended", f"fidelity {summary.reason}")
     return SessionRun(log=f"{target.rstrip('/')}/{session_id}", session_id=session_id, seed=seed, markets=markets,
-                      seconds=seconds, speed=speed, policy=policy, profile=profile, summary=summary)
+                      seconds=seconds, speed=speed, policy=policy, profile=profile_name, summary=summary)

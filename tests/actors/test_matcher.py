@@ -181,11 +181,14 @@ def test_our_second_order_at_a_price_queues_behind_our_first():
     assert [(e.client_order_id, e.count) for e in out if isinstance(e, OrderFilled)] == [("a", 50), ("b", 20)]
 
 
-@pytest.mark.parametrize(("model", "ahead"), [("conservative", 300), ("proportional", 240)])
-def test_cancels_at_our_level_advance_the_queue_by_the_chosen_model(model, ahead):
+@pytest.mark.parametrize(("model", "pct", "ahead"), [("conservative", 0, 300), ("proportional", 0, 240),
+                                                    ("share", 70, 230), ("share", 0, 300)])
+def test_cancels_at_our_level_advance_the_queue_by_the_chosen_model(model, pct, ahead):
     """Given 300 ahead of us and 200 joining behind (500 displayed), a cancel of 100 leaves 400:
-    conservative keeps ahead at min(300, 400) = 300; proportional advances it by 100 * 300 // 500 = 60."""
+    conservative keeps ahead at min(300, 400) = 300; proportional advances it by 100 * 300 // 500 = 60;
+    share by cancel_ahead_pct percent of the 100 (70 -> 70)."""
     v = Venue(queue_model=model)
+    v.m.cancel_ahead_pct = pct
     v.book(bids=[(4000, 300)], asks=[(4500, 100)])
     v.order("r", "bid", 4000, 100)
     v.feed(BookDelta(market=M, side="yes", price=4000, delta=200))
@@ -195,8 +198,9 @@ def test_cancels_at_our_level_advance_the_queue_by_the_chosen_model(model, ahead
 
 def test_the_queue_ahead_never_exceeds_the_displayed_size():
     """Whatever the model, when the level shrinks below our queue position, we are that close to the front."""
-    for model in ("conservative", "proportional"):
+    for model in ("conservative", "proportional", "share"):
         v = Venue(queue_model=model)
+        v.m.cancel_ahead_pct = 100
         v.book(bids=[(4000, 300)], asks=[(4500, 100)])
         v.order("r", "bid", 4000, 100)
         v.feed(BookDelta(market=M, side="yes", price=4000, delta=-250))

@@ -246,3 +246,21 @@ def test_env_config_data_is_loaded(tmp_path):
     assert {t.session for t in env.tapes} == {"synth-6"}
     env.reset(seed=0)
     assert any(type(e) is BookDelta for _, e in env.episode.tape.events)  # type: ignore[union-attr]
+
+
+def test_an_environment_trains_against_a_named_paper_profile():
+    """paper_profile = "calibrated-sim": every episode's spec carries that profile's matcher settings and its name, so
+    the matcher the policy learns against is the calibrated one (and its replay knows it)."""
+    from config.profiles import SHIPPED
+
+    tapes = synth_tapes(3, 2, 600)
+    env = TradingEnv({"paper_profile": "calibrated-sim", "max_steps": 5}, tapes=tapes)
+    env.reset(seed=0)
+    spec, want = env.episode.spec, SHIPPED["calibrated-sim"]  # type: ignore[union-attr]
+    assert (spec.profile, spec.latency_ms, spec.queue_model, spec.cancel_ahead_pct) == (
+        "calibrated-sim", want.latency_ms, want.queue_model, want.cancel_ahead_pct)
+    plain = TradingEnv(EnvConfig(latency_ms=20), tapes=tapes)
+    plain.reset(seed=0)
+    assert (plain.episode.spec.profile, plain.episode.spec.latency_ms) == ("", 20)  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="paper_profile 'nope' is not a shipped profile"):
+        TradingEnv({"paper_profile": "nope"}, tapes=tapes)

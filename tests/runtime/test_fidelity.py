@@ -133,3 +133,7 @@ def test_a_paper_profile_is_named_in_the_settings_and_recorded_in_the_spec():
     assert (name, profile) == ("calibrated-sim", SHIPPED["calibrated-sim"])
     with pytest.raises(ConfigError, match="no such profile.*calibrated-sim, default"):
         load_settings(env={"TAPE__PAPER__PROFILE": "nope"})
+    with pytest.raises(ConfigError, match="cancel_ahead_pct = 40 needs queue_model = 'share'"):
+        load_settings(env={"TAPE__PAPER__CANCEL_AHEAD_PCT": "40"})
+    own = load_settings(env={"TAPE__PAPER__QUEUE_MODEL": "share", "TAPE__PAPER__CANCEL_AHEAD_PCT": "40"}).paper.effective()
+    assert own == ("", PaperProfile(queue_model="share", cancel_ahead_pct=40))
