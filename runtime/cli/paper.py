@@ -96,6 +96,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="send REAL ORDERS to the venue instead of filling them on paper (default off): to the local "
                    "exchange with --venue sim, to Kalshi with --venue kalshi-demo or kalshi (production also needs "
                    f"{ACKNOWLEDGE}); fills then come from the venue")
+    p.add_argument("--shadow", action="store_true",
+                   help="with --live-orders: the paper matcher shadows the live orders (its fills logged beside the "
+                   "venue's, never in the ledger) and the venue's queue position of each resting order is polled every "
+                   "second; tape fidelity --logs LOG then measures paper against true (README: fill fidelity)")
     p.add_argument("--dashboard", default=None, metavar="[HOST:]PORT",
                    help="serve the session to a browser while it runs (tape dashboard's page, following this log; "
                    "127.0.0.1 unless HOST is given, port 0: any free one); another address needs a token")
@@ -124,6 +128,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"--cash {args.cash:g}: less than one contract can cost ({_usd(one)}: one contract "
                          f"at ${format_price(PRICE_MAX - TICK)} with its fee and the cash pool's rounding allowance); "
                          "the cash pool would refuse every order")
+    if args.shadow and not args.live_orders:
+        raise UsageError("--shadow shadows live orders: it needs --live-orders (a paper session's matcher is already "
+                         "the paper side)")
     if args.live_orders and args.venue == "kalshi" and not args.acknowledged:
         raise UsageError(f"--venue kalshi --live-orders sends real orders with real money to Kalshi production: "
                          f"add {ACKNOWLEDGE} to confirm (or try --venue kalshi-demo, or --venue sim)")
@@ -147,7 +154,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                            latency_ms=profile.latency_ms, queue_model=profile.queue_model,
                            cancel_ahead_pct=profile.cancel_ahead_pct, seed=seed,
                            prefix=session_id.rsplit("-", 1)[-1], execution="venue" if args.live_orders else "paper",
-                           policy=base, rate_limits=settings.venue.tier)
+                           policy=base, rate_limits=settings.venue.tier, shadow=args.shadow)
         if placement:  # refused before the log is made
             check_placement("--place", placement, [node.name for node in topology(spec, PROVIDER)])
         if policy_actors:
@@ -175,7 +182,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
                            rest=rest if live else None, info=rest, own=spec.prefix + "-" if live else None) as feed:
             session = PaperSession(log, spec, feed, session_id=session_id, venue=args.venue, runner=runner,
                                    config_hash=config_hash, code_version=version, rest=rest if live else None,
-                                   models=models)
+                                   models=models, queue_every_s=1.0 if args.shadow else 0.0)
             if board is not None:
                 board.halt_with(session.stop)  # the page's halt (its token checked by the dashboard): Ctrl-C's stop
             loop = asyncio.get_running_loop()
