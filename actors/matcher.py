@@ -39,6 +39,12 @@ below stand in for that; each is explicit and tested.
   with reason ``rate_limited``, before any other check (Kalshi charges a request it admits even if it then
   refuses the order). A cancel is never refused: a client retries it, so it is delayed until the bucket holds
   its cost. The bucket starts full and is part of the snapshot.
+* **Pacing** (``pacing``: a Kalshi tier, None for none). Our own REST client paces itself to the account's tier
+  (:mod:`runtime.venues.kalshi.http`): an order or a cancel it cannot afford waits for the write bucket instead of
+  being sent. With ``pacing`` the matcher models that wait: an order (10 tokens) or a cancel (2) reaching the
+  simulated venue when the bucket cannot cover it is held until it can, then goes on as above (in event time; the
+  bucket is part of the snapshot). A burst of orders thus reaches the venue spread out, and so do the cancels behind
+  it, as they do when live.
 
 * **Beside live orders** (``own_prefix``: the shadow execution, :mod:`.shadow`). The book then shows our live
   orders too: deltas carrying a client order id with ``own_prefix`` (Kalshi tells the owner which of its orders
@@ -136,13 +142,15 @@ class MatcherSnapshot(msgspec.Struct, frozen=True, omit_defaults=True):
     limits: RateLimitsSnapshot | None = None  # (omitted when None: a snapshot without limits is as it was)
     market_info: tuple[MarketInfo, ...] = ()  # the latest per market, by market (omitted when empty, as above)
     own: list[tuple[str, str, int, int]] = []  # our live orders' size per level, beside live orders (as above)
+    pacer: RateLimitsSnapshot | None = None  # the pacing bucket (omitted when None, as above)
 
 
 class PaperMatcher:
     """Paper execution for every market of a session (see the module docstring for the rules)."""
 
     def __init__(self, fee: FeeFn, *, latency_ns: int = 0, queue_model: QueueModel = "conservative",
-                 limits: Tier | str | None = None, own_prefix: str | None = None, cancel_ahead_pct: int = 0) -> None:
+                 limits: Tier | str | None = None, own_prefix: str | None = None, cancel_ahead_pct: int = 0,
+                 pacing: Tier | str | None = None) -> None:
         if latency_ns < 0:
             raise ValueError(f"latency_ns must be >= 0, got {latency_ns}")
         if queue_model not in ("conservative", "proportional", "share"):
@@ -154,6 +162,7 @@ class PaperMatcher:
         self.latency_ns = latency_ns
         self.queue_model = queue_model
         self.limits = None if limits is None else RateLimits(limits)  # the venue's buckets for our account
+        self.pacer = None if pacing is None else RateLimits(pacing)  # our client's model of them, which it waits on
         self.books: dict[str, OrderBook] = {}
         self.orders: dict[str, _Order] = {}  # open orders by client order id, in placement order
         self._resting: dict[tuple[str, str], dict[int, list[_Order]]] = {}  # (market, side) -> price -> queue
@@ -254,6 +263,11 @@ class PaperMatcher:
             order = self.orders.get(due.client_order_id)
             if order is None:
                 continue
+            if due.kind != "expire" and self.pacer is not None:  # our client holds it until it can afford it
+                cost = _ORDER_COST if due.kind == "live" else _CANCEL_COST
+                if not self.pacer.take(due.at_ns, cost):
+                    self._schedule(due.at_ns + max(1, self.pacer.wait_ns(due.at_ns, cost)), due.kind, due.client_order_id)
+                    continue
             if due.kind == "live":
                 self._go_live(order, due.at_ns, seq, out)
             elif due.kind == "cancel":
@@ -575,14 +589,18 @@ class PaperMatcher:
             limits=None if self.limits is None else self.limits.snapshot(),
             market_info=tuple(self._info[m] for m in sorted(self._info)),
             own=[(*k, v) for k, v in self._own.items()],
+            pacer=None if self.pacer is None else self.pacer.snapshot(),
         )
 
     @classmethod
     def restore(cls, snap: MatcherSnapshot, fee: FeeFn, *, latency_ns: int = 0,
                 queue_model: QueueModel = "conservative", limits: Tier | str | None = None,
-                own_prefix: str | None = None, cancel_ahead_pct: int = 0) -> PaperMatcher:
+                own_prefix: str | None = None, cancel_ahead_pct: int = 0,
+                pacing: Tier | str | None = None) -> PaperMatcher:
         m = cls(fee, latency_ns=latency_ns, queue_model=queue_model, limits=limits, own_prefix=own_prefix,
-                cancel_ahead_pct=cancel_ahead_pct)
+                cancel_ahead_pct=cancel_ahead_pct, pacing=pacing)
+        if snap.pacer is not None:
+            m.pacer = RateLimits.restore(snap.pacer)
         if snap.limits is not None:
             m.limits = RateLimits.restore(snap.limits)
         m.books = {k: OrderBook.restore(v) for k, v in snap.books.items()}

@@ -39,9 +39,9 @@ class ShadowExecution:
     """The paper matcher's verdicts on our live orders (module docstring)."""
 
     def __init__(self, fee: FeeFn, *, prefix: str, latency_ns: int = 0, queue_model: QueueModel = "conservative",
-                 cancel_ahead_pct: int = 0, matcher: PaperMatcher | None = None) -> None:
+                 cancel_ahead_pct: int = 0, pacing: str | None = None, matcher: PaperMatcher | None = None) -> None:
         self.matcher = matcher or PaperMatcher(fee, latency_ns=latency_ns, queue_model=queue_model,
-                                               cancel_ahead_pct=cancel_ahead_pct, own_prefix=prefix + "-")
+                                               cancel_ahead_pct=cancel_ahead_pct, pacing=pacing, own_prefix=prefix + "-")
 
     def handle(self, seq: int, ts_ns: int, event: Event) -> Sequence[Event]:
         if type(event) is OrderFilled and event.cause_seq is not None:
@@ -69,7 +69,8 @@ class ShadowExecution:
 
     @classmethod
     def restore(cls, snap: MatcherSnapshot, fee: FeeFn, *, prefix: str, latency_ns: int = 0,
-                queue_model: QueueModel = "conservative", cancel_ahead_pct: int = 0) -> ShadowExecution:
+                queue_model: QueueModel = "conservative", cancel_ahead_pct: int = 0,
+                pacing: str | None = None) -> ShadowExecution:
         return cls(fee, prefix=prefix, matcher=PaperMatcher.restore(snap, fee, latency_ns=latency_ns,
                                                                     queue_model=queue_model, own_prefix=prefix + "-",
-                                                                    cancel_ahead_pct=cancel_ahead_pct))
+                                                                    cancel_ahead_pct=cancel_ahead_pct, pacing=pacing))

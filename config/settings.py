@@ -63,6 +63,7 @@ class PaperSettings(_Settings):
     latency_ms: Annotated[int, Meta(ge=0, le=60_000)] = 50
     queue_model: Literal["conservative", "proportional", "share"] = "conservative"
     cancel_ahead_pct: Annotated[int, Meta(ge=0, le=100)] = 0
+    pacing: Literal["none", "basic", "advanced", "premier", "paragon", "prime"] = "none"
     profiles: dict[str, PaperProfile] = {}
     """profiles of your own (``[paper.profiles.NAME]``), beside the shipped ones"""
 
@@ -71,7 +72,7 @@ class PaperSettings(_Settings):
         if not self.profile:
             try:
                 return "", PaperProfile(latency_ms=self.latency_ms, queue_model=self.queue_model,
-                                        cancel_ahead_pct=self.cancel_ahead_pct)
+                                        cancel_ahead_pct=self.cancel_ahead_pct, pacing=self.pacing)
             except ValueError as exc:
                 raise ConfigError(f"paper: {exc}") from None
         known = {**SHIPPED, **self.profiles}

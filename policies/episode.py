@@ -65,7 +65,7 @@ class Episode:
             name, p = paper
             self.spec = SessionSpec(markets=(tape.market,), starting_cash=cash, latency_ms=p.latency_ms, seed=seed,
                                     prefix=prefix, queue_model=p.queue_model, cancel_ahead_pct=p.cancel_ahead_pct,
-                                    profile=name)
+                                    pacing=p.pacing, profile=name)
         self.nodes = topology(self.spec, PROVIDER)
         self.machines = [node.build() for node in self.nodes]
         self.routes = Routes(self.nodes)

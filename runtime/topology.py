@@ -145,6 +145,9 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     ``ShadowQueued``), never in the ledger — what ``tape fidelity`` measures"""
     cancel_ahead_pct: Annotated[int, Meta(ge=0, le=100)] = 0
     """paper, ``queue_model = "share"``: the percent of a cancel at a resting order's price taken from ahead of it"""
+    pacing: Literal["none", "basic", "advanced", "premier", "paragon", "prime"] = "none"
+    """paper: the Kalshi tier our REST client paces itself to, which the paper matcher models: orders and cancels
+    wait for its write bucket before reaching the simulated venue (``none``: they never wait)"""
     profile: str = ""
     """the name of the paper profile the paper settings came from (``[paper] profile``, :mod:`config.profiles`);
     the settings themselves are the fields above, so a replay needs nothing but the log"""
@@ -263,7 +266,8 @@ reports of their queue positions"""
 
 def _paper(spec: SessionSpec) -> dict[str, Any]:
     """The paper matcher's settings in a spec (a paper profile's fields)."""
-    return {"latency_ns": spec.latency_ms * _MS, "queue_model": spec.queue_model, "cancel_ahead_pct": spec.cancel_ahead_pct}
+    return {"latency_ns": spec.latency_ms * _MS, "queue_model": spec.queue_model, "cancel_ahead_pct": spec.cancel_ahead_pct,
+            "pacing": None if spec.pacing == "none" else spec.pacing}
 
 
 def _shadow(spec: SessionSpec) -> ShadowExecution:

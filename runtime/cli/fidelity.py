@@ -37,7 +37,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "  tape fidelity --logs runs/fidelity-* --calibrate --save mine.toml --profile-name mine\n"
         "                                                                 then: tape paper --config mine.toml\n"
         "  tape fidelity --calibrate --grid latency_ms=0,10,25 --grid queue_model=proportional\n"
-        "parameters --grid may search: latency_ms, queue_model (conservative, proportional, share), cancel_ahead_pct\n"
+        "parameters --grid may search: latency_ms, queue_model (conservative, proportional, share), cancel_ahead_pct,\n"
+        "pacing (none or a Kalshi tier)\n"
         "exit status: 0 measured (and every replay verified), 1 a replay diverged, 2 used wrongly")
     p.add_argument("--sessions", type=int, default=4, metavar="N", help="fidelity sessions to run (default 4)")
     p.add_argument("--seconds", type=float, default=120.0, metavar="S", help="wall seconds per session (default 120)")
@@ -185,7 +186,8 @@ def _calibrate(args: argparse.Namespace, sessions: list, grid: dict, say) -> obj
     result = calibrate(train, held_out, grid, progress=lambda i, n, t: say(
         f"  {i}/{n} {t.profile.text()}: error {t.error:.2f} "
         f"(fill rate {t.fill_rate_error_pp if t.fill_rate_error_pp is None else round(t.fill_rate_error_pp, 2)} pp, "
-        f"PnL {t.pnl_error_pct if t.pnl_error_pct is None else round(t.pnl_error_pct, 1)} %)"))
+        f"PnL {t.pnl_error_pct if t.pnl_error_pct is None else round(t.pnl_error_pct, 1)} % pooled, "
+        f"{t.pnl_abs_error_pct if t.pnl_abs_error_pct is None else round(t.pnl_abs_error_pct, 1)} % per session)"))
     c = result.chosen
     say(f"chosen: {c.text()}")
     if result.held_out_chosen is not None and result.held_out_default is not None:
@@ -195,7 +197,8 @@ def _calibrate(args: argparse.Namespace, sessions: list, grid: dict, say) -> obj
         path = Path(args.save)
         path.write_text(f'# tape fidelity --calibrate: chosen on {len(train)} session(s), held out {len(held_out)}\n'
                         f'[paper]\nprofile = "{args.profile_name}"\n\n[paper.profiles.{args.profile_name}]\n'
-                        f'latency_ms = {c.latency_ms}\nqueue_model = "{c.queue_model}"\ncancel_ahead_pct = {c.cancel_ahead_pct}\n')
+                        f'latency_ms = {c.latency_ms}\nqueue_model = "{c.queue_model}"\ncancel_ahead_pct = {c.cancel_ahead_pct}\n'
+                        f'pacing = "{c.pacing}"\n')
         say(f"saved: {path} (tape paper --config {path})")
     return result
 

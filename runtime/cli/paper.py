@@ -152,7 +152,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         profile_name, profile = settings.paper.effective()
         spec = SessionSpec(markets=tuple(tickers), starting_cash=round(args.cash * MONEY_SCALE), profile=profile_name,
                            latency_ms=profile.latency_ms, queue_model=profile.queue_model,
-                           cancel_ahead_pct=profile.cancel_ahead_pct, seed=seed,
+                           cancel_ahead_pct=profile.cancel_ahead_pct, pacing=profile.pacing, seed=seed,
                            prefix=session_id.rsplit("-", 1)[-1], execution="venue" if args.live_orders else "paper",
                            policy=base, rate_limits=settings.venue.tier, shadow=args.shadow)
         if placement:  # refused before the log is made

@@ -28,7 +28,8 @@ def matcher_rate(profile: PaperProfile, *, orders: int = 20_000, repeat: int = 3
     stream = book_stream(orders * 2, markets=16, seed=1)
     return statistics.median(
         matcher_ops(stream, orders, step_ns=1_000_000, latency_ns=profile.latency_ms * 1_000_000,
-                    queue_model=profile.queue_model, cancel_ahead_pct=profile.cancel_ahead_pct)
+                    queue_model=profile.queue_model, cancel_ahead_pct=profile.cancel_ahead_pct,
+                    pacing=None if profile.pacing == "none" else profile.pacing)
         for _ in range(repeat))
 
 

@@ -7,8 +7,9 @@ regenerates the log's own shadow events exactly (a test says so).
 
 :func:`calibrate` tries every combination of ``grid`` (parameter -> values; the parameters are
 :data:`config.profiles.PARAMETERS`, an unknown one is a :class:`CalibrationError`) on the *training* sessions and
-keeps the one whose :func:`error` is smallest: the passive fill rate's error in percentage points plus the PnL's
-error in percent of the true PnL's size (both absolute, over the sessions pooled). It then reports the chosen and
+keeps the one whose :func:`error` is smallest: the passive fill rate's error in percentage points (absolute, over the
+sessions pooled) plus the PnL's error in percent of the true PnL's size, session by session (the sum over sessions of
+``|paper - true|`` over the sum of ``|true|``: one session's overestimate cannot cancel another's underestimate). It then reports the chosen and
 the default settings on the *held-out* sessions, which took no part in the choice.
 """
 
@@ -42,6 +43,7 @@ class Trial(msgspec.Struct, kw_only=True):
     error: float
     fill_rate_error_pp: float | None
     pnl_error_pct: float | None
+    pnl_abs_error_pct: float | None
 
 
 class Calibration(msgspec.Struct, kw_only=True):
@@ -88,7 +90,8 @@ def refold(records: Sequence[Record], profile: PaperProfile) -> tuple[list[Shado
 
     spec = spec_from_log(records)
     machine = ShadowExecution(KalshiFees().trade_fee, prefix=spec.prefix, latency_ns=profile.latency_ms * _MS,
-                              queue_model=profile.queue_model, cancel_ahead_pct=profile.cancel_ahead_pct)
+                              queue_model=profile.queue_model, cancel_ahead_pct=profile.cancel_ahead_pct,
+                              pacing=None if profile.pacing == "none" else profile.pacing)
     fills: list[ShadowFilled] = []
     queue: dict[int, tuple[int, int]] = {}
     types = SHADOW_TYPES
@@ -121,7 +124,7 @@ def measure_with(sessions: Sequence[tuple[str, Sequence[Record]]], profile: Pape
 def error(summary: Summary) -> float:
     """What a calibration minimizes (module docstring)."""
     rate = abs(summary.fill_rate_error_pp) if summary.fill_rate_error_pp is not None else 0.0
-    pnl = abs(summary.pnl_error_pct) if summary.pnl_error_pct is not None else 0.0
+    pnl = summary.pnl_abs_error_pct if summary.pnl_abs_error_pct is not None else 0.0
     return rate + pnl
 
 
@@ -137,7 +140,8 @@ def calibrate(train: Sequence[tuple[str, Sequence[Record]]], held_out: Sequence[
     trials: list[tuple[Trial, Summary]] = []
     for i, profile in enumerate(profiles, 1):
         s = summarize(measure_with(train, profile))
-        trial = Trial(profile=profile, error=error(s), fill_rate_error_pp=s.fill_rate_error_pp, pnl_error_pct=s.pnl_error_pct)
+        trial = Trial(profile=profile, error=error(s), fill_rate_error_pp=s.fill_rate_error_pp, pnl_error_pct=s.pnl_error_pct,
+                      pnl_abs_error_pct=s.pnl_abs_error_pct)
         trials.append((trial, s))
         progress(i, len(profiles), trial)
     trials.sort(key=lambda ts: (ts[0].error, msgspec.json.encode(ts[0].profile)))

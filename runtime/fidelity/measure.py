@@ -14,7 +14,8 @@ the true one, in contracts, at each seq the venue reported it while the paper co
 average fill price against the mid when the order was decided, per contract, signed so that positive costs us
 (1/10,000 dollar). **Adverse selection** is the mid's move over :data:`MARKOUT_S` after each fill, against the
 fill's side, per contract (positive: the market moved against us after we traded). **PnL** is what the fills
-make marked at each market's final mid, net of fees (micro-dollars), with its curve over the session.
+make marked at each market's final mid, net of fees (micro-dollars), with its curve over the session
+and per market (not per order kind: a position mixes the kinds that built it).
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class SessionMeasure:
     pnl_true: int
     pnl_paper: int
     curve: list[tuple[float, int, int]]  # (seconds since the start, true PnL, paper PnL)
+    pnl_markets: dict[str, tuple[int, int]]  # market -> (true PnL, paper PnL)
 
     def mid2_at(self, market: str, ts_ns: int) -> int | None:
         times, mids = self.mids.get(market, ((), ()))
@@ -193,8 +195,10 @@ def measure(records: Sequence[Record], *, log: str = "", paper: Sequence[ShadowF
     end = records[-1].ts_ns if records else 0
     pnl_true, pnl_paper = value(true_pos), value(paper_pos)
     curve.append(((end - start) / _NS, pnl_true, pnl_paper))
+    by_market = {m: (true_pos.value2(m, books[m].mid2()) // 2, paper_pos.value2(m, books[m].mid2()) // 2)
+                 for m in spec.markets}
     return SessionMeasure(log=log, spec=spec, outcomes=list(outcomes.values()), mids=mids, pnl_true=pnl_true,
-                          pnl_paper=pnl_paper, curve=curve)
+                          pnl_paper=pnl_paper, curve=curve, pnl_markets=by_market)
 
 
 def _pair(outcomes: dict[str, Outcome], coid: str, paper: tuple[int, int] | None, true_ahead: int) -> None:

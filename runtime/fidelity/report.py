@@ -71,6 +71,7 @@ class Summary(msgspec.Struct, kw_only=True):
     differences: dict[str, Interval]  # metric -> paper - true over sessions
     fill_rate_error_pp: float | None  # paper - true passive fill rate, percentage points, over every order
     pnl_error_pct: float | None  # (paper - true) / |true| PnL, percent, over every session's sum
+    pnl_abs_error_pct: float | None  # sum over sessions of |paper - true| / sum of |true|, percent: no cancelling out
     pnl_true: float
     pnl_paper: float
 
@@ -133,7 +134,9 @@ def summarize(measures: Sequence[SessionMeasure]) -> Summary:
     overall = _pooled(measures, lambda o: True, (pnl_true, pnl_paper))
     by_kind = {k: f for k in KINDS if (f := _pooled(measures, lambda o, k=k: o.kind == k, None)).orders}
     markets = sorted({o.market for o in every})
-    by_market = {mk: _pooled(measures, lambda o, mk=mk: o.market == mk, None) for mk in markets}
+    by_market = {mk: _pooled(measures, lambda o, mk=mk: o.market == mk,
+                             (sum(m.pnl_markets.get(mk, (0, 0))[0] for m in measures),
+                              sum(m.pnl_markets.get(mk, (0, 0))[1] for m in measures))) for mk in markets}
     differences = {}
     for metric in METRICS:
         values = [d for f in per_session if (d := f.diff(metric)) is not None]
@@ -143,6 +146,8 @@ def summarize(measures: Sequence[SessionMeasure]) -> Summary:
     return Summary(sessions=len(measures), overall=overall, by_kind=by_kind, by_market=by_market,
                    differences=differences, fill_rate_error_pp=None if rate is None else 100 * rate,
                    pnl_error_pct=100 * (pnl_paper - pnl_true) / abs(pnl_true) if pnl_true else None,
+                   pnl_abs_error_pct=(100 * sum(abs(m.pnl_paper - m.pnl_true) for m in measures)
+                                      / sum(abs(m.pnl_true) for m in measures)) if any(m.pnl_true for m in measures) else None,
                    pnl_true=pnl_true / MONEY_SCALE, pnl_paper=pnl_paper / MONEY_SCALE)
 
 
@@ -175,15 +180,17 @@ def render(s: Summary, *, title: str = "") -> str:
     lines.append(f"{'queue ahead (contracts)':24}{'':>24}{_fmt(s.overall.queue_error, '.1f'):>14}   "
                  + ("" if iv is None or iv.low is None else f"[{iv.low:.1f}, {iv.high:.1f}]")
                  + f"  mean |error| {_fmt(s.overall.queue_abs_error, '.1f')} over {s.overall.queue_samples} reports")
-    lines.append(f"fill_rate_error_pp {_fmt(s.fill_rate_error_pp, '+.2f')}   pnl_error_pct {_fmt(s.pnl_error_pct, '+.1f')}")
+    lines.append(f"fill_rate_error_pp {_fmt(s.fill_rate_error_pp, '+.2f')}   pnl_error_pct {_fmt(s.pnl_error_pct, '+.1f')}"
+                 f"   (per session, |paper - true| over |true|: {_fmt(s.pnl_abs_error_pct, '.1f')} %)")
     for heading, groups in (("by order kind", s.by_kind), ("by market", s.by_market)):
         lines.append(f"{heading}:{'':14}{'orders':>8}{'fill% paper':>13}{'fill% true':>12}{'filled paper':>14}{'filled true':>13}"
-                     f"{'queue err':>11}")
+                     f"{'queue err':>11}{'PnL $ paper':>13}{'PnL $ true':>12}")
         for name, f in groups.items():
             rp, rt = f.paper.passive_fill_rate, f.true.passive_fill_rate
             lines.append(f"  {name:22}{f.orders:>8}{_fmt(None if rp is None else 100 * rp, '.1f'):>13}"
                          f"{_fmt(None if rt is None else 100 * rt, '.1f'):>12}{f.paper.filled / 100:>14,.0f}"
-                         f"{f.true.filled / 100:>13,.0f}{_fmt(f.queue_error, '.1f'):>11}")
+                         f"{f.true.filled / 100:>13,.0f}{_fmt(f.queue_error, '.1f'):>11}"
+                         f"{_fmt(f.paper.pnl, ',.2f'):>13}{_fmt(f.true.pnl, ',.2f'):>12}")
     return "\n".join(lines)
 
 

@@ -50,7 +50,8 @@ class SessionRun(msgspec.Struct, kw_only=True):
 
 def spec_profile(spec: SessionSpec) -> PaperProfile:
     """The paper settings a session's spec holds, as a profile."""
-    return PaperProfile(latency_ms=spec.latency_ms, queue_model=spec.queue_model, cancel_ahead_pct=spec.cancel_ahead_pct)
+    return PaperProfile(latency_ms=spec.latency_ms, queue_model=spec.queue_model, cancel_ahead_pct=spec.cancel_ahead_pct,
+                        pacing=spec.pacing)
 
 
 def check_venue(venue: str, live_orders: bool = True) -> None:
@@ -91,7 +92,8 @@ async def run_session(*, seed: int, markets: int, seconds: float, policies: Poli
                         session_s=max(3_600.0, seconds * speed * 2), start_ns=time.time_ns())
     spec = SessionSpec(markets=exchange.tickers, starting_cash=round(cash * MONEY_SCALE), seed=seed, prefix=prefix,
                        execution="venue", shadow=True, policy=policy, latency_ms=profile.latency_ms,
-                       queue_model=profile.queue_model, cancel_ahead_pct=profile.cancel_ahead_pct, profile=profile_name)
+                       queue_model=profile.queue_model, cancel_ahead_pct=profile.cancel_ahead_pct,
+                       pacing=profile.pacing, profile=profile_name)
     meta = SessionMeta(session_id=session_id, mode="demo", venue="sim", seed=seed, created_ns=time.time_ns())
     async with ExchangeServer(exchange, speed=speed) as server:
         log = await create_log(target, meta)

@@ -514,3 +514,28 @@ def test_market_info_is_in_the_snapshot_and_left_out_when_there_is_none():
     assert [e.fee for e in out if isinstance(e, OrderFilled)] == [34_200]
     plain = PaperMatcher(taker_fee)
     assert "market_info" not in msgspec.msgpack.decode(msgspec.msgpack.encode(plain.snapshot()))
+
+
+def test_pacing_holds_orders_and_cancels_until_the_tiers_write_bucket_covers_them():
+    """Our client paces itself to the basic tier (100 write tokens/s, 200 at most; an order 10, a cancel 2): of 22
+    orders sent at once (from 3 ms to 45 ms), 20 reach the venue now; a cancel needs only 2 tokens: it goes at once,
+    on what the burst's 40 ms refilled; the 21st order waits until the bucket holds its 10 tokens again (123 ms), the
+    22nd 100 ms more. Nothing is refused; the bucket is part of the snapshot."""
+    from actors.limits import RateLimits
+
+    v = Venue()
+    v.m.pacer = RateLimits("basic")
+    v.book(bids=[(4000, 300)], asks=[(4500, 100)])
+    accepted = []
+    for i in range(22):
+        accepted += [e for e in v.order(f"p{i}", "bid", 3000, 100) if isinstance(e, OrderAccepted)]
+    assert len(accepted) == 20 and v.ts == 45_000_000
+    out = v.feed(CancelRequested(cause_seq=v.seq, client_order_id="p0"))  # the burst refilled 4 tokens: enough
+    assert [(type(e).__name__, e.client_order_id) for e in out] == [("OrderCanceled", "p0")]
+    when = {}
+    for _ in range(300):
+        for e in v.tick():
+            when[e.client_order_id] = (type(e).__name__, v.ts // 1_000_000)
+    assert when == {"p20": ("OrderAccepted", 123), "p21": ("OrderAccepted", 223)}
+    snap = msgspec.msgpack.decode(msgspec.msgpack.encode(v.m.snapshot()), type=MatcherSnapshot)
+    assert snap.pacer is not None and PaperMatcher.restore(snap, taker_fee, pacing="basic").pacer.snapshot() == snap.pacer

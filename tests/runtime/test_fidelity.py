@@ -89,7 +89,8 @@ def test_calibration_searches_on_training_sessions_reports_held_out_and_saves_a_
     _, out = run
     saved = tmp_path / "mine.toml"
     done = tape("fidelity", "--logs", *out["logs"], "--calibrate", "--held-out", "1", "--grid", "latency_ms=0,50",
-                "--grid", "queue_model=conservative", "--save", str(saved), "--profile-name", "mine", "--no-verify",
+                "--grid", "queue_model=conservative", "--grid", "pacing=none", "--save", str(saved), "--profile-name", "mine",
+                "--no-verify",
                 "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     c = json.loads(done.stdout)["calibration"]
@@ -127,7 +128,7 @@ def test_what_cannot_measure_fidelity_is_refused_with_the_reason(run, tmp_path):
 
 
 def test_a_calibration_with_an_unknown_parameter_is_a_clear_error():
-    with pytest.raises(CalibrationError, match="unknown parameter 'maker_speed'.*latency_ms, queue_model"):
+    with pytest.raises(CalibrationError, match="unknown parameter .maker_speed.*latency_ms, pacing, queue_model"):
         parse_grid(["maker_speed=1,2"])
     with pytest.raises(CalibrationError, match="queue_model = 'fifo' is not allowed"):
         parse_grid(["queue_model=fifo"])

@@ -88,7 +88,7 @@ def test_the_spec_round_trips_through_the_first_input_batch():
     assert command == OperatorCommand(command="session_spec", args=(
         ("fees", "kalshi"), ("latency_ms", "30"), ("queue_model", "proportional"), ("policy", "rule"),
         ("prefix", "p9"), ("books_per_node", "0"), ("execution", "paper"), ("rate_limits", "none"),
-            ("shadow", "False"), ("cancel_ahead_pct", "0"), ("profile", "")))
+            ("shadow", "False"), ("cancel_ahead_pct", "0"), ("pacing", "none"), ("profile", "")))
     assert spec_from_log([Record(i + 1, ts, e) for i, (ts, e) in enumerate(entries)]) == SPEC
     older = OperatorCommand(command="session_spec", args=command.args[:-3])  # logged before books_per_node
     assert spec_from_log([Record(1, 123, started), Record(2, 123, older)]) == SPEC
