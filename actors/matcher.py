@@ -41,10 +41,10 @@ below stand in for that; each is explicit and tested.
   its cost. The bucket starts full and is part of the snapshot.
 * **Pacing** (``pacing``: a Kalshi tier, None for none). Our own REST client paces itself to the account's tier
   (:mod:`runtime.venues.kalshi.http`): an order or a cancel it cannot afford waits for the write bucket instead of
-  being sent. With ``pacing`` the matcher models that wait: an order (10 tokens) or a cancel (2) reaching the
-  simulated venue when the bucket cannot cover it is held until it can, then goes on as above (in event time; the
-  bucket is part of the snapshot). A burst of orders thus reaches the venue spread out, and so do the cancels behind
-  it, as they do when live.
+  being sent. With ``pacing`` the matcher models that wait as the client waits: in turn (first come, first sent),
+  each until the bucket holds its cost — an order 10 tokens, a cancel 2 — plus the client's margin (50 ms of
+  refill), then it goes on as above (in event time; the bucket and the waiting line are part of the snapshot). A
+  burst of orders thus reaches the venue spread out, and so do the cancels behind it, as they do when live.
 
 * **Beside live orders** (``own_prefix``: the shadow execution, :mod:`.shadow`). The book then shows our live
   orders too: deltas carrying a client order id with ``own_prefix`` (Kalshi tells the owner which of its orders
@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -99,6 +100,7 @@ _CLOSING = frozenset({"deactivated", "determined", "settled"})
 _ALL_LEVELS = 10_001
 _ORDER_COST = Cost("write", DEFAULT_COST)  # what reaching the venue costs an order, and a cancel
 _CANCEL_COST = Cost("write", CANCEL_COST)
+_PACE_MARGIN_NS = 50_000_000  # the refill our REST client waits for beyond a request's cost (KalshiRest pace_margin_s)
 
 
 class _Order(msgspec.Struct, gc=False):
@@ -126,7 +128,7 @@ class _Due(msgspec.Struct, array_like=True, order=True):
 
     at_ns: int
     n: int  # insertion counter: ties run in the order they were scheduled
-    kind: Literal["live", "cancel", "expire"]
+    kind: Literal["live", "cancel", "expire", "pace"]  # (pace: the head of the pacing line may go now)
     client_order_id: str
 
 
@@ -143,6 +145,8 @@ class MatcherSnapshot(msgspec.Struct, frozen=True, omit_defaults=True):
     market_info: tuple[MarketInfo, ...] = ()  # the latest per market, by market (omitted when empty, as above)
     own: list[tuple[str, str, int, int]] = []  # our live orders' size per level, beside live orders (as above)
     pacer: RateLimitsSnapshot | None = None  # the pacing bucket (omitted when None, as above)
+    held: list[_Due] = []  # what waits for it, in turn
+    pace_at: int | None = None  # when the head of that line is next looked at
 
 
 class PaperMatcher:
@@ -163,6 +167,8 @@ class PaperMatcher:
         self.queue_model = queue_model
         self.limits = None if limits is None else RateLimits(limits)  # the venue's buckets for our account
         self.pacer = None if pacing is None else RateLimits(pacing)  # our client's model of them, which it waits on
+        self._held: deque[_Due] = deque()  # orders and cancels waiting for the pacer, in turn
+        self._pace_at: int | None = None
         self.books: dict[str, OrderBook] = {}
         self.orders: dict[str, _Order] = {}  # open orders by client order id, in placement order
         self._resting: dict[tuple[str, str], dict[int, list[_Order]]] = {}  # (market, side) -> price -> queue
@@ -253,32 +259,67 @@ class PaperMatcher:
         return out or NOTHING
 
     # -- time -----------------------------------------------------------------------------------
-    def _schedule(self, at_ns: int, kind: Literal["live", "cancel", "expire"], coid: str) -> None:
+    def _schedule(self, at_ns: int, kind: Literal["live", "cancel", "expire", "pace"], coid: str) -> None:
         self._scheduled += 1
         heapq.heappush(self._due, _Due(at_ns, self._scheduled, kind, coid))
 
     def _run_due(self, seq: int, ts_ns: int, out: list[Event]) -> None:
         while self._due and self._due[0].at_ns <= ts_ns:
             due = heapq.heappop(self._due)
+            if due.kind == "pace":
+                self._pace_at = None
+                self._release(due.at_ns, seq, out)
+                continue
             order = self.orders.get(due.client_order_id)
             if order is None:
                 continue
-            if due.kind != "expire" and self.pacer is not None:  # our client holds it until it can afford it
-                cost = _ORDER_COST if due.kind == "live" else _CANCEL_COST
-                if not self.pacer.take(due.at_ns, cost):
-                    self._schedule(due.at_ns + max(1, self.pacer.wait_ns(due.at_ns, cost)), due.kind, due.client_order_id)
-                    continue
-            if due.kind == "live":
-                self._go_live(order, due.at_ns, seq, out)
-            elif due.kind == "cancel":
-                if self.limits is not None and not self.limits.take(due.at_ns, _CANCEL_COST):
-                    self._schedule(due.at_ns + self.limits.wait_ns(due.at_ns, _CANCEL_COST), "cancel", order.client_order_id)
-                    continue
-                self._cancel(order, "requested", seq, out)
-            elif order.live:
-                self._remove(order)
-                out.append(OrderExpired(client_order_id=order.client_order_id, order_id=order.order_id,
-                                        expired_count=order.remaining, cause_seq=seq))
+            # our client sends it in turn, once it can afford it
+            if due.kind != "expire" and self.pacer is not None and (self._held or not self._afford(due)):
+                self._held.append(due)
+                self._wake(due.at_ns)
+                continue
+            self._arrive(due, order, seq, out)
+
+    def _afford(self, due: _Due) -> bool:
+        """Take the pacer's tokens for ``due`` if it holds them and the client's margin (as the client does)."""
+        cost = _ORDER_COST if due.kind == "live" else _CANCEL_COST
+        if self.pacer.wait_ns(due.at_ns, cost, _PACE_MARGIN_NS):  # type: ignore[union-attr]
+            return False
+        return self.pacer.take(due.at_ns, cost)  # type: ignore[union-attr]
+
+    def _wake(self, now_ns: int) -> None:
+        """Look at the head of the pacing line again when the pacer will hold its cost (once)."""
+        if self._pace_at is None and self._held:
+            cost = _ORDER_COST if self._held[0].kind == "live" else _CANCEL_COST
+            self._pace_at = now_ns + max(1, self.pacer.wait_ns(now_ns, cost, _PACE_MARGIN_NS))  # type: ignore[union-attr]
+            self._schedule(self._pace_at, "pace", "")
+
+    def _release(self, at_ns: int, seq: int, out: list[Event]) -> None:
+        """Send the pacing line's head, and those after it, while the pacer affords them."""
+        while self._held:
+            head = self._held[0]
+            order = self.orders.get(head.client_order_id)
+            now = _Due(at_ns, head.n, head.kind, head.client_order_id)
+            if order is not None and not self._afford(now):
+                break
+            self._held.popleft()
+            if order is not None:
+                self._arrive(now, order, seq, out)
+        self._wake(at_ns)
+
+    def _arrive(self, due: _Due, order: _Order, seq: int, out: list[Event]) -> None:
+        """``due`` happens now: the order reaches the venue, or its cancel does, or it expires."""
+        if due.kind == "live":
+            self._go_live(order, due.at_ns, seq, out)
+        elif due.kind == "cancel":
+            if self.limits is not None and not self.limits.take(due.at_ns, _CANCEL_COST):
+                self._schedule(due.at_ns + self.limits.wait_ns(due.at_ns, _CANCEL_COST), "cancel", order.client_order_id)
+                return
+            self._cancel(order, "requested", seq, out)
+        elif order.live:
+            self._remove(order)
+            out.append(OrderExpired(client_order_id=order.client_order_id, order_id=order.order_id,
+                                    expired_count=order.remaining, cause_seq=seq))
 
     def _place(self, intent: OrderIntent, ts_ns: int) -> None:
         order = _Order(intent.client_order_id, intent.market, intent.side, intent.price, intent.count,
@@ -590,6 +631,8 @@ class PaperMatcher:
             market_info=tuple(self._info[m] for m in sorted(self._info)),
             own=[(*k, v) for k, v in self._own.items()],
             pacer=None if self.pacer is None else self.pacer.snapshot(),
+            held=list(self._held),
+            pace_at=self._pace_at,
         )
 
     @classmethod
@@ -601,6 +644,8 @@ class PaperMatcher:
                 cancel_ahead_pct=cancel_ahead_pct, pacing=pacing)
         if snap.pacer is not None:
             m.pacer = RateLimits.restore(snap.pacer)
+        m._held = deque(snap.held)
+        m._pace_at = snap.pace_at
         if snap.limits is not None:
             m.limits = RateLimits.restore(snap.limits)
         m.books = {k: OrderBook.restore(v) for k, v in snap.books.items()}
