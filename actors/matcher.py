@@ -41,8 +41,8 @@ below stand in for that; each is explicit and tested.
   its cost. The bucket starts full and is part of the snapshot.
 * **Pacing** (``pacing``: a Kalshi tier, None for none). Our own REST client paces itself to the account's tier
   (:mod:`runtime.venues.kalshi.http`): an order or a cancel it cannot afford waits for the write bucket instead of
-  being sent. With ``pacing`` the matcher models that wait as the client waits: in turn (first come, first sent),
-  each until the bucket holds its cost — an order 10 tokens, a cancel 2 — plus the client's margin (50 ms of
+  being sent. With ``pacing`` the matcher models that wait as the client waits: in turn (first come, first sent; of
+  one round, the orders before the cancels, as the order gateway starts them), each until the bucket holds its cost — an order 10 tokens, a cancel 2 — plus the client's margin (50 ms of
   refill), then it goes on as above (in event time; the bucket and the waiting line are part of the snapshot). A
   burst of orders thus reaches the venue spread out, and so do the cancels behind it, as they do when live.
 
@@ -275,10 +275,19 @@ class PaperMatcher:
                 continue
             # our client sends it in turn, once it can afford it
             if due.kind != "expire" and self.pacer is not None and (self._held or not self._afford(due)):
-                self._held.append(due)
+                self._hold(due)
                 self._wake(due.at_ns)
                 continue
             self._arrive(due, order, seq, out)
+
+    def _hold(self, due: _Due) -> None:
+        """Join the pacing line: at its end, but an order goes before the cancels of its own round (the gateway starts
+        a round's sends before its cancels, so they queue for the bucket first)."""
+        i = len(self._held)
+        if due.kind == "live":
+            while i and self._held[i - 1].kind == "cancel" and self._held[i - 1].at_ns == due.at_ns:
+                i -= 1
+        self._held.insert(i, due)
 
     def _afford(self, due: _Due) -> bool:
         """Take the pacer's tokens for ``due`` if it holds them and the client's margin (as the client does)."""

@@ -543,3 +543,24 @@ def test_pacing_holds_orders_and_cancels_until_the_tiers_write_bucket_covers_the
                 when[e.client_order_id] = (type(e).__name__, venue.ts // 1_000_000)
         assert when == {"p19": ("OrderAccepted", 53), "p20": ("OrderAccepted", 153), "p21": ("OrderAccepted", 253),
                         "p0": ("OrderCanceled", 273)}
+
+
+def test_in_the_pacing_line_a_rounds_orders_go_before_its_cancels():
+    """The order gateway starts a round's sends before its cancels: with the line already waiting, a cancel and an
+    order of the same round join it order first, whatever their order in the log."""
+    from actors.limits import RateLimits
+
+    v = Venue()
+    v.m.pacer = RateLimits("basic")
+    v.book(bids=[(4000, 300)], asks=[(4500, 100)])
+    for i in range(21):
+        v.order(f"p{i}", "bid", 3000, 100)
+    assert [d.client_order_id for d in v.m._held] == ["p19", "p20"]
+    v.ts += 1_000_000
+    v.seq += 1
+    v.m.handle(v.seq, v.ts, CancelRequested(cause_seq=v.seq, client_order_id="p0"))
+    v.m.handle(v.seq + 1, v.ts, OrderIntent(cause_seq=v.seq, client_order_id="q", market=M, side="bid", price=3000,
+                                            count=100))
+    v.m.handle(v.seq + 2, v.ts, CashReserved(client_order_id="q", amount=1, cause_seq=v.seq + 1))
+    assert [(d.kind, d.client_order_id) for d in v.m._held] == [("live", "p19"), ("live", "p20"), ("live", "q"),
+                                                                ("cancel", "p0")]
