@@ -33,6 +33,10 @@ sequencer (:mod:`runtime.sequencer`) with inputs from the edge and watches what 
   ``reload_every_s`` it is asked again, and a newer version (``tape train --out`` into the same registry
   directory) is logged the same way: the orchestrator loads it when it folds the event (hot reload), and a
   replay loads the same version at the same seq.
+* **Queue positions** (venue execution with ``queue_every_s``, as ``tape paper --shadow`` and ``tape fidelity`` run):
+  every ``queue_every_s`` the venue's queue position of each of our resting orders (Kalshi's
+  ``GET /portfolio/orders/queue_positions``) is logged as a ``QueuePositionReported`` input, for the shadow execution
+  (:mod:`actors.shadow`) to answer with its own.
 * **Stopping**: at ``duration_s``, on ``stop()`` (Ctrl-C), or when the feed ends. If the log fails, the
   sequencer raises and nothing more is traded (:class:`~runtime.sequencer.SequencerStopped`).
 """
