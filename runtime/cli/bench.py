@@ -231,7 +231,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "session; then the paper matcher's orders/s under each profile on the same order stream and their ratio "
         "(matcher_ops). runtime/fidelity/bench.py says what is timed.",
         epilog="keys of --json: sessions, logs, fill_rate_error_pp_default, fill_rate_error_pp_calibrated,\n"
-        "pnl_error_pct_default, pnl_error_pct_calibrated, pnl_true, pnl_paper_*, passive_fill_rate_*,\n"
+        "pnl_error_pct_default, pnl_error_pct_calibrated, pnl_abs_error_pct_* (session by session), pnl_true,\n"
+        "pnl_paper_*, passive_fill_rate_*,\n"
         "matcher_ops_default, matcher_ops_calibrated, matcher_ops, calibrated_profile, machine\n\n"
         "example:\n  tape bench fidelity --json")
     f.add_argument("--sessions", type=int, default=4, metavar="N", help="fidelity sessions to record (default 4)")

@@ -2,7 +2,8 @@
 
 :func:`run_fidelity_bench` records ``sessions`` fresh fidelity sessions (or takes ``logs``), re-folds each under the
 ``default`` and the ``calibrated-sim`` profiles (:func:`.calibrate.refold`) and reports, for each, the passive fill
-rate's error in percentage points and the PnL's error in percent (paper minus true over every session). These
+rate's error in percentage points and the PnL's error in percent (paper minus true over every session, and session by
+session: the sum of ``|paper - true|`` over the sum of ``|true|``). These
 sessions took no part in choosing ``calibrated-sim`` (its own campaign's seeds are in the README), so they are
 held out. Then the paper matcher's orders per second under each profile (:func:`actors.bench.matcher_ops`, the same
 order stream, events :data:`STEP_NS` apart so latency elapses and pacing can keep up), median of ``repeat``, and
@@ -47,6 +48,7 @@ def run_fidelity_bench(sessions: Sequence[tuple[str, Sequence]], *, repeat: int 
         key = "calibrated" if name == "calibrated-sim" else "default"
         out[f"fill_rate_error_pp_{key}"] = None if s.fill_rate_error_pp is None else round(s.fill_rate_error_pp, 3)
         out[f"pnl_error_pct_{key}"] = None if s.pnl_error_pct is None else round(s.pnl_error_pct, 2)
+        out[f"pnl_abs_error_pct_{key}"] = None if s.pnl_abs_error_pct is None else round(s.pnl_abs_error_pct, 2)
         out["pnl_true"], out[f"pnl_paper_{key}"] = round(s.pnl_true, 2), round(s.pnl_paper, 2)
         rate = s.overall.true.passive_fill_rate
         out["passive_fill_rate_true"] = None if rate is None else round(rate, 5)
