@@ -32,7 +32,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "the paper settings are searched on the first sessions and reported on the last --held-out ones (the shadow "
         "execution is re-folded from each log, no exchange needed).",
         epilog="examples:\n"
-        "  tape fidelity --sessions 4 --seconds 120 --plot fidelity.png    measure the default profile\n"
+        "  tape fidelity --sessions 4 --seconds 120 --plot fidelity.png    measure the paper settings in force\n"
         "  tape fidelity --logs runs/fidelity-* --calibrate --held-out 2   calibrate on recorded sessions\n"
         "  tape fidelity --logs runs/fidelity-* --calibrate --save mine.toml --profile-name mine\n"
         "                                                                 then: tape paper --config mine.toml\n"
