@@ -42,10 +42,10 @@ below stand in for that; each is explicit and tested.
 * **Pacing** (``pacing``: a Kalshi tier, None for none). Our own REST client paces itself to the account's tier
   (:mod:`runtime.venues.kalshi.http`): an order or a cancel it cannot afford waits for the write bucket instead of
   being sent. With ``pacing`` the matcher models that wait as the client waits: in turn (first come, first sent; of
-  one round, the orders before the cancels, as the order gateway starts them), each until the bucket holds its cost — an order 10 tokens, a cancel 2 — plus the client's margin (50 ms of
-  refill), then it goes on as above (in event time; the bucket and the waiting line are part of the snapshot). A
-  burst of orders thus reaches the venue spread out, and so do the cancels behind it, as they do when live.
-
+  one round, the orders before the cancels, as the order gateway starts them), each until the bucket holds its cost
+  — an order 10 tokens, a cancel 2 — plus the client's margin (50 ms of refill), then it goes on as above (in event
+  time; the bucket and the waiting line are part of the snapshot). A burst of orders thus reaches the venue spread
+  out, and so do the cancels behind it, as they do when live.
 * **Beside live orders** (``own_prefix``: the shadow execution, :mod:`.shadow`). The book then shows our live
   orders too: deltas carrying a client order id with ``own_prefix`` (Kalshi tells the owner which of its orders
   caused a delta) are our own footprint. It is counted per level (less the venue's maker fills of our orders,
@@ -146,7 +146,7 @@ class MatcherSnapshot(msgspec.Struct, frozen=True, omit_defaults=True):
     own: list[tuple[str, str, int, int]] = []  # our live orders' size per level, beside live orders (as above)
     pacer: RateLimitsSnapshot | None = None  # the pacing bucket (omitted when None, as above)
     held: list[_Due] = []  # what waits for it, in turn
-    pace_at: int | None = None  # when the head of that line is next looked at
+    waking: bool = False  # the line's head is due to be looked at again (a "pace" entry is in ``due``)
 
 
 class PaperMatcher:
@@ -168,7 +168,7 @@ class PaperMatcher:
         self.limits = None if limits is None else RateLimits(limits)  # the venue's buckets for our account
         self.pacer = None if pacing is None else RateLimits(pacing)  # our client's model of them, which it waits on
         self._held: deque[_Due] = deque()  # orders and cancels waiting for the pacer, in turn
-        self._pace_at: int | None = None
+        self._waking = False  # a "pace" entry is scheduled
         self.books: dict[str, OrderBook] = {}
         self.orders: dict[str, _Order] = {}  # open orders by client order id, in placement order
         self._resting: dict[tuple[str, str], dict[int, list[_Order]]] = {}  # (market, side) -> price -> queue
@@ -185,8 +185,8 @@ class PaperMatcher:
         self._terms: dict[str, SeriesFees] = {}  # the fee terms those name
         self.own_prefix = own_prefix  # beside live orders: the client order ids whose footprint the book shows
         self._own: dict[tuple[str, str, int], int] = {}  # (market, book side, price) -> our live orders' size there
-        self.rested: list[tuple[str, str, int, int]] = []  # (client order id, market, ahead, remaining) of orders that
-        # came to rest while handling the current event
+        self.rested: list[tuple[str, str, int, int]] = []  # beside live orders: (client order id, market, ahead,
+        # remaining) of the orders that came to rest while handling the current event
 
     # -- the fold -------------------------------------------------------------------------------
     def handle(self, seq: int, ts_ns: int, event: Event) -> Sequence[Event]:
@@ -201,17 +201,19 @@ class PaperMatcher:
             if book is not None:
                 key = (event.market, "bid", event.price) if event.side == "yes" else (
                     event.market, "ask", 10_000 - event.price)
-                if self.own_prefix is not None and event.client_order_id is not None and \
-                        event.client_order_id.startswith(self.own_prefix):
+                coid = event.client_order_id
+                if coid is not None and self.own_prefix is not None and coid.startswith(self.own_prefix):
                     self._own_delta(book, key, event, seq, ts_ns)
-                    return self._after(seq, ts_ns, out)
-                # with no resting order of ours in the market and nothing consumed or credited at the level,
+                # with no resting order of ours in the market and nothing consumed, credited or ours at the level,
                 # _level_changed has nothing to change (the common case): the book moves, nothing else
-                if self._resting_in.get(event.market) or key in self._consumed or key in self._credit or key in self._own:
+                elif (self._resting_in.get(event.market) or key in self._consumed or key in self._credit
+                      or (self._own and key in self._own)):
                     self._delta(book, key, event, seq, ts_ns, out)
                 else:
                     book.handle(seq, ts_ns, event)
-            return self._after(seq, ts_ns, out)
+            if self._due and self._due[0].at_ns <= ts_ns:
+                self._run_due(seq, ts_ns, out)
+            return out or NOTHING
         match event:
             case BookSnapshot(market=market):
                 book = self.books.get(market)
@@ -266,12 +268,11 @@ class PaperMatcher:
     def _run_due(self, seq: int, ts_ns: int, out: list[Event]) -> None:
         while self._due and self._due[0].at_ns <= ts_ns:
             due = heapq.heappop(self._due)
-            if due.kind == "pace":
-                self._pace_at = None
-                self._release(due.at_ns, seq, out)
-                continue
             order = self.orders.get(due.client_order_id)
             if order is None:
+                if due.kind == "pace":
+                    self._waking = False
+                    self._release(due.at_ns, seq, out)
                 continue
             # our client sends it in turn, once it can afford it
             if due.kind != "expire" and self.pacer is not None and (self._held or not self._afford(due)):
@@ -298,10 +299,10 @@ class PaperMatcher:
 
     def _wake(self, now_ns: int) -> None:
         """Look at the head of the pacing line again when the pacer will hold its cost (once)."""
-        if self._pace_at is None and self._held:
+        if not self._waking and self._held:
             cost = _ORDER_COST if self._held[0].kind == "live" else _CANCEL_COST
-            self._pace_at = now_ns + max(1, self.pacer.wait_ns(now_ns, cost, _PACE_MARGIN_NS))  # type: ignore[union-attr]
-            self._schedule(self._pace_at, "pace", "")
+            self._waking = True
+            self._schedule(now_ns + max(1, self.pacer.wait_ns(now_ns, cost, _PACE_MARGIN_NS)), "pace", "")  # type: ignore[union-attr]
 
     def _release(self, at_ns: int, seq: int, out: list[Event]) -> None:
         """Send the pacing line's head, and those after it, while the pacer affords them."""
@@ -385,7 +386,8 @@ class PaperMatcher:
                 order.ahead = max(0, order.ahead - self._own.get((order.market, order.side, order.price), 0))
             order.ahead += sum(o.remaining for o in self._resting_at(order.market, order.side, order.price))
             self._rest(order)
-            self.rested.append((order.client_order_id, order.market, order.ahead, order.remaining))
+            if self.own_prefix is not None:  # (a shadow reports it)
+                self.rested.append((order.client_order_id, order.market, order.ahead, order.remaining))
             if order.expires_ns is not None:
                 self._schedule(order.expires_ns, "expire", order.client_order_id)
 
@@ -413,8 +415,9 @@ class PaperMatcher:
 
     def _crossing_size(self, order: _Order, book: OrderBook) -> int:
         oside = "ask" if order.side == "bid" else "bid"
-        return sum(max(0, n - self._consumed.get((order.market, oside, p), 0) - self._own.get((order.market, oside, p), 0))
-                   for p, n in self._opposite(order, book))
+        own = self._own
+        return sum(max(0, n - self._consumed.get((order.market, oside, p), 0)
+                       - (own.get((order.market, oside, p), 0) if own else 0)) for p, n in self._opposite(order, book))
 
     def _take(self, order: _Order, book: OrderBook, seq: int, out: list[Event], *, taker: bool, at_own_price: bool) -> None:
         """Fill ``order`` against available opposite size within its limit, best level first."""
@@ -423,7 +426,7 @@ class PaperMatcher:
             if not order.remaining:
                 break
             key = (order.market, oside, price)
-            available = displayed - self._consumed.get(key, 0) - self._own.get(key, 0)
+            available = displayed - self._consumed.get(key, 0) - (self._own.get(key, 0) if self._own else 0)
             if available <= 0:
                 continue
             take = min(available, order.remaining)
@@ -525,8 +528,8 @@ class PaperMatcher:
         book = self.books[market]
         after = book.bid_size(level) if bside == "bid" else book.ask_size(level)
         key = (market, bside, level)
-        if self._own.get(key, 0) < 0:  # the size our own order took is back or gone for good: the race is over
-            del self._own[key]
+        if self._own and self._own.get(key, 0) < 0:  # the size our own order took is back or gone for good: the race
+            del self._own[key]  # is over
         if key in self._consumed:
             self._consumed[key] = min(self._consumed[key], after)
             if not self._consumed[key]:
@@ -641,7 +644,7 @@ class PaperMatcher:
             own=[(*k, v) for k, v in self._own.items()],
             pacer=None if self.pacer is None else self.pacer.snapshot(),
             held=list(self._held),
-            pace_at=self._pace_at,
+            waking=self._waking,
         )
 
     @classmethod
@@ -654,7 +657,7 @@ class PaperMatcher:
         if snap.pacer is not None:
             m.pacer = RateLimits.restore(snap.pacer)
         m._held = deque(snap.held)
-        m._pace_at = snap.pace_at
+        m._waking = snap.waking
         if snap.limits is not None:
             m.limits = RateLimits.restore(snap.limits)
         m.books = {k: OrderBook.restore(v) for k, v in snap.books.items()}

@@ -244,6 +244,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="what trades (default rule)")
     f.add_argument("--logs", nargs="+", default=None, metavar="LOG", help="measure these fidelity sessions instead")
     f.add_argument("--log", default="runs", metavar="DIR", help="where the sessions go (default runs)")
+    f.add_argument("--cash", type=float, default=10_000.0, metavar="DOLLARS", help="starting cash (default 10000)")
     f.add_argument("--repeat", type=int, default=3, metavar="N", help="matcher timing runs; the median (default 3)")
     f.add_argument("--json", action="store_true", help="print one JSON object")
     f.set_defaults(handler=bench_fidelity)
@@ -572,28 +573,17 @@ async def bench_fidelity(args: argparse.Namespace, settings: Settings) -> int:
     from config.profiles import SHIPPED
 
     from ..fidelity.bench import run_fidelity_bench
-    from ..fidelity.session import FidelityError, run_session
-    from . import UsageError, new_directory
-    from .fidelity import _load
+    from ..fidelity.session import FidelityError
+    from . import UsageError
+    from .fidelity import _load, record
     from .paper import _policies
 
     _check_repeat(args.repeat)
     say = Status().line if not args.json else (lambda m: None)
     logs = args.logs
     if logs is None:
-        if args.sessions < 1 or not args.seconds > 0 or args.markets < 1 or not args.speed > 0:
-            raise UsageError("--sessions, --seconds, --markets and --speed must be positive")
-        from policies.registry import PROVIDER, ModelSource, is_named
-
-        base, _ = _policies(args.policies)
-        new_directory(args.log, "--log")
-        logs = []
-        for i in range(args.sessions):
-            say(f"fidelity session {i + 1}/{args.sessions} (seed {args.seed + i}) …")
-            run = await run_session(seed=args.seed + i, markets=args.markets, seconds=args.seconds, policies=PROVIDER,
-                                    policy=base, speed=args.speed, profile=SHIPPED["default"], target=args.log,
-                                    models=None if is_named(args.policies) else ModelSource(args.policies))
-            logs.append(run.log)
+        logs = await record(args.policies, _policies(args.policies)[0], args, profile=SHIPPED["default"],
+                            profile_name="default", say=say)
     try:
         result = run_fidelity_bench(await _load(logs), repeat=args.repeat, say=say)
     except FidelityError as exc:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 
 from config import Settings
+from config.profiles import PaperProfile
 
 from ..fidelity.session import FidelityError, check_venue, spec_profile
 
@@ -76,8 +78,6 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         check_venue(args.venue)
     except FidelityError as exc:
         raise UsageError(str(exc)) from None
-    if args.logs is None and (args.sessions < 1 or not args.seconds > 0 or args.markets < 1 or not args.speed > 0):
-        raise UsageError("--sessions, --seconds, --markets and --speed must be positive")
     grid = None
     if args.calibrate:
         from ..fidelity.calibrate import CalibrationError, parse_grid
@@ -88,8 +88,14 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             raise UsageError(str(exc)) from None
     elif args.grid or args.save or args.held_out is not None:
         raise UsageError("--grid, --held-out and --save belong to --calibrate")
-    say = (lambda text: print(text, file=sys.stderr, flush=True)) if args.json else (lambda text: print(text, flush=True))
-    logs = list(args.logs) if args.logs is not None else await _run_sessions(args, settings, say)
+    say = _say(args.json)
+    if args.logs is not None:
+        logs = list(args.logs)
+    else:
+        from .paper import _policies
+
+        name, profile = settings.paper.effective()
+        logs = await record(args.policies, _policies(args.policies)[0], args, profile=profile, profile_name=name, say=say)
     sessions = await _load(logs)
     from ..fidelity.measure import measure
 
@@ -118,25 +124,36 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if ok else 1
 
 
-async def _run_sessions(args: argparse.Namespace, settings: Settings, say) -> list[str]:
+def _say(json_out: bool) -> Callable[[str], None]:
+    """Lines for people: on stdout, or on stderr when stdout is the JSON result."""
+    stream = sys.stderr if json_out else sys.stdout
+    return lambda text: print(text, file=stream, flush=True)
+
+
+async def record(name: str, base: str, args: argparse.Namespace, *, profile: PaperProfile, profile_name: str,
+                 say: Callable[[str], None], markets: int | None = None) -> list[str]:
+    """Record ``args.sessions`` fidelity sessions of the policies ``name`` (``base``: the spec's policy it stands on,
+    ``.paper._policies``) from seed ``args.seed`` on, as ``args`` sizes them (``--seconds``, ``--speed``, ``--log``,
+    ``--cash``; ``markets`` or ``--markets``): what ``tape fidelity``, ``tape bench fidelity`` and ``tape eval
+    --execution true`` record. Returns their logs."""
     from policies.registry import PROVIDER, ModelSource, is_named
 
     from ..fidelity.session import run_session
-    from . import new_directory
-    from .paper import _policies
+    from . import UsageError, new_directory
 
-    base, _ = _policies(args.policies)
-    name, profile = settings.paper.effective()
+    markets = args.markets if markets is None else markets
+    if args.sessions < 1 or not args.seconds > 0 or markets < 1 or not args.speed > 0:
+        raise UsageError("--sessions, --seconds, --markets and --speed must be positive")
     new_directory(args.log, "--log")
     logs = []
     for i in range(args.sessions):
         seed = args.seed + i
-        say(f"fidelity session {i + 1}/{args.sessions}: seed {seed}, {args.markets} markets, {args.seconds:g} s at "
-            f"{args.speed:g}x, policies {args.policies}, live orders to the local exchange; paper profile "
-            f"{name or '(settings)'} ({profile.text()})")
-        run = await run_session(seed=seed, markets=args.markets, seconds=args.seconds, policies=PROVIDER, policy=base,
-                                speed=args.speed, profile=profile, profile_name=name, target=args.log, cash=args.cash,
-                                models=None if is_named(args.policies) else ModelSource(args.policies))
+        say(f"{name}: fidelity session {i + 1}/{args.sessions}, seed {seed}, {markets} markets, {args.seconds:g} s at "
+            f"{args.speed:g}x, live orders to the local exchange; paper profile {profile_name or '(settings)'} "
+            f"({profile.text()})")
+        run = await run_session(seed=seed, markets=markets, seconds=args.seconds, policies=PROVIDER, policy=base,
+                                speed=args.speed, profile=profile, profile_name=profile_name, target=args.log,
+                                cash=args.cash, models=None if is_named(name) else ModelSource(name))
         s = run.summary
         say(f"  {run.log}: {s.reason}, {s.intents:,} orders, {s.fills:,} true fills, PnL ${s.pnl / 1e6:,.2f}")
         logs.append(run.log)
@@ -222,13 +239,10 @@ class TrueResult(msgspec.Struct, kw_only=True):
 
 async def eval_true(args: argparse.Namespace, settings: Settings, names: list[str]) -> int:
     """``tape eval --execution true`` (see its --help): each set's sessions, then the table (or JSON)."""
-    from policies.registry import PROVIDER, ModelSource, is_named
-
     from ..fidelity.measure import measure
     from ..fidelity.report import plot, summarize
-    from ..fidelity.session import run_session
     from ..units import MONEY_SCALE
-    from . import UsageError, new_directory
+    from . import UsageError
     from .paper import _policies
 
     if args.data is not None:
@@ -236,23 +250,13 @@ async def eval_true(args: argparse.Namespace, settings: Settings, names: list[st
     markets = 8 if args.markets is None else args.markets
     if not str(markets).isdigit() or int(markets) < 1:
         raise UsageError(f"--markets {markets}: --execution true takes a count of markets (the exchange's own tickers)")
-    if args.sessions < 1 or not args.seconds > 0 or not args.speed > 0:
-        raise UsageError("--sessions, --seconds and --speed must be positive")
     bases = {name: _policies(name)[0] for name in names}  # (checked before anything runs)
     profile_name, profile = settings.paper.effective()
-    new_directory(args.log, "--log")
-    say = (lambda text: print(text, file=sys.stderr, flush=True)) if args.json else (lambda text: print(text, flush=True))
+    say = _say(args.json)
     results, measures = [], []
     for name in names:
-        logs = []
-        for i in range(args.sessions):
-            run = await run_session(seed=args.seed + i, markets=int(markets), seconds=args.seconds, policies=PROVIDER,
-                                    policy=bases[name], speed=args.speed, profile=profile, profile_name=profile_name,
-                                    target=args.log, cash=args.cash,
-                                    models=None if is_named(name) else ModelSource(name))
-            say(f"{name}: session {i + 1}/{args.sessions} (seed {args.seed + i}) {run.log}: {run.summary.intents:,} "
-                f"orders, true PnL ${run.summary.pnl / MONEY_SCALE:,.2f}")
-            logs.append(run.log)
+        logs = await record(name, bases[name], args, profile=profile, profile_name=profile_name, say=say,
+                            markets=int(markets))
         these = [measure(records, log=log) for log, records in await _load(logs)]
         measures += these
         s = summarize(these)

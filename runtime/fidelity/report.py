@@ -10,6 +10,7 @@ from one session). :func:`render` prints it; :func:`plot` draws paper against tr
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -116,10 +117,10 @@ def interval(values: Sequence[float]) -> Interval | None:
     if not values:
         return None
     n = len(values)
-    mean = sum(values) / n
+    mean = statistics.fmean(values)
     if n < 2:
         return Interval(mean=mean, n=1)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    sd = statistics.stdev(values)
     t = _T95.get(n - 1) or next((v for k, v in sorted(_T95.items(), reverse=True) if k <= n - 1), 1.96)
     half = t * sd / math.sqrt(n)
     return Interval(mean=mean, low=mean - half, high=mean + half, n=n)
