@@ -21,7 +21,7 @@ and per market (not per order kind: a position mixes the kinds that built it).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from actors.book import OrderBook
@@ -41,7 +41,7 @@ from runtime.events import (
 from ..topology import SessionSpec, SpecMissingError, spec_from_log
 from .session import FidelityError
 
-__all__ = ["KINDS", "MARKOUT_S", "Fill", "Outcome", "SessionMeasure", "measure", "shadow_fills"]
+__all__ = ["KINDS", "MARKOUT_S", "Fill", "Outcome", "SessionMeasure", "measure"]
 
 MARKOUT_S = 5.0
 KINDS = ("passive", "post_only", "marketable", "ioc", "fok")
@@ -103,11 +103,6 @@ class SessionMeasure:
         return None if i < 0 else mids[i]
 
 
-def shadow_fills(records: Iterable[Record]) -> list[tuple[int, ShadowFilled]]:
-    """``(ts_ns, fill)`` of the shadow execution's fills in a log."""
-    return [(r.ts_ns, r.event) for r in records if type(r.event) is ShadowFilled]  # type: ignore[misc]
-
-
 def measure(records: Sequence[Record], *, log: str = "", paper: Sequence[ShadowFilled] | None = None,
             paper_queue: dict[int, tuple[int, int]] | None = None) -> SessionMeasure:
     """Fold a fidelity session's records (module docstring). ``paper`` replaces the log's shadow fills and
@@ -137,17 +132,18 @@ def measure(records: Sequence[Record], *, log: str = "", paper: Sequence[ShadowF
     curve: list[tuple[float, int, int]] = []
     start = records[0].ts_ns if records else 0
     next_sample = start
-    made = [0]  # paper fills folded (their trade ids)
+    made = 0  # paper fills folded (their trade ids)
 
     def value(pos: Positions) -> int:
         return sum(pos.value2(m, books[m].mid2()) for m in spec.markets) // 2
 
     def paper_fill(ts: int, f: ShadowFilled, seq: int) -> None:
+        nonlocal made
         o = outcomes.get(f.client_order_id)
         if o is not None:
             o.paper.append(Fill(ts, f.price, f.count, f.fee, f.is_taker))
-        made[0] += 1
-        paper_pos.handle(seq, ts, OrderFilled(trade_id=f"shadow-{made[0]}",
+        made += 1
+        paper_pos.handle(seq, ts, OrderFilled(trade_id=f"shadow-{made}",
                                               order_id="", client_order_id=f.client_order_id, market=f.market,
                                               side=f.side, price=f.price, count=f.count, fee=f.fee,
                                               is_taker=f.is_taker, cause_seq=seq))
