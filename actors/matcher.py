@@ -23,7 +23,11 @@ below stand in for that; each is explicit and tested.
   explain it (a cancel), ``queue_model`` says how far the queue advances: ``conservative`` — only as
   far as needed to keep ``ahead <= displayed``; ``proportional`` — by ``cancelled * ahead / before``; ``share`` —
   by ``cancel_ahead_pct`` percent of what was cancelled (a share calibrated against a true queue,
-  :mod:`runtime.fidelity`); each never past ``ahead <= displayed``.
+  :mod:`runtime.fidelity`); ``orders`` — a venue's delta is one order's event (Kalshi's and the local exchange's
+  are), so each growth of the level after ours went live is an order that joined *behind* it, which only a cancel
+  can take away while we rest (trades take the front of the queue): a cancel the size of one of those came from
+  behind and leaves ``ahead`` alone; any other came from ahead (an order there before us, or what a trade left of
+  one) and advances it by its size. Each never past ``ahead <= displayed``.
   Shrinkage that follows a trade at that price is attributed to the trade first (the trade credit).
 * **Crossing.** If the displayed opposite side moves through a resting order's price, the order fills
   as a maker at its own price against the available size.
@@ -95,7 +99,8 @@ from .market_info import grid_text, on_grid
 __all__ = ["FeeFn", "PaperMatcher"]
 
 FeeFn = Callable[[str, int, int, bool], int]  # (market, price, count, is_taker) -> fee in micro-dollars
-QueueModel = Literal["conservative", "proportional", "share"]
+QueueModel = Literal["conservative", "proportional", "share", "orders"]
+QUEUE_MODELS: tuple[QueueModel, ...] = ("conservative", "proportional", "share", "orders")
 _CLOSING = frozenset({"deactivated", "determined", "settled"})
 _ALL_LEVELS = 10_001
 _ORDER_COST = Cost("write", DEFAULT_COST)  # what reaching the venue costs an order, and a cancel
@@ -117,6 +122,7 @@ class _Order(msgspec.Struct, gc=False):
     expires_ns: int | None
     live: bool = False
     ahead: int = 0  # displayed size ahead of us in the queue, while resting
+    behind: list[int] = []  # queue_model "orders": the sizes of the orders that joined behind us, oldest first
 
     @property
     def order_id(self) -> str:
@@ -157,8 +163,8 @@ class PaperMatcher:
                  pacing: Tier | str | None = None) -> None:
         if latency_ns < 0:
             raise ValueError(f"latency_ns must be >= 0, got {latency_ns}")
-        if queue_model not in ("conservative", "proportional", "share"):
-            raise ValueError(f"queue_model must be 'conservative', 'proportional' or 'share', got {queue_model!r}")
+        if queue_model not in QUEUE_MODELS:
+            raise ValueError(f"queue_model must be one of {', '.join(QUEUE_MODELS)}, got {queue_model!r}")
         if not 0 <= cancel_ahead_pct <= 100:
             raise ValueError(f"cancel_ahead_pct must be 0..100, got {cancel_ahead_pct}")
         self.cancel_ahead_pct = cancel_ahead_pct
@@ -549,8 +555,18 @@ class PaperMatcher:
                     order.ahead -= cancelled * order.ahead // before
                 elif self.queue_model == "share" and cancelled:
                     order.ahead -= cancelled * self.cancel_ahead_pct // 100
+                elif self.queue_model == "orders" and cancelled:
+                    if cancelled in order.behind:
+                        order.behind.remove(cancelled)
+                    else:
+                        order.ahead -= cancelled
                 order.ahead = max(0, min(order.ahead, others))
+                if order.behind:
+                    _trim(order, others)
         elif after > before and not book.stale:
+            if self.queue_model == "orders":
+                for order in self._resting_at(market, bside, level):
+                    order.behind.append(after - before)
             # only growth makes size available, and only at this level: resting orders of the other
             # side priced through it now cross it
             other = "ask" if bside == "bid" else "bid"
@@ -578,6 +594,8 @@ class PaperMatcher:
                 size = max(0, size - self._own.get((market, side, price), 0))
                 for order in queue:
                     order.ahead = min(order.ahead, size)
+                    if order.behind:
+                        _trim(order, size)
         self._cross(market, seq, out)
 
     def _cross(self, market: str, seq: int, out: list[Event]) -> None:
@@ -632,7 +650,7 @@ class PaperMatcher:
     def snapshot(self) -> MatcherSnapshot:
         return MatcherSnapshot(
             books={m: b.snapshot() for m, b in self.books.items()},
-            orders=[msgspec.structs.replace(o) for o in self.orders.values()],
+            orders=[msgspec.structs.replace(o, behind=list(o.behind)) for o in self.orders.values()],
             waiting=list(self._waiting.values()),
             due=sorted(self._due),
             consumed=[(*k, v) for k, v in self._consumed.items()],
@@ -661,7 +679,7 @@ class PaperMatcher:
         if snap.limits is not None:
             m.limits = RateLimits.restore(snap.limits)
         m.books = {k: OrderBook.restore(v) for k, v in snap.books.items()}
-        m.orders = {o.client_order_id: msgspec.structs.replace(o) for o in snap.orders}
+        m.orders = {o.client_order_id: msgspec.structs.replace(o, behind=list(o.behind)) for o in snap.orders}
         for order in m.orders.values():  # resting = live and not yet done; queue order = placement order
             if order.live:
                 m._rest(order)
@@ -676,3 +694,11 @@ class PaperMatcher:
         for info in snap.market_info:
             m._learn(info)
         return m
+
+
+def _trim(order: _Order, others: int) -> None:
+    """What joined behind ``order`` is no more than the level shows beyond the queue ahead of it (the oldest
+    leave first: a snapshot or an unexplained shrink says the record is off, and the newest are the likeliest there)."""
+    room = others - order.ahead
+    while order.behind and sum(order.behind) > room:
+        order.behind.pop(0)

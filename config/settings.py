@@ -61,7 +61,7 @@ class PaperSettings(_Settings):
 
     profile: str = ""
     latency_ms: Annotated[int, Meta(ge=0, le=60_000)] = 50
-    queue_model: Literal["conservative", "proportional", "share"] = "conservative"
+    queue_model: Literal["conservative", "proportional", "share", "orders"] = "conservative"
     cancel_ahead_pct: Annotated[int, Meta(ge=0, le=100)] = 0
     pacing: Literal["none", "basic", "advanced", "premier", "paragon", "prime"] = "none"
     profiles: dict[str, PaperProfile] = {}

@@ -122,7 +122,7 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """the fee schedule: Kalshi's published one (``actors.fees.KalshiFees()``)"""
     latency_ms: Annotated[int, Meta(ge=0, le=60_000)] = 50
     """paper: event time from a decision to the simulated venue"""
-    queue_model: Literal["conservative", "proportional", "share"] = "conservative"
+    queue_model: Literal["conservative", "proportional", "share", "orders"] = "conservative"
     policy: Annotated[str, Meta(pattern=r"^(rule|flow|random(:[0-9]+)?)$")] = "rule"
     """the four policies at the start: ``rule`` = ``policies.rules.baselines()``, ``flow`` = the signed-flow rules
     (``policies.flow``), ``random[:SEED]`` = uniform random (deterministic), as :attr:`PolicyProvider.named` gives them; a trained model enters as ``ModelLoaded`` inputs"""

@@ -39,7 +39,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "  tape fidelity --logs runs/fidelity-* --calibrate --save mine.toml --profile-name mine\n"
         "                                                                 then: tape paper --config mine.toml\n"
         "  tape fidelity --calibrate --grid latency_ms=0,10,25 --grid queue_model=proportional\n"
-        "parameters --grid may search: latency_ms, queue_model (conservative, proportional, share), cancel_ahead_pct,\n"
+        "parameters --grid may search: latency_ms, queue_model (conservative, proportional, share, orders), cancel_ahead_pct,\n"
         "pacing (none or a Kalshi tier)\n"
         "exit status: 0 measured (and every replay verified), 1 a replay diverged, 2 used wrongly")
     p.add_argument("--sessions", type=int, default=4, metavar="N", help="fidelity sessions to run (default 4)")

@@ -182,11 +182,11 @@ def test_our_second_order_at_a_price_queues_behind_our_first():
 
 
 @pytest.mark.parametrize(("model", "pct", "ahead"), [("conservative", 0, 300), ("proportional", 0, 240),
-                                                    ("share", 70, 230), ("share", 0, 300)])
+                                                    ("share", 70, 230), ("share", 0, 300), ("orders", 0, 200)])
 def test_cancels_at_our_level_advance_the_queue_by_the_chosen_model(model, pct, ahead):
     """Given 300 ahead of us and 200 joining behind (500 displayed), a cancel of 100 leaves 400:
     conservative keeps ahead at min(300, 400) = 300; proportional advances it by 100 * 300 // 500 = 60;
-    share by cancel_ahead_pct percent of the 100 (70 -> 70)."""
+    share by cancel_ahead_pct percent of the 100 (70 -> 70); orders by all of it (no order of 100 joined behind)."""
     v = Venue(queue_model=model)
     v.m.cancel_ahead_pct = pct
     v.book(bids=[(4000, 300)], asks=[(4500, 100)])
@@ -198,13 +198,54 @@ def test_cancels_at_our_level_advance_the_queue_by_the_chosen_model(model, pct, 
 
 def test_the_queue_ahead_never_exceeds_the_displayed_size():
     """Whatever the model, when the level shrinks below our queue position, we are that close to the front."""
-    for model in ("conservative", "proportional", "share"):
+    for model in ("conservative", "proportional", "share", "orders"):
         v = Venue(queue_model=model)
         v.m.cancel_ahead_pct = 100
         v.book(bids=[(4000, 300)], asks=[(4500, 100)])
         v.order("r", "bid", 4000, 100)
         v.feed(BookDelta(market=M, side="yes", price=4000, delta=-250))
         assert v.m.orders["r"].ahead == 50
+
+
+def test_orders_a_cancel_the_size_of_an_order_that_joined_behind_us_leaves_the_queue_ahead_alone():
+    """queue_model "orders": each delta is one order's event. 300 ahead; orders of 200 and 50 join behind. A cancel
+    of 200 is the first of them (ahead stays 300); a cancel of 120 matches nothing behind, so it was ahead (180);
+    the 50 leaving is the second (180 still); what a trade left of an order ahead, cancelled, advances us too."""
+    v = Venue(queue_model="orders")
+    v.book(bids=[(4000, 300)], asks=[(4500, 100)])
+    v.order("r", "bid", 4000, 100)
+    v.feed(BookDelta(market=M, side="yes", price=4000, delta=200))
+    v.feed(BookDelta(market=M, side="yes", price=4000, delta=50))
+    assert (v.m.orders["r"].ahead, v.m.orders["r"].behind) == (300, [200, 50])
+    v.feed(BookDelta(market=M, side="yes", price=4000, delta=-200))
+    assert (v.m.orders["r"].ahead, v.m.orders["r"].behind) == (300, [50])
+    v.feed(BookDelta(market=M, side="yes", price=4000, delta=-120))
+    assert (v.m.orders["r"].ahead, v.m.orders["r"].behind) == (180, [50])
+    v.feed(BookDelta(market=M, side="yes", price=4000, delta=-50))
+    assert (v.m.orders["r"].ahead, v.m.orders["r"].behind) == (180, [])
+    v.feed(PublicTrade(market=M, trade_id="t", yes_price=4000, count=100, taker_side="no"))
+    v.feed(BookDelta(market=M, side="yes", price=4000, delta=-100))  # the trade's own shrink: the credit
+    v.feed(BookDelta(market=M, side="yes", price=4000, delta=-30))  # the rest of the order it hit, cancelled
+    assert v.m.orders["r"].ahead == 50
+    assert fills(v.feed(PublicTrade(market=M, trade_id="u", yes_price=4000, count=80, taker_side="no"))) == [
+        (4000, 30, False)]
+
+
+def test_orders_what_joined_behind_is_never_more_than_the_level_shows_beyond_the_queue_ahead():
+    """A snapshot that shows less than the record of orders behind us drops the oldest of them; a snapshot keeps
+    the record (and the matcher's snapshot copies it, so the restored matcher folds on alike)."""
+    v = Venue(queue_model="orders")
+    v.book(bids=[(4000, 300)], asks=[(4500, 100)])
+    v.order("r", "bid", 4000, 100)
+    for size in (40, 60, 70):
+        v.feed(BookDelta(market=M, side="yes", price=4000, delta=size))
+    snap = v.m.snapshot()
+    restored = PaperMatcher.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(snap), type=MatcherSnapshot),
+                                    taker_fee, queue_model="orders")
+    assert restored.orders["r"].behind == [40, 60, 70]
+    v.book(bids=[(4000, 400)], asks=[(4500, 100)])
+    assert (v.m.orders["r"].ahead, v.m.orders["r"].behind) == (300, [70])
+    assert snap.orders[0].behind == [40, 60, 70]  # the snapshot did not follow the live state
 
 
 def test_shrinkage_that_follows_a_trade_is_not_counted_as_a_cancel_too():

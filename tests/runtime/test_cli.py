@@ -352,7 +352,7 @@ def test_a_value_outside_a_fixed_set_is_refused_listing_the_valid_ones(capsys, a
 
 
 @pytest.mark.parametrize(("name", "value", "key", "valid"), [
-    ("TAPE__PAPER__QUEUE_MODEL", "fifo", "paper.queue_model", "'conservative', 'proportional', 'share'"),
+    ("TAPE__PAPER__QUEUE_MODEL", "fifo", "paper.queue_model", "'conservative', 'proportional', 'share', 'orders'"),
     ("TAPE__LOG__SYNC", "sometimes", "log.sync", "'batch', 'interval', 'none'"),
     ("TAPE__LOGGING__LEVEL", "loud", "logging.level", "'debug', 'info', 'warning', 'error'"),
     ("TAPE__LOGGING__FORMAT", "xml", "logging.format", "'auto', 'console', 'json'"),
