@@ -76,8 +76,8 @@ from .features import FeatureSpec, Scaling
 from .regimes import REGIME_FEATURES, RegimeFilter, RegimeModel
 from .roles import ROLE_ACTIONS, action_mask, decision, random_policies
 
-__all__ = ["MODELS_ENV", "MODEL_FILE", "PROVIDER", "Model", "ModelError", "ModelPolicy", "ModelSource", "base_policy", "is_named",
-           "load_model",
+__all__ = ["MODELS_ENV", "MODEL_FILE", "PROVIDER", "Model", "ModelError", "ModelPolicy", "ModelSource", "adopt_model",
+           "base_policy", "is_named", "load_model",
            "load_policies", "loader", "locate", "model_events", "resolve", "save_model"]
 
 MODEL_FILE = "model.json"
@@ -204,6 +204,22 @@ def save_model(algo: Any, root: Path, config: Any, tapes: Sequence[Tape], *,
         shutil.rmtree(staging, ignore_errors=True)
         raise
     _set_latest(root, version)
+    return manifest
+
+
+def adopt_model(version_dir: Path, root: Path, *, history: Sequence[Mapping[str, Any]] | None = None) -> Manifest:
+    """Move a version saved elsewhere (:func:`save_model` under another root) into the registry ``root`` as its
+    newest, with the training ``history`` (replacing any it had): how ``tape train --keep best`` keeps an earlier
+    iteration's policies. A version ``root`` already holds (the same weights) stays as it is."""
+    manifest = read_manifest(version_dir)
+    root = root.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    if history is not None:
+        _save_history(version_dir, list(history))
+    final = root / manifest.version
+    if not final.exists():
+        os.replace(version_dir, final)
+    _set_latest(root, manifest.version)
     return manifest
 
 

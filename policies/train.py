@@ -31,13 +31,18 @@ config, the data description (sources, sessions, tapes, a digest of their events
 of the learned weights, and the **history**: per iteration its return per role (None where no episode ended) and,
 every ``eval_every`` iterations when ``heldout`` sessions are given, the held-out PnL of the policies as they are
 then (:func:`policies.evaluate.evaluate_one` on those tapes), saved as ``history.json`` beside the model with its
-curve ``training.png``. With the same seed and data on CPU, two runs give the same weights
+curve ``training.png``. With ``keep="best"`` the version saved is the policies as they were at the evaluation whose
+held-out PnL was highest (the first of equals), not at the last iteration: each new best is saved aside as it
+happens (a stage's model is its acting roles learned, the others ``frozen``), and the best becomes the version, with
+the whole history and ``kept_iteration`` in its report. Its held-out sessions chose it: they are then a validation set,
+so judge the model on others. With the same seed and data on CPU, two runs give the same weights
 (``torch.use_deterministic_algorithms`` and one torch thread in the learner; see :func:`seed_everything`).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -106,6 +111,9 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """the sessions that held-out PnL is measured on"""
     regimes: int = 0
     """states of the regime model fitted on the data and observed by every module (:mod:`policies.regimes`); 0: none"""
+    keep: Literal["last", "best"] = "last"
+    """the version saved: the policies after the last iteration, or at the ``eval_every`` evaluation whose held-out PnL
+    was highest (module docstring)"""
 
 
 HASH_SEED = "0"
@@ -205,6 +213,8 @@ class TrainReport(msgspec.Struct, kw_only=True):
     history: list[dict[str, Any]] = []
     """per iteration: ``iteration``, ``returns`` (role -> mean episode return or None), ``heldout_pnl`` (dollars, or
     None where not measured)"""
+    kept_iteration: int | None = None
+    """``keep="best"``: the iteration whose policies were saved (None: the last, ``keep="last"``)"""
 
 
 def _metric(value: Any) -> float | None:
@@ -332,12 +342,13 @@ def train(config: TrainConfig, out: str | Path, *, tapes: Sequence[Tape] | None 
     ``heldout`` loading ``config.heldout``; ``on_iteration`` is given each iteration's history item as it ends;
     ``placement`` places the env runners and learners (:func:`ppo_config`; where they ran changes nothing learned)."""
     import asyncio
+    import shutil
 
     import msgspec
 
     from .data import load_tapes
     from .evaluate import evaluate_one
-    from .registry import save_model
+    from .registry import adopt_model, save_model
 
     seed_everything(config.seed)
     if tapes is None:
@@ -369,6 +380,9 @@ def train(config: TrainConfig, out: str | Path, *, tapes: Sequence[Tape] | None 
     weights: dict[str, Any] = {}
     i = 0
     plan = stages(config)
+    keep_best = config.keep == "best" and bool(heldout) and config.eval_every > 0
+    best: tuple[float, int, str] | None = None  # (held-out PnL, iteration, version saved aside)
+    aside = Path(out).resolve() / f".best-{os.getpid()}"
     try:
         for n, acting, training in plan:
             if algo is not None:
@@ -409,14 +423,24 @@ def train(config: TrainConfig, out: str | Path, *, tapes: Sequence[Tape] | None 
                     on_iteration(history[-1])
                 line = iteration_line(i, config.iterations, steps, ret, per, time.perf_counter() - started)
                 say(line if pnl is None else f"{line}, held-out PnL ${pnl:+,.2f}")
+                if keep_best and pnl is not None and (best is None or pnl > best[0]):
+                    now = msgspec.structs.replace(config, roles=acting) if config.env == "roles" else config
+                    best = (pnl, i, save_model(algo, aside, now, tapes, scaling=scaling, masked=config.env == "roles",
+                                               regimes=regimes).version)
         device = _learner_device(algo)
-        saved = save_model(algo, Path(out), config, tapes, scaling=scaling, masked=config.env == "roles",
-                           history=history, regimes=regimes)
+        if best is not None:
+            saved = adopt_model(aside / best[2], Path(out), history=history)
+            say(f"kept iteration {best[1]}: its held-out PnL ${best[0]:+,.2f} was the best of the evaluations")
+        else:
+            saved = save_model(algo, Path(out), config, tapes, scaling=scaling, masked=config.env == "roles",
+                               history=history, regimes=regimes)
     finally:
         if algo is not None:
             algo.stop()
+        shutil.rmtree(aside, ignore_errors=True)
     return TrainReport(out=str(out), version=saved.version, iterations=config.iterations, env_steps=steps,
-                       seconds=time.perf_counter() - started, returns=returns, device=device, history=history)
+                       seconds=time.perf_counter() - started, returns=returns, device=device, history=history,
+                       kept_iteration=None if best is None else best[1])
 
 
 def _learner_device(algo: Any) -> str:

@@ -51,6 +51,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "  tape synth --sessions 8 --markets 8 --duration 1800 --seed 1 --log data/train\n"
         "  tape train --data data/train --iterations 30 --out models/kxsim\n"
         "  tape train --data data/train --iterations 30 --eval-every 5 --heldout data/heldout --out models/kxsim\n"
+        "  tape train --data data/train --iterations 30 --eval-every 5 --heldout data/valid --keep best --out models/kxsim\n"
         "  tape train --data data/train --roles signal,exit --iterations 50 --out models/kxsim\n"
         "  tape train --data runs/ --env single --num-env-runners 2 --num-gpus-per-learner 1 --out models/single\n"
         "  ray job submit --working-dir . -- tape train --data postgresql://…/tape --num-env-runners 16 \\\n"
@@ -74,6 +75,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                    "the history saved with the model (default 0: never)")
     t.add_argument("--heldout", nargs="+", default=(), metavar="LOG_OR_DIR",
                    help="held-out sessions for --eval-every (never trained on)")
+    t.add_argument("--keep", choices=("last", "best"), default="last",
+                   help="the version saved: the policies after the last iteration (default), or at the --eval-every "
+                   "evaluation whose held-out PnL was highest (those sessions then chose the model: evaluate it on others)")
     t.add_argument("--out", default="models/tape", metavar="DIR",
                    help="registry directory the new version is saved under (default models/tape)")
     t.add_argument("--num-env-runners", type=int, default=0, metavar="K",
@@ -289,6 +293,8 @@ async def run_train(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"--eval-every must be >= 0, got {args.eval_every}")
     if args.eval_every and not args.heldout:
         raise UsageError("--eval-every needs --heldout LOG_OR_DIR (the sessions to measure on)")
+    if args.keep == "best" and not args.eval_every:
+        raise UsageError("--keep best needs --eval-every K and --heldout LOG_OR_DIR (the evaluations it chooses among)")
     if args.heldout:
         _check_data(list(args.heldout))
     defaults = TrainConfig(data=())
@@ -299,6 +305,7 @@ async def run_train(args: argparse.Namespace, settings: Settings) -> int:
         config = TrainConfig(
             data=tuple(args.data), env=args.env, roles=roles, frozen=args.frozen, iterations=args.iterations,
             schedule=args.schedule or defaults.schedule, eval_every=args.eval_every, heldout=tuple(args.heldout),
+            keep=args.keep,
             entropy=defaults.entropy if args.entropy is None else args.entropy, rewards=rewards,
             clip=defaults.clip if args.clip is None else args.clip,
             gamma=defaults.gamma if args.gamma is None else args.gamma,
@@ -331,6 +338,10 @@ async def run_train(args: argparse.Namespace, settings: Settings) -> int:
     print(f"trained {report.version} in {time.perf_counter() - started:.0f} s: {report.iterations} iterations, "
           f"{report.env_steps:,} env steps, learner on {report.device}; episode return "
           f"{format_return(report.returns[0])} -> {format_return(report.returns[-1])}")
+    if report.kept_iteration is not None:
+        pnl = report.history[report.kept_iteration - 1]["heldout_pnl"]
+        print(f"kept iteration {report.kept_iteration} of {report.iterations} (--keep best): held-out PnL ${pnl:+,.2f}, "
+              "the best of the evaluations; those sessions chose it, so evaluate it on others")
     print(f"saved {args.out}/{report.version} (latest)\nthen:\n  tape eval --data HELD_OUT --policies "
           f"rule,random,{args.out}\n  tape paper --policies {args.out}")
     return 0

@@ -215,6 +215,33 @@ def test_staged_training_trains_the_roles_in_turn_and_records_its_history(models
     assert (tmp_path / "staged" / report.version / "training.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_keep_best_saves_the_policies_of_the_best_evaluation_with_the_whole_history(models, tmp_path):
+    """--keep best: the version saved is the policies at the evaluation whose held-out PnL was highest (the first of
+    equals), a stage's model its acting roles learned and the others the rules; played again on those sessions it
+    makes that PnL; the history is the whole run's; nothing set aside is left in the registry."""
+    from policies.evaluate import evaluate_one
+
+    heldout = models["tapes"][:2]
+    config = tiny(5, schedule="staged", iterations=3, eval_every=1, keep="best")
+    report = train(config, tmp_path / "best", tapes=models["tapes"], heldout=heldout)
+    pnls = [h["heldout_pnl"] for h in report.history]
+    assert len(pnls) == 3 and None not in pnls
+    assert report.kept_iteration == pnls.index(max(pnls)) + 1
+    model = load_model(tmp_path / "best")
+    assert model.version == report.version
+    learned = {r for r, p in model.policies().items() if p.version == report.version}
+    assert learned == set(report.history[report.kept_iteration - 1]["returns"])  # the roles acting then
+    assert evaluate_one("kept", model.policies(), heldout, cash=1_000 * 1_000_000).pnl == max(pnls)
+    assert sorted(p.name for p in (tmp_path / "best").iterdir()) == [LATEST, report.version]
+    saved = json.loads((tmp_path / "best" / report.version / "history.json").read_text())
+    assert saved == json.loads(json.dumps(report.history))
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        subprocess.run([TAPE, "train", "--data", str(tmp_path), "--keep", "best", "--out", str(tmp_path / "no")],
+                       check=True, capture_output=True, text=True, env=ENV)
+    assert refused.value.returncode == 2 and "--keep best needs --eval-every" in refused.value.stderr
+    assert not (tmp_path / "no").exists()
+
+
 def test_models_load_as_policies_without_an_algorithm(models):
     v2 = load_model(models["root"] / "roles")  # the registry: its latest
     policies = v2.policies()
