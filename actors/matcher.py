@@ -122,7 +122,6 @@ class _Order(msgspec.Struct, gc=False):
     expires_ns: int | None
     live: bool = False
     ahead: int = 0  # displayed size ahead of us in the queue, while resting
-    behind: list[int] = []  # queue_model "orders": the sizes of the orders that joined behind us, oldest first
 
     @property
     def order_id(self) -> str:
@@ -153,6 +152,7 @@ class MatcherSnapshot(msgspec.Struct, frozen=True, omit_defaults=True):
     pacer: RateLimitsSnapshot | None = None  # the pacing bucket (omitted when None, as above)
     held: list[_Due] = []  # what waits for it, in turn
     waking: bool = False  # the line's head is due to be looked at again (a "pace" entry is in ``due``)
+    behind: list[tuple[str, list[int]]] = []  # queue_model "orders": per resting order, the orders behind it (as above)
 
 
 class PaperMatcher:
@@ -191,6 +191,8 @@ class PaperMatcher:
         self._terms: dict[str, SeriesFees] = {}  # the fee terms those name
         self.own_prefix = own_prefix  # beside live orders: the client order ids whose footprint the book shows
         self._own: dict[tuple[str, str, int], int] = {}  # (market, book side, price) -> our live orders' size there
+        self._behind: dict[str, list[int]] = {}  # queue_model "orders": client order id -> the sizes of the orders
+        # that joined behind it while it rests, oldest first
         self.rested: list[tuple[str, str, int, int]] = []  # beside live orders: (client order id, market, ahead,
         # remaining) of the orders that came to rest while handling the current event
 
@@ -467,6 +469,8 @@ class PaperMatcher:
     def _remove(self, order: _Order) -> None:
         if self.orders.pop(order.client_order_id, None) is None:
             return
+        if self._behind:
+            self._behind.pop(order.client_order_id, None)
         key = (order.market, order.side)
         queue = self._resting.get(key, {}).get(order.price)
         if queue is not None and order in queue:
@@ -476,6 +480,16 @@ class PaperMatcher:
                 del self._resting[key][order.price]
                 prices = self._prices[key]
                 del prices[bisect.bisect_left(prices, order.price)]
+
+    def _trim(self, order: _Order, others: int) -> None:
+        """What joined behind ``order`` is no more than the level shows beyond the queue ahead of it (the oldest
+        leave first: a snapshot or an unexplained shrink says the record is off, and the newest are the likeliest
+        there)."""
+        behind = self._behind.get(order.client_order_id)
+        if behind:
+            room = others - order.ahead
+            while behind and sum(behind) > room:
+                behind.pop(0)
 
     def _resting_at(self, market: str, side: str, price: int) -> list[_Order]:
         return self._resting.get((market, side), {}).get(price, [])
@@ -556,17 +570,18 @@ class PaperMatcher:
                 elif self.queue_model == "share" and cancelled:
                     order.ahead -= cancelled * self.cancel_ahead_pct // 100
                 elif self.queue_model == "orders" and cancelled:
-                    if cancelled in order.behind:
-                        order.behind.remove(cancelled)
+                    behind = self._behind.get(order.client_order_id)
+                    if behind and cancelled in behind:
+                        behind.remove(cancelled)
                     else:
                         order.ahead -= cancelled
                 order.ahead = max(0, min(order.ahead, others))
-                if order.behind:
-                    _trim(order, others)
+                if self._behind:
+                    self._trim(order, others)
         elif after > before and not book.stale:
             if self.queue_model == "orders":
                 for order in self._resting_at(market, bside, level):
-                    order.behind.append(after - before)
+                    self._behind.setdefault(order.client_order_id, []).append(after - before)
             # only growth makes size available, and only at this level: resting orders of the other
             # side priced through it now cross it
             other = "ask" if bside == "bid" else "bid"
@@ -594,8 +609,8 @@ class PaperMatcher:
                 size = max(0, size - self._own.get((market, side, price), 0))
                 for order in queue:
                     order.ahead = min(order.ahead, size)
-                    if order.behind:
-                        _trim(order, size)
+                    if self._behind:
+                        self._trim(order, size)
         self._cross(market, seq, out)
 
     def _cross(self, market: str, seq: int, out: list[Event]) -> None:
@@ -650,7 +665,7 @@ class PaperMatcher:
     def snapshot(self) -> MatcherSnapshot:
         return MatcherSnapshot(
             books={m: b.snapshot() for m, b in self.books.items()},
-            orders=[msgspec.structs.replace(o, behind=list(o.behind)) for o in self.orders.values()],
+            orders=[msgspec.structs.replace(o) for o in self.orders.values()],
             waiting=list(self._waiting.values()),
             due=sorted(self._due),
             consumed=[(*k, v) for k, v in self._consumed.items()],
@@ -663,6 +678,7 @@ class PaperMatcher:
             pacer=None if self.pacer is None else self.pacer.snapshot(),
             held=list(self._held),
             waking=self._waking,
+            behind=[(coid, list(sizes)) for coid, sizes in self._behind.items() if sizes],
         )
 
     @classmethod
@@ -679,7 +695,7 @@ class PaperMatcher:
         if snap.limits is not None:
             m.limits = RateLimits.restore(snap.limits)
         m.books = {k: OrderBook.restore(v) for k, v in snap.books.items()}
-        m.orders = {o.client_order_id: msgspec.structs.replace(o, behind=list(o.behind)) for o in snap.orders}
+        m.orders = {o.client_order_id: msgspec.structs.replace(o) for o in snap.orders}
         for order in m.orders.values():  # resting = live and not yet done; queue order = placement order
             if order.live:
                 m._rest(order)
@@ -691,14 +707,7 @@ class PaperMatcher:
         m._closed = set(snap.closed)
         m._scheduled = snap.scheduled
         m._own = {(a, b, c): v for a, b, c, v in snap.own}
+        m._behind = {coid: list(sizes) for coid, sizes in snap.behind}
         for info in snap.market_info:
             m._learn(info)
         return m
-
-
-def _trim(order: _Order, others: int) -> None:
-    """What joined behind ``order`` is no more than the level shows beyond the queue ahead of it (the oldest
-    leave first: a snapshot or an unexplained shrink says the record is off, and the newest are the likeliest there)."""
-    room = others - order.ahead
-    while order.behind and sum(order.behind) > room:
-        order.behind.pop(0)

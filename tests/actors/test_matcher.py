@@ -216,13 +216,13 @@ def test_orders_a_cancel_the_size_of_an_order_that_joined_behind_us_leaves_the_q
     v.order("r", "bid", 4000, 100)
     v.feed(BookDelta(market=M, side="yes", price=4000, delta=200))
     v.feed(BookDelta(market=M, side="yes", price=4000, delta=50))
-    assert (v.m.orders["r"].ahead, v.m.orders["r"].behind) == (300, [200, 50])
+    assert (v.m.orders["r"].ahead, v.m._behind.get("r", [])) == (300, [200, 50])
     v.feed(BookDelta(market=M, side="yes", price=4000, delta=-200))
-    assert (v.m.orders["r"].ahead, v.m.orders["r"].behind) == (300, [50])
+    assert (v.m.orders["r"].ahead, v.m._behind.get("r", [])) == (300, [50])
     v.feed(BookDelta(market=M, side="yes", price=4000, delta=-120))
-    assert (v.m.orders["r"].ahead, v.m.orders["r"].behind) == (180, [50])
+    assert (v.m.orders["r"].ahead, v.m._behind.get("r", [])) == (180, [50])
     v.feed(BookDelta(market=M, side="yes", price=4000, delta=-50))
-    assert (v.m.orders["r"].ahead, v.m.orders["r"].behind) == (180, [])
+    assert (v.m.orders["r"].ahead, v.m._behind.get("r", [])) == (180, [])
     v.feed(PublicTrade(market=M, trade_id="t", yes_price=4000, count=100, taker_side="no"))
     v.feed(BookDelta(market=M, side="yes", price=4000, delta=-100))  # the trade's own shrink: the credit
     v.feed(BookDelta(market=M, side="yes", price=4000, delta=-30))  # the rest of the order it hit, cancelled
@@ -242,10 +242,13 @@ def test_orders_what_joined_behind_is_never_more_than_the_level_shows_beyond_the
     snap = v.m.snapshot()
     restored = PaperMatcher.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(snap), type=MatcherSnapshot),
                                     taker_fee, queue_model="orders")
-    assert restored.orders["r"].behind == [40, 60, 70]
+    assert restored._behind == {"r": [40, 60, 70]}
     v.book(bids=[(4000, 400)], asks=[(4500, 100)])
-    assert (v.m.orders["r"].ahead, v.m.orders["r"].behind) == (300, [70])
-    assert snap.orders[0].behind == [40, 60, 70]  # the snapshot did not follow the live state
+    assert (v.m.orders["r"].ahead, v.m._behind.get("r", [])) == (300, [70])
+    assert snap.behind == [("r", [40, 60, 70])]  # the snapshot did not follow the live state
+    v.feed(BookDelta(market=M, side="yes", price=4000, delta=-400))  # the level empties: nothing behind us
+    assert v.m._behind.get("r", []) == [] and v.m.snapshot().behind == []
+    assert "behind" not in msgspec.msgpack.decode(msgspec.msgpack.encode(PaperMatcher(taker_fee).snapshot()))
 
 
 def test_shrinkage_that_follows_a_trade_is_not_counted_as_a_cancel_too():
