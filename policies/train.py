@@ -31,7 +31,8 @@ config, the data description (sources, sessions, tapes, a digest of their events
 of the learned weights, and the **history**: per iteration its return per role (None where no episode ended) and,
 every ``eval_every`` iterations when ``heldout`` sessions are given, the held-out PnL of the policies as they are
 then (:func:`policies.evaluate.evaluate_one` on those tapes), saved as ``history.json`` beside the model with its
-curve ``training.png``. With ``keep="best"`` the version saved is the policies as they were at the evaluation whose
+curve ``training.png``. With ``imitate`` (``rule`` or ``flow``) each stage's learning roles first imitate that
+policy set's decisions on the training tapes (:mod:`policies.imitate`), then PPO goes on from there. With ``keep="best"`` the version saved is the policies as they were at the evaluation whose
 held-out PnL was highest (the first of equals), not at the last iteration: each new best is saved aside as it
 happens (a stage's model is its acting roles learned, the others ``frozen``), and the best becomes the version, with
 the whole history and ``kept_iteration`` in its report. Its held-out sessions chose it: they are then a validation set,
@@ -111,6 +112,9 @@ class TrainConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """the sessions that held-out PnL is measured on"""
     regimes: int = 0
     """states of the regime model fitted on the data and observed by every module (:mod:`policies.regimes`); 0: none"""
+    imitate: str = ""
+    """(env ``roles``) a policy set (``rule`` or ``flow``) each learning role first imitates before PPO
+    (:mod:`policies.imitate`); "" for none"""
     keep: Literal["last", "best"] = "last"
     """the version saved: the policies after the last iteration, or at the ``eval_every`` evaluation whose held-out PnL
     was highest (module docstring)"""
@@ -381,6 +385,13 @@ def train(config: TrainConfig, out: str | Path, *, tapes: Sequence[Tape] | None 
     i = 0
     plan = stages(config)
     keep_best = config.keep == "best" and bool(heldout) and config.eval_every > 0
+    demos = None
+    if config.imitate and config.env == "roles":
+        from .imitate import demonstrations
+        from .registry import load_policies
+
+        demos = demonstrations(tapes, load_policies(config.imitate), config.roles, scaling, regimes, cash=cash)
+        say(f"imitating {config.imitate}: " + ", ".join(f"{r} {len(d[2]):,} decisions" for r, d in demos.items()))
     best: tuple[float, int, str] | None = None  # (held-out PnL, iteration, version saved aside)
     aside = Path(out).resolve() / f".best-{os.getpid()}"
     try:
@@ -402,6 +413,12 @@ def train(config: TrainConfig, out: str | Path, *, tapes: Sequence[Tape] | None 
                 algo.learner_group.set_weights({m: w for m, w in weights.items() if m in acting})
                 algo.env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group,
                                                    inference_only=True)
+            if demos is not None:
+                from .imitate import imitate
+
+                agreement = imitate(algo, demos, training, seed=config.seed)
+                say("imitated: " + ", ".join(f"{r} takes {100 * a:.1f}% of the teacher's decisions"
+                                             for r, a in agreement.items()))
             if len(plan) > 1:
                 say(f"stage: {', '.join(training)} learn{'s' if len(training) == 1 else ''}"
                     f"{' (' + ', '.join(r for r in acting if r not in training) + ' acting)' if acting != training else ''}")

@@ -75,6 +75,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                    "the history saved with the model (default 0: never)")
     t.add_argument("--heldout", nargs="+", default=(), metavar="LOG_OR_DIR",
                    help="held-out sessions for --eval-every (never trained on)")
+    t.add_argument("--imitate", default="", metavar="rule|flow",
+                   help="(--env roles) each learning role first learns to decide as this policy set does on the "
+                   "training tapes (policies/imitate.py), then PPO improves on it (default: from random weights)")
     t.add_argument("--keep", choices=("last", "best"), default="last",
                    help="the version saved: the policies after the last iteration (default), or at the --eval-every "
                    "evaluation whose held-out PnL was highest (those sessions then chose the model: evaluate it on others)")
@@ -305,7 +308,7 @@ async def run_train(args: argparse.Namespace, settings: Settings) -> int:
         config = TrainConfig(
             data=tuple(args.data), env=args.env, roles=roles, frozen=args.frozen, iterations=args.iterations,
             schedule=args.schedule or defaults.schedule, eval_every=args.eval_every, heldout=tuple(args.heldout),
-            keep=args.keep,
+            keep=args.keep, imitate=args.imitate,
             entropy=defaults.entropy if args.entropy is None else args.entropy, rewards=rewards,
             clip=defaults.clip if args.clip is None else args.clip,
             gamma=defaults.gamma if args.gamma is None else args.gamma,
@@ -375,6 +378,11 @@ def _check(config) -> None:
     if not 0 < config.clip <= 1:
         raise ValueError(f"--clip must be in (0, 1], got {config.clip:g}")
     _check_regimes(config.regimes)
+    from policies.imitate import TEACHERS
+
+    if config.imitate and (config.imitate not in TEACHERS or config.env != "roles"):
+        raise ValueError(f"--imitate: {' or '.join(TEACHERS)}, with --env roles; got {config.imitate!r}"
+                         + (f" with --env {config.env}" if config.env != "roles" else ""))
     from policies.registry import ModelError, is_named, load_model, load_policies
 
     try:

@@ -472,3 +472,38 @@ def test_random_actions_in_numpy_are_not_used_by_policies():
     np.random.random(100)
     b = evaluate({"random": load_policies("random:3")}, tapes, cash=10**9)[0].per_tape
     assert a == b
+
+
+def test_imitation_records_the_teachers_decisions_as_the_networks_will_see_them(models, tmp_path):
+    """--imitate flow: the demonstrations are flow's decisions on the training tapes, each as the role's action index,
+    with the observation scaled as the role's network sees it and a mask that allows it; training with them says
+    how much of the teacher each role took, and a teacher that is not a policy set is refused."""
+    from policies.base import EntryDecision, SignalDecision, SizingDecision
+    from policies.imitate import action_index, demonstrations
+    from policies.registry import load_policies
+    from policies.roles import SIZES
+    from policies.train import fit_scaling
+
+    every = np.ones(len(SIZES), dtype=np.float32)
+    assert action_index("signal", SignalDecision("buy_no", 1.0), every) == 2
+    assert action_index("entry", EntryDecision("cross"), every) == 2
+    assert action_index("sizing", SizingDecision(700), every) == SIZES.index(5)  # 7 contracts: 5 is nearest
+    assert action_index("sizing", SizingDecision(700), np.array([1, 1, 1, 0, 0, 0], dtype=np.float32)) == 2
+    tapes = models["tapes"]
+    scaling = fit_scaling(tapes, "roles")
+    demos = demonstrations(tapes, load_policies("flow"), ("signal", "exit"), scaling, cash=1_000 * 1_000_000)
+    assert set(demos) <= {"signal", "exit"} and "signal" in demos
+    for role, (seen, masks, actions) in demos.items():
+        assert seen.shape == (len(actions), len(OBSERVATION_NAMES[role])) and masks.shape[0] == len(actions)
+        assert all(masks[np.arange(len(actions)), actions] == 1)  # the teacher never did what the mask forbids
+        assert abs(float(seen.mean())) < 5  # scaled, not raw (prices are thousands of ticks)
+    lines: list[str] = []
+    report = train(tiny(6, roles=("signal",), imitate="flow"), tmp_path / "imitated", tapes=tapes, say=lines.append)
+    assert any(line.startswith("imitating flow: signal ") for line in lines), lines
+    took = [line for line in lines if line.startswith("imitated: signal takes ")]
+    assert len(took) == 1 and 0.0 <= float(took[0].split("takes ")[1].split("%")[0]) <= 100.0
+    assert load_model(tmp_path / "imitated").version == report.version
+    refused = subprocess.run([TAPE, "train", "--data", str(tmp_path), "--imitate", "random", "--out",
+                              str(tmp_path / "no")], capture_output=True, text=True, env=ENV)
+    assert refused.returncode == 2 and "--imitate: rule or flow" in refused.stderr, refused.stderr
+    assert not (tmp_path / "no").exists()
