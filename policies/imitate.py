@@ -60,6 +60,7 @@ def demonstrations(tapes: Sequence[Tape], teacher: Mapping[Role, Policy], roles:
                    cash: int) -> Demonstrations:
     """The teacher's decisions on ``tapes`` for ``roles`` (module docstring)."""
     from .episode import Episode
+    from .registry import network_input
 
     filtered = regime_filter(regimes)
     rows: dict[Role, tuple[list[np.ndarray], list[np.ndarray], list[int]]] = {r: ([], [], []) for r in roles}
@@ -71,11 +72,7 @@ def demonstrations(tapes: Sequence[Tape], teacher: Mapping[Role, Policy], roles:
         def decide(self, obs: Any) -> Any:
             decided = self.policy.decide(obs)
             if self.role in rows:
-                vector = obs.vector()
-                if filtered is not None:
-                    vector = filtered.extend(vector, obs.view.history)
-                if self.role in scaling:
-                    vector = scaling[self.role].apply(vector)
+                vector = network_input(obs, scaling.get(self.role), filtered)
                 mask = action_mask(self.role, obs)
                 seen, masks, actions = rows[self.role]
                 seen.append(np.asarray(vector, dtype=np.float32))

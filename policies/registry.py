@@ -77,8 +77,8 @@ from .regimes import REGIME_FEATURES, RegimeFilter, RegimeModel
 from .roles import ROLE_ACTIONS, action_mask, decision, random_policies
 
 __all__ = ["MODELS_ENV", "MODEL_FILE", "PROVIDER", "Model", "ModelError", "ModelPolicy", "ModelSource", "adopt_model",
-           "base_policy", "is_named", "load_model",
-           "load_policies", "loader", "locate", "model_events", "resolve", "save_model"]
+           "base_policy", "is_named", "load_model", "load_policies", "loader", "locate", "model_events", "network_input",
+           "resolve", "save_model"]
 
 MODEL_FILE = "model.json"
 MODELS_ENV = "TAPE_MODELS"
@@ -516,6 +516,14 @@ def _act(module: Any, vector: np.ndarray, mask: np.ndarray | None = None) -> tup
         return action, float(probs[action])
 
 
+def network_input(obs: Any, scaling: Scaling | None, regimes: RegimeFilter | None) -> np.ndarray:
+    """A role's observation as its network sees it: the regime probabilities appended, then the scaling."""
+    vector = obs.vector()
+    if regimes is not None:
+        vector = regimes.extend(vector, obs.view.history)
+    return vector if scaling is None else scaling.apply(vector)
+
+
 class ModelPolicy:
     """A role decided by its trained module (module docstring)."""
 
@@ -529,11 +537,7 @@ class ModelPolicy:
         self.regimes = regimes
 
     def decide(self, obs: Any) -> Any:
-        vector = obs.vector()
-        if self.regimes is not None:
-            vector = self.regimes.extend(vector, obs.view.history)
-        if self.scaling is not None:
-            vector = self.scaling.apply(vector)
+        vector = network_input(obs, self.scaling, self.regimes)
         action, probability = _act(self.module, vector, action_mask(self.role, obs) if self.masked else None)
         return decision(self.role, action, min(1.0, probability))
 
